@@ -1,0 +1,332 @@
+"""SentenceTransformer: sentence-transformers' encode() API on an ONNX graph, in NumPy."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Iterator, Literal, Sequence
+
+import numpy as np
+
+from lightembed import session as sessions
+from lightembed.config import ModelConfig, load_config, read_json
+from lightembed.hub import resolve
+from lightembed.inputs import (
+    OUTPUT_VALUES,
+    as_text_list,
+    check_batch_size,
+    check_precision,
+    check_truncate_dim,
+)
+from lightembed.modules import l2_normalize
+from lightembed.pooling import exclude_prompt, pool
+from lightembed.tokenize import Tokenizer
+
+logger = logging.getLogger(__name__)
+
+_SIMILARITY_NAMES = ("cosine", "dot", "euclidean", "manhattan")
+# model_kwargs keys that only mean something to torch/transformers: accepted and ignored with a warning.
+_ONNX_MODEL_KWARGS = ("file_name", "provider", "providers", "subfolder", "export")
+
+
+def progress(iterable: Sequence[Any] | range, enabled: bool, desc: str) -> Any:
+    """Wrap in a tqdm bar when enabled and tqdm is installed (the `progress` extra)."""
+    if not enabled:
+        return iterable
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        warnings.warn(
+            "show_progress_bar=True needs tqdm: pip install 'lightembed[progress]'. Continuing without a bar.",
+            stacklevel=3,
+        )
+        return iterable
+    return tqdm(iterable, desc=desc)
+
+
+class SentenceTransformer:
+    """Embeds texts with a sentence-transformers model exported to ONNX, with sentence-transformers' API.
+
+    `model_name_or_path` is a local folder or a Hugging Face Hub repo id holding an ONNX file
+    (`onnx/model.onnx` or `model.onnx` unless `file_name` picks another, e.g. "onnx/model_O3.onnx").
+    `device` is None (CUDA if onnxruntime offers it, else CPU), "cpu", "cuda" or "cuda:N"; `providers`
+    overrides it with onnxruntime's own list. `threads` sets intra-op threads (default: the usable cores).
+    """
+
+    def __init__(
+        self,
+        model_name_or_path: str | Path,
+        device: str | None = None,
+        *,
+        file_name: str | None = None,
+        revision: str | None = None,
+        cache_folder: str | None = None,
+        local_files_only: bool = False,
+        token: bool | str | None = None,
+        providers: Sequence[Any] | None = None,
+        threads: int | None = None,
+        truncate_dim: int | None = None,
+        prompts: dict[str, str] | None = None,
+        default_prompt_name: str | None = None,
+        similarity_fn_name: str | None = None,
+        model_kwargs: dict[str, Any] | None = None,
+        backend: str = "onnx",
+        trust_remote_code: bool = False,
+    ) -> None:
+        if backend != "onnx":
+            raise ValueError(f"lightembed runs ONNX models only: backend must be 'onnx', got {backend!r}.")
+        model_kwargs = dict(model_kwargs or {})
+        ignored = sorted(set(model_kwargs) - set(_ONNX_MODEL_KWARGS))
+        if ignored:
+            warnings.warn(f"model_kwargs {ignored} have no meaning for an ONNX model and are ignored.", stacklevel=2)
+        file_name = file_name or model_kwargs.get("file_name")
+        if model_kwargs.get("subfolder") and file_name and "/" not in file_name:
+            file_name = f"{model_kwargs['subfolder']}/{file_name}"
+        if providers is None and model_kwargs.get("provider"):
+            providers = [model_kwargs["provider"]]
+        self.truncate_dim = check_truncate_dim(truncate_dim)
+
+        self.model_dir, self.onnx_path = resolve(
+            model_name_or_path,
+            file_name=file_name,
+            revision=revision,
+            cache_folder=cache_folder,
+            local_files_only=local_files_only,
+            token=token,
+        )
+        self.config: ModelConfig = load_config(self.model_dir)
+        self.tokenizer_wrapper = Tokenizer.from_dir(
+            self.config.transformer_dir, self.config.max_seq_length, self.config.do_lower_case
+        )
+        self.providers = sessions.resolve_providers(device, providers)
+        self._graph = sessions.OnnxGraph(
+            sessions.create_session(self.onnx_path, self.providers, threads),
+            preferred_outputs=("last_hidden_state", "token_embeddings"),
+        )
+        self.device = "cuda" if sessions.CUDA in self._graph.session.get_providers() else "cpu"
+
+        self.prompts: dict[str, str] = dict(self.config.prompts)
+        if prompts:
+            self.prompts.update(prompts)
+        self.default_prompt_name = default_prompt_name or self.config.default_prompt_name
+        if self.default_prompt_name is not None and self.default_prompt_name not in self.prompts:
+            raise ValueError(
+                f"Default prompt name {self.default_prompt_name!r} is not in the prompts {list(self.prompts)}."
+            )
+        name = similarity_fn_name or self.config.similarity_fn_name or "cosine"
+        if name not in _SIMILARITY_NAMES:
+            raise ValueError(f"similarity_fn_name must be one of {_SIMILARITY_NAMES}, got {name!r}.")
+        self.similarity_fn_name = name
+        hidden = read_json(self.config.transformer_dir / "config.json")
+        self._hidden_size = self._graph.output_width or hidden.get("hidden_size") or hidden.get("d_model")
+
+    # ----- properties sentence-transformers users read ---------------------------------------------
+    @property
+    def max_seq_length(self) -> int | None:
+        """Inputs longer than this many tokens (special tokens included) are truncated."""
+        return self.tokenizer_wrapper.max_length
+
+    @max_seq_length.setter
+    def max_seq_length(self, value: int | None) -> None:
+        self.tokenizer_wrapper.max_length = value
+
+    @property
+    def tokenizer(self) -> Any:
+        """The underlying `tokenizers.Tokenizer`."""
+        return self.tokenizer_wrapper.backend
+
+    def get_max_seq_length(self) -> int | None:
+        return self.max_seq_length
+
+    def get_sentence_embedding_dimension(self) -> int | None:
+        """Dimension of the vectors encode() returns (after truncate_dim)."""
+        dim = self.config.output_dimension(self._hidden_size)
+        if dim is not None and self.truncate_dim is not None:
+            return min(dim, self.truncate_dim)
+        return dim
+
+    def tokenize(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
+        """Token arrays for `texts`, padded to the longest: input_ids, attention_mask, token_type_ids."""
+        texts, _ = as_text_list(texts, "texts")
+        return self.tokenizer_wrapper(texts).as_dict()
+
+    # ----- encoding ---------------------------------------------------------------------------------
+    def _resolve_prompt(self, prompt: str | None, prompt_name: str | None) -> str | None:
+        if prompt is not None:
+            if not isinstance(prompt, str):
+                raise TypeError(f"prompt must be a string, got {type(prompt).__name__}.")
+            if prompt_name is not None:
+                logger.warning("Both prompt and prompt_name given; using prompt and ignoring prompt_name.")
+            return prompt
+        if prompt_name is not None:
+            if prompt_name not in self.prompts:
+                raise ValueError(
+                    f"Prompt name {prompt_name!r} not found in the configured prompts {list(self.prompts)!r}."
+                )
+            return self.prompts[prompt_name]
+        if self.default_prompt_name is not None:
+            return self.prompts.get(self.default_prompt_name)
+        return None
+
+    def _batches(self, texts: list[str], batch_size: int) -> Iterator[tuple[np.ndarray, Any]]:
+        """Yield (original indices, padded batch), longest inputs first, so padding stays small."""
+        encodings = self.tokenizer_wrapper.encode(texts)
+        order = np.argsort([-len(e.ids) for e in encodings], kind="stable")
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            yield idx, self.tokenizer_wrapper.pad([encodings[i] for i in idx])
+
+    def _sentence_embeddings(
+        self, token_embeddings: np.ndarray, attention_mask: np.ndarray, prompt_length: int | None
+    ) -> np.ndarray:
+        if prompt_length is not None:
+            attention_mask = exclude_prompt(attention_mask, prompt_length)
+        emb = pool(token_embeddings, attention_mask, self.config.pooling.modes)
+        for module in self.config.post:
+            emb = module(emb)
+        return emb
+
+    def encode(
+        self,
+        inputs: str | Sequence[str] | None = None,
+        prompt_name: str | None = None,
+        prompt: str | None = None,
+        batch_size: int = 32,
+        show_progress_bar: bool | None = None,
+        output_value: Literal["sentence_embedding", "token_embeddings"] | None = "sentence_embedding",
+        precision: Literal["float32", "int8", "uint8", "binary", "ubinary"] = "float32",
+        convert_to_numpy: bool = True,
+        convert_to_tensor: bool = False,
+        device: str | None = None,
+        normalize_embeddings: bool = False,
+        truncate_dim: int | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Embed one text (1-D result) or a list of texts ((n, dim) result, input order kept).
+
+        Same semantics as sentence-transformers' encode(). There is no torch here, so
+        `convert_to_tensor=True` returns a NumPy array too; `convert_to_numpy=False` returns a list of
+        1-D arrays.
+        """
+        if "sentences" in kwargs:
+            if inputs is not None:
+                raise TypeError("Pass either inputs or sentences, not both.")
+            inputs = kwargs.pop("sentences")
+        for key in ("pool", "chunk_size"):
+            if kwargs.get(key, None) is None:
+                kwargs.pop(key, None)
+        if kwargs:
+            raise ValueError(f"encode() got keyword arguments it does not use: {sorted(kwargs)}.")
+        texts, single = as_text_list(inputs)
+        batch_size = check_batch_size(batch_size)
+        check_precision(precision)
+        if output_value not in OUTPUT_VALUES:
+            raise ValueError(f"output_value must be one of {OUTPUT_VALUES}, got {output_value!r}.")
+        if device is not None and str(device).split(":")[0] != self.device:
+            raise ValueError(
+                f"This model runs on {self.device!r}; to use {device!r}, load it with "
+                f"SentenceTransformer(..., device={device!r})."
+            )
+        truncate_dim = check_truncate_dim(truncate_dim) or self.truncate_dim
+        resolved_prompt = self._resolve_prompt(prompt, prompt_name)
+        prompt_length = None
+        if resolved_prompt:
+            texts = [resolved_prompt + text for text in texts]
+            if not self.config.pooling.include_prompt:
+                prompt_length = self.tokenizer_wrapper.prompt_length(resolved_prompt)
+
+        sentence: list[np.ndarray | None] = [None] * len(texts)
+        tokens: list[Any] = [None] * len(texts)
+        n_batches = (len(texts) + batch_size - 1) // batch_size
+        batches = progress(self._batches(texts, batch_size), bool(show_progress_bar), "Batches")
+        if bool(show_progress_bar) and hasattr(batches, "total"):
+            batches.total = n_batches
+        for idx, batch in batches:
+            hidden = self._graph(batch.as_dict())
+            if output_value != "sentence_embedding":
+                for row, i in enumerate(idx):
+                    last = int(np.flatnonzero(batch.attention_mask[row]).max(initial=0))
+                    tokens[i] = hidden[row, : last + 1]
+            if output_value != "token_embeddings":
+                emb = self._sentence_embeddings(hidden, batch.attention_mask, prompt_length)
+                if truncate_dim is not None:
+                    emb = emb[:, :truncate_dim]
+                if normalize_embeddings:
+                    emb = l2_normalize(emb)
+                for row, i in enumerate(idx):
+                    sentence[i] = emb[row]
+            if output_value is None:
+                for row, i in enumerate(idx):
+                    sentence[i] = {
+                        "sentence_embedding": sentence[i],
+                        "token_embeddings": tokens[i],
+                        "input_ids": batch.input_ids[row, : batch.lengths[row]],
+                        "attention_mask": batch.attention_mask[row],
+                    }
+
+        if output_value == "token_embeddings":
+            return tokens[0] if single else tokens
+        if output_value is None:
+            return sentence[0] if single else sentence
+        return self._finish(sentence, single, precision, convert_to_numpy or convert_to_tensor, truncate_dim)
+
+    def _finish(
+        self, rows: list[Any], single: bool, precision: str, as_array: bool, truncate_dim: int | None
+    ) -> Any:
+        if rows:
+            out = np.stack(rows)
+        else:
+            dim = self.config.output_dimension(self._hidden_size) or 0
+            out = np.zeros((0, min(dim, truncate_dim) if truncate_dim else dim), dtype=np.float32)
+        if precision != "float32":
+            from lightembed.util import quantize_embeddings
+
+            if len(out):
+                out = quantize_embeddings(out, precision=precision)
+            else:
+                width = out.shape[1] // 8 if precision in ("binary", "ubinary") else out.shape[1]
+                dtype = np.int8 if precision in ("int8", "binary") else np.uint8
+                out = np.zeros((0, width), dtype=dtype)
+        if single:
+            return out[0]
+        return out if as_array else list(out)
+
+    def encode_query(self, inputs: str | Sequence[str] | None = None, **kwargs: Any) -> Any:
+        """encode() with the "query" prompt when the model has one and no prompt was given."""
+        return self._encode_role("query", inputs, kwargs)
+
+    def encode_document(self, inputs: str | Sequence[str] | None = None, **kwargs: Any) -> Any:
+        """encode() with the "document" prompt when the model has one and no prompt was given."""
+        return self._encode_role("document", inputs, kwargs)
+
+    def _encode_role(self, role: str, inputs: Any, kwargs: dict[str, Any]) -> Any:
+        if kwargs.get("prompt_name") is None and kwargs.get("prompt") is None and role in self.prompts:
+            kwargs["prompt_name"] = role
+        return self.encode(inputs, **kwargs)
+
+    # ----- similarity -------------------------------------------------------------------------------
+    def _similarity_fns(self) -> tuple[Callable[..., np.ndarray], Callable[..., np.ndarray]]:
+        from lightembed import util
+
+        return {
+            "cosine": (util.cos_sim, util.pairwise_cos_sim),
+            "dot": (util.dot_score, util.pairwise_dot_score),
+            "euclidean": (util.euclidean_sim, util.pairwise_euclidean_sim),
+            "manhattan": (util.manhattan_sim, util.pairwise_manhattan_sim),
+        }[self.similarity_fn_name]
+
+    def similarity(self, embeddings1: Any, embeddings2: Any) -> np.ndarray:
+        """(n, m) scores between two sets of embeddings with the model's similarity function."""
+        return self._similarity_fns()[0](embeddings1, embeddings2)
+
+    def similarity_pairwise(self, embeddings1: Any, embeddings2: Any) -> np.ndarray:
+        """(n,) scores between row i of each set with the model's similarity function."""
+        return self._similarity_fns()[1](embeddings1, embeddings2)
+
+    def __repr__(self) -> str:
+        return (
+            f"SentenceTransformer(path={str(self.model_dir)!r}, onnx={self.onnx_path.name!r}, "
+            f"pooling={self.config.pooling.modes}, max_seq_length={self.max_seq_length}, "
+            f"dim={self.get_sentence_embedding_dimension()}, providers={self._graph.session.get_providers()})"
+        )

@@ -1,0 +1,118 @@
+"""Finds a model folder (local, or a Hub snapshot) and the ONNX file in it to run."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+# Everything a runtime needs from a repo except weights: configs, tokenizer files, module folders' configs
+# and Dense weights (module folders hold safetensors; the transformer's own weights sit at the root).
+_CONFIG_PATTERNS = ["*.json", "*.txt", "*.model", "*/*.safetensors"]
+_DEFAULT_ONNX = ("onnx/model.onnx", "model.onnx")
+_TORCH_WEIGHTS = ("model.safetensors", "pytorch_model.bin", "tf_model.h5", "flax_model.msgpack")
+_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$")
+
+
+def onnx_candidates(file_name: str | None) -> list[str]:
+    """Relative paths to try, in order, for the ONNX file (`file_name` may be bare or include `onnx/`)."""
+    if file_name is None:
+        return list(_DEFAULT_ONNX)
+    file_name = file_name.replace("\\", "/").lstrip("/")
+    if "/" in file_name:
+        return [file_name]
+    return [file_name, f"onnx/{file_name}"]
+
+
+def find_onnx_file(folder: Path, file_name: str | None, source: str | None = None) -> Path:
+    """The ONNX file to load from `folder`, or an error that says what to do instead."""
+    source = source or str(folder)
+    for candidate in onnx_candidates(file_name):
+        if (folder / candidate).is_file():
+            return folder / candidate
+    present = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.onnx"))
+    if file_name is not None:
+        raise FileNotFoundError(
+            f"ONNX file {file_name!r} not found in {source}. ONNX files there: {present or 'none'}."
+        )
+    if present:
+        raise FileNotFoundError(
+            f"{source} has no onnx/model.onnx or model.onnx; choose one of {present} with file_name=..."
+        )
+    if any((folder / name).is_file() for name in _TORCH_WEIGHTS):
+        raise FileNotFoundError(
+            f"{source} holds torch weights but no ONNX file. Export it first:\n"
+            f"    pip install ./export   # or: pip install lightembed-export\n"
+            f"    lightembed-export {source} -o <output_folder>\n"
+            "then load <output_folder>."
+        )
+    raise FileNotFoundError(
+        f"{source} is not a model folder: it has no ONNX file, no modules.json, config.json or tokenizer.json."
+    )
+
+
+def resolve(
+    model_name_or_path: str | Path,
+    *,
+    file_name: str | None = None,
+    revision: str | None = None,
+    cache_folder: str | None = None,
+    local_files_only: bool = False,
+    token: bool | str | None = None,
+) -> tuple[Path, Path]:
+    """Return (model folder, ONNX file) for a local folder or a Hub repo id.
+
+    A Hub repo is fetched with huggingface_hub into the standard cache (or `cache_folder`), restricted to
+    configs, tokenizer files and the one ONNX file chosen; HF_HUB_OFFLINE=1 and `local_files_only` read the
+    cache only. Torch weights are never downloaded.
+    """
+    if not isinstance(model_name_or_path, (str, Path)):
+        raise TypeError(f"model_name_or_path must be a str or Path, got {type(model_name_or_path).__name__}.")
+    path = Path(model_name_or_path).expanduser()
+    if path.is_dir():
+        return path, find_onnx_file(path, file_name)
+    if path.exists():
+        raise ValueError(f"{path} is a file, not a model folder.")
+    name = str(model_name_or_path)
+    if not _REPO_ID.match(name):
+        raise FileNotFoundError(f"No model folder at {name!r}, and it is not a valid Hugging Face Hub repo id.")
+    return _from_hub(name, file_name, revision, cache_folder, local_files_only, token)
+
+
+def _from_hub(
+    repo_id: str,
+    file_name: str | None,
+    revision: str | None,
+    cache_folder: str | None,
+    local_files_only: bool,
+    token: bool | str | None,
+) -> tuple[Path, Path]:
+    from huggingface_hub import snapshot_download  # imported only when a Hub id must be resolved
+
+    candidates = onnx_candidates(file_name)
+    groups = [candidates] if file_name is not None else [[c] for c in candidates]
+    folder: Path | None = None
+    last_error: Exception | None = None
+    for group in groups:
+        patterns = _CONFIG_PATTERNS + [p for c in group for p in (c, f"{c}_data", f"{c}.data")]
+        try:
+            folder = Path(
+                snapshot_download(
+                    repo_id,
+                    revision=revision,
+                    cache_dir=cache_folder,
+                    local_files_only=local_files_only,
+                    token=token,
+                    allow_patterns=patterns,
+                )
+            )
+        except Exception as exc:  # huggingface_hub raises many types: offline, not found, auth, network
+            last_error = exc
+            continue
+        if any((folder / c).is_file() for c in group):
+            break
+    if folder is None:
+        raise FileNotFoundError(
+            f"Could not find {repo_id!r} as a local folder or on the Hugging Face Hub"
+            f"{' (revision ' + revision + ')' if revision else ''}: {type(last_error).__name__}: {last_error}"
+        ) from None
+    return folder, find_onnx_file(folder, file_name, source=repo_id)

@@ -1,0 +1,56 @@
+"""Validation of what users pass to encode(): clear errors instead of crashes or silent garbage."""
+
+from __future__ import annotations
+
+from typing import Any
+
+ALLOWED_PRECISIONS = ("float32", "int8", "uint8", "binary", "ubinary")
+OUTPUT_VALUES = ("sentence_embedding", "token_embeddings", None)
+
+
+def as_text_list(inputs: Any, name: str = "inputs") -> tuple[list[str], bool]:
+    """Return (texts, was_single_string). Rejects None, bytes, nested lists and non-string items."""
+    if inputs is None:
+        raise TypeError(f"{name} must be a string or a list of strings, got None.")
+    if isinstance(inputs, str):
+        return [inputs], True
+    if isinstance(inputs, (bytes, bytearray)):
+        raise TypeError(f"{name} must be str, not {type(inputs).__name__}; decode it first (e.g. .decode('utf-8')).")
+    if isinstance(inputs, dict):
+        raise TypeError(f"{name} must be a string or a list of strings, got a dict.")
+    if hasattr(inputs, "tolist") and not isinstance(inputs, (list, tuple)):
+        inputs = inputs.tolist()  # numpy arrays of strings
+    try:
+        texts = list(inputs)
+    except TypeError:
+        raise TypeError(
+            f"{name} must be a string or a list of strings, got {type(inputs).__name__}."
+        ) from None
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            kind = "None" if text is None else type(text).__name__
+            extra = " (nested lists are not accepted: pass a flat list of strings)" if isinstance(
+                text, (list, tuple)
+            ) else ""
+            raise TypeError(f"{name}[{i}] must be a string, got {kind}{extra}.")
+    return texts, False
+
+
+def check_batch_size(batch_size: Any) -> int:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
+    return batch_size
+
+
+def check_precision(precision: Any) -> str:
+    if precision not in ALLOWED_PRECISIONS:
+        raise ValueError(f"Precision {precision!r} is not supported, must be one of {ALLOWED_PRECISIONS}.")
+    return precision
+
+
+def check_truncate_dim(truncate_dim: Any) -> int | None:
+    if truncate_dim is None:
+        return None
+    if isinstance(truncate_dim, bool) or not isinstance(truncate_dim, int) or truncate_dim < 1:
+        raise ValueError(f"truncate_dim must be a positive integer or None, got {truncate_dim!r}.")
+    return truncate_dim

@@ -1,0 +1,53 @@
+"""Read tensors from a .safetensors file with NumPy alone (no torch, no safetensors package)."""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+import numpy as np
+
+_DTYPES = {
+    "F64": np.float64,
+    "F32": np.float32,
+    "F16": np.float16,
+    "I64": np.int64,
+    "I32": np.int32,
+    "I16": np.int16,
+    "I8": np.int8,
+    "U8": np.uint8,
+    "BOOL": np.bool_,
+}
+
+
+def load_safetensors(path: str | Path) -> dict[str, np.ndarray]:
+    """Return every tensor in a safetensors file as a float32-or-native NumPy array (BF16 becomes float32)."""
+    path = Path(path)
+    data = path.read_bytes()
+    if len(data) < 8:
+        raise ValueError(f"{path} is not a safetensors file: it is only {len(data)} bytes long.")
+    (header_len,) = struct.unpack("<Q", data[:8])
+    if header_len > len(data) - 8:
+        raise ValueError(f"{path} is not a valid safetensors file: its header length is out of range.")
+    try:
+        header = json.loads(data[8 : 8 + header_len])
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path} is not a valid safetensors file: unreadable header ({exc}).") from None
+    body = memoryview(data)[8 + header_len :]
+    tensors: dict[str, np.ndarray] = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        start, end = info["data_offsets"]
+        raw = body[start:end]
+        dtype = info["dtype"]
+        if dtype == "BF16":
+            bits = np.frombuffer(raw, dtype="<u2").astype(np.uint32) << 16
+            array = bits.view(np.float32)
+        elif dtype in _DTYPES:
+            array = np.frombuffer(raw, dtype=np.dtype(_DTYPES[dtype]).newbyteorder("<")).copy()
+        else:
+            raise ValueError(f"{path}: tensor {name!r} has unsupported dtype {dtype}.")
+        tensors[name] = array.reshape(info["shape"])
+    return tensors

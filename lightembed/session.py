@@ -1,0 +1,177 @@
+"""The one place that chooses execution providers and creates ONNX Runtime sessions."""
+
+from __future__ import annotations
+
+import os
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Sequence
+
+import onnxruntime as ort
+
+CPU = "CPUExecutionProvider"
+CUDA = "CUDAExecutionProvider"
+
+
+def usable_cores() -> int:
+    """Cores this process may actually use: CPU affinity, capped by a cgroup CPU quota if one is set."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    quota = _cgroup_cpu_quota()
+    if quota is not None:
+        cores = min(cores, max(1, int(quota + 0.999)))
+    return max(1, cores)
+
+
+def _cgroup_cpu_quota() -> float | None:
+    try:  # cgroup v2
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            return int(quota) / int(period)
+        return None
+    except (OSError, ValueError):
+        pass
+    try:  # cgroup v1
+        quota_us = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us").read_text())
+        period_us = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us").read_text())
+        if quota_us > 0 and period_us > 0:
+            return quota_us / period_us
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def _installed_onnxruntime_wheels() -> list[str]:
+    found = []
+    for dist in ("onnxruntime", "onnxruntime-gpu", "onnxruntime-directml", "onnxruntime-openvino"):
+        try:
+            found.append(f"{dist}=={metadata.version(dist)}")
+        except metadata.PackageNotFoundError:
+            pass
+    return found
+
+
+def _cuda_unavailable_reason() -> str:
+    wheels = _installed_onnxruntime_wheels()
+    names = [w.split("==")[0] for w in wheels]
+    if "onnxruntime-gpu" in names and "onnxruntime" in names:
+        why = (
+            "both the 'onnxruntime' (CPU) and 'onnxruntime-gpu' wheels are installed over each other; "
+            "run `pip uninstall -y onnxruntime onnxruntime-gpu && pip install onnxruntime-gpu`"
+        )
+    elif "onnxruntime-gpu" in names:
+        why = "onnxruntime-gpu is installed but cannot load CUDA (check the CUDA/cuDNN libraries and driver)"
+    else:
+        why = "the CPU-only 'onnxruntime' wheel is installed; install 'onnxruntime-gpu' instead to use CUDA"
+    return (
+        f"CUDA was requested, but onnxruntime offers no CUDAExecutionProvider "
+        f"(available: {ort.get_available_providers()}; installed: {wheels or 'none found'}): {why}."
+    )
+
+
+def resolve_providers(device: str | None = None, providers: Sequence[Any] | None = None) -> list[Any]:
+    """Pick execution providers.
+
+    `providers` (onnxruntime's own list) wins. Otherwise `device`: None gives CUDA when onnxruntime has it,
+    else CPU (never another provider implicitly); "cpu" gives CPU; "cuda"/"cuda:N" gives CUDA on GPU N or
+    raises if onnxruntime cannot offer CUDA.
+    """
+    available = ort.get_available_providers()
+    if providers is not None:
+        providers = list(providers)
+        if not providers:
+            raise ValueError("providers must name at least one onnxruntime execution provider.")
+        for provider in providers:
+            name = provider[0] if isinstance(provider, (tuple, list)) else provider
+            if not isinstance(name, str):
+                raise TypeError(f"providers entries must be names or (name, options) pairs, got {provider!r}.")
+            if name not in available:
+                if name == CUDA:
+                    raise ValueError(_cuda_unavailable_reason())
+                raise ValueError(f"Execution provider {name!r} is not available; available: {available}.")
+        return providers
+    if device is None:
+        return [CUDA, CPU] if CUDA in available else [CPU]
+    if not isinstance(device, str):
+        raise TypeError(f"device must be a string such as 'cpu' or 'cuda:0', got {type(device).__name__}.")
+    kind, _, index = device.lower().partition(":")
+    if kind == "cpu" and not index:
+        return [CPU]
+    if kind == "cuda":
+        if index and not index.isdigit():
+            raise ValueError(f"Invalid device {device!r}: expected 'cuda' or 'cuda:N'.")
+        if CUDA not in available:
+            raise ValueError(_cuda_unavailable_reason())
+        return [(CUDA, {"device_id": int(index or 0)}), CPU]
+    raise ValueError(f"Unsupported device {device!r}: use 'cpu', 'cuda' or 'cuda:N'.")
+
+
+def provider_names(providers: Sequence[Any]) -> list[str]:
+    """The provider names of a providers list that may hold (name, options) pairs."""
+    return [p[0] if isinstance(p, (tuple, list)) else p for p in providers]
+
+
+def create_session(
+    path: str | Path, providers: Sequence[Any], threads: int | None = None
+) -> ort.InferenceSession:
+    """Create an inference session for `path` with the given providers and intra-op thread count."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"ONNX model file not found: {path}")
+    if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
+        raise ValueError(f"threads must be a positive integer, got {threads!r}.")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads or usable_cores()
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    try:
+        session = ort.InferenceSession(str(path), sess_options=options, providers=list(providers))
+    except Exception as exc:  # onnxruntime raises its own exception types for corrupt files
+        raise ValueError(f"Could not load ONNX model {path}: {exc}") from None
+    wanted = provider_names(providers)
+    if CUDA in wanted and CUDA not in session.get_providers():
+        raise ValueError(
+            f"CUDA was requested but onnxruntime fell back to {session.get_providers()} for {path}: "
+            "the CUDA libraries or the GPU could not be loaded."
+        )
+    return session
+
+
+_ORT_INT_TYPES = {"tensor(int64)": "int64", "tensor(int32)": "int32"}
+_KNOWN_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+class OnnxGraph:
+    """A session plus what it declares: feeds it only the inputs it takes, with the dtypes it takes."""
+
+    def __init__(self, session: ort.InferenceSession, preferred_outputs: Sequence[str] = ()) -> None:
+        self.session = session
+        self.input_dtypes: dict[str, str] = {}
+        for node in session.get_inputs():
+            if node.name not in _KNOWN_INPUTS:
+                raise ValueError(
+                    f"The ONNX graph takes an input {node.name!r} that lightembed cannot provide "
+                    f"(it provides {_KNOWN_INPUTS})."
+                )
+            if node.type not in _ORT_INT_TYPES:
+                raise ValueError(f"The ONNX graph's input {node.name!r} has unsupported type {node.type}.")
+            self.input_dtypes[node.name] = _ORT_INT_TYPES[node.type]
+        if "input_ids" not in self.input_dtypes:
+            raise ValueError("The ONNX graph has no 'input_ids' input; it is not a text transformer.")
+        outputs = [node.name for node in session.get_outputs()]
+        self.output_name = next((name for name in preferred_outputs if name in outputs), outputs[0])
+        shape = next(node.shape for node in session.get_outputs() if node.name == self.output_name)
+        self.output_width: int | None = shape[-1] if shape and isinstance(shape[-1], int) else None
+
+    @property
+    def input_names(self) -> list[str]:
+        return list(self.input_dtypes)
+
+    def __call__(self, arrays: dict[str, Any]) -> Any:
+        """Run the graph on int arrays keyed by input name; returns the chosen output as float32."""
+        feed = {name: arrays[name].astype(dtype, copy=False) for name, dtype in self.input_dtypes.items()}
+        (out,) = self.session.run([self.output_name], feed)
+        return out if out.dtype == "float32" else out.astype("float32")
