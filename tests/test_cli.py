@@ -1,0 +1,49 @@
+"""The `lightembed` console script."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+
+from lightembed import SentenceTransformer
+from lightembed.cli import main
+
+
+def test_encode_prints_json(tiny_model, capsys):
+    assert main(["encode", str(tiny_model), "hello world", "the cat"]) == 0
+    out = np.array(json.loads(capsys.readouterr().out))
+    np.testing.assert_allclose(out, SentenceTransformer(tiny_model).encode(["hello world", "the cat"]), atol=1e-6)
+
+
+def test_encode_writes_npy(tiny_model, tmp_path):
+    target = tmp_path / "e.npy"
+    assert main(["encode", str(tiny_model), "red dog", "--normalize", "--format", "npy", "-o", str(target)]) == 0
+    assert np.load(target).shape == (1, 8)
+
+
+def test_info_describes_the_model(tiny_model, capsys):
+    assert main(["info", str(tiny_model)]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["pooling"] == ["mean"] and info["dimension"] == 8 and info["max_seq_length"] == 12
+    assert info["onnx_file"] == "onnx/model.onnx" and info["providers"][-1] == "CPUExecutionProvider"
+    assert info["files"] and "modules.json" in info["files"]
+
+
+def test_errors_exit_2_with_a_message(tmp_path, capsys):
+    assert main(["info", str(tmp_path)]) == 2
+    assert "not a model folder" in capsys.readouterr().err
+
+
+def test_export_forwards_or_names_what_to_install():
+    proc = subprocess.run(
+        [sys.executable, "-m", "lightembed.cli", "export", "--help"], capture_output=True, text=True, timeout=300
+    )
+    try:
+        import lightembed_export  # noqa: F401
+
+        assert proc.returncode == 0 and "--optimize" in proc.stdout
+    except ImportError:
+        assert proc.returncode == 2 and "pip install" in proc.stderr
