@@ -5,13 +5,11 @@ from __future__ import annotations
 import logging
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Iterator, Literal, Sequence
+from typing import Any, Callable, Literal, Sequence
 
 import numpy as np
 
-from lightembed import session as sessions
 from lightembed.config import ModelConfig, load_config, read_json
-from lightembed.hub import resolve
 from lightembed.inputs import (
     OUTPUT_VALUES,
     as_text_list,
@@ -19,6 +17,7 @@ from lightembed.inputs import (
     check_precision,
     check_truncate_dim,
 )
+from lightembed.loading import check_device, load
 from lightembed.modules import l2_normalize
 from lightembed.pooling import exclude_prompt, pool
 from lightembed.tokenize import Tokenizer
@@ -26,8 +25,6 @@ from lightembed.tokenize import Tokenizer
 logger = logging.getLogger(__name__)
 
 _SIMILARITY_NAMES = ("cosine", "dot", "euclidean", "manhattan")
-# model_kwargs keys that only mean something to torch/transformers: accepted and ignored with a warning.
-_ONNX_MODEL_KWARGS = ("file_name", "provider", "providers", "subfolder", "export")
 
 
 def progress(iterable: Sequence[Any] | range, enabled: bool, desc: str) -> Any:
@@ -74,37 +71,27 @@ class SentenceTransformer:
         backend: str = "onnx",
         trust_remote_code: bool = False,
     ) -> None:
-        if backend != "onnx":
-            raise ValueError(f"lightembed runs ONNX models only: backend must be 'onnx', got {backend!r}.")
-        model_kwargs = dict(model_kwargs or {})
-        ignored = sorted(set(model_kwargs) - set(_ONNX_MODEL_KWARGS))
-        if ignored:
-            warnings.warn(f"model_kwargs {ignored} have no meaning for an ONNX model and are ignored.", stacklevel=2)
-        file_name = file_name or model_kwargs.get("file_name")
-        if model_kwargs.get("subfolder") and file_name and "/" not in file_name:
-            file_name = f"{model_kwargs['subfolder']}/{file_name}"
-        if providers is None and model_kwargs.get("provider"):
-            providers = [model_kwargs["provider"]]
         self.truncate_dim = check_truncate_dim(truncate_dim)
-
-        self.model_dir, self.onnx_path = resolve(
+        loaded = load(
             model_name_or_path,
+            device=device,
             file_name=file_name,
             revision=revision,
             cache_folder=cache_folder,
             local_files_only=local_files_only,
             token=token,
+            providers=providers,
+            threads=threads,
+            model_kwargs=model_kwargs,
+            backend=backend,
+            preferred_outputs=("last_hidden_state", "token_embeddings"),
         )
+        self.model_dir, self.onnx_path, self._graph = loaded.model_dir, loaded.onnx_path, loaded.graph
+        self.providers, self.device = loaded.providers, loaded.device
         self.config: ModelConfig = load_config(self.model_dir)
         self.tokenizer_wrapper = Tokenizer.from_dir(
             self.config.transformer_dir, self.config.max_seq_length, self.config.do_lower_case
         )
-        self.providers = sessions.resolve_providers(device, providers)
-        self._graph = sessions.OnnxGraph(
-            sessions.create_session(self.onnx_path, self.providers, threads),
-            preferred_outputs=("last_hidden_state", "token_embeddings"),
-        )
-        self.device = "cuda" if sessions.CUDA in self._graph.session.get_providers() else "cpu"
 
         self.prompts: dict[str, str] = dict(self.config.prompts)
         if prompts:
@@ -169,14 +156,6 @@ class SentenceTransformer:
             return self.prompts.get(self.default_prompt_name)
         return None
 
-    def _batches(self, texts: list[str], batch_size: int) -> Iterator[tuple[np.ndarray, Any]]:
-        """Yield (original indices, padded batch), longest inputs first, so padding stays small."""
-        encodings = self.tokenizer_wrapper.encode(texts)
-        order = np.argsort([-len(e.ids) for e in encodings], kind="stable")
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
-            yield idx, self.tokenizer_wrapper.pad([encodings[i] for i in idx])
-
     def _sentence_embeddings(
         self, token_embeddings: np.ndarray, attention_mask: np.ndarray, prompt_length: int | None
     ) -> np.ndarray:
@@ -223,11 +202,7 @@ class SentenceTransformer:
         check_precision(precision)
         if output_value not in OUTPUT_VALUES:
             raise ValueError(f"output_value must be one of {OUTPUT_VALUES}, got {output_value!r}.")
-        if device is not None and str(device).split(":")[0] != self.device:
-            raise ValueError(
-                f"This model runs on {self.device!r}; to use {device!r}, load it with "
-                f"SentenceTransformer(..., device={device!r})."
-            )
+        check_device(device, self.device, type(self).__name__)
         truncate_dim = check_truncate_dim(truncate_dim) or self.truncate_dim
         resolved_prompt = self._resolve_prompt(prompt, prompt_name)
         prompt_length = None
@@ -239,7 +214,7 @@ class SentenceTransformer:
         sentence: list[np.ndarray | None] = [None] * len(texts)
         tokens: list[Any] = [None] * len(texts)
         n_batches = (len(texts) + batch_size - 1) // batch_size
-        batches = progress(self._batches(texts, batch_size), bool(show_progress_bar), "Batches")
+        batches = progress(self.tokenizer_wrapper.batches(texts, batch_size), bool(show_progress_bar), "Batches")
         if bool(show_progress_bar) and hasattr(batches, "total"):
             batches.total = n_batches
         for idx, batch in batches:

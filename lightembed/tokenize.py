@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence, Union
+from typing import Iterator, Sequence, Union
 
 import numpy as np
 from tokenizers import Encoding
@@ -138,6 +138,14 @@ class Tokenizer:
             mask[row, span] = 1
             types[row, span] = enc.type_ids
         return Batch(ids, mask, types, lengths)
+
+    def batches(self, texts: Sequence[TextInput], batch_size: int) -> Iterator[tuple[np.ndarray, Batch]]:
+        """Yield (original indices, padded batch), longest inputs first, so each batch pads little."""
+        encodings = self.encode(texts)
+        order = np.argsort([-len(e.ids) for e in encodings], kind="stable")
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            yield idx, self.pad([encodings[i] for i in idx])
 
     def __call__(self, texts: Sequence[TextInput]) -> Batch:
         return self.pad(self.encode(texts))
