@@ -1,0 +1,597 @@
+"""NumPy-only versions of the ``sentence_transformers.util`` helpers.
+
+The functions keep sentence-transformers' names, argument names, defaults and
+result shapes, but take and return NumPy arrays instead of torch tensors.
+Similarity matrices are ``np.ndarray``; float32 inputs (and plain lists) give
+float32 results, float64 inputs give float64 results.
+
+This module imports only NumPy and the standard library.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
+else:  # keep numpy.typing out of the import path
+    ArrayLike = Any
+
+__all__ = [
+    "community_detection",
+    "cos_sim",
+    "dot_score",
+    "euclidean_sim",
+    "information_retrieval",
+    "manhattan_sim",
+    "normalize_embeddings",
+    "pairwise_cos_sim",
+    "pairwise_dot_score",
+    "pairwise_euclidean_sim",
+    "pairwise_manhattan_sim",
+    "paraphrase_mining",
+    "paraphrase_mining_embeddings",
+    "pytorch_cos_sim",
+    "quantize_embeddings",
+    "semantic_search",
+]
+
+ScoreFunction = Callable[[Any, Any], Any]
+
+# torch.nn.functional.normalize clamps the norm from below with this eps.
+_NORM_EPS = 1e-12
+# Upper bound on the number of elements of the temporary (rows x cols x dim)
+# array used for Manhattan distances.
+_MANHATTAN_BLOCK_ELEMS = 1 << 24
+# Row-block size (in scores) for the top-k selection temporaries.
+_TOPK_BLOCK_ELEMS = 1 << 22
+
+_PRECISIONS = ("float32", "int8", "uint8", "binary", "ubinary")
+
+
+# --------------------------------------------------------------------------- #
+# Input handling
+# --------------------------------------------------------------------------- #
+def _to_float_array(x: ArrayLike, name: str) -> np.ndarray:
+    """Return ``x`` as a float32/float64 ndarray.
+
+    Arrays keep float32/float64; everything else, including Python lists of
+    floats (as with ``torch.tensor``), becomes float32.
+    """
+    try:
+        arr = np.asarray(x)
+    except (ValueError, TypeError) as exc:  # ragged lists and the like
+        raise ValueError(f"{name} could not be converted to a numeric array: {exc}") from None
+    if arr.dtype == np.float64 and not hasattr(x, "__array__"):  # plain Python sequence
+        return arr.astype(np.float32)
+    if arr.dtype == np.float32 or arr.dtype == np.float64:
+        return arr
+    if arr.dtype == object or not (
+        np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.bool_)
+    ):
+        raise ValueError(f"{name} must be numeric, got an array of dtype {arr.dtype}")
+    return arr.astype(np.float32)
+
+
+def _to_matrix(x: ArrayLike, name: str) -> np.ndarray:
+    """Return ``x`` as a 2-D float array; a 1-D input becomes a single row."""
+    arr = _to_float_array(x, name)
+    if arr.ndim == 1:
+        arr = arr[np.newaxis, :]
+    elif arr.ndim != 2:
+        raise ValueError(f"{name} must be 1-D or 2-D (n, dim), got shape {arr.shape}")
+    return arr
+
+
+def _matrix_pair(a: ArrayLike, b: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    a2 = _to_matrix(a, "a")
+    b2 = _to_matrix(b, "b")
+    if a2.shape[1] != b2.shape[1]:
+        raise ValueError(
+            f"Embedding dimensions differ: a has dim {a2.shape[1]} (shape {a2.shape}), "
+            f"b has dim {b2.shape[1]} (shape {b2.shape})"
+        )
+    dtype = np.result_type(a2.dtype, b2.dtype)
+    return a2.astype(dtype, copy=False), b2.astype(dtype, copy=False)
+
+
+def _pairwise_pair(a: ArrayLike, b: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    a1 = _to_float_array(a, "a")
+    b1 = _to_float_array(b, "b")
+    for name, arr in (("a", a1), ("b", b1)):
+        if arr.ndim not in (1, 2):
+            raise ValueError(f"{name} must be 1-D or 2-D (n, dim), got shape {arr.shape}")
+    if a1.shape[-1] != b1.shape[-1]:
+        raise ValueError(
+            f"Embedding dimensions differ: a has dim {a1.shape[-1]} (shape {a1.shape}), "
+            f"b has dim {b1.shape[-1]} (shape {b1.shape})"
+        )
+    try:
+        np.broadcast_shapes(a1.shape, b1.shape)
+    except ValueError:
+        raise ValueError(
+            f"Pairwise scores need the same number of rows in a and b, got shapes {a1.shape} and {b1.shape}"
+        ) from None
+    dtype = np.result_type(a1.dtype, b1.dtype)
+    return a1.astype(dtype, copy=False), b1.astype(dtype, copy=False)
+
+
+def _check_positive_int(value: int, name: str) -> None:
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def _check_non_negative_int(value: int, name: str) -> None:
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+
+
+# --------------------------------------------------------------------------- #
+# Similarity functions
+# --------------------------------------------------------------------------- #
+def normalize_embeddings(embeddings: ArrayLike) -> np.ndarray:
+    """Scale each embedding (row) to unit L2 length; all-zero rows stay zero."""
+    arr = _to_float_array(embeddings, "embeddings")
+    if arr.ndim not in (1, 2):
+        raise ValueError(f"embeddings must be 1-D or 2-D (n, dim), got shape {arr.shape}")
+    norms = np.sqrt(np.einsum("...i,...i->...", arr, arr))[..., np.newaxis]
+    return arr / np.maximum(norms, arr.dtype.type(_NORM_EPS))
+
+
+def cos_sim(a: ArrayLike, b: ArrayLike) -> np.ndarray:
+    """Cosine similarity matrix: ``res[i][j] = cos_sim(a[i], b[j])``."""
+    a2, b2 = _matrix_pair(a, b)
+    return normalize_embeddings(a2) @ normalize_embeddings(b2).T
+
+
+def pytorch_cos_sim(a: ArrayLike, b: ArrayLike) -> np.ndarray:
+    """Alias of :func:`cos_sim` (kept for sentence-transformers compatibility)."""
+    return cos_sim(a, b)
+
+
+def dot_score(a: ArrayLike, b: ArrayLike) -> np.ndarray:
+    """Dot-product matrix: ``res[i][j] = dot(a[i], b[j])``."""
+    a2, b2 = _matrix_pair(a, b)
+    return a2 @ b2.T
+
+
+def euclidean_sim(a: ArrayLike, b: ArrayLike) -> np.ndarray:
+    """Negative Euclidean distance matrix: ``res[i][j] = -||a[i] - b[j]||``."""
+    a2, b2 = _matrix_pair(a, b)
+    sq = np.einsum("ij,ij->i", a2, a2)[:, None] + np.einsum("ij,ij->i", b2, b2)[None, :]
+    sq -= 2 * (a2 @ b2.T)
+    np.maximum(sq, 0, out=sq)
+    return -np.sqrt(sq)
+
+
+def manhattan_sim(a: ArrayLike, b: ArrayLike) -> np.ndarray:
+    """Negative Manhattan distance matrix: ``res[i][j] = -sum(|a[i] - b[j]|)``."""
+    a2, b2 = _matrix_pair(a, b)
+    n, m, d = a2.shape[0], b2.shape[0], a2.shape[1]
+    out = np.empty((n, m), dtype=a2.dtype)
+    if n == 0 or m == 0:
+        return out
+    if d == 0:
+        out.fill(0)
+        return -out
+    rows = max(1, _MANHATTAN_BLOCK_ELEMS // max(1, m * d))
+    for start in range(0, n, rows):
+        block = a2[start : start + rows]
+        np.abs(block[:, None, :] - b2[None, :, :]).sum(axis=-1, out=out[start : start + rows])
+    return np.negative(out, out=out)
+
+
+def pairwise_dot_score(a: ArrayLike, b: ArrayLike) -> np.ndarray:
+    """Row-wise dot products: ``res[i] = dot(a[i], b[i])``."""
+    a1, b1 = _pairwise_pair(a, b)
+    return np.asarray((a1 * b1).sum(axis=-1))
+
+
+def pairwise_cos_sim(a: ArrayLike, b: ArrayLike) -> np.ndarray:
+    """Row-wise cosine similarities: ``res[i] = cos_sim(a[i], b[i])``."""
+    a1, b1 = _pairwise_pair(a, b)
+    return pairwise_dot_score(normalize_embeddings(a1), normalize_embeddings(b1))
+
+
+def pairwise_euclidean_sim(a: ArrayLike, b: ArrayLike) -> np.ndarray:
+    """Row-wise negative Euclidean distances: ``res[i] = -||a[i] - b[i]||``."""
+    a1, b1 = _pairwise_pair(a, b)
+    return np.asarray(-np.sqrt(((a1 - b1) ** 2).sum(axis=-1)))
+
+
+def pairwise_manhattan_sim(a: ArrayLike, b: ArrayLike) -> np.ndarray:
+    """Row-wise negative Manhattan distances: ``res[i] = -sum(|a[i] - b[i]|)``."""
+    a1, b1 = _pairwise_pair(a, b)
+    return np.asarray(-np.abs(a1 - b1).sum(axis=-1))
+
+
+# --------------------------------------------------------------------------- #
+# Retrieval
+# --------------------------------------------------------------------------- #
+def _scores_matrix(score_function: ScoreFunction, q: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """Call ``score_function`` and check it returned a (len(q), len(c)) matrix."""
+    scores = np.asarray(score_function(q, c))
+    if scores.shape != (q.shape[0], c.shape[0]):
+        raise ValueError(
+            f"score_function returned shape {scores.shape}, expected {(q.shape[0], c.shape[0])}"
+        )
+    return scores
+
+
+def _chunk_scorer(
+    score_function: ScoreFunction, queries: np.ndarray, corpus: np.ndarray, corpus_chunk_size: int
+) -> tuple[np.ndarray, np.ndarray, Callable[[np.ndarray, np.ndarray], np.ndarray]]:
+    """Return ``(queries, corpus, fn)`` with ``fn(q_chunk, c_chunk)`` giving checked scores.
+
+    For :func:`cos_sim` the rows are normalized once up front (the corpus only
+    when it fits in one chunk, so memory stays as bounded as with chunking).
+    """
+    if score_function is not cos_sim:
+        return queries, corpus, lambda q, c: _scores_matrix(score_function, q, c)
+    dtype = np.result_type(queries.dtype, corpus.dtype)
+    queries = normalize_embeddings(queries.astype(dtype, copy=False))
+    corpus = corpus.astype(dtype, copy=False)
+    if corpus.shape[0] <= corpus_chunk_size:
+        corpus = normalize_embeddings(corpus)
+        return queries, corpus, lambda q, c: q @ c.T
+    return queries, corpus, lambda q, c: q @ normalize_embeddings(c).T
+
+
+def _top_k_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, the k largest scores and their column indices.
+
+    Rows are sorted by score (descending), ties by column index (ascending);
+    among tied scores the lowest indices are kept. NaN ranks below everything.
+    """
+    n, m = scores.shape
+    k = min(k, m)
+    if k <= 0:
+        return np.empty((n, 0), dtype=scores.dtype), np.empty((n, 0), dtype=np.intp)
+    key = scores
+    if np.issubdtype(key.dtype, np.floating) and np.isnan(key).any():
+        key = np.where(np.isnan(key), -np.inf, key)
+    if k == m:
+        idx = np.broadcast_to(np.arange(m), (n, m))
+    else:
+        idx = np.empty((n, k), dtype=np.intp)
+        # Row blocks keep the temporaries (a few bytes per score) small.
+        rows = max(1, _TOPK_BLOCK_ELEMS // m)
+        for start in range(0, n, rows):
+            block = key[start : start + rows]
+            part = np.argpartition(block, m - k, axis=1)[:, m - k :]  # first column: k-th largest
+            kth = np.take_along_axis(block, part[:, :1], axis=1)
+            idx[start : start + rows] = part
+            # argpartition picks arbitrary ties at the boundary; redo those rows
+            # so that the lowest-index ties are kept.
+            for r in np.flatnonzero((block >= kth).sum(axis=1) > k):
+                row, cut = block[r], kth[r, 0]
+                above = np.flatnonzero(row > cut)
+                tied = np.flatnonzero(row == cut)[: k - above.size]
+                idx[start + r] = np.concatenate((above, tied))
+    vals = np.take_along_axis(key, idx, axis=1)
+    idx = np.take_along_axis(idx, np.lexsort((idx, -vals), axis=-1), axis=1)
+    return np.take_along_axis(scores, idx, axis=1), idx
+
+
+def semantic_search(
+    query_embeddings: ArrayLike,
+    corpus_embeddings: ArrayLike,
+    query_chunk_size: int = 100,
+    corpus_chunk_size: int = 500000,
+    top_k: int = 10,
+    score_function: ScoreFunction = cos_sim,
+) -> list[list[dict[str, int | float]]]:
+    """Find the ``top_k`` best-scoring corpus entries for every query.
+
+    Returns one list per query of ``{"corpus_id": int, "score": float}`` dicts,
+    sorted by decreasing score (ties: lower ``corpus_id`` first).
+    """
+    _check_positive_int(query_chunk_size, "query_chunk_size")
+    _check_positive_int(corpus_chunk_size, "corpus_chunk_size")
+    _check_non_negative_int(top_k, "top_k")
+    queries = _to_matrix(query_embeddings, "query_embeddings")
+    corpus = _to_matrix(corpus_embeddings, "corpus_embeddings")
+    if queries.shape[1] != corpus.shape[1]:
+        raise ValueError(
+            f"query_embeddings have dim {queries.shape[1]} but corpus_embeddings have dim "
+            f"{corpus.shape[1]} (shapes {queries.shape} and {corpus.shape})"
+        )
+
+    n_queries, n_corpus = queries.shape[0], corpus.shape[0]
+    queries, corpus, scorer = _chunk_scorer(score_function, queries, corpus, corpus_chunk_size)
+    results: list[list[dict[str, int | float]]] = []
+    for q_start in range(0, n_queries, query_chunk_size):
+        q_chunk = queries[q_start : q_start + query_chunk_size]
+        cand_scores: list[np.ndarray] = []
+        cand_ids: list[np.ndarray] = []
+        for c_start in range(0, n_corpus, corpus_chunk_size):
+            c_chunk = corpus[c_start : c_start + corpus_chunk_size]
+            vals, idx = _top_k_rows(scorer(q_chunk, c_chunk), top_k)
+            cand_scores.append(vals)
+            cand_ids.append(idx + c_start)
+            if len(cand_scores) > 1:  # merge so only top_k candidates per query are kept
+                merged_scores = np.concatenate(cand_scores, axis=1)
+                merged_ids = np.concatenate(cand_ids, axis=1)
+                best_vals, best_pos = _top_k_rows_by_id(merged_scores, merged_ids, top_k)
+                cand_scores = [best_vals]
+                cand_ids = [np.take_along_axis(merged_ids, best_pos, axis=1)]
+        if not cand_scores:
+            results.extend([] for _ in range(q_chunk.shape[0]))
+            continue
+        vals, ids = cand_scores[0], cand_ids[0]
+        for r in range(q_chunk.shape[0]):
+            results.append(
+                [
+                    {"corpus_id": int(cid), "score": float(score)}
+                    for cid, score in zip(ids[r].tolist(), vals[r].tolist())
+                ]
+            )
+    return results
+
+
+def _top_k_rows_by_id(scores: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Like :func:`_top_k_rows` on small candidate sets, breaking ties by ``ids``."""
+    key = scores
+    if np.issubdtype(key.dtype, np.floating) and np.isnan(key).any():
+        key = np.where(np.isnan(key), -np.inf, key)
+    order = np.lexsort((ids, -key), axis=-1)[:, :k]
+    return np.take_along_axis(scores, order, axis=1), order
+
+
+def information_retrieval(*args: Any, **kwargs: Any) -> list[list[dict[str, int | float]]]:
+    """Deprecated alias of :func:`semantic_search`."""
+    return semantic_search(*args, **kwargs)
+
+
+def paraphrase_mining_embeddings(
+    embeddings: ArrayLike,
+    query_chunk_size: int = 5000,
+    corpus_chunk_size: int = 100000,
+    max_pairs: int = 500000,
+    top_k: int = 100,
+    score_function: ScoreFunction = cos_sim,
+) -> list[list[float | int]]:
+    """Find the highest-scoring pairs of distinct embeddings.
+
+    Returns ``[score, i, j]`` triplets with ``i < j``, each pair once, sorted by
+    decreasing score. As in sentence-transformers, only scores above -1 count,
+    each embedding contributes its ``top_k`` best matches per corpus chunk, and
+    at most ``max_pairs - 1`` directed candidates are kept before de-duplication.
+    """
+    _check_positive_int(query_chunk_size, "query_chunk_size")
+    _check_positive_int(corpus_chunk_size, "corpus_chunk_size")
+    _check_positive_int(max_pairs, "max_pairs")
+    _check_non_negative_int(top_k, "top_k")
+    emb = _to_matrix(embeddings, "embeddings")
+    n = emb.shape[0]
+    k = top_k + 1  # an embedding usually matches itself best; that slot is dropped
+
+    keep = max_pairs - 1
+    # Candidates as parallel arrays; ``reached`` records that max_pairs directed
+    # candidates were seen at some point, so only the best max_pairs - 1 survive.
+    c_scores = np.empty(0, dtype=np.float64)
+    c_i = np.empty(0, dtype=np.int64)
+    c_j = np.empty(0, dtype=np.int64)
+    reached = False
+
+    def prune(scores: np.ndarray, ii: np.ndarray, jj: np.ndarray) -> tuple[np.ndarray, ...]:
+        # Ascending by (score, i, j), keep the largest ``keep`` tuples.
+        order = np.lexsort((jj, ii, scores))
+        order = order[order.size - keep :] if keep > 0 else order[:0]
+        return scores[order], ii[order], jj[order]
+
+    if score_function is cos_sim and n <= corpus_chunk_size:
+        emb = normalize_embeddings(emb)  # normalize each row once
+        scorer: Callable[[np.ndarray, np.ndarray], np.ndarray] = lambda q, c: q @ c.T  # noqa: E731
+    else:
+        scorer = lambda q, c: _scores_matrix(score_function, q, c)  # noqa: E731
+
+    for c_start in range(0, n, corpus_chunk_size):
+        c_chunk = emb[c_start : c_start + corpus_chunk_size]
+        for q_start in range(0, n, query_chunk_size):
+            q_chunk = emb[q_start : q_start + query_chunk_size]
+            vals, idx = _top_k_rows(scorer(q_chunk, c_chunk), k)
+            ii = np.broadcast_to(np.arange(q_start, q_start + q_chunk.shape[0])[:, None], idx.shape)
+            jj = idx + c_start
+            mask = (ii != jj) & (vals > -1)
+            c_scores = np.concatenate((c_scores, vals[mask].astype(np.float64)))
+            c_i = np.concatenate((c_i, ii[mask].astype(np.int64)))
+            c_j = np.concatenate((c_j, jj[mask].astype(np.int64)))
+            if c_scores.size >= max_pairs:
+                reached = True
+                if c_scores.size > 2 * max_pairs:  # bound memory
+                    c_scores, c_i, c_j = prune(c_scores, c_i, c_j)
+
+    if reached:
+        c_scores, c_i, c_j = prune(c_scores, c_i, c_j)
+    if c_scores.size == 0:
+        return []
+
+    # Ascending (score, i, j); for each unordered pair keep the first (lowest) entry.
+    order = np.lexsort((c_j, c_i, c_scores))
+    c_scores, c_i, c_j = c_scores[order], c_i[order], c_j[order]
+    lo = np.minimum(c_i, c_j)
+    hi = np.maximum(c_i, c_j)
+    _, first = np.unique(lo * np.int64(max(n, 1)) + hi, return_index=True)
+    first.sort()
+    # Highest score first; equal scores keep the ascending (score, i, j) order.
+    first = first[np.argsort(-c_scores[first], kind="stable")]
+    return [
+        [float(s), int(i), int(j)]
+        for s, i, j in zip(c_scores[first].tolist(), lo[first].tolist(), hi[first].tolist())
+    ]
+
+
+def paraphrase_mining(
+    model: Any,
+    sentences: Sequence[str],
+    show_progress_bar: bool = False,
+    batch_size: int = 32,
+    query_chunk_size: int = 5000,
+    corpus_chunk_size: int = 100000,
+    max_pairs: int = 500000,
+    top_k: int = 100,
+    score_function: ScoreFunction = cos_sim,
+    truncate_dim: int | None = None,
+    prompt_name: str | None = None,
+    prompt: str | None = None,
+) -> list[list[float | int]]:
+    """Encode ``sentences`` with ``model`` and return its most similar pairs.
+
+    See :func:`paraphrase_mining_embeddings` for the result format.
+    """
+    embeddings = model.encode(
+        sentences,
+        show_progress_bar=show_progress_bar,
+        batch_size=batch_size,
+        convert_to_numpy=True,
+        truncate_dim=truncate_dim,
+        prompt_name=prompt_name,
+        prompt=prompt,
+    )
+    return paraphrase_mining_embeddings(
+        embeddings,
+        query_chunk_size=query_chunk_size,
+        corpus_chunk_size=corpus_chunk_size,
+        max_pairs=max_pairs,
+        top_k=top_k,
+        score_function=score_function,
+    )
+
+
+def community_detection(
+    embeddings: ArrayLike,
+    threshold: float = 0.75,
+    min_community_size: int = 10,
+    batch_size: int = 1024,
+    show_progress_bar: bool = False,
+) -> list[list[int]]:
+    """Group embeddings into non-overlapping communities of close neighbours.
+
+    A community is every embedding whose cosine similarity to a central point is
+    at least ``threshold``; only communities with at least
+    ``min_community_size`` members are returned, largest first, with the central
+    point's closest neighbours (usually itself) first. ``show_progress_bar`` is
+    accepted for compatibility and ignored.
+    """
+    _check_positive_int(batch_size, "batch_size")
+    emb = _to_matrix(embeddings, "embeddings")
+    n = emb.shape[0]
+    if n == 0:
+        return []
+    _check_positive_int(min_community_size, "min_community_size")
+    emb = normalize_embeddings(emb)
+    min_size = min(int(min_community_size), n)
+    # sentence-transformers compares against a float32 threshold tensor.
+    thr = emb.dtype.type(np.float32(threshold))
+
+    candidates: list[np.ndarray] = []
+    for start in range(0, n, batch_size):
+        scores = emb[start : start + batch_size] @ emb.T
+        close = scores >= thr
+        counts = close.sum(axis=1)
+        for r in np.flatnonzero(counts >= min_size):
+            members = np.flatnonzero(close[r])
+            order = np.argsort(-scores[r, members], kind="stable")
+            candidates.append(members[order])
+
+    candidates.sort(key=len, reverse=True)  # stable: equal sizes keep row order
+    used = np.zeros(n, dtype=bool)
+    communities: list[np.ndarray] = []
+    for members in candidates:
+        free = members[~used[members]]
+        if free.size >= min_size:
+            communities.append(free)
+            used[free] = True
+    communities.sort(key=len, reverse=True)
+    return [c.tolist() for c in communities]
+
+
+# --------------------------------------------------------------------------- #
+# Quantization
+# --------------------------------------------------------------------------- #
+def quantize_embeddings(
+    embeddings: ArrayLike,
+    precision: Literal["float32", "int8", "uint8", "binary", "ubinary"],
+    ranges: np.ndarray | None = None,
+    calibration_embeddings: np.ndarray | None = None,
+) -> np.ndarray:
+    """Quantize float embeddings to ``precision``.
+
+    ``"int8"``/``"uint8"`` map each dimension onto 256 buckets between the
+    per-dimension minimum and maximum taken from ``ranges`` (shape ``(2, dim)``),
+    else from ``calibration_embeddings``, else from ``embeddings`` itself.
+    ``"binary"``/``"ubinary"`` pack the sign bits (``> 0``) into int8/uint8 bytes.
+    """
+    if precision not in _PRECISIONS:
+        raise ValueError(
+            f"Precision {precision!r} is not supported; use one of {', '.join(map(repr, _PRECISIONS))}"
+        )
+    if isinstance(embeddings, list) and embeddings and not isinstance(embeddings[0], (int, float)):
+        embeddings = [np.asarray(e) for e in embeddings]
+    try:
+        emb = np.asarray(embeddings)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"embeddings could not be converted to a numeric array: {exc}") from None
+    if emb.dtype in (np.uint8, np.int8):
+        raise ValueError("Embeddings to quantize must be float rather than int8 or uint8.")
+    if emb.dtype == object or not (
+        np.issubdtype(emb.dtype, np.number) or np.issubdtype(emb.dtype, np.bool_)
+    ):
+        raise ValueError(f"embeddings must be numeric, got an array of dtype {emb.dtype}")
+
+    if precision == "float32":
+        return emb.astype(np.float32)
+
+    if precision in ("int8", "uint8"):
+        if ranges is None:
+            if calibration_embeddings is not None:
+                source = np.asarray(calibration_embeddings)
+                source_name = "calibration_embeddings"
+            else:
+                source = emb
+                source_name = "embeddings"
+                if emb.ndim >= 1 and 0 < emb.shape[0] < 100:
+                    logger.warning(
+                        "Computing %s quantization buckets based on %d embedding%s. %s quantization is more "
+                        "stable with `ranges` calculated from more embeddings or a `calibration_embeddings` "
+                        "that can be used to calculate the buckets.",
+                        precision,
+                        emb.shape[0],
+                        "" if emb.shape[0] == 1 else "s",
+                        precision,
+                    )
+            if source.shape[0] == 0:
+                raise ValueError(
+                    f"Cannot compute {precision} ranges from empty {source_name}; pass `ranges` "
+                    "or non-empty `calibration_embeddings`."
+                )
+            ranges = np.vstack((np.min(source, axis=0), np.max(source, axis=0)))
+        else:
+            ranges = np.asarray(ranges)
+            if ranges.ndim != 2 or ranges.shape[0] != 2:
+                raise ValueError(f"ranges must have shape (2, dim), got {ranges.shape}")
+        if emb.ndim >= 1 and ranges.shape[1] not in (1, emb.shape[-1]):
+            raise ValueError(
+                f"ranges has {ranges.shape[1]} columns but the embeddings have dim {emb.shape[-1]}"
+            )
+        starts = ranges[0, :]
+        steps = (ranges[1, :] - ranges[0, :]) / 255
+        steps = np.where(steps == 0, 1, steps)
+        buckets = np.clip(np.floor((emb - starts) / steps), 0, 255)
+        if precision == "uint8":
+            return buckets.astype(np.uint8)
+        return (buckets - 128).astype(np.int8)
+
+    if emb.ndim == 0:
+        raise ValueError("embeddings must be at least 1-D for binary quantization")
+    packed = np.packbits(emb > 0, axis=-1)
+    if precision == "ubinary":
+        return packed
+    return (packed.astype(np.int16) - 128).astype(np.int8)
