@@ -1,0 +1,110 @@
+"""The lightembed-export command (also reached as `lightembed export`)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from lightembed_export import __version__
+from lightembed_export.errors import ExportError
+from lightembed_export.optimize import LEVELS
+from lightembed_export.quantize import AUTO, TARGETS
+
+EPILOG = """\
+examples:
+  lightembed-export sentence-transformers/all-MiniLM-L6-v2 -o minilm-onnx --optimize O3 --quantize auto
+  lightembed-export ./my-st-model -o out --optimize O1 O2 O3 O4 --quantize avx2 avx512 avx512_vnni arm64
+
+exit status: 0 exported and verified; 1 a file failed verification (see the table and lightembed.json)
+or the export failed; 2 bad arguments, a source that is no model, an unsupported architecture, or an
+output folder that is in the way.
+"""
+
+
+def build_parser(prog: str = "lightembed-export") -> argparse.ArgumentParser:
+    """The argument parser of the command."""
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description=(
+            "Export a sentence-transformers model (Hub id or local folder; a plain transformers folder gets\n"
+            "mean pooling) to ONNX in sentence-transformers layout, optionally graph-optimized (O1-O4) and\n"
+            "int8-quantized, and verify every file, run by the lightembed runtime, against the torch model."
+        ),
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("model", help="Hugging Face Hub repo id or local model folder")
+    parser.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        help="output folder (created; must be empty or a previous export with --overwrite)",
+    )
+    parser.add_argument(
+        "--optimize",
+        nargs="+",
+        default=[],
+        metavar="LEVEL",
+        type=str.upper,
+        choices=LEVELS,
+        help="ONNX Runtime optimization levels to write as onnx/model_<LEVEL>.onnx: "
+        "O1-O3 (fp32), O4 (fp16, meant for CUDA)",
+    )
+    parser.add_argument(
+        "--quantize",
+        nargs="+",
+        default=[],
+        metavar="TARGET",
+        type=str.lower,
+        choices=TARGETS + (AUTO,),
+        help="dynamic int8 quantization targets: avx2, avx512, avx512_vnni, arm64, or auto (this CPU); "
+        "files are named as sentence-transformers names them, e.g. onnx/model_qint8_avx512_vnni.onnx",
+    )
+    parser.add_argument("--revision", help="Hub branch, tag or commit (Hub ids only)")
+    parser.add_argument(
+        "--no-per-channel",
+        dest="per_channel",
+        action="store_false",
+        help="quantize weights per tensor instead of per channel (smaller error with per channel; the default)",
+    )
+    parser.add_argument("--opset", type=int, help="ONNX opset for the export (default: optimum's for the architecture)")
+    parser.add_argument("--overwrite", action="store_true", help="replace a previous export in the output folder")
+    parser.add_argument("--cache-dir", help="Hugging Face cache folder for Hub downloads")
+    parser.add_argument("-q", "--quiet", action="store_true", help="print only errors")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command with `argv` (default: sys.argv[1:]); returns the exit status."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version (0) and usage errors (2)
+        return int(exc.code or 0)
+    from lightembed_export.api import export_model
+
+    try:
+        export_model(
+            args.model,
+            args.output,
+            optimize=args.optimize,
+            quantize=args.quantize,
+            revision=args.revision,
+            per_channel=args.per_channel,
+            opset=args.opset,
+            overwrite=args.overwrite,
+            cache_dir=args.cache_dir,
+            verbose=not args.quiet,
+        )
+    except ExportError as exc:
+        print(f"lightembed-export: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("lightembed-export: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,53 @@
+"""lightembed.json: what was exported, from which source and with which tools, and how each file verified."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+from collections.abc import Sequence
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+MANIFEST_NAME = "lightembed.json"
+FORMAT_VERSION = 1
+PACKAGES: tuple[str, ...] = (
+    "torch",
+    "transformers",
+    "optimum",
+    "optimum-onnx",
+    "onnx",
+    "onnxruntime",
+    "sentence-transformers",
+    "lightembed",
+)
+
+
+def package_versions(packages: Sequence[str] = PACKAGES) -> dict[str, str | None]:
+    """Installed version of each package (None if not installed), plus Python's."""
+    versions: dict[str, str | None] = {}
+    for name in packages:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    versions["python"] = platform.python_version()
+    return versions
+
+
+def probes_digest(probes: Sequence[str]) -> str:
+    """SHA-256 of the probe texts (JSON-encoded), to tell which probe set the metrics were measured on."""
+    return hashlib.sha256(json.dumps(list(probes), ensure_ascii=False).encode("utf-8")).hexdigest()
+
+
+def write_manifest(output_dir: Path, manifest: dict[str, Any]) -> Path:
+    """Write `manifest` as OUT/lightembed.json (UTF-8, indented, keys in insertion order)."""
+    path = output_dir / MANIFEST_NAME
+    path.write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return path
+
+
+def read_manifest(output_dir: Path) -> dict[str, Any]:
+    """The lightembed.json of an export folder."""
+    return json.loads((output_dir / MANIFEST_NAME).read_text(encoding="utf-8"))

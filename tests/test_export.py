@@ -1,0 +1,510 @@
+"""The exporter (lightembed-export) end to end on tiny random BERTs built here, plus its pure helpers.
+
+One module-scoped export (O1, O2, avx2, avx512_vnni) serves most tests; a Dense variant, an unsupported
+architecture and the CLI's error paths get their own small runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.integration
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("sentence_transformers")
+pytest.importorskip("optimum.onnxruntime")
+pytest.importorskip("lightembed_export")
+
+from lightembed_export import (  # noqa: E402
+    OutputError,
+    SourceError,
+    UnsupportedModelError,
+    VerificationError,
+    export_model,
+    verify,  # noqa: E402
+)
+from lightembed_export import quantize as quantizing  # noqa: E402
+from lightembed_export import source as sources  # noqa: E402
+from lightembed_export.cli import main as cli_main  # noqa: E402
+from lightembed_export.manifest import MANIFEST_NAME, read_manifest  # noqa: E402
+
+# The names sentence-transformers' export_dynamic_quantized_onnx_model / export_optimized_onnx_model give.
+ST_NAMES = {
+    "fp32": "onnx/model.onnx",
+    "O1": "onnx/model_O1.onnx",
+    "O2": "onnx/model_O2.onnx",
+    "avx2": "onnx/model_quint8_avx2.onnx",
+    "avx512_vnni": "onnx/model_qint8_avx512_vnni.onnx",
+}
+TEXTS = ["the cat sat on the mat", "a dog ran in the park", "", "Grüße 🎉 北京", "fast " * 200]
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".h5", ".msgpack")
+
+_WORDS = (
+    "the cat sat on mat a dog ran in park hello world how do i reset my password quick brown fox jumps over lazy "
+    "sentence embeddings map texts to vectors so that similar meanings end up close together numbers code date "
+    "upper lower mixed case food man is eating long whole text one of"
+).split()
+
+
+def _write_tokenizer(folder: Path) -> None:
+    """A small WordPiece BERT tokenizer: specials, ASCII characters (and ## continuations), some words."""
+    from transformers import BertTokenizerFast
+
+    chars = [chr(c) for c in range(33, 127)]
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + chars + [f"##{c}" for c in chars if c.isalnum()]
+    vocab += [w for w in dict.fromkeys(_WORDS) if w not in vocab]
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True).save_pretrained(str(folder))
+
+
+def _tiny_bert(folder: Path, seed: int = 0) -> Path:
+    """A seeded 2-layer BERT (hidden 32, 2 heads) with its tokenizer, in transformers layout."""
+    from transformers import BertConfig, BertModel
+
+    _write_tokenizer(folder)
+    vocab_size = len((folder / "vocab.txt").read_text(encoding="utf-8").splitlines())
+    config = BertConfig(
+        vocab_size=vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+    )
+    torch.manual_seed(seed)
+    BertModel(config).eval().save_pretrained(str(folder))
+    return folder
+
+
+def _tiny_st(folder: Path, dense: bool = False, seed: int = 0) -> Path:
+    """The tiny BERT as a sentence-transformers model: Transformer, mean Pooling, [Dense,] Normalize."""
+    from sentence_transformers import SentenceTransformer
+
+    try:  # sentence-transformers >= 5.x moved the modules; the old path warns
+        from sentence_transformers.sentence_transformer import modules as models
+    except ImportError:  # pragma: no cover - older 5.x
+        from sentence_transformers import models
+
+    hf = _tiny_bert(folder.parent / f"{folder.name}-hf", seed)
+    transformer = models.Transformer(str(hf), max_seq_length=64)
+    modules = [transformer, models.Pooling(32, "mean")]
+    if dense:
+        torch.manual_seed(seed + 1)
+        modules.append(models.Dense(32, 16, activation_function=torch.nn.Tanh()))
+    modules.append(models.Normalize())
+    SentenceTransformer(modules=modules, device="cpu").save(str(folder), create_model_card=False)
+    shutil.rmtree(hf)
+    return folder
+
+
+def _torch_embeddings(folder: Path, texts: list[str]) -> np.ndarray:
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(str(folder), device="cpu")
+    return model.encode(texts, batch_size=8, convert_to_numpy=True, show_progress_bar=False)
+
+
+def _min_cos(a: np.ndarray, b: np.ndarray) -> float:
+    a = a.astype(np.float64)
+    b = b.astype(np.float64)
+    return float(((a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))).min())
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """(source folder, output folder, returned report) of one export with O1, O2, avx2 and avx512_vnni."""
+    root = tmp_path_factory.mktemp("export")
+    src = _tiny_st(root / "tiny-st")
+    out = root / "out"
+    report = export_model(src, out, optimize=["O1", "O2"], quantize=["avx2", "avx512_vnni"], verbose=False)
+    return src, out, report
+
+
+# ----- the main export ---------------------------------------------------------------------------------------
+
+
+def test_writes_sentence_transformers_names(exported):
+    _, out, _ = exported
+    for name in ST_NAMES.values():
+        assert (out / name).is_file(), name
+    assert sorted(p.name for p in (out / "onnx").iterdir()) == sorted(Path(n).name for n in ST_NAMES.values())
+    for name in (
+        "modules.json",
+        "config.json",
+        "config_sentence_transformers.json",
+        "sentence_bert_config.json",
+        "tokenizer.json",
+        "1_Pooling/config.json",
+        MANIFEST_NAME,
+    ):
+        assert (out / name).is_file(), name
+    modules = json.loads((out / "modules.json").read_text())
+    assert [m["type"].rsplit(".", 1)[-1] for m in modules] == ["Transformer", "Pooling", "Normalize"]
+    assert (out / modules[2]["path"]).is_dir()
+
+
+def test_no_torch_weights_in_output(exported):
+    _, out, _ = exported
+    weights = [p.relative_to(out).as_posix() for p in out.rglob("*") if p.suffix in WEIGHT_SUFFIXES]
+    assert weights == []
+
+
+def test_manifest_hashes_and_metrics(exported):
+    import onnx
+
+    src, out, report = exported
+    manifest = read_manifest(out)
+    assert manifest == report
+    assert manifest["source"] == {"id": str(src), "hub": False, "revision": None, "requested_revision": None}
+    assert manifest["exporter"]["name"] == "lightembed-export"
+    for package in ("torch", "transformers", "optimum", "onnxruntime", "sentence-transformers"):
+        assert manifest["versions"][package], package
+    files = {entry["path"]: entry for entry in manifest["files"]}
+    assert sorted(files) == sorted(ST_NAMES.values())
+    for path, entry in files.items():
+        data = (out / path).read_bytes()
+        assert entry["sha256"] == hashlib.sha256(data).hexdigest(), path
+        assert entry["size"] == len(data)
+        proto = onnx.load_from_string(data)
+        assert entry["ir_version"] == proto.ir_version <= 9, path
+        assert entry["opset"] == next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
+        assert set(entry["metrics"]) >= {"min_cosine", "mean_cosine", "max_abs_diff"}
+        assert entry["passed"] is True and entry["error"] is None
+        assert entry["threshold"]["min"] > 0
+    assert files[ST_NAMES["fp32"]]["kind"] == "fp32"
+    assert files[ST_NAMES["O2"]]["optimization"]["level"] == "O2"
+    quant = files[ST_NAMES["avx512_vnni"]]["quantization"]
+    assert (quant["target"], quant["weights_dtype"], quant["is_static"]) == ("avx512_vnni", "QInt8", False)
+    assert files[ST_NAMES["avx2"]]["quantization"]["weights_dtype"] == "QUInt8"
+    assert manifest["verification"]["probes"] == len(verify.PROBES)
+
+
+def test_thresholds(exported):
+    _, _, report = exported
+    files = {entry["path"]: entry for entry in report["files"]}
+    fp32 = files[ST_NAMES["fp32"]]
+    assert fp32["threshold"] == {"metric": "min_cosine", "min": 0.99999, "note": verify.FP32_THRESHOLD.note}
+    assert fp32["metrics"]["min_cosine"] >= 0.99999
+    for level in ("O1", "O2"):
+        assert files[ST_NAMES[level]]["threshold"]["min"] == 0.9999
+        assert files[ST_NAMES[level]]["metrics"]["min_cosine"] >= 0.9999
+    for target in ("avx2", "avx512_vnni"):
+        entry = files[ST_NAMES[target]]
+        assert entry["threshold"]["metric"] == "mean_cosine"
+        assert entry["metrics"]["mean_cosine"] >= entry["threshold"]["min"]
+
+
+def test_sentence_transformers_onnx_backend_loads_output(exported):
+    from sentence_transformers import SentenceTransformer
+
+    src, out, _ = exported
+    reference = _torch_embeddings(src, TEXTS)
+    for name, bar in ((ST_NAMES["O2"], 0.9999), (ST_NAMES["avx512_vnni"], 0.8)):
+        model = SentenceTransformer(
+            str(out), backend="onnx", model_kwargs={"provider": "CPUExecutionProvider", "file_name": name}
+        )
+        emb = model.encode(TEXTS, batch_size=8, convert_to_numpy=True, show_progress_bar=False)
+        assert emb.shape == reference.shape
+        assert _min_cos(emb, reference) >= bar, name
+
+
+def test_lightembed_runtime_loads_output(exported):
+    from lightembed import SentenceTransformer
+
+    src, out, _ = exported
+    reference = _torch_embeddings(src, TEXTS)
+    for name in (ST_NAMES["fp32"], ST_NAMES["O1"]):
+        emb = SentenceTransformer(str(out), device="cpu", file_name=name).encode(TEXTS, batch_size=8)
+        assert emb.dtype == np.float32 and emb.shape == reference.shape
+        assert _min_cos(emb, reference) >= 0.9999, name
+
+
+def test_output_in_the_way(exported, tmp_path):
+    src, out, _ = exported
+    with pytest.raises(OutputError) as info:
+        export_model(src, out, verbose=False)
+    assert "not empty" in str(info.value) and info.value.exit_code == 2
+    (tmp_path / "keep.txt").write_text("mine")
+    with pytest.raises(OutputError, match="no previous export"):
+        export_model(src, tmp_path, overwrite=True, verbose=False)
+    assert (tmp_path / "keep.txt").read_text() == "mine"
+
+
+def test_export_is_deterministic(exported, tmp_path):
+    src, _, report = exported
+    again = export_model(
+        src, tmp_path / "again", optimize=["O1", "O2"], quantize=["avx2", "avx512_vnni"], verbose=False
+    )
+    assert [(f["path"], f["sha256"]) for f in again["files"]] == [(f["path"], f["sha256"]) for f in report["files"]]
+
+
+# ----- variants ----------------------------------------------------------------------------------------------
+
+
+def test_dense_weights_are_copied_as_safetensors(tmp_path):
+    src = _tiny_st(tmp_path / "dense-st", dense=True, seed=3)
+    out = tmp_path / "out"
+    report = export_model(src, out, verbose=False)
+    dense = [m for m in json.loads((out / "modules.json").read_text()) if m["type"].endswith(".Dense")]
+    assert len(dense) == 1
+    folder = out / dense[0]["path"]
+    assert (folder / "model.safetensors").is_file() and (folder / "config.json").is_file()
+    assert (folder / "model.safetensors").read_bytes() == (src / dense[0]["path"] / "model.safetensors").read_bytes()
+    assert not (out / "model.safetensors").exists()
+    assert report["model"]["embedding_dimension"] == 16
+    assert report["files"][0]["passed"] and report["files"][0]["metrics"]["min_cosine"] >= 0.99999
+
+
+def test_plain_transformers_folder_gets_mean_pooling(tmp_path):
+    src = _tiny_bert(tmp_path / "hf", seed=5)
+    out = tmp_path / "out"
+    report = export_model(src, out, verbose=False)
+    assert report["model"]["modules"] == ["Transformer", "Pooling"]
+    pooling = json.loads((out / "1_Pooling" / "config.json").read_text())
+    assert pooling.get("pooling_mode") == "mean" or pooling.get("pooling_mode_mean_tokens") is True
+    assert report["verification"]["passed"]
+
+
+def test_unsupported_architecture_is_a_clear_error(tmp_path):
+    from transformers import FNetConfig, FNetModel
+
+    folder = tmp_path / "fnet"
+    torch.manual_seed(0)
+    FNetModel(FNetConfig(vocab_size=64, hidden_size=16, num_hidden_layers=1, intermediate_size=32)).save_pretrained(
+        str(folder)
+    )
+    with pytest.raises(UnsupportedModelError) as info:
+        export_model(folder, tmp_path / "out", verbose=False)
+    assert "FNetModel" in str(info.value) and info.value.model_type == "fnet"
+    assert info.value.exit_code == 2
+    assert not (tmp_path / "out").exists()
+
+    result = _run_cli(str(folder), "-o", str(tmp_path / "out2"))
+    assert result.returncode == 2
+    assert "FNetModel" in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_failed_verification_raises_and_records(tmp_path, monkeypatch):
+    src = _tiny_st(tmp_path / "st", seed=7)
+    out = tmp_path / "out"
+    monkeypatch.setattr(verify, "FP32_THRESHOLD", verify.Threshold("min_cosine", 1.5, "impossible"))
+    with pytest.raises(VerificationError) as info:
+        export_model(src, out, verbose=False)
+    assert info.value.failures == ["onnx/model.onnx"] and info.value.exit_code == 1
+    manifest = read_manifest(out)
+    assert manifest["verification"]["passed"] is False and manifest["files"][0]["passed"] is False
+
+
+def test_failed_export_leaves_no_half_written_folder(exported, tmp_path, monkeypatch):
+    from lightembed_export import onnx_export
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("simulated exporter crash")
+
+    monkeypatch.setattr(onnx_export, "export_transformer", broken)
+    src, _, _ = exported
+    with pytest.raises(RuntimeError, match="simulated"):
+        export_model(src, tmp_path / "out", verbose=False)
+    assert not (tmp_path / "out").exists()
+
+
+# ----- CLI ---------------------------------------------------------------------------------------------------
+
+
+def _run_cli(*args: str) -> subprocess.CompletedProcess:
+    script = Path(sys.executable).with_name("lightembed-export")
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "lightembed_export"]
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    return subprocess.run(command + list(args), capture_output=True, text=True, timeout=300, env=env)
+
+
+def test_cli_help():
+    result = _run_cli("--help")
+    assert result.returncode == 0
+    for option in ("--optimize", "--quantize", "--revision", "-o"):
+        assert option in result.stdout
+
+
+def test_cli_on_a_folder_that_is_no_model(tmp_path):
+    (tmp_path / "notes.txt").write_text("not a model")
+    result = _run_cli(str(tmp_path), "-o", str(tmp_path / "out"))
+    assert result.returncode == 2
+    assert "is not a model folder" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_main_returns_exit_codes(tmp_path, capsys):
+    assert cli_main([str(tmp_path / "missing"), "-o", str(tmp_path / "out")]) == 2
+    assert "no such model folder" in capsys.readouterr().err
+    assert cli_main(["x", "-o", "y", "--optimize", "O9"]) == 2
+    assert cli_main(["x", "-o", "y", "--quantize", "sse4"]) == 2
+
+
+# ----- helpers without an export -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("machine", "flags", "target"),
+    [
+        ("aarch64", None, "arm64"),
+        ("arm64", None, "arm64"),
+        ("x86_64", {"avx2", "avx512f", "avx512bw", "avx512vnni"}, "avx512_vnni"),
+        ("x86_64", {"avx2", "avx512f", "avx512bw"}, "avx512"),
+        ("x86_64", {"avx", "avx2", "fma"}, "avx2"),
+        ("x86_64", {"sse4_2"}, "avx2"),
+    ],
+)
+def test_detect_cpu_target(machine, flags, target):
+    assert quantizing.detect_cpu_target(machine, flags)[0] == target
+
+
+def test_resolve_targets_merges_auto(monkeypatch):
+    monkeypatch.setattr(quantizing, "detect_cpu_target", lambda: ("avx2", "x86-64 CPU with AVX2"))
+    targets = quantizing.resolve_targets(["avx2", "avx512", "auto", "avx512"])
+    assert [t.name for t in targets] == ["avx2", "avx512"]
+    assert targets[0].requested_as == ("avx2", "auto") and "auto" in targets[0].reason
+    with pytest.raises(ValueError, match="sse4"):
+        quantizing.resolve_targets(["sse4"])
+
+
+def test_quantized_file_names_follow_sentence_transformers():
+    from optimum.onnxruntime.configuration import AutoQuantizationConfig
+
+    for target in quantizing.TARGETS:
+        dtype = getattr(AutoQuantizationConfig, target)(is_static=False).weights_dtype.name.lower()
+        assert quantizing.file_name(target) == f"model_{dtype}_{target}.onnx"
+    assert quantizing.file_name("avx2") == "model_quint8_avx2.onnx"
+
+
+def test_hub_source_records_the_commit(tmp_path, monkeypatch):
+    import huggingface_hub
+
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    snapshot = tmp_path / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    calls = {}
+
+    class FakeApi:
+        def __init__(self, token=None):
+            pass
+
+        def model_info(self, repo_id, revision=None):
+            calls["info"] = (repo_id, revision)
+            files = ["model.safetensors", "pytorch_model.bin", "2_Dense/pytorch_model.bin", "onnx/model.onnx"]
+            return SimpleNamespace(sha=commit, siblings=[SimpleNamespace(rfilename=f) for f in files])
+
+    def fake_download(repo_id, revision=None, cache_dir=None, token=None, ignore_patterns=None):
+        calls["download"] = (repo_id, revision, ignore_patterns)
+        return str(snapshot)
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_download)
+    resolved = sources.resolve_source("org/model", revision="v1.0")
+    assert resolved.from_hub and resolved.revision == commit and resolved.requested_revision == "v1.0"
+    assert resolved.path == snapshot
+    assert calls["info"] == ("org/model", "v1.0")
+    repo, revision, ignored = calls["download"]
+    assert (repo, revision) == ("org/model", commit)
+    assert "pytorch_model.bin" in ignored and "2_Dense/pytorch_model.bin" not in ignored and "onnx/*" in ignored
+
+
+def test_hub_source_offline_uses_the_cache(tmp_path, monkeypatch):
+    import huggingface_hub
+
+    commit = "fedcba9876543210fedcba9876543210fedcba98"
+    snapshot = tmp_path / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+
+    class OfflineApi:
+        def __init__(self, token=None):
+            pass
+
+        def model_info(self, repo_id, revision=None):
+            raise ConnectionError("no network")
+
+    def cached_only(repo_id, revision=None, cache_dir=None, token=None, local_files_only=False, **kwargs):
+        if not local_files_only:
+            raise AssertionError("must not download while offline")
+        return str(snapshot)
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", OfflineApi)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", cached_only)
+    resolved = sources.resolve_source("org/model")
+    assert (resolved.path, resolved.revision, resolved.from_hub) == (snapshot, commit, True)
+
+    class MissingApi(OfflineApi):
+        def model_info(self, repo_id, revision=None):
+            raise type("RepositoryNotFoundError", (Exception,), {})("404")
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", MissingApi)
+    with pytest.raises(SourceError, match="RepositoryNotFoundError"):
+        sources.resolve_source("org/missing")
+
+
+def test_local_source_errors(tmp_path):
+    with pytest.raises(SourceError, match="only"):
+        sources.resolve_source(str(tmp_path), revision="main")
+    with pytest.raises(SourceError, match="no such model folder"):
+        sources.resolve_source("./does/not/exist")
+    (tmp_path / "file.txt").write_text("x")
+    with pytest.raises(SourceError, match="is a file"):
+        sources.resolve_source(str(tmp_path / "file.txt"))
+
+
+def test_make_loadable_lowers_ir_and_drops_unused_opsets(tmp_path):
+    import onnx
+    from lightembed_export.onnx_files import MAX_IR_VERSION, make_loadable
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+    )
+    opsets = [
+        helper.make_opsetid("", 17),
+        helper.make_opsetid("ai.onnx.ml", 5),
+        helper.make_opsetid("com.microsoft", 1),
+    ]
+    model = helper.make_model(graph, opset_imports=opsets)
+    model.ir_version = 14
+    path = tmp_path / "m.onnx"
+    onnx.save(model, str(path))
+    changes = make_loadable(path)
+    assert changes == {"dropped_unused_opsets": {"ai.onnx.ml": 5, "com.microsoft": 1}, "ir_version_written": 14}
+    rewritten = onnx.load(str(path))
+    assert rewritten.ir_version == MAX_IR_VERSION
+    assert [(o.domain, o.version) for o in rewritten.opset_import] == [("", 17)]
+    assert make_loadable(path) == {}
+
+
+def test_probe_set():
+    assert 12 <= len(verify.PROBES) <= 20
+    assert "" in verify.PROBES
+    assert any(len(p.split()) > 600 for p in verify.PROBES)  # past any max_seq_length
+    assert any(any(ord(c) > 0x2E80 for c in p) for p in verify.PROBES)  # CJK
+    assert any(any(ord(c) > 0x1F000 for c in p) for p in verify.PROBES)  # emoji
+
+
+def test_compare_metrics():
+    ref = np.array([[1.0, 0.0], [0.0, 2.0]], dtype=np.float32)
+    same = verify.compare(ref, ref.copy())
+    assert same["min_cosine"] == pytest.approx(1.0) and same["max_abs_diff"] == 0.0
+    off = verify.compare(ref, np.array([[1.0, 1.0], [0.0, 2.0]], dtype=np.float32))
+    assert off["min_cosine"] == pytest.approx(2**-0.5) and off["worst_probe"] == 0
+    assert off["mean_cosine"] == pytest.approx((1 + 2**-0.5) / 2)
+    broken = verify.compare(ref, np.full_like(ref, np.nan))
+    assert np.isnan(broken["min_cosine"])
