@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["SentenceTransformer", "util", "__version__"]
+__all__ = ["CrossEncoder", "SentenceTransformer", "SparseEncoder", "util", "__version__"]
 
 if TYPE_CHECKING:
     from lightembed import util
+    from lightembed.cross_encoder import CrossEncoder
     from lightembed.encoder import SentenceTransformer
+    from lightembed.sparse_encoder import SparseEncoder
 
 
 def __getattr__(name: str) -> Any:
@@ -18,6 +20,14 @@ def __getattr__(name: str) -> Any:
         from lightembed.encoder import SentenceTransformer
 
         return SentenceTransformer
+    if name == "CrossEncoder":
+        from lightembed.cross_encoder import CrossEncoder
+
+        return CrossEncoder
+    if name == "SparseEncoder":
+        from lightembed.sparse_encoder import SparseEncoder
+
+        return SparseEncoder
     if name == "util":
         import importlib
 
