@@ -17,7 +17,7 @@ from lightembed.inputs import (
     check_precision,
     check_truncate_dim,
 )
-from lightembed.loading import check_device, load
+from lightembed.loading import check_device, default_batch_tokens, load
 from lightembed.modules import l2_normalize
 from lightembed.pooling import exclude_prompt, pool
 from lightembed.tokenize import Tokenizer
@@ -49,6 +49,8 @@ class SentenceTransformer:
     (`onnx/model.onnx` or `model.onnx` unless `file_name` picks another, e.g. "onnx/model_O3.onnx").
     `device` is None (CUDA if onnxruntime offers it, else CPU), "cpu", "cuda" or "cuda:N"; `providers`
     overrides it with onnxruntime's own list. `threads` sets intra-op threads (default: the usable cores).
+    `max_batch_tokens` caps the padded tokens of one batch (rows x longest) so batches of long documents
+    take bounded memory; the default is 2048 on CPU and 32768 on CUDA, None removes the cap.
     """
 
     def __init__(
@@ -70,6 +72,7 @@ class SentenceTransformer:
         model_kwargs: dict[str, Any] | None = None,
         backend: str = "onnx",
         trust_remote_code: bool = False,
+        max_batch_tokens: int | Literal["auto"] | None = "auto",
     ) -> None:
         self.truncate_dim = check_truncate_dim(truncate_dim)
         loaded = load(
@@ -88,6 +91,11 @@ class SentenceTransformer:
         )
         self.model_dir, self.onnx_path, self._graph = loaded.model_dir, loaded.onnx_path, loaded.graph
         self.providers, self.device = loaded.providers, loaded.device
+        if max_batch_tokens == "auto":
+            max_batch_tokens = default_batch_tokens(self.device)
+        elif max_batch_tokens is not None:
+            check_batch_size(max_batch_tokens)
+        self.max_batch_tokens = max_batch_tokens
         self.config: ModelConfig = load_config(self.model_dir)
         self.tokenizer_wrapper = Tokenizer.from_dir(
             self.config.transformer_dir, self.config.max_seq_length, self.config.do_lower_case
@@ -214,7 +222,9 @@ class SentenceTransformer:
         sentence: list[np.ndarray | None] = [None] * len(texts)
         tokens: list[Any] = [None] * len(texts)
         n_batches = (len(texts) + batch_size - 1) // batch_size
-        batches = progress(self.tokenizer_wrapper.batches(texts, batch_size), bool(show_progress_bar), "Batches")
+        batches = progress(
+            self.tokenizer_wrapper.batches(texts, batch_size, self.max_batch_tokens), bool(show_progress_bar), "Batches"
+        )
         if bool(show_progress_bar) and hasattr(batches, "total"):
             batches.total = n_batches
         for idx, batch in batches:

@@ -139,13 +139,25 @@ class Tokenizer:
             types[row, span] = enc.type_ids
         return Batch(ids, mask, types, lengths)
 
-    def batches(self, texts: Sequence[TextInput], batch_size: int) -> Iterator[tuple[np.ndarray, Batch]]:
-        """Yield (original indices, padded batch), longest inputs first, so each batch pads little."""
+    def batches(
+        self, texts: Sequence[TextInput], batch_size: int, max_tokens: int | None = None
+    ) -> Iterator[tuple[np.ndarray, Batch]]:
+        """Yield (original indices, padded batch), longest inputs first, so each batch pads little.
+
+        A batch holds at most `batch_size` inputs and, when `max_tokens` is set, at most that many padded
+        tokens (rows x longest), which bounds the memory a batch of long documents takes.
+        """
         encodings = self.encode(texts)
-        order = np.argsort([-len(e.ids) for e in encodings], kind="stable")
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
+        lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings))
+        order = np.argsort(-lengths, kind="stable")
+        start = 0
+        while start < len(order):
+            rows = batch_size
+            if max_tokens is not None:
+                rows = max(1, min(batch_size, max_tokens // max(1, int(lengths[order[start]]))))
+            idx = order[start : start + rows]
             yield idx, self.pad([encodings[i] for i in idx])
+            start += rows
 
     def __call__(self, texts: Sequence[TextInput]) -> Batch:
         return self.pad(self.encode(texts))

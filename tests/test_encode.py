@@ -239,3 +239,19 @@ def test_eight_threads_give_the_single_threaded_results(tiny_model):
     assert not errors
     for i in range(8):
         np.testing.assert_array_equal(results[i], np.roll(expected, -i, axis=0))
+
+
+def test_token_budget_bounds_every_batch_and_keeps_results(tiny_model):
+    model = SentenceTransformer(tiny_model, max_batch_tokens=None)
+    texts = [" ".join(["cat"] * n) for n in (1, 9, 2, 10, 3, 8, 4, 7)] * 3
+    unbounded = model.encode(texts, batch_size=16)
+    seen = []
+    for idx, batch in model.tokenizer_wrapper.batches(texts, 16, max_tokens=24):
+        assert batch.input_ids.size <= 24 or len(idx) == 1
+        seen.extend(idx.tolist())
+    assert sorted(seen) == list(range(len(texts)))
+    budgeted = SentenceTransformer(tiny_model, max_batch_tokens=24)
+    np.testing.assert_allclose(budgeted.encode(texts, batch_size=16), unbounded, rtol=1e-6, atol=1e-7)
+    assert SentenceTransformer(tiny_model).max_batch_tokens == 2048
+    with pytest.raises(ValueError):
+        SentenceTransformer(tiny_model, max_batch_tokens=0)
