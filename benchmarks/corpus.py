@@ -55,3 +55,49 @@ def mixed(n: int, seed: int = 0, long_fraction: float = 0.1) -> list[str]:
     texts += [rng.choice(long_pool) for _ in range(n_long - min(n_long, len(long_pool)))]
     rng.shuffle(texts)
     return texts
+
+
+# ----- added for the benchmark harness -----------------------------------------------------------------
+
+LEE_RATINGS_FILE = "similarities0-1.txt"
+
+
+def gensim_test_data() -> Path:
+    """gensim's test_data folder (Lee corpus, background corpus, human similarity ratings)."""
+    return package_dir("gensim") / "test" / "test_data"
+
+
+def lee_documents() -> list[str]:
+    """The 50 documents of the Lee corpus (gensim test_data/lee.cor), one per line, in rating order."""
+    path = gensim_test_data() / "lee.cor"
+    return [line.strip() for line in path.read_text(encoding="latin-1").splitlines() if line.strip()]
+
+
+def lee_human_similarities() -> tuple[list[tuple[int, int]], list[float], Path]:
+    """The 1,225 human similarity ratings of the Lee document pairs (i < j), read from gensim test_data.
+
+    The file (similarities0-1.txt) is a 50x50 matrix whose upper triangle holds the mean human rating of each
+    pair, scaled to 0-1; gensim's own test_lee.py reads it the same way (np.triu_indices(50, 1)).
+    Returns (pairs, scores, path). FileNotFoundError if the file is not shipped.
+    """
+    path = gensim_test_data() / LEE_RATINGS_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"No Lee human similarity ratings at {path}")
+    rows = [[float(v) for v in line.split()] for line in path.read_text().splitlines() if line.strip()]
+    size = len(rows)
+    if any(len(row) != size for row in rows):
+        raise ValueError(f"{path} is not a square matrix")
+    pairs = [(i, j) for i in range(size) for j in range(i + 1, size)]
+    return pairs, [rows[i][j] for i, j in pairs], path
+
+
+def short_queries(n: int, seed: int = 1, max_chars: int = 80) -> list[str]:
+    """n short query-like texts (Guardian headlines of at most `max_chars` characters)."""
+    pool = [h for h in headlines() if 10 <= len(h) <= max_chars]
+    return random.Random(seed).sample(pool, min(n, len(pool)))
+
+
+def long_paragraphs(n: int, seed: int = 2, min_chars: int = 1500) -> list[str]:
+    """n news paragraphs from the Lee background corpus long enough to pass 256 tokens."""
+    pool = [p for p in lee_background() if len(p) >= min_chars]
+    return random.Random(seed).sample(pool, min(n, len(pool)))

@@ -14,6 +14,7 @@ from lightembed.inputs import (
     OUTPUT_VALUES,
     as_text_list,
     check_batch_size,
+    check_positive_int,
     check_precision,
     check_truncate_dim,
 )
@@ -94,7 +95,7 @@ class SentenceTransformer:
         if max_batch_tokens == "auto":
             max_batch_tokens = default_batch_tokens(self.device)
         elif max_batch_tokens is not None:
-            check_batch_size(max_batch_tokens)
+            check_positive_int(max_batch_tokens, "max_batch_tokens")
         self.max_batch_tokens = max_batch_tokens
         self.config: ModelConfig = load_config(self.model_dir)
         self.tokenizer_wrapper = Tokenizer.from_dir(

@@ -36,10 +36,14 @@ def as_text_list(inputs: Any, name: str = "inputs") -> tuple[list[str], bool]:
     return texts, False
 
 
+def check_positive_int(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+    return value
+
+
 def check_batch_size(batch_size: Any) -> int:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
-    return batch_size
+    return check_positive_int(batch_size, "batch_size")
 
 
 def check_precision(precision: Any) -> str:

@@ -253,5 +253,5 @@ def test_token_budget_bounds_every_batch_and_keeps_results(tiny_model):
     budgeted = SentenceTransformer(tiny_model, max_batch_tokens=24)
     np.testing.assert_allclose(budgeted.encode(texts, batch_size=16), unbounded, rtol=1e-6, atol=1e-7)
     assert SentenceTransformer(tiny_model).max_batch_tokens == 2048
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="max_batch_tokens"):
         SentenceTransformer(tiny_model, max_batch_tokens=0)
