@@ -66,7 +66,7 @@ def _module_kind(type_name: str) -> str:
     return type_name.rsplit(".", 1)[-1]
 
 
-def _max_seq_length(transformer_dir: Path, st_config: dict[str, Any]) -> int | None:
+def max_seq_length_from(transformer_dir: Path, st_config: dict[str, Any]) -> int | None:
     if st_config.get("max_seq_length") is not None:
         return int(st_config["max_seq_length"])
     tok_max = read_json(transformer_dir / "tokenizer_config.json").get("model_max_length")
@@ -75,27 +75,43 @@ def _max_seq_length(transformer_dir: Path, st_config: dict[str, Any]) -> int | N
     return min(candidates) if candidates else None
 
 
+def read_modules(folder: Path) -> list[tuple[str, Path, str]] | None:
+    """(class name, module folder, full type name) per modules.json entry in idx order; None without one."""
+    modules = folder / "modules.json"
+    if not modules.is_file():
+        return None
+    try:
+        entries = json.loads(modules.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{modules} is not valid JSON: {exc}") from None
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise ValueError(f"{modules} must hold a list of module objects.")
+    return [
+        (_module_kind(str(e.get("type", ""))), folder / e.get("path", ""), str(e.get("type")))
+        for e in sorted(entries, key=lambda e: e.get("idx", 0))
+    ]
+
+
+def read_model_settings(folder: Path) -> tuple[dict[str, str], str | None, str | None]:
+    """(prompts, default_prompt_name, similarity_fn_name) from config_sentence_transformers.json."""
+    path = folder / "config_sentence_transformers.json"
+    model_config = read_json(path)
+    prompts = model_config.get("prompts") or {}
+    if not isinstance(prompts, dict) or not all(isinstance(v, str) for v in prompts.values()):
+        raise ValueError(f"'prompts' in {path} must be an object of strings.")
+    return dict(prompts), model_config.get("default_prompt_name"), model_config.get("similarity_fn_name")
+
+
 def load_config(folder: str | Path) -> ModelConfig:
     """Read modules.json and the module configs; a folder with no modules.json gets mean pooling."""
     folder = Path(folder)
     modules = folder / "modules.json"
-    if modules.is_file():
-        try:
-            entries = json.loads(modules.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{modules} is not valid JSON: {exc}") from None
-        if not isinstance(entries, list):
-            raise ValueError(f"{modules} must hold a list of modules.")
-    else:
-        entries = [{"path": "", "type": "Transformer"}]
-
+    entries = read_modules(folder) or [("Transformer", folder, "Transformer")]
     transformer_dir: Path | None = None
     pooling: PoolingConfig | None = None
     post: list[Callable[[np.ndarray], np.ndarray]] = []
     kinds: list[str] = []
-    for entry in sorted(entries, key=lambda e: e.get("idx", 0)):
-        kind = _module_kind(entry.get("type", ""))
-        path = folder / entry.get("path", "")
+    for kind, path, type_name in entries:
         kinds.append(kind)
         if kind == "Transformer":
             if transformer_dir is not None:
@@ -109,7 +125,7 @@ def load_config(folder: str | Path) -> ModelConfig:
             post.append(Dense.from_dir(path))
         else:
             raise ValueError(
-                f"Module type {entry.get('type')!r} in {modules} is not supported by lightembed "
+                f"Module type {type_name!r} in {modules} is not supported by lightembed "
                 "(supported: Transformer, Pooling, Dense, Normalize)."
             )
     if transformer_dir is None:
@@ -120,19 +136,16 @@ def load_config(folder: str | Path) -> ModelConfig:
     st_config = read_json(transformer_dir / "sentence_bert_config.json") or read_json(
         folder / "sentence_bert_config.json"
     )
-    model_config = read_json(folder / "config_sentence_transformers.json")
-    prompts = model_config.get("prompts") or {}
-    if not isinstance(prompts, dict):
-        raise ValueError(f"'prompts' in {folder / 'config_sentence_transformers.json'} must be an object.")
+    prompts, default_prompt_name, similarity_fn_name = read_model_settings(folder)
     return ModelConfig(
         folder=folder,
         transformer_dir=transformer_dir,
-        max_seq_length=_max_seq_length(transformer_dir, st_config),
+        max_seq_length=max_seq_length_from(transformer_dir, st_config),
         do_lower_case=bool(st_config.get("do_lower_case", False)),
         pooling=pooling,
         post=post,
-        prompts=dict(prompts),
-        default_prompt_name=model_config.get("default_prompt_name"),
-        similarity_fn_name=model_config.get("similarity_fn_name"),
+        prompts=prompts,
+        default_prompt_name=default_prompt_name,
+        similarity_fn_name=similarity_fn_name,
         module_types=kinds,
     )

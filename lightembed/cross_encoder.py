@@ -14,10 +14,10 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from lightembed.config import _max_seq_length, read_json
-from lightembed.encoder import progress
-from lightembed.inputs import check_batch_size
+from lightembed.config import max_seq_length_from, read_json, read_model_settings
+from lightembed.inputs import check_batch_size, merge_prompts, reject_multiprocess, resolve_prompt
 from lightembed.loading import check_device, load
+from lightembed.progress import progress
 from lightembed.tokenize import Tokenizer
 
 logger = logging.getLogger(__name__)
@@ -97,10 +97,18 @@ for _cls in (Sigmoid, Identity, Tanh, ReLU, Softmax):
     _BY_NAME[f"torch.nn.{_cls.__name__}"] = _cls
     _BY_NAME[_cls.__name__.lower()] = _cls
 # torch functions (not modules) people pass as activation_fn
-_BY_NAME.update({"torch.sigmoid": Sigmoid, "torch.tanh": Tanh, "torch.relu": ReLU,
-                 "torch.nn.functional.sigmoid": Sigmoid, "torch.nn.functional.tanh": Tanh,
-                 "torch.nn.functional.relu": ReLU, "torch.nn.functional.softmax": Softmax,
-                 "torch.softmax": Softmax})
+_BY_NAME.update(
+    {
+        "torch.sigmoid": Sigmoid,
+        "torch.tanh": Tanh,
+        "torch.relu": ReLU,
+        "torch.nn.functional.sigmoid": Sigmoid,
+        "torch.nn.functional.tanh": Tanh,
+        "torch.nn.functional.relu": ReLU,
+        "torch.nn.functional.softmax": Softmax,
+        "torch.softmax": Softmax,
+    }
+)
 
 
 def _fullname(obj: Any) -> str:
@@ -245,40 +253,6 @@ def as_pairs(inputs: Any) -> tuple[list[tuple[str, str]], bool]:
     return [_check_pair(pair, f"inputs[{i}]") for i, pair in enumerate(inputs)], False
 
 
-def resolve_prompt(
-    prompts: dict[str, str], default_prompt_name: str | None, prompt: str | None, prompt_name: str | None
-) -> str | None:
-    """sentence-transformers' prompt lookup: `prompt` wins over `prompt_name`, else the default prompt."""
-    if prompt is not None:
-        if not isinstance(prompt, str):
-            raise TypeError(f"prompt must be a string, got {type(prompt).__name__}.")
-        if prompt_name is not None:
-            logger.warning("Both prompt and prompt_name given; using prompt and ignoring prompt_name.")
-        return prompt
-    if prompt_name is not None:
-        if not isinstance(prompt_name, str):
-            raise TypeError(
-                f"prompt_name must be a string, got {type(prompt_name).__name__} {prompt_name!r}. "
-                "(In sentence-transformers 5.x the argument after the inputs is prompt_name; pass "
-                "batch_size=... by keyword.)"
-            )
-        if prompt_name not in prompts:
-            raise ValueError(f"Prompt name {prompt_name!r} not found in the configured prompts {list(prompts)!r}.")
-        return prompts[prompt_name]
-    if default_prompt_name is not None:
-        return prompts.get(default_prompt_name)
-    return None
-
-
-def reject_multiprocess(device: Any, pool: Any, chunk_size: Any, method: str) -> None:
-    if pool is not None or isinstance(device, (list, tuple)):
-        raise ValueError(
-            f"{method}: multi-process pools and device lists are not supported by lightembed; ONNX Runtime "
-            "already uses all cores (see threads=...). Call it once, or from several threads."
-        )
-    del chunk_size  # only meaningful with a pool
-
-
 def _pop_legacy(kwargs: dict[str, Any], current: Any, *old_names: str) -> Any:
     """Take a renamed argument's value from its old name(s) unless the new name was given."""
     for name in old_names:
@@ -388,24 +362,21 @@ class CrossEncoder:
 
         self.tokenizer_wrapper = Tokenizer.from_dir(
             self.model_dir,
-            max_length if max_length is not None else _max_seq_length(self.model_dir, st_config),
+            max_length if max_length is not None else max_seq_length_from(self.model_dir, st_config),
             bool(st_config.get("do_lower_case", False)),
         )
 
-        model_config = read_json(self.model_dir / "config_sentence_transformers.json")
-        self.prompts: dict[str, str] = dict(model_config.get("prompts") or {})
-        if prompts:
-            self.prompts.update(prompts)
-        self.default_prompt_name = default_prompt_name or model_config.get("default_prompt_name")
-        if self.default_prompt_name is not None and self.default_prompt_name not in self.prompts:
-            raise ValueError(
-                f"Default prompt name {self.default_prompt_name!r} is not in the prompts {list(self.prompts)}."
-            )
+        configured, configured_default, _ = read_model_settings(self.model_dir)
+        self.prompts, self.default_prompt_name = merge_prompts(
+            configured, configured_default, prompts, default_prompt_name
+        )
 
         if activation_fn is not None:
             self.activation_fn = as_activation(activation_fn)
         else:
-            self.activation_fn = self._configured_activation(model_config)
+            self.activation_fn = self._configured_activation(
+                read_json(self.model_dir / "config_sentence_transformers.json")
+            )
 
     def _find_num_labels(self, requested: int | None) -> int:
         width = self._graph.output_width
@@ -473,7 +444,7 @@ class CrossEncoder:
         """The underlying `tokenizers.Tokenizer`."""
         return self.tokenizer_wrapper.backend
 
-    def get_max_seq_length(self) -> int | None:
+    def getmax_seq_length_from(self) -> int | None:
         return self.max_seq_length
 
     # ----- prediction -------------------------------------------------------------------------------

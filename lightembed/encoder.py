@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-import warnings
 from pathlib import Path
 from typing import Any, Callable, Literal, Sequence
 
@@ -17,30 +15,17 @@ from lightembed.inputs import (
     check_positive_int,
     check_precision,
     check_truncate_dim,
+    reject_multiprocess,
+    merge_prompts,
+    resolve_prompt,
 )
 from lightembed.loading import check_device, default_batch_tokens, load
 from lightembed.modules import l2_normalize
 from lightembed.pooling import exclude_prompt, pool
+from lightembed.progress import progress
 from lightembed.tokenize import Tokenizer
 
-logger = logging.getLogger(__name__)
-
 _SIMILARITY_NAMES = ("cosine", "dot", "euclidean", "manhattan")
-
-
-def progress(iterable: Sequence[Any] | range, enabled: bool, desc: str) -> Any:
-    """Wrap in a tqdm bar when enabled and tqdm is installed (the `progress` extra)."""
-    if not enabled:
-        return iterable
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        warnings.warn(
-            "show_progress_bar=True needs tqdm: pip install 'lightembed[progress]'. Continuing without a bar.",
-            stacklevel=3,
-        )
-        return iterable
-    return tqdm(iterable, desc=desc)
 
 
 class SentenceTransformer:
@@ -102,14 +87,9 @@ class SentenceTransformer:
             self.config.transformer_dir, self.config.max_seq_length, self.config.do_lower_case
         )
 
-        self.prompts: dict[str, str] = dict(self.config.prompts)
-        if prompts:
-            self.prompts.update(prompts)
-        self.default_prompt_name = default_prompt_name or self.config.default_prompt_name
-        if self.default_prompt_name is not None and self.default_prompt_name not in self.prompts:
-            raise ValueError(
-                f"Default prompt name {self.default_prompt_name!r} is not in the prompts {list(self.prompts)}."
-            )
+        self.prompts, self.default_prompt_name = merge_prompts(
+            self.config.prompts, self.config.default_prompt_name, prompts, default_prompt_name
+        )
         name = similarity_fn_name or self.config.similarity_fn_name or "cosine"
         if name not in _SIMILARITY_NAMES:
             raise ValueError(f"similarity_fn_name must be one of {_SIMILARITY_NAMES}, got {name!r}.")
@@ -148,23 +128,6 @@ class SentenceTransformer:
         return self.tokenizer_wrapper(texts).as_dict()
 
     # ----- encoding ---------------------------------------------------------------------------------
-    def _resolve_prompt(self, prompt: str | None, prompt_name: str | None) -> str | None:
-        if prompt is not None:
-            if not isinstance(prompt, str):
-                raise TypeError(f"prompt must be a string, got {type(prompt).__name__}.")
-            if prompt_name is not None:
-                logger.warning("Both prompt and prompt_name given; using prompt and ignoring prompt_name.")
-            return prompt
-        if prompt_name is not None:
-            if prompt_name not in self.prompts:
-                raise ValueError(
-                    f"Prompt name {prompt_name!r} not found in the configured prompts {list(self.prompts)!r}."
-                )
-            return self.prompts[prompt_name]
-        if self.default_prompt_name is not None:
-            return self.prompts.get(self.default_prompt_name)
-        return None
-
     def _sentence_embeddings(
         self, token_embeddings: np.ndarray, attention_mask: np.ndarray, prompt_length: int | None
     ) -> np.ndarray:
@@ -201,9 +164,7 @@ class SentenceTransformer:
             if inputs is not None:
                 raise TypeError("Pass either inputs or sentences, not both.")
             inputs = kwargs.pop("sentences")
-        for key in ("pool", "chunk_size"):
-            if kwargs.get(key, None) is None:
-                kwargs.pop(key, None)
+        reject_multiprocess(device, kwargs.pop("pool", None), kwargs.pop("chunk_size", None), "encode()")
         if kwargs:
             raise ValueError(f"encode() got keyword arguments it does not use: {sorted(kwargs)}.")
         texts, single = as_text_list(inputs)
@@ -213,7 +174,7 @@ class SentenceTransformer:
             raise ValueError(f"output_value must be one of {OUTPUT_VALUES}, got {output_value!r}.")
         check_device(device, self.device, type(self).__name__)
         truncate_dim = check_truncate_dim(truncate_dim) or self.truncate_dim
-        resolved_prompt = self._resolve_prompt(prompt, prompt_name)
+        resolved_prompt = resolve_prompt(self.prompts, self.default_prompt_name, prompt, prompt_name)
         prompt_length = None
         if resolved_prompt:
             texts = [resolved_prompt + text for text in texts]
@@ -257,9 +218,7 @@ class SentenceTransformer:
             return sentence[0] if single else sentence
         return self._finish(sentence, single, precision, convert_to_numpy or convert_to_tensor, truncate_dim)
 
-    def _finish(
-        self, rows: list[Any], single: bool, precision: str, as_array: bool, truncate_dim: int | None
-    ) -> Any:
+    def _finish(self, rows: list[Any], single: bool, precision: str, as_array: bool, truncate_dim: int | None) -> Any:
         if rows:
             out = np.stack(rows)
         else:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
+
+logger = logging.getLogger(__name__)
 
 ALLOWED_PRECISIONS = ("float32", "int8", "uint8", "binary", "ubinary")
 OUTPUT_VALUES = ("sentence_embedding", "token_embeddings", None)
@@ -23,15 +26,15 @@ def as_text_list(inputs: Any, name: str = "inputs") -> tuple[list[str], bool]:
     try:
         texts = list(inputs)
     except TypeError:
-        raise TypeError(
-            f"{name} must be a string or a list of strings, got {type(inputs).__name__}."
-        ) from None
+        raise TypeError(f"{name} must be a string or a list of strings, got {type(inputs).__name__}.") from None
     for i, text in enumerate(texts):
         if not isinstance(text, str):
             kind = "None" if text is None else type(text).__name__
-            extra = " (nested lists are not accepted: pass a flat list of strings)" if isinstance(
-                text, (list, tuple)
-            ) else ""
+            extra = (
+                " (nested lists are not accepted: pass a flat list of strings)"
+                if isinstance(text, (list, tuple))
+                else ""
+            )
             raise TypeError(f"{name}[{i}] must be a string, got {kind}{extra}.")
     return texts, False
 
@@ -58,3 +61,53 @@ def check_truncate_dim(truncate_dim: Any) -> int | None:
     if isinstance(truncate_dim, bool) or not isinstance(truncate_dim, int) or truncate_dim < 1:
         raise ValueError(f"truncate_dim must be a positive integer or None, got {truncate_dim!r}.")
     return truncate_dim
+
+
+def resolve_prompt(
+    prompts: dict[str, str], default_prompt_name: str | None, prompt: str | None, prompt_name: str | None
+) -> str | None:
+    """sentence-transformers' prompt lookup: `prompt` wins over `prompt_name`, else the default prompt."""
+    if prompt is not None:
+        if not isinstance(prompt, str):
+            raise TypeError(f"prompt must be a string, got {type(prompt).__name__}.")
+        if prompt_name is not None:
+            logger.warning("Both prompt and prompt_name given; using prompt and ignoring prompt_name.")
+        return prompt
+    if prompt_name is not None:
+        if not isinstance(prompt_name, str):
+            raise TypeError(
+                f"prompt_name must be a string, got {type(prompt_name).__name__} {prompt_name!r}. "
+                "(In sentence-transformers 5.x the argument after the inputs is prompt_name; pass "
+                "batch_size=... by keyword.)"
+            )
+        if prompt_name not in prompts:
+            raise ValueError(f"Prompt name {prompt_name!r} not found in the configured prompts {list(prompts)!r}.")
+        return prompts[prompt_name]
+    if default_prompt_name is not None:
+        return prompts.get(default_prompt_name)
+    return None
+
+
+def reject_multiprocess(device: Any, pool: Any, chunk_size: Any, method: str) -> None:
+    if pool is not None or isinstance(device, (list, tuple)):
+        raise ValueError(
+            f"{method}: multi-process pools and device lists are not supported by lightembed; ONNX Runtime "
+            "already uses all cores (see threads=...). Call it once, or from several threads."
+        )
+    del chunk_size  # only meaningful with a pool
+
+
+def merge_prompts(
+    configured: dict[str, str],
+    configured_default: str | None,
+    prompts: dict[str, str] | None,
+    default_prompt_name: str | None,
+) -> tuple[dict[str, str], str | None]:
+    """The model's prompts updated with the caller's, and the default prompt name, which must name one."""
+    merged = dict(configured)
+    if prompts:
+        merged.update(prompts)
+    default = default_prompt_name or configured_default
+    if default is not None and default not in merged:
+        raise ValueError(f"Default prompt name {default!r} is not in the prompts {list(merged)}.")
+    return merged, default

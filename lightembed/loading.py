@@ -83,5 +83,3 @@ def check_device(requested: str | None, loaded_on: str, cls_name: str) -> None:
         raise ValueError(
             f"This model runs on {loaded_on!r}; to use {requested!r}, load it with {cls_name}(..., device={requested!r})."
         )
-
-

@@ -113,9 +113,7 @@ def provider_names(providers: Sequence[Any]) -> list[str]:
     return [p[0] if isinstance(p, (tuple, list)) else p for p in providers]
 
 
-def create_session(
-    path: str | Path, providers: Sequence[Any], threads: int | None = None
-) -> ort.InferenceSession:
+def create_session(path: str | Path, providers: Sequence[Any], threads: int | None = None) -> ort.InferenceSession:
     """Create an inference session for `path` with the given providers and intra-op thread count."""
     path = Path(path)
     if not path.is_file():

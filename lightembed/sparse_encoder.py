@@ -24,7 +24,6 @@ relu/log1p in place (`out=`) before summing. Only the pooled rows' non-zero entr
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,11 +31,16 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from lightembed.config import _max_seq_length, read_json
-from lightembed.cross_encoder import reject_multiprocess, resolve_prompt
-from lightembed.encoder import progress
-from lightembed.inputs import as_text_list, check_batch_size
+from lightembed.config import max_seq_length_from, read_json, read_model_settings, read_modules
+from lightembed.inputs import (
+    as_text_list,
+    check_batch_size,
+    merge_prompts,
+    reject_multiprocess,
+    resolve_prompt,
+)
 from lightembed.loading import check_device, load
+from lightembed.progress import progress
 from lightembed.tokenize import Tokenizer
 
 logger = logging.getLogger(__name__)
@@ -344,16 +348,9 @@ def load_splade_config(folder: str | Path) -> SpladeConfig:
     modules_path = folder / "modules.json"
     pooling: dict[str, Any] | None = None
     transformer_dir: Path | None = None
-    if modules_path.is_file():
-        try:
-            entries = json.loads(modules_path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{modules_path} is not valid JSON: {exc}") from None
-        if not isinstance(entries, list):
-            raise ValueError(f"{modules_path} must hold a list of modules.")
-        for entry in sorted(entries, key=lambda e: e.get("idx", 0)):
-            kind = str(entry.get("type", "")).rsplit(".", 1)[-1]
-            path = folder / entry.get("path", "")
+    entries = read_modules(folder)
+    if entries is not None:
+        for kind, path, type_name in entries:
             if kind in ("Transformer", "MLMTransformer"):
                 if transformer_dir is not None:
                     raise ValueError(f"{modules_path} lists more than one Transformer module.")
@@ -362,7 +359,7 @@ def load_splade_config(folder: str | Path) -> SpladeConfig:
                 pooling = read_json(path / "config.json")
             else:
                 raise ValueError(
-                    f"Module type {entry.get('type')!r} in {modules_path} is not supported by lightembed's "
+                    f"Module type {type_name!r} in {modules_path} is not supported by lightembed's "
                     "SparseEncoder (supported: a fill-mask Transformer / MLMTransformer followed by SpladePooling)."
                 )
         if transformer_dir is None:
@@ -390,21 +387,18 @@ def load_splade_config(folder: str | Path) -> SpladeConfig:
     if activation not in _ACTIVATIONS:
         raise ValueError(f"SpladePooling activation_function must be one of {_ACTIVATIONS}, got {activation!r}.")
     dim = pooling.get("embedding_dimension", pooling.get("word_embedding_dimension"))
-    model_config = read_json(folder / "config_sentence_transformers.json")
-    prompts = model_config.get("prompts") or {}
-    if not isinstance(prompts, dict):
-        raise ValueError(f"'prompts' in {folder / 'config_sentence_transformers.json'} must be an object.")
+    prompts, default_prompt_name, similarity_fn_name = read_model_settings(folder)
     return SpladeConfig(
         folder=folder,
         transformer_dir=transformer_dir,
         pooling_strategy=strategy,
         activation_function=activation,
         embedding_dimension=int(dim) if isinstance(dim, int) and dim > 0 else None,
-        max_seq_length=_max_seq_length(transformer_dir, st_config),
+        max_seq_length=max_seq_length_from(transformer_dir, st_config),
         do_lower_case=bool(st_config.get("do_lower_case", False)),
-        prompts={k: v for k, v in prompts.items() if isinstance(v, str)},
-        default_prompt_name=model_config.get("default_prompt_name"),
-        similarity_fn_name=model_config.get("similarity_fn_name"),
+        prompts=prompts,
+        default_prompt_name=default_prompt_name,
+        similarity_fn_name=similarity_fn_name,
     )
 
 
@@ -529,14 +523,9 @@ class SparseEncoder:
         self.tokenizer_wrapper = Tokenizer.from_dir(self.config.transformer_dir, max_length, self.config.do_lower_case)
         self._vocab_size = self._find_vocab_size()
 
-        self.prompts: dict[str, str] = dict(self.config.prompts)
-        if prompts:
-            self.prompts.update(prompts)
-        self.default_prompt_name = default_prompt_name or self.config.default_prompt_name
-        if self.default_prompt_name is not None and self.default_prompt_name not in self.prompts:
-            raise ValueError(
-                f"Default prompt name {self.default_prompt_name!r} is not in the prompts {list(self.prompts)}."
-            )
+        self.prompts, self.default_prompt_name = merge_prompts(
+            self.config.prompts, self.config.default_prompt_name, prompts, default_prompt_name
+        )
         self.similarity_fn_name = similarity_fn_name or self.config.similarity_fn_name or "dot"
 
     def _find_vocab_size(self) -> int | None:
@@ -552,7 +541,7 @@ class SparseEncoder:
     # ----- properties sentence-transformers users read ---------------------------------------------
     @property
     def similarity_fn_name(self) -> str:
-        """"dot" (the default for sparse models), "cosine", "euclidean" or "manhattan"."""
+        """ "dot" (the default for sparse models), "cosine", "euclidean" or "manhattan"."""
         return self._similarity_fn_name
 
     @similarity_fn_name.setter
@@ -584,7 +573,7 @@ class SparseEncoder:
     def activation_function(self) -> str:
         return self.config.activation_function
 
-    def get_max_seq_length(self) -> int | None:
+    def getmax_seq_length_from(self) -> int | None:
         return self.max_seq_length
 
     def get_embedding_dimension(self) -> int | None:
@@ -802,4 +791,3 @@ class SparseEncoder:
             f"dim={self.get_embedding_dimension()}, max_active_dims={self.max_active_dims}, "
             f"providers={self._graph.session.get_providers()})"
         )
-

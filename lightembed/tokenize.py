@@ -70,9 +70,7 @@ class Tokenizer:
         self.max_length = max_length
 
     @classmethod
-    def from_dir(
-        cls, folder: str | Path, max_length: int | None = None, do_lower_case: bool = False
-    ) -> "Tokenizer":
+    def from_dir(cls, folder: str | Path, max_length: int | None = None, do_lower_case: bool = False) -> "Tokenizer":
         """Load tokenizer.json (and tokenizer_config.json for pad token and padding side) from `folder`."""
         folder = Path(folder)
         path = folder / "tokenizer.json"

@@ -72,9 +72,7 @@ def _to_float_array(x: ArrayLike, name: str) -> np.ndarray:
         return arr.astype(np.float32)
     if arr.dtype == np.float32 or arr.dtype == np.float64:
         return arr
-    if arr.dtype == object or not (
-        np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.bool_)
-    ):
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.bool_)):
         raise ValueError(f"{name} must be numeric, got an array of dtype {arr.dtype}")
     return arr.astype(np.float32)
 
@@ -218,9 +216,7 @@ def _scores_matrix(score_function: ScoreFunction, q: np.ndarray, c: np.ndarray) 
     """Call ``score_function`` and check it returned a (len(q), len(c)) matrix."""
     scores = np.asarray(score_function(q, c))
     if scores.shape != (q.shape[0], c.shape[0]):
-        raise ValueError(
-            f"score_function returned shape {scores.shape}, expected {(q.shape[0], c.shape[0])}"
-        )
+        raise ValueError(f"score_function returned shape {scores.shape}, expected {(q.shape[0], c.shape[0])}")
     return scores
 
 
@@ -423,8 +419,7 @@ def paraphrase_mining_embeddings(
     # Highest score first; equal scores keep the ascending (score, i, j) order.
     first = first[np.argsort(-c_scores[first], kind="stable")]
     return [
-        [float(s), int(i), int(j)]
-        for s, i, j in zip(c_scores[first].tolist(), lo[first].tolist(), hi[first].tolist())
+        [float(s), int(i), int(j)] for s, i, j in zip(c_scores[first].tolist(), lo[first].tolist(), hi[first].tolist())
     ]
 
 
@@ -530,9 +525,7 @@ def quantize_embeddings(
     ``"binary"``/``"ubinary"`` pack the sign bits (``> 0``) into int8/uint8 bytes.
     """
     if precision not in _PRECISIONS:
-        raise ValueError(
-            f"Precision {precision!r} is not supported; use one of {', '.join(map(repr, _PRECISIONS))}"
-        )
+        raise ValueError(f"Precision {precision!r} is not supported; use one of {', '.join(map(repr, _PRECISIONS))}")
     if isinstance(embeddings, list) and embeddings and not isinstance(embeddings[0], (int, float)):
         embeddings = [np.asarray(e) for e in embeddings]
     try:
@@ -541,9 +534,7 @@ def quantize_embeddings(
         raise ValueError(f"embeddings could not be converted to a numeric array: {exc}") from None
     if emb.dtype in (np.uint8, np.int8):
         raise ValueError("Embeddings to quantize must be float rather than int8 or uint8.")
-    if emb.dtype == object or not (
-        np.issubdtype(emb.dtype, np.number) or np.issubdtype(emb.dtype, np.bool_)
-    ):
+    if emb.dtype == object or not (np.issubdtype(emb.dtype, np.number) or np.issubdtype(emb.dtype, np.bool_)):
         raise ValueError(f"embeddings must be numeric, got an array of dtype {emb.dtype}")
 
     if precision == "float32":
@@ -578,9 +569,7 @@ def quantize_embeddings(
             if ranges.ndim != 2 or ranges.shape[0] != 2:
                 raise ValueError(f"ranges must have shape (2, dim), got {ranges.shape}")
         if emb.ndim >= 1 and ranges.shape[1] not in (1, emb.shape[-1]):
-            raise ValueError(
-                f"ranges has {ranges.shape[1]} columns but the embeddings have dim {emb.shape[-1]}"
-            )
+            raise ValueError(f"ranges has {ranges.shape[1]} columns but the embeddings have dim {emb.shape[-1]}")
         starts = ranges[0, :]
         steps = (ranges[1, :] - ranges[0, :]) / 255
         steps = np.where(steps == 0, 1, steps)

@@ -102,6 +102,7 @@ def test_manifest_records_every_file_with_metrics(exported):
 
 # ----- variants of the same checkpoint, built at test time, loaded by both libraries -----------------------
 
+
 def build_variant(source: Path, exported: Path, dest: Path, modules: list, **st_kwargs) -> tuple[Path, Path]:
     """Save a sentence-transformers model made of `modules` (torch reference folder) and the same folder with
     the exported ONNX graph instead of torch weights (lightembed folder)."""
@@ -136,15 +137,19 @@ def test_pooling_variants(source, exported, texts, tmp_path, mode):
 
 def test_prompts_with_include_prompt_false(source, exported, texts, tmp_path):
     prompts = {"query": "query: ", "document": "passage: "}
-    modules = [transformer(source), st.models.Pooling(HIDDEN, pooling_mode="mean", include_prompt=False),
-               st.models.Normalize()]
+    modules = [
+        transformer(source),
+        st.models.Pooling(HIDDEN, pooling_mode="mean", include_prompt=False),
+        st.models.Normalize(),
+    ]
     ref_dir, ours = build_variant(source, exported, tmp_path, modules, prompts=prompts, default_prompt_name="query")
     ref_model = st.SentenceTransformer(str(ref_dir), device="cpu")
     ours_model = SentenceTransformer(ours)
     assert ours_model.prompts == prompts and ours_model.default_prompt_name == "query"
     for kwargs in ({}, {"prompt_name": "document"}, {"prompt": "Represent this: "}):
-        min_cos, _, max_abs = report(f"prompt {kwargs or 'default'}", ours_model.encode(texts, **kwargs),
-                                     ref_model.encode(texts, **kwargs))
+        min_cos, _, max_abs = report(
+            f"prompt {kwargs or 'default'}", ours_model.encode(texts, **kwargs), ref_model.encode(texts, **kwargs)
+        )
         assert min_cos >= 0.99999 and max_abs <= 1e-5
     report("encode_document", ours_model.encode_document(texts[:20]), ref_model.encode_document(texts[:20]))
     np.testing.assert_allclose(ours_model.encode_document(texts[:20]), ref_model.encode_document(texts[:20]), atol=1e-5)
@@ -196,8 +201,9 @@ def test_similarity_and_util_match(exported, torch_model, texts):
 
     ours = SentenceTransformer(exported).encode(texts[:50])
     ref = torch_model.encode(texts[:50])
-    np.testing.assert_allclose(SentenceTransformer(exported).similarity(ours, ours),
-                               torch_model.similarity(ref, ref).numpy(), atol=1e-5)
+    np.testing.assert_allclose(
+        SentenceTransformer(exported).similarity(ours, ours), torch_model.similarity(ref, ref).numpy(), atol=1e-5
+    )
     hits = util.semantic_search(ours[:5], ours, top_k=3)
     ref_hits = st_util.semantic_search(torch.from_numpy(ref[:5]), torch.from_numpy(ref), top_k=3)
     assert [[h["corpus_id"] for h in row] for row in hits] == [[h["corpus_id"] for h in row] for row in ref_hits]

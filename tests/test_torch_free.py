@@ -46,6 +46,9 @@ def test_heavy_packages_are_not_runtime_dependencies():
         requires = metadata.requires("lightembed") or []
     except metadata.PackageNotFoundError:
         pytest.skip("lightembed is not installed as a distribution")
-    names = {r.split(";")[0].split("[")[0].split("<")[0].split(">")[0].split("=")[0].strip().lower() for r in requires
-             if "extra ==" not in r}
+    names = {
+        r.split(";")[0].split("[")[0].split("<")[0].split(">")[0].split("=")[0].strip().lower()
+        for r in requires
+        if "extra ==" not in r
+    }
     assert names == {"numpy", "onnxruntime", "tokenizers", "huggingface-hub"}

@@ -1,0 +1,21 @@
+"""Optional progress bars: tqdm is imported only when a bar is asked for (the `progress` extra)."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any, Sequence
+
+
+def progress(iterable: Sequence[Any] | range, enabled: bool, desc: str) -> Any:
+    """Wrap in a tqdm bar when enabled and tqdm is installed (the `progress` extra)."""
+    if not enabled:
+        return iterable
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        warnings.warn(
+            "show_progress_bar=True needs tqdm: pip install 'lightembed[progress]'. Continuing without a bar.",
+            stacklevel=3,
+        )
+        return iterable
+    return tqdm(iterable, desc=desc)
