@@ -15,8 +15,8 @@ from lightembed.inputs import (
     check_positive_int,
     check_precision,
     check_truncate_dim,
-    reject_multiprocess,
     merge_prompts,
+    reject_multiprocess,
     resolve_prompt,
 )
 from lightembed.loading import check_device, default_batch_tokens, load
