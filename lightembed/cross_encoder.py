@@ -444,7 +444,7 @@ class CrossEncoder:
         """The underlying `tokenizers.Tokenizer`."""
         return self.tokenizer_wrapper.backend
 
-    def getmax_seq_length_from(self) -> int | None:
+    def get_max_seq_length(self) -> int | None:
         return self.max_seq_length
 
     # ----- prediction -------------------------------------------------------------------------------

@@ -573,7 +573,7 @@ class SparseEncoder:
     def activation_function(self) -> str:
         return self.config.activation_function
 
-    def getmax_seq_length_from(self) -> int | None:
+    def get_max_seq_length(self) -> int | None:
         return self.max_seq_length
 
     def get_embedding_dimension(self) -> int | None:

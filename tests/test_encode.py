@@ -255,3 +255,12 @@ def test_token_budget_bounds_every_batch_and_keeps_results(tiny_model):
     assert SentenceTransformer(tiny_model).max_batch_tokens == 2048
     with pytest.raises(ValueError, match="max_batch_tokens"):
         SentenceTransformer(tiny_model, max_batch_tokens=0)
+
+
+def test_every_model_class_answers_get_max_seq_length(tiny_model):
+    from lightembed.cross_encoder import CrossEncoder
+    from lightembed.sparse_encoder import SparseEncoder
+
+    for cls in (SentenceTransformer, CrossEncoder, SparseEncoder):
+        assert callable(getattr(cls, "get_max_seq_length", None)), cls.__name__
+    assert SentenceTransformer(tiny_model).get_max_seq_length() == 12
