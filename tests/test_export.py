@@ -333,7 +333,7 @@ def _run_cli(*args: str) -> subprocess.CompletedProcess:
 def test_cli_help():
     result = _run_cli("--help")
     assert result.returncode == 0
-    for option in ("--optimize", "--quantize", "--revision", "-o"):
+    for option in ("--optimize", "--quantize", "--revision", "-o", "--task", "--calibration-file"):
         assert option in result.stdout
 
 
@@ -350,6 +350,14 @@ def test_cli_main_returns_exit_codes(tmp_path, capsys):
     assert "no such model folder" in capsys.readouterr().err
     assert cli_main(["x", "-o", "y", "--optimize", "O9"]) == 2
     assert cli_main(["x", "-o", "y", "--quantize", "sse4"]) == 2
+    assert cli_main(["x", "-o", "y", "--task", "token-classification"]) == 2
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n  \n")
+    assert (
+        cli_main([str(tmp_path), "-o", str(tmp_path / "o"), "--quantize", "static", "--calibration-file", str(empty)])
+        == 2
+    )
+    assert "no non-blank lines" in capsys.readouterr().err
 
 
 # ----- helpers without an export -----------------------------------------------------------------------------
@@ -362,12 +370,45 @@ def test_cli_main_returns_exit_codes(tmp_path, capsys):
         ("arm64", None, "arm64"),
         ("x86_64", {"avx2", "avx512f", "avx512bw", "avx512vnni"}, "avx512_vnni"),
         ("x86_64", {"avx2", "avx512f", "avx512bw"}, "avx512"),
-        ("x86_64", {"avx", "avx2", "fma"}, "avx2"),
+        ("x86_64", {"avx", "avx2", "fma"}, "avx2_qint8"),  # AVX2 only: u8 x s8 (model_qint8_avx2.onnx)
         ("x86_64", {"sse4_2"}, "avx2"),
     ],
 )
 def test_detect_cpu_target(machine, flags, target):
     assert quantizing.detect_cpu_target(machine, flags)[0] == target
+
+
+@pytest.mark.parametrize(
+    ("machine", "flags_line", "target", "file_name"),
+    [
+        ("x86_64", "fpu sse4_2 avx avx2 fma bmi2", "avx2_qint8", "model_qint8_avx2.onnx"),
+        ("x86_64", "fpu avx2 avx512f avx512bw avx512_vnni", "avx512_vnni", "model_qint8_avx512_vnni.onnx"),
+        ("x86_64", "fpu avx2 avx512f avx512bw", "avx512", "model_qint8_avx512.onnx"),
+        ("x86_64", "fpu sse4_2", "avx2", "model_quint8_avx2.onnx"),
+        ("aarch64", "fp asimd", "arm64", "model_qint8_arm64.onnx"),
+    ],
+)
+def test_auto_picks_by_cpu_flags(monkeypatch, tmp_path, machine, flags_line, target, file_name):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\nflags\t\t: {flags_line}\n")
+    real_open = open
+
+    def fake_open(path, *args, **kwargs):
+        return real_open(cpuinfo if path == "/proc/cpuinfo" else path, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", fake_open)
+    monkeypatch.setattr(quantizing.platform, "machine", lambda: machine)
+    (chosen,) = quantizing.resolve_targets(["auto"])
+    assert chosen.name == target and chosen.requested_as == ("auto",) and chosen.reason.startswith("auto: ")
+    assert quantizing.file_name(chosen.name) == file_name
+
+
+def test_avx2_qint8_is_avx2_with_int8_weights():
+    avx2 = quantizing.quantization_config("avx2")
+    qint8 = quantizing.quantization_config("avx2_qint8")
+    assert (avx2.weights_dtype.name, qint8.weights_dtype.name) == ("QUInt8", "QInt8")
+    assert qint8.activations_dtype.name == "QUInt8" and not qint8.is_static
+    assert qint8.per_channel == avx2.per_channel and qint8.operators_to_quantize == avx2.operators_to_quantize
 
 
 def test_resolve_targets_merges_auto(monkeypatch):
@@ -382,10 +423,14 @@ def test_resolve_targets_merges_auto(monkeypatch):
 def test_quantized_file_names_follow_sentence_transformers():
     from optimum.onnxruntime.configuration import AutoQuantizationConfig
 
-    for target in quantizing.TARGETS:
+    for target in quantizing.DYNAMIC_TARGETS:
         dtype = getattr(AutoQuantizationConfig, target)(is_static=False).weights_dtype.name.lower()
         assert quantizing.file_name(target) == f"model_{dtype}_{target}.onnx"
     assert quantizing.file_name("avx2") == "model_quint8_avx2.onnx"
+    # the same {weights dtype}_{config} rule for the two additions
+    assert quantizing.file_name("avx2_qint8") == "model_qint8_avx2.onnx"
+    assert quantizing.file_name("static") == "model_qint8_static.onnx"
+    assert set(quantizing.TARGETS) == set(quantizing.DYNAMIC_TARGETS) | {"avx2_qint8", "static"}
 
 
 def test_hub_source_records_the_commit(tmp_path, monkeypatch):

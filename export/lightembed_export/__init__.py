@@ -7,6 +7,7 @@ __version__ = "0.1.0"
 
 from lightembed_export.api import export_model  # noqa: E402
 from lightembed_export.errors import (  # noqa: E402
+    ArgumentError,
     ExportError,
     OutputError,
     SourceError,
@@ -15,6 +16,7 @@ from lightembed_export.errors import (  # noqa: E402
 )
 
 __all__ = [
+    "ArgumentError",
     "ExportError",
     "OutputError",
     "SourceError",

@@ -5,7 +5,8 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +14,26 @@ from lightembed_export import __version__
 from lightembed_export import optimize as optimizing
 from lightembed_export import quantize as quantizing
 from lightembed_export._quiet import quiet
-from lightembed_export.errors import OutputError, VerificationError
+from lightembed_export.calibration import CalibrationSet
+from lightembed_export.errors import ArgumentError, OutputError, VerificationError
 from lightembed_export.manifest import FORMAT_VERSION, MANIFEST_NAME, package_versions, probes_digest, write_manifest
 from lightembed_export.onnx_export import ONNX_SUBDIR
 from lightembed_export.source import read_layout, resolve_source
+from lightembed_export.tasks import (
+    FEATURE_EXTRACTION,
+    FILL_MASK,
+    TASK_INFO,
+    TEXT_CLASSIFICATION,
+    check_task,
+    resolve_task,
+)
+
+# What verification compares, per task (lightembed.json "verification").
+_COMPARED = {
+    FEATURE_EXTRACTION: "encode(probes) embeddings",
+    TEXT_CLASSIFICATION: "predict(probe pairs, activation_fn=Identity) raw logits",
+    FILL_MASK: "encode(probes, convert_to_sparse_tensor=False) dense sparse embeddings",
+}
 
 
 def export_model(
@@ -26,7 +43,10 @@ def export_model(
     quantize: Iterable[str] | str = (),
     revision: str | None = None,
     *,
+    task: str | None = None,
     per_channel: bool = True,
+    calibration_texts: Sequence[str] | None = None,
+    calibration_file: str | Path | None = None,
     opset: int | None = None,
     overwrite: bool = False,
     cache_dir: str | Path | None = None,
@@ -36,59 +56,81 @@ def export_model(
 ) -> dict[str, Any]:
     """Export `model` (Hub repo id or local sentence-transformers / transformers folder) to `output_dir`.
 
+    `task` is feature-extraction (an embedding model, loaded by lightembed.SentenceTransformer),
+    text-classification (a reranker, lightembed.CrossEncoder) or fill-mask (a SPLADE model, lightembed.SparseEncoder);
+    None detects it from the folder (see tasks.detect_task).
+
     Writes the sentence-transformers layout without the Transformer's torch weights, `onnx/model.onnx`,
     `onnx/model_O{n}.onnx` for each `optimize` level (O1-O4) and `onnx/model_q(u)int8_<target>.onnx` for each
-    `quantize` target (avx2, avx512, avx512_vnni, arm64, or auto for this CPU). Every ONNX file is then run through
-    the lightembed runtime on a fixed probe set and compared with sentence-transformers on torch; the results go
-    to `output_dir/lightembed.json`, whose contents are returned.
+    `quantize` target: avx2, avx512, avx512_vnni, arm64 and avx2_qint8 are dynamic int8 (auto picks this CPU's);
+    static is calibrated int8 with fixed activation scales (model_qint8_static.onnx), batch-invariant: a text gets
+    the same vector alone or in any batch. Static calibrates on `calibration_texts`, else the non-blank lines of
+    `calibration_file`, else a built-in mixed set. Every ONNX file is then run through the lightembed runtime on a
+    fixed probe set and compared with sentence-transformers on torch (embeddings, raw logits or dense sparse
+    embeddings); the results go to `output_dir/lightembed.json`, whose contents are returned.
 
     `per_channel` selects per-channel int8 weights (sentence-transformers' default). `overwrite` replaces a
     previous export in `output_dir`. Progress goes to `echo` (default print) unless `verbose` is False.
 
-    Raises SourceError, OutputError or UnsupportedModelError before anything is written, and
-    VerificationError (after writing everything, lightembed.json included) if a file misses its threshold.
+    Raises ValueError for an unknown level, target or task and for unusable `calibration_texts`; SourceError,
+    OutputError, ArgumentError (an unreadable `calibration_file`) or UnsupportedModelError before anything is
+    written; VerificationError (after writing everything, lightembed.json included) if a file misses its threshold.
     """
     say = (echo or print) if verbose else (lambda _msg: None)
     levels = optimizing.normalize_levels(optimize)
     targets = quantizing.resolve_targets(quantize)
+    if task is not None:
+        task = check_task(task)
+    calibration = _calibration_set(calibration_texts, calibration_file)
     clock = _Clock()
 
     source = resolve_source(str(model), revision=revision, cache_dir=cache_dir, token=token)
     output = Path(output_dir).expanduser().resolve()
     _check_output(output, source.path, overwrite)
     layout = read_layout(source.path)
+    task, task_reason = resolve_task(task, layout.facts)
     where = f"{source.model_id}@{source.revision}" if source.revision else str(source.path)
-    pooling_note = "" if layout.is_sentence_transformer else "; no modules.json: mean pooling"
-    say(f"source: {where} ({layout.architecture}{pooling_note}){clock.lap()}")
+    say(f"source: {where} ({layout.architecture}; {TASK_INFO[task].what}: {task_reason}){clock.lap()}")
 
     with quiet(), tempfile.TemporaryDirectory(prefix="lightembed-export-") as work:
         from lightembed_export import layout as st_layout
         from lightembed_export import onnx_export
 
-        onnx_export.check_exportable(layout.model_type, layout.architecture)
+        onnx_export.check_exportable(layout.model_type, layout.architecture, task)
         if levels:
             optimizing.check_optimizable(layout.model_type, layout.architecture)
 
-        torch_model = st_layout.load_model(source.path)
-        st_layout.check_modules(torch_model)
+        torch_model = st_layout.load_model(source.path, task)
+        st_layout.check_modules(torch_model, task)
         modules = ", ".join(type(m).__name__ for m in torch_model)
-        say(f"load: {modules} with sentence-transformers on torch, cpu, float32{clock.lap()}")
+        st_class = TASK_INFO[task].st_class
+        say(f"load: {st_class}({modules}) with sentence-transformers on torch, cpu, float32{clock.lap()}")
         saved = Path(work) / "model"
         st_layout.save_model(torch_model, saved)
         created = _prepare_output(output, overwrite)
         try:
-            files = _write_files(
-                output, saved, source.path, torch_model, levels, targets, per_channel, opset, say, clock
+            files, extra = _write_files(
+                output,
+                saved,
+                source.path,
+                torch_model,
+                task,
+                levels,
+                targets,
+                _QuantOptions(per_channel, calibration),
+                opset,
+                say,
+                clock,
             )
         except BaseException:
             _discard_output(output, created)  # a half-written folder would block the next attempt
             raise
 
-    manifest = _manifest(source, layout, torch_model, files)
+    manifest = _manifest(source, layout, torch_model, task, task_reason, files, extra)
     write_manifest(output, manifest)
     from lightembed_export.verify import format_table
 
-    say(format_table(files))
+    say(format_table(files, task))
     say(f"wrote {output} ({MANIFEST_NAME}) in {clock.total():.1f} s")
     failed = [f for f in files if not f["passed"]]
     if failed:
@@ -104,38 +146,56 @@ def _write_files(
     saved: Path,
     source: Path,
     torch_model: Any,
+    task: str,
     levels: list[str],
     targets: list[quantizing.QuantTarget],
-    per_channel: bool,
+    quant: _QuantOptions,
     opset: int | None,
     say: Callable[[str], None],
     clock: _Clock,
-) -> list[dict[str, Any]]:
-    """Write the layout and every ONNX file into `output`, verify them; return the per-file manifest entries."""
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Write the layout and every ONNX file into `output`, verify them; return the per-file manifest entries and
+    the task's extra model facts (fill-mask: the tied-decoder check)."""
     from lightembed_export import layout as st_layout
     from lightembed_export import onnx_export
-    from lightembed_export.verify import FP16_THRESHOLD
+    from lightembed_export.verify import threshold_for
 
     copied = st_layout.copy_layout(saved, output, source)
     say(f"layout: {len(copied)} files in sentence-transformers layout, no Transformer weights{clock.lap()}")
 
-    fp32 = onnx_export.export_transformer(saved, output / ONNX_SUBDIR, opset=opset)
+    fp32 = onnx_export.export_transformer(saved, output / ONNX_SUBDIR, opset=opset, task=task)
     entries: list[dict[str, Any]] = [{"file": fp32, "kind": "fp32"}]
-    say(f"export: {_rel(fp32, output)}{clock.lap()}")
+    say(f"export: {_rel(fp32, output)} (optimum task {task}){clock.lap()}")
+    extra: dict[str, Any] = {}
+    if task == FILL_MASK:
+        extra["decoder"] = _check_decoder(fp32, torch_model)
+        say(f"decoder: {_describe_decoder(extra['decoder'])}{clock.lap()}")
 
     for level in levels:
         done = optimizing.optimize_file(fp32, level, saved)
         entries.append({"file": done.path, "kind": "optimized", "optimization": done.config})
         note = ""
         if level in optimizing.FP16_LEVELS and not done.config.get("ort_gpu_graph_pass"):
+            bar = threshold_for("optimized", level, task)
+            sign = "<=" if bar.bound == "max" else ">="
             note = (
                 " (fp16 is meant for CUDA, which this onnxruntime lacks: fusions and fp16 conversion without "
-                f"ONNX Runtime's GPU graph pass; checked on CPU at min cos >= {FP16_THRESHOLD.value:g})"
+                f"ONNX Runtime's GPU graph pass; checked on CPU at {bar.metric} {sign} {bar.value:g})"
             )
         say(f"optimize {level}: {_rel(done.path, output)}{note}{clock.lap()}")
 
     for target in targets:
-        done_q = quantizing.quantize_file(fp32, target.name, saved, per_channel=per_channel)
+        if target.name == quantizing.STATIC:
+            done_q = quantizing.quantize_static_file(
+                fp32,
+                saved,
+                quant.calibration,
+                _max_seq_length(torch_model),
+                pairs=task == TEXT_CLASSIFICATION,
+                per_channel=quant.per_channel,
+            )
+        else:
+            done_q = quantizing.quantize_file(fp32, target.name, saved, per_channel=quant.per_channel)
         config = dict(done_q.config, requested_as=list(target.requested_as))
         if target.reason:
             config["auto_reason"] = target.reason
@@ -143,13 +203,61 @@ def _write_files(
         why = f" ({target.reason})" if target.reason else ""
         say(f"quantize {target.name}{why}: {_rel(done_q.path, output)}{clock.lap()}")
 
-    files = _describe_files(entries, output)
-    probes = _verify(files, output, torch_model)
+    files = _describe_files(entries, output, task)
+    probes = _verify(files, output, torch_model, task)
+    decoder = extra.get("decoder")
+    if decoder and decoder["expected_tied"] and decoder["checked"] and not decoder["tied"]:
+        files[0]["passed"] = False
+        files[0]["error"] = (
+            "the decoder is not tied to the word embeddings as config.json says "
+            f"(max |logits - h @ E.T - b| = {decoder['max_abs_diff']:.3g})"
+        )
+    unit = "pairs" if task == TEXT_CLASSIFICATION else "probes"
     say(
-        f"verify: {len(files)} file(s) on {probes} probes, "
-        f"lightembed runtime vs sentence-transformers (torch){clock.lap()}"
+        f"verify: {len(files)} file(s) on {probes} {unit}, lightembed.{TASK_INFO[task].runtime_class} vs "
+        f"sentence-transformers {TASK_INFO[task].st_class} (torch){clock.lap()}"
     )
-    return files
+    return files, extra
+
+
+def _check_decoder(fp32: Path, torch_model: Any) -> dict[str, Any]:
+    """The tied-decoder check of a fill-mask export, with whether config.json says the decoder is tied."""
+    from lightembed_export.decoder import check_tied_decoder
+
+    config = torch_model[0].auto_model.config
+    result = check_tied_decoder(fp32)
+    result["expected_tied"] = bool(getattr(config, "tie_word_embeddings", True))
+    return result
+
+
+def _describe_decoder(decoder: dict[str, Any]) -> str:
+    if not decoder["checked"]:
+        return f"not checked ({decoder['reason']})"
+    state = "tied to" if decoder["tied"] else "differs from"
+    expected = "" if decoder["tied"] == decoder["expected_tied"] else " (config.json says otherwise)"
+    return f"logits = h @ E.T + b {state} the word embeddings E{expected} (max abs diff {decoder['max_abs_diff']:.2e})"
+
+
+@dataclass(frozen=True)
+class _QuantOptions:
+    """int8 settings shared by every quantization target."""
+
+    per_channel: bool
+    calibration: CalibrationSet
+
+
+def _calibration_set(texts: Sequence[str] | None, file: str | Path | None) -> CalibrationSet:
+    """The static-quantization calibration set: `texts`, else `file`'s lines, else the built-in set."""
+    from lightembed_export import calibration as calibrating
+
+    if texts is not None:
+        return calibrating.from_texts(texts)
+    if file is not None:
+        try:
+            return calibrating.from_file(file)
+        except ValueError as exc:
+            raise ArgumentError(str(exc)) from None
+    return calibrating.default_set()
 
 
 class _Clock:
@@ -210,7 +318,7 @@ def _discard_output(output: Path, created: bool) -> None:
             child.unlink(missing_ok=True)
 
 
-def _describe_files(entries: list[dict[str, Any]], output: Path) -> list[dict[str, Any]]:
+def _describe_files(entries: list[dict[str, Any]], output: Path, task: str) -> list[dict[str, Any]]:
     """Make each file loadable by older onnxruntime, then record its facts and the threshold it will be held to."""
     from lightembed_export.onnx_files import make_loadable, onnx_file_info
     from lightembed_export.verify import threshold_for
@@ -226,38 +334,84 @@ def _describe_files(entries: list[dict[str, Any]], output: Path) -> list[dict[st
         info["optimization"] = entry.get("optimization")
         info["quantization"] = entry.get("quantization")
         level = (entry.get("optimization") or {}).get("level")
-        info["threshold"] = threshold_for(entry["kind"], level).as_dict()
+        info["threshold"] = threshold_for(entry["kind"], level, task).as_dict()
         files.append(info)
     return files
 
 
-def _verify(files: list[dict[str, Any]], output: Path, torch_model: Any) -> int:
+def _verify(files: list[dict[str, Any]], output: Path, torch_model: Any, task: str) -> int:
     """Fill in each file's metrics, passed and error (runtime vs torch model); return the number of probes."""
-    from lightembed_export.verify import PROBES, Threshold, reference_embeddings, verify_file
+    from lightembed_export.verify import Threshold, probe_count, reference_outputs, verify_file
 
-    reference = reference_embeddings(torch_model)
+    reference = reference_outputs(torch_model, task)
     for info in files:
-        threshold = Threshold(info["threshold"]["metric"], info["threshold"]["min"], info["threshold"]["note"])
-        info.update(verify_file(output, info["path"], reference, threshold))
-    return len(PROBES)
+        info.update(verify_file(output, info["path"], reference, Threshold.from_dict(info["threshold"]), task))
+    return probe_count(task)
 
 
 def _embedding_dimension(model: Any) -> int | None:
-    getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
-    return getter()
+    getter = getattr(model, "get_embedding_dimension", None) or getattr(model, "get_sentence_embedding_dimension", None)
+    return getter() if getter is not None else None
 
 
 def _failure(info: dict[str, Any]) -> str:
     if info.get("error"):
         return f"{info['path']}: {info['error']}"
-    metric = info["threshold"]["metric"]
-    return f"{info['path']}: {metric} {info['metrics'][metric]:.6f} < {info['threshold']['min']}"
+    threshold = info["threshold"]
+    metric = threshold["metric"]
+    bound, sign = ("max", ">") if "max" in threshold else ("min", "<")
+    return f"{info['path']}: {metric} {info['metrics'][metric]:.6g} {sign} {threshold[bound]}"
 
 
-def _manifest(source: Any, layout: Any, torch_model: Any, files: list[dict[str, Any]]) -> dict[str, Any]:
-    from lightembed_export.verify import BATCH_SIZE, PROBES
+def _model_facts(torch_model: Any, task: str, extra: dict[str, Any]) -> dict[str, Any]:
+    """The task's own facts for lightembed.json's "model" section."""
+    if task == TEXT_CLASSIFICATION:
+        config = torch_model[0].auto_model.config
+        activation = getattr(torch_model, "activation_fn", None)
+        return {
+            "num_labels": int(getattr(config, "num_labels", 1)),
+            "id2label": {str(k): v for k, v in (getattr(config, "id2label", None) or {}).items()},
+            "activation_fn": _dotted_name(activation) if activation is not None else None,
+        }
+    if task == FILL_MASK:
+        pooling = next((m for m in torch_model if type(m).__name__ == "SpladePooling"), None)
+        return {
+            "embedding_dimension": _embedding_dimension(torch_model),
+            "pooling_strategy": getattr(pooling, "pooling_strategy", None),
+            "activation_function": getattr(pooling, "activation_function", None),
+            "decoder": extra.get("decoder"),
+        }
+    return {"embedding_dimension": _embedding_dimension(torch_model)}
+
+
+def _dotted_name(obj: Any) -> str:
+    """module.Class of an object (what sentence-transformers stores for an activation function)."""
+    cls = obj if isinstance(obj, type) else type(obj)
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _max_seq_length(torch_model: Any) -> int | None:
+    for name in ("max_seq_length", "max_length"):
+        value = getattr(torch_model, name, None)
+        if isinstance(value, int):
+            return value
+    return None
+
+
+def _manifest(
+    source: Any,
+    layout: Any,
+    torch_model: Any,
+    task: str,
+    task_reason: str,
+    files: list[dict[str, Any]],
+    extra: dict[str, Any],
+) -> dict[str, Any]:
+    from lightembed_export.verify import BATCH_SIZE, PROBE_PAIRS, PROBES, SPARSE_BATCH_SIZE
 
     transformer = torch_model[0]
+    info = TASK_INFO[task]
+    probes: tuple[Any, ...] = PROBE_PAIRS if task == TEXT_CLASSIFICATION else PROBES
     return {
         "format_version": FORMAT_VERSION,
         "source": {
@@ -269,19 +423,23 @@ def _manifest(source: Any, layout: Any, torch_model: Any, files: list[dict[str, 
         "exporter": {"name": "lightembed-export", "version": __version__},
         "versions": package_versions(),
         "model": {
+            "task": task,
+            "task_reason": task_reason,
+            "class": info.runtime_class,
             "architecture": layout.architecture,
             "model_type": layout.model_type,
             "modules": [type(m).__name__ for m in torch_model],
-            "embedding_dimension": _embedding_dimension(torch_model),
-            "max_seq_length": torch_model.max_seq_length,
+            **_model_facts(torch_model, task, extra),
+            "max_seq_length": _max_seq_length(torch_model),
             "hidden_size": getattr(transformer.auto_model.config, "hidden_size", None),
         },
         "verification": {
-            "reference": "sentence-transformers on torch (cpu, float32)",
-            "candidate": "lightembed.SentenceTransformer(device='cpu', file_name=...)",
-            "probes": len(PROBES),
-            "probes_sha256": probes_digest(PROBES),
-            "batch_size": BATCH_SIZE,
+            "reference": f"sentence-transformers {info.st_class} on torch (cpu, float32)",
+            "candidate": f"lightembed.{info.runtime_class}(device='cpu', file_name=...)",
+            "compared": _COMPARED[task],
+            "probes": len(probes),
+            "probes_sha256": probes_digest(probes),
+            "batch_size": SPARSE_BATCH_SIZE if task == FILL_MASK else BATCH_SIZE,
             "passed": all(f["passed"] for f in files),
         },
         "files": files,

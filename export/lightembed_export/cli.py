@@ -9,11 +9,15 @@ from lightembed_export import __version__
 from lightembed_export.errors import ExportError
 from lightembed_export.optimize import LEVELS
 from lightembed_export.quantize import AUTO, TARGETS
+from lightembed_export.tasks import TASKS
 
 EPILOG = """\
 examples:
-  lightembed-export sentence-transformers/all-MiniLM-L6-v2 -o minilm-onnx --optimize O3 --quantize auto
+  lightembed-export sentence-transformers/all-MiniLM-L6-v2 -o minilm-onnx --optimize O3 --quantize static
+  lightembed-export sentence-transformers/all-MiniLM-L6-v2 -o minilm-onnx --quantize static auto
   lightembed-export ./my-st-model -o out --optimize O1 O2 O3 O4 --quantize avx2 avx512 avx512_vnni arm64
+  lightembed-export cross-encoder/ms-marco-MiniLM-L6-v2 -o reranker-onnx     (a CrossEncoder: detected)
+  lightembed-export naver/splade-v3 -o splade-onnx --task fill-mask         (a SparseEncoder / SPLADE model)
 
 exit status: 0 exported and verified; 1 a file failed verification (see the table and lightembed.json)
 or the export failed; 2 bad arguments, a source that is no model, an unsupported architecture, or an
@@ -26,8 +30,9 @@ def build_parser(prog: str = "lightembed-export") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog,
         description=(
-            "Export a sentence-transformers model (Hub id or local folder; a plain transformers folder gets\n"
-            "mean pooling) to ONNX in sentence-transformers layout, optionally graph-optimized (O1-O4) and\n"
+            "Export a sentence-transformers model (SentenceTransformer, CrossEncoder or SparseEncoder; Hub id or\n"
+            "local folder; a plain transformers folder gets mean pooling, or is a reranker / SPLADE model by its\n"
+            "architecture) to ONNX in sentence-transformers layout, optionally graph-optimized (O1-O4) and\n"
             "int8-quantized, and verify every file, run by the lightembed runtime, against the torch model."
         ),
         epilog=EPILOG,
@@ -57,8 +62,24 @@ def build_parser(prog: str = "lightembed-export") -> argparse.ArgumentParser:
         metavar="TARGET",
         type=str.lower,
         choices=TARGETS + (AUTO,),
-        help="dynamic int8 quantization targets: avx2, avx512, avx512_vnni, arm64, or auto (this CPU); "
-        "files are named as sentence-transformers names them, e.g. onnx/model_qint8_avx512_vnni.onnx",
+        help="int8 quantization: static (recommended: calibrated, fixed activation scales, so a text gets the "
+        "same vector alone or in any batch; onnx/model_qint8_static.onnx), or dynamic for a CPU target: avx2 (u8 x u8), "
+        "avx2_qint8 (u8 x s8, model_qint8_avx2.onnx), avx512, avx512_vnni, arm64, or auto (this CPU's); files are "
+        "named by sentence-transformers' rule model_{weights dtype}_{config}.onnx",
+    )
+    parser.add_argument(
+        "--calibration-file",
+        metavar="PATH",
+        help="texts to calibrate --quantize static on, one per line (UTF-8; default: a built-in mixed set of "
+        "short and long texts in several languages)",
+    )
+    parser.add_argument(
+        "--task",
+        type=str.lower,
+        choices=TASKS,
+        help="what the model is (default: detected from the folder): feature-extraction (embeddings, "
+        "lightembed.SentenceTransformer), text-classification (a CrossEncoder reranker, logits (batch, num_labels)), "
+        "fill-mask (a SparseEncoder / SPLADE model, logits (batch, seq, vocab))",
     )
     parser.add_argument("--revision", help="Hub branch, tag or commit (Hub ids only)")
     parser.add_argument(
@@ -91,7 +112,9 @@ def main(argv: list[str] | None = None) -> int:
             optimize=args.optimize,
             quantize=args.quantize,
             revision=args.revision,
+            task=args.task,
             per_channel=args.per_channel,
+            calibration_file=args.calibration_file,
             opset=args.opset,
             overwrite=args.overwrite,
             cache_dir=args.cache_dir,

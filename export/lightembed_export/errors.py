@@ -21,6 +21,12 @@ class OutputError(ExportError):
     exit_code = 2
 
 
+class ArgumentError(ExportError):
+    """An option's value cannot be used, e.g. a calibration file that cannot be read or has no text."""
+
+    exit_code = 2
+
+
 class UnsupportedModelError(ExportError):
     """The checkpoint's architecture (or one of its modules) is one the exporter cannot handle."""
 

@@ -1,4 +1,5 @@
-"""The torch model, loaded with sentence-transformers, and the sentence-transformers folder layout it writes."""
+"""The torch model, loaded with sentence-transformers (SentenceTransformer, CrossEncoder or SparseEncoder), and the
+sentence-transformers folder layout it writes."""
 
 from __future__ import annotations
 
@@ -8,9 +9,22 @@ from pathlib import Path
 from typing import Any
 
 from lightembed_export.errors import UnsupportedModelError
+from lightembed_export.tasks import FEATURE_EXTRACTION, FILL_MASK, TASK_INFO, TEXT_CLASSIFICATION
 
-# Module classes the lightembed runtime runs (mirrors lightembed.config.load_config).
+# Module classes the lightembed runtime runs after the Transformer, per task (mirrors lightembed.config.load_config,
+# lightembed.cross_encoder and lightembed.sparse_encoder.load_splade_config).
 RUNTIME_MODULES: tuple[str, ...] = ("Transformer", "Pooling", "Dense", "Normalize")
+TASK_MODULES: dict[str, tuple[str, ...]] = {
+    FEATURE_EXTRACTION: RUNTIME_MODULES,
+    TEXT_CLASSIFICATION: ("Transformer",),
+    FILL_MASK: ("Transformer", "MLMTransformer", "SpladePooling"),
+}
+# The Transformer module's transformer_task sentence-transformers >= 5 sets for each task.
+ST_TRANSFORMER_TASKS: dict[str, str] = {
+    FEATURE_EXTRACTION: "feature-extraction",
+    TEXT_CLASSIFICATION: "sequence-classification",
+    FILL_MASK: "fill-mask",
+}
 
 # The Transformer's own weights: never copied to the output, which holds the ONNX graph instead.
 TRANSFORMER_WEIGHT_PATTERNS: tuple[str, ...] = (
@@ -27,35 +41,52 @@ TRANSFORMER_WEIGHT_PATTERNS: tuple[str, ...] = (
 SOURCE_EXTRAS: tuple[str, ...] = ("README.md", "LICENSE", "LICENSE.txt", "LICENSE.md", "NOTICE")
 
 
-def load_model(path: Path) -> Any:
-    """Load the checkpoint in `path` as a float32 sentence_transformers.SentenceTransformer on CPU.
+def load_model(path: Path, task: str = FEATURE_EXTRACTION) -> Any:
+    """Load the checkpoint in `path` in float32 on CPU with the sentence-transformers class for `task`.
 
-    A plain transformers folder (no modules.json) gets sentence-transformers' default: mean pooling.
+    feature-extraction: SentenceTransformer (a plain transformers folder gets mean pooling); text-classification:
+    CrossEncoder; fill-mask: SparseEncoder (a plain masked-LM folder gets SpladePooling, max and relu).
     """
+    import sentence_transformers
     import torch
     import transformers
     from packaging.version import Version
-    from sentence_transformers import SentenceTransformer
 
     dtype_key = "dtype" if Version(transformers.__version__) >= Version("4.56") else "torch_dtype"
-    return SentenceTransformer(str(path), device="cpu", model_kwargs={dtype_key: torch.float32})
+    model_class = getattr(sentence_transformers, TASK_INFO[task].st_class)
+    return model_class(str(path), device="cpu", model_kwargs={dtype_key: torch.float32})
 
 
-def check_modules(model: Any) -> None:
+def _first_is_transformer(index: int, name: str) -> bool:
+    return (name in ("Transformer", "MLMTransformer")) == (index == 0)
+
+
+def check_modules(model: Any, task: str = FEATURE_EXTRACTION) -> None:
     """UnsupportedModelError for a module or Transformer setting the lightembed runtime cannot reproduce."""
     names = [type(module).__name__ for module in model]
+    allowed = TASK_MODULES[task]
+    what = TASK_INFO[task].what
     for index, name in enumerate(names):
-        if name not in RUNTIME_MODULES or (name == "Transformer") != (index == 0):
+        if name not in allowed or not _first_is_transformer(index, name):
+            followers = [m for m in allowed if m not in ("Transformer", "MLMTransformer")]
+            rest = f" followed by {', '.join(followers)} modules only" if followers else " only"
             raise UnsupportedModelError(
-                f"module {index} is {name}; lightembed runs a Transformer followed by "
-                f"{', '.join(RUNTIME_MODULES[1:])} modules only (modules: {', '.join(names)})",
+                f"module {index} is {name}; for a {what} lightembed runs a Transformer{rest} "
+                f"(modules: {', '.join(names)})",
                 architecture=name,
             )
-    transformer = model[0]
-    task = getattr(transformer, "transformer_task", "feature-extraction")
-    if task != "feature-extraction":
+    if task == FILL_MASK and "SpladePooling" not in names:
         raise UnsupportedModelError(
-            f"the Transformer module's task is {task!r}; lightembed exports feature-extraction models only",
+            f"the sparse encoder has no SpladePooling module (modules: {', '.join(names)}); lightembed's "
+            "SparseEncoder runs SPLADE models",
+            architecture=names[0],
+        )
+    transformer = model[0]
+    transformer_task = getattr(transformer, "transformer_task", None)
+    expected = ST_TRANSFORMER_TASKS[task]
+    if transformer_task is not None and transformer_task != expected:
+        raise UnsupportedModelError(
+            f"the Transformer module's task is {transformer_task!r}; a {what} needs {expected!r}",
             architecture=type(transformer.auto_model).__name__,
         )
     modalities = getattr(transformer, "modalities", None)

@@ -36,8 +36,8 @@ def package_versions(packages: Sequence[str] = PACKAGES) -> dict[str, str | None
     return versions
 
 
-def probes_digest(probes: Sequence[str]) -> str:
-    """SHA-256 of the probe texts (JSON-encoded), to tell which probe set the metrics were measured on."""
+def probes_digest(probes: Sequence[Any]) -> str:
+    """SHA-256 of the probe texts or pairs (JSON-encoded), to tell which probe set the metrics were measured on."""
     return hashlib.sha256(json.dumps(list(probes), ensure_ascii=False).encode("utf-8")).hexdigest()
 
 

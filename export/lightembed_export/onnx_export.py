@@ -1,4 +1,5 @@
-"""The fp32 ONNX export of the Transformer module (task feature-extraction) with optimum."""
+"""The fp32 ONNX export of the Transformer module with optimum, for the model's task (feature-extraction,
+text-classification or fill-mask)."""
 
 from __future__ import annotations
 
@@ -7,14 +8,15 @@ import tempfile
 from pathlib import Path
 
 from lightembed_export.errors import UnsupportedModelError
+from lightembed_export.tasks import FEATURE_EXTRACTION
 
-TASK = "feature-extraction"
+TASK = FEATURE_EXTRACTION
 ONNX_SUBDIR = "onnx"
 FP32_FILE_NAME = "model.onnx"
 
 
-def check_exportable(model_type: str | None, architecture: str) -> None:
-    """UnsupportedModelError unless optimum's ONNX exporter handles `model_type` for feature extraction."""
+def check_exportable(model_type: str | None, architecture: str, task: str = TASK) -> None:
+    """UnsupportedModelError unless optimum's ONNX exporter handles `model_type` for `task`."""
     from optimum.exporters.onnx import main_export  # noqa: F401 - importing registers the ONNX configs
     from optimum.exporters.tasks import TasksManager
 
@@ -32,17 +34,21 @@ def check_exportable(model_type: str | None, architecture: str) -> None:
             architecture=architecture,
             model_type=model_type,
         ) from None
-    if TASK not in tasks:
+    if task not in tasks:
         raise UnsupportedModelError(
-            f"optimum cannot export architecture {architecture} (model_type {model_type!r}) for {TASK}; "
+            f"optimum cannot export architecture {architecture} (model_type {model_type!r}) for {task}; "
             f"it supports {', '.join(sorted(tasks))}",
             architecture=architecture,
             model_type=model_type,
         )
 
 
-def export_transformer(model_dir: Path, onnx_dir: Path, opset: int | None = None) -> Path:
-    """Export the transformers checkpoint in `model_dir` to `onnx_dir/model.onnx` (last_hidden_state output)."""
+def export_transformer(model_dir: Path, onnx_dir: Path, opset: int | None = None, task: str = TASK) -> Path:
+    """Export the transformers checkpoint in `model_dir` to `onnx_dir/model.onnx` with optimum's `task`.
+
+    Outputs: feature-extraction last_hidden_state (batch, seq, hidden); text-classification logits
+    (batch, num_labels); fill-mask logits (batch, seq, vocab), the decoder tied to the word embeddings as in torch.
+    """
     from optimum.exporters.onnx import main_export
 
     onnx_dir.mkdir(parents=True, exist_ok=True)
@@ -50,7 +56,7 @@ def export_transformer(model_dir: Path, onnx_dir: Path, opset: int | None = None
         main_export(
             str(model_dir),
             output=tmp,
-            task=TASK,
+            task=task,
             opset=opset,
             device="cpu",
             do_validation=False,  # verify.py checks every file end to end against sentence-transformers

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from lightembed_export.errors import SourceError, UnsupportedModelError
+from lightembed_export.tasks import FolderFacts
 
 # Files a Hub snapshot does not need: other frameworks' weights and previously exported graphs.
 HUB_IGNORE_PATTERNS: tuple[str, ...] = (
@@ -29,7 +30,8 @@ HUB_IGNORE_PATTERNS: tuple[str, ...] = (
 # Hub answers that a cached snapshot cannot make up for.
 _DEFINITE_HUB_ERRORS = frozenset({"RepositoryNotFoundError", "RevisionNotFoundError", "GatedRepoError"})
 _COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
-_TRANSFORMER_SUFFIX = ".Transformer"
+# First modules the exporter can export: sentence-transformers' Transformer and the legacy SPLADE MLMTransformer.
+_TRANSFORMER_CLASSES = ("Transformer", "MLMTransformer")
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,16 @@ class ModelLayout:
     transformer_dir: Path
     model_type: str | None
     architectures: tuple[str, ...]
+    transformer_task: str | None = None
+    """sentence_bert_config.json's transformer_task (sentence-transformers >= 5), if set."""
+    st_model_type: str | None = None
+    """config_sentence_transformers.json's model_type (SentenceTransformer, CrossEncoder, SparseEncoder), if set."""
+
+    @property
+    def facts(self) -> FolderFacts:
+        """What task detection reads (tasks.detect_task)."""
+        names = tuple(t.rsplit(".", 1)[-1] for t in self.module_types)
+        return FolderFacts(names, self.transformer_task, self.st_model_type, self.architectures)
 
     @property
     def architecture(self) -> str:
@@ -164,9 +176,9 @@ def read_layout(path: Path) -> ModelLayout:
             raise SourceError(f"{modules_file} does not list any modules.")
         entries = sorted(entries, key=lambda e: e.get("idx", 0) if isinstance(e, dict) else 0)
         types = tuple(str(e.get("type", "")) for e in entries if isinstance(e, dict))
-        transformers = [e for e in entries if str(e.get("type", "")).endswith(_TRANSFORMER_SUFFIX)]
+        transformers = [e for e in entries if _class_name(e) in _TRANSFORMER_CLASSES]
         first = types[0].rsplit(".", 1)[-1] if types else "?"
-        if not transformers or not types[0].endswith(_TRANSFORMER_SUFFIX):
+        if not transformers or first not in _TRANSFORMER_CLASSES:
             raise UnsupportedModelError(
                 f"the model's first module is {first!r}; lightembed-export exports models whose first "
                 "module is a sentence-transformers Transformer",
@@ -191,4 +203,26 @@ def read_layout(path: Path) -> ModelLayout:
         raise SourceError(f"{config_file} does not hold a JSON object.")
     architectures = tuple(str(a) for a in (config.get("architectures") or []))
     model_type = config.get("model_type")
-    return ModelLayout(is_st, types, transformer_dir, str(model_type) if model_type else None, architectures)
+    return ModelLayout(
+        is_st,
+        types,
+        transformer_dir,
+        str(model_type) if model_type else None,
+        architectures,
+        transformer_task=_optional_str(transformer_dir / "sentence_bert_config.json", "transformer_task"),
+        st_model_type=_optional_str(path / "config_sentence_transformers.json", "model_type"),
+    )
+
+
+def _class_name(entry: Any) -> str:
+    return str(entry.get("type", "")).rsplit(".", 1)[-1] if isinstance(entry, dict) else ""
+
+
+def _optional_str(path: Path, key: str) -> str | None:
+    """The string setting `key` of the JSON object in `path`; None if the file, the key or the string is missing."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+    value = data.get(key) if isinstance(data, dict) else None
+    return str(value) if isinstance(value, str) and value else None
