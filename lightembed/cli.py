@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Sequence
 
@@ -124,6 +125,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (TypeError, ValueError, FileNotFoundError) as exc:
         print(f"lightembed: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # e.g. `lightembed info MODEL | head`: the reader left, which is not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

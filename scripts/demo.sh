@@ -10,5 +10,5 @@ OUT=work/all-MiniLM-L6-v2
 if [ ! -f "$OUT/lightembed.json" ]; then
   lightembed-export "$SRC" -o "$OUT" --optimize O3 --quantize auto
 fi
-lightembed info "$OUT" | head -40
+lightembed info "$OUT"
 python scripts/demo.py "$OUT"

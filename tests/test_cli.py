@@ -47,3 +47,19 @@ def test_export_forwards_or_names_what_to_install():
         assert proc.returncode == 0 and "--optimize" in proc.stdout
     except ImportError:
         assert proc.returncode == 2 and "pip install" in proc.stderr
+
+
+def test_info_piped_into_a_reader_that_leaves_early_exits_0(tiny_model):
+    for i in range(600):  # enough files that `info` writes well past one pipe/stdio buffer
+        (tiny_model / f"extra_file_with_a_long_name_{i:04d}.txt").write_text("x")
+    proc = subprocess.run(
+        f"set -o pipefail; {sys.executable} -m lightembed.cli info {tiny_model} | head -1",
+        shell=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        executable="/bin/bash",
+    )
+    assert proc.stdout.strip() == "{"
+    assert "BrokenPipeError" not in proc.stderr
+    assert proc.returncode == 0
