@@ -50,7 +50,7 @@ def test_export_forwards_or_names_what_to_install():
 
 
 def test_info_piped_into_a_reader_that_leaves_early_exits_0(tiny_model):
-    for i in range(600):  # enough files that `info` writes well past one pipe/stdio buffer
+    for i in range(3000):  # enough files that `info` writes well past the 64 KiB pipe buffer
         (tiny_model / f"extra_file_with_a_long_name_{i:04d}.txt").write_text("x")
     proc = subprocess.run(
         f"set -o pipefail; {sys.executable} -m lightembed.cli info {tiny_model} | head -1",
