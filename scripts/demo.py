@@ -22,14 +22,15 @@ QUERIES = [
 def main(model_dir: str) -> None:
     corpus = headlines()[:3000]
     files = sorted(p.relative_to(model_dir).as_posix() for p in Path(model_dir).glob("onnx/*.onnx"))
+    embedded = {}
     for file_name in files:  # fp32, O3 and the int8 file picked for this CPU
         model = SentenceTransformer(model_dir, device="cpu", file_name=file_name)
         start = time.perf_counter()
-        corpus_emb = model.encode(corpus, batch_size=64)
+        embedded[file_name] = model.encode(corpus, batch_size=64)
         took = time.perf_counter() - start
-        print(f"\n{model.onnx_path.name}: {len(corpus)} headlines in {took:.1f} s ({len(corpus) / took:.0f} texts/s)")
-    model = SentenceTransformer(model_dir, device="cpu")  # search with the fp32 file
-    corpus_emb = model.encode(corpus, batch_size=64)
+        print(f"\n{file_name}: {len(corpus)} headlines in {took:.1f} s ({len(corpus) / took:.0f} texts/s)")
+    model = SentenceTransformer(model_dir, device="cpu")  # search with the fp32 file, onnx/model.onnx
+    corpus_emb = embedded[model.onnx_path.relative_to(model_dir).as_posix()]
     query_emb = model.encode(QUERIES)
     hits = util.semantic_search(query_emb, corpus_emb, top_k=3)
     for query, row in zip(QUERIES, hits):
