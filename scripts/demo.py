@@ -36,7 +36,7 @@ def main(model_dir: str) -> None:
     for query, row in zip(QUERIES, hits):
         print(f"\nQuery: {query}")
         for hit in row:
-            print(f"  {hit['score']:.3f}  {corpus[hit['corpus_id']]}")
+            print(f"  {hit['score']:.3f}  {' '.join(corpus[hit['corpus_id']].split())}")
     heavy = [m for m in ("torch", "transformers", "optimum", "sentence_transformers") if m in sys.modules]
     print(f"\nheavy modules imported by this process: {heavy or 'none'}")
 
