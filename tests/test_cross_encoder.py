@@ -16,7 +16,7 @@ import pytest
 
 from lightembed import CrossEncoder
 from lightembed.cross_encoder import Identity, Sigmoid
-from tests.tiny import HIDDEN, VOCAB, weights, write_tokenizer
+from tests.tiny import HIDDEN, VOCAB, save_graph, weights, write_tokenizer
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -39,7 +39,6 @@ def head(num_labels: int, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
 
 def write_ce_graph(path: Path, num_labels: int, static_labels: bool = True) -> None:
     """logits = mean over attended tokens of (E[input_ids] + T[token_type_ids]) @ W + b."""
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     emb, types = weights()
@@ -72,14 +71,7 @@ def write_ce_graph(path: Path, num_labels: int, static_labels: bool = True) -> N
     out = helper.make_tensor_value_info(
         "logits", TensorProto.FLOAT, ["batch", num_labels if static_labels else "labels"]
     )
-    model = helper.make_model(
-        helper.make_graph(nodes, "tiny_ce", inputs, [out], initializer=inits),
-        opset_imports=[helper.make_opsetid("", 17)],
-    )
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, str(path))
+    save_graph(path, "tiny_ce", nodes, inputs, [out], inits)
 
 
 def make_ce(

@@ -15,7 +15,7 @@ import pytest
 
 from lightembed import SparseEncoder
 from lightembed.sparse_encoder import SparseEmbeddings, SparseVector
-from tests.tiny import VOCAB, weights, write_tokenizer
+from tests.tiny import VOCAB, save_graph, weights, write_tokenizer
 
 ROOT = Path(__file__).resolve().parent.parent
 V = len(VOCAB)
@@ -27,7 +27,6 @@ BIAS[VOCAB["[PAD]"]] = 0.0  # padding positions would light up [PAD] strongly if
 
 def write_mlm_graph(path: Path) -> None:
     """logits = (E[input_ids] + T[token_type_ids]) @ E^T + BIAS: (batch, seq, vocab)."""
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     emb, types = weights()
@@ -49,14 +48,7 @@ def write_mlm_graph(path: Path) -> None:
         helper.make_node("Add", ["scores", "BIAS"], ["logits"]),
     ]
     out = helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", "seq", V])
-    model = helper.make_model(
-        helper.make_graph(nodes, "tiny_mlm", inputs, [out], initializer=inits),
-        opset_imports=[helper.make_opsetid("", 17)],
-    )
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, str(path))
+    save_graph(path, "tiny_mlm", nodes, inputs, [out], inits)
 
 
 def make_splade(

@@ -43,7 +43,6 @@ def write_tokenizer(folder: Path, fixed_padding: int | None = 16) -> None:
 
 
 def write_graph(path: Path, seed: int = 0, token_type_ids: bool = True, int32: bool = False) -> None:
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     emb, types = weights(seed)
@@ -69,8 +68,18 @@ def write_graph(path: Path, seed: int = 0, token_type_ids: bool = True, int32: b
         helper.make_node("Mul", [summed, "mask3"], ["last_hidden_state"]),
     ]
     out = helper.make_tensor_value_info("last_hidden_state", TensorProto.FLOAT, ["batch", "seq", HIDDEN])
-    graph = helper.make_graph(nodes, "tiny", inputs, [out], initializer=inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    save_graph(path, "tiny", nodes, inputs, [out], inits)
+
+
+def save_graph(path: Path, name: str, nodes: list, inputs: list, outputs: list, inits: list) -> None:
+    """Check and write a tiny opset-17 ONNX graph built with onnx.helper."""
+    import onnx
+    from onnx import helper
+
+    model = helper.make_model(
+        helper.make_graph(nodes, name, inputs, outputs, initializer=inits),
+        opset_imports=[helper.make_opsetid("", 17)],
+    )
     model.ir_version = 8
     onnx.checker.check_model(model)
     path.parent.mkdir(parents=True, exist_ok=True)
