@@ -21,7 +21,7 @@ from lightembed.inputs import (
 )
 from lightembed.loading import check_device, default_batch_tokens, load
 from lightembed.modules import l2_normalize
-from lightembed.pooling import exclude_prompt, pool
+from lightembed.pooling import POOLED_METADATA_KEY, POOLED_OUTPUT, exclude_prompt, pool
 from lightembed.progress import progress
 from lightembed.tokenize import Tokenizer
 
@@ -96,6 +96,15 @@ class SentenceTransformer:
         self.similarity_fn_name = name
         hidden = read_json(self.config.transformer_dir / "config.json")
         self._hidden_size = self._graph.output_width or hidden.get("hidden_size") or hidden.get("d_model")
+        self.use_pooled_output = self.has_pooled_output
+        """Take sentence embeddings from the graph's fused pooling output when it has one (set False to pool
+        the token embeddings in NumPy instead)."""
+
+    @property
+    def has_pooled_output(self) -> bool:
+        """Whether the ONNX file has a fused `sentence_embedding` output made with this model's pooling modes."""
+        recorded = self._graph.metadata.get(POOLED_METADATA_KEY)
+        return POOLED_OUTPUT in self._graph.output_names and recorded == ",".join(self.config.pooling.modes)
 
     # ----- properties sentence-transformers users read ---------------------------------------------
     @property
@@ -133,7 +142,10 @@ class SentenceTransformer:
     ) -> np.ndarray:
         if prompt_length is not None:
             attention_mask = exclude_prompt(attention_mask, prompt_length)
-        emb = pool(token_embeddings, attention_mask, self.config.pooling.modes)
+        return self._after_pooling(pool(token_embeddings, attention_mask, self.config.pooling.modes))
+
+    def _after_pooling(self, emb: np.ndarray) -> np.ndarray:
+        """The modules after Pooling (Dense, Normalize ...) applied to pooled vectors."""
         for module in self.config.post:
             emb = module(emb)
         return emb
@@ -189,7 +201,12 @@ class SentenceTransformer:
         )
         if bool(show_progress_bar) and hasattr(batches, "total"):
             batches.total = n_batches
+        fused = self.use_pooled_output and output_value == "sentence_embedding" and prompt_length is None
         for idx, batch in batches:
+            if fused:
+                emb = self._after_pooling(self._graph(batch.as_dict(), POOLED_OUTPUT))
+                self._keep(emb, idx, sentence, truncate_dim, normalize_embeddings)
+                continue
             hidden = self._graph(batch.as_dict())
             if output_value != "sentence_embedding":
                 for row, i in enumerate(idx):
@@ -197,12 +214,7 @@ class SentenceTransformer:
                     tokens[i] = hidden[row, : last + 1]
             if output_value != "token_embeddings":
                 emb = self._sentence_embeddings(hidden, batch.attention_mask, prompt_length)
-                if truncate_dim is not None:
-                    emb = emb[:, :truncate_dim]
-                if normalize_embeddings:
-                    emb = l2_normalize(emb)
-                for row, i in enumerate(idx):
-                    sentence[i] = emb[row]
+                self._keep(emb, idx, sentence, truncate_dim, normalize_embeddings)
             if output_value is None:
                 for row, i in enumerate(idx):
                     sentence[i] = {
@@ -217,6 +229,18 @@ class SentenceTransformer:
         if output_value is None:
             return sentence[0] if single else sentence
         return self._finish(sentence, single, precision, convert_to_numpy or convert_to_tensor, truncate_dim)
+
+    @staticmethod
+    def _keep(
+        emb: np.ndarray, idx: Sequence[int], out: list[Any], truncate_dim: int | None, normalize: bool
+    ) -> None:
+        """Truncate and normalize a batch's sentence embeddings and put row r at out[idx[r]]."""
+        if truncate_dim is not None:
+            emb = emb[:, :truncate_dim]
+        if normalize:
+            emb = l2_normalize(emb)
+        for row, i in enumerate(idx):
+            out[i] = emb[row]
 
     def _finish(self, rows: list[Any], single: bool, precision: str, as_array: bool, truncate_dim: int | None) -> Any:
         if rows:

@@ -8,6 +8,12 @@ import numpy as np
 
 POOLING_MODES = ("cls", "max", "mean", "mean_sqrt_len_tokens", "weightedmean", "lasttoken")
 
+# The exporter can fuse these modes into the graph as an extra output, recording the modes under the metadata key;
+# the runtime uses that output only when the recorded modes equal the model's Pooling config.
+FUSABLE_MODES = frozenset({"cls", "max", "mean", "mean_sqrt_len_tokens"})
+POOLED_OUTPUT = "sentence_embedding"
+POOLED_METADATA_KEY = "lightembed.pooling"
+
 # Order of the legacy boolean keys, which is also the order their outputs are concatenated in.
 _LEGACY_KEYS = {
     "pooling_mode_cls_token": "cls",

@@ -71,12 +71,19 @@ def _cuda_unavailable_reason() -> str:
     )
 
 
+def cuda_options(device_id: int) -> dict[str, Any]:
+    """CUDA provider options for `device`: TF32 off, since onnxruntime turns it on by default and TF32 MatMuls
+    (10-bit mantissa inputs) move fp32 outputs away from torch's fp32 (which keeps TF32 off for MatMul).
+    Pass providers=[("CUDAExecutionProvider", {"use_tf32": 1})] to trade that accuracy for speed."""
+    return {"device_id": device_id, "use_tf32": 0}
+
+
 def resolve_providers(device: str | None = None, providers: Sequence[Any] | None = None) -> list[Any]:
     """Pick execution providers.
 
     `providers` (onnxruntime's own list) wins. Otherwise `device`: None gives CUDA when onnxruntime has it,
-    else CPU (never another provider implicitly); "cpu" gives CPU; "cuda"/"cuda:N" gives CUDA on GPU N or
-    raises if onnxruntime cannot offer CUDA.
+    else CPU (never another provider implicitly); "cpu" gives CPU; "cuda"/"cuda:N" gives CUDA on GPU N (with
+    `cuda_options`) or raises if onnxruntime cannot offer CUDA.
     """
     available = ort.get_available_providers()
     if providers is not None:
@@ -93,7 +100,7 @@ def resolve_providers(device: str | None = None, providers: Sequence[Any] | None
                 raise ValueError(f"Execution provider {name!r} is not available; available: {available}.")
         return providers
     if device is None:
-        return [CUDA, CPU] if CUDA in available else [CPU]
+        return [(CUDA, cuda_options(0)), CPU] if CUDA in available else [CPU]
     if not isinstance(device, str):
         raise TypeError(f"device must be a string such as 'cpu' or 'cuda:0', got {type(device).__name__}.")
     kind, _, index = device.lower().partition(":")
@@ -104,7 +111,7 @@ def resolve_providers(device: str | None = None, providers: Sequence[Any] | None
             raise ValueError(f"Invalid device {device!r}: expected 'cuda' or 'cuda:N'.")
         if CUDA not in available:
             raise ValueError(_cuda_unavailable_reason())
-        return [(CUDA, {"device_id": int(index or 0)}), CPU]
+        return [(CUDA, cuda_options(int(index or 0))), CPU]
     raise ValueError(f"Unsupported device {device!r}: use 'cpu', 'cuda' or 'cuda:N'.")
 
 
@@ -143,7 +150,11 @@ _KNOWN_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
 class OnnxGraph:
-    """A session plus what it declares: feeds it only the inputs it takes, with the dtypes it takes."""
+    """A session plus what it declares: feeds it only the inputs it takes, with the dtypes it takes.
+
+    Only the requested output is copied back from a GPU. Setting `io_binding` runs CUDA sessions through an
+    IO binding instead of session.run; it measured no faster here (benchmarks/RESULTS_GPU.md), so it is off.
+    """
 
     def __init__(self, session: ort.InferenceSession, preferred_outputs: Sequence[str] = ()) -> None:
         self.session = session
@@ -159,17 +170,40 @@ class OnnxGraph:
             self.input_dtypes[node.name] = _ORT_INT_TYPES[node.type]
         if "input_ids" not in self.input_dtypes:
             raise ValueError("The ONNX graph has no 'input_ids' input; it is not a text transformer.")
-        outputs = [node.name for node in session.get_outputs()]
-        self.output_name = next((name for name in preferred_outputs if name in outputs), outputs[0])
+        self.output_names = [node.name for node in session.get_outputs()]
+        self.output_name = next((name for name in preferred_outputs if name in self.output_names), self.output_names[0])
         shape = next(node.shape for node in session.get_outputs() if node.name == self.output_name)
         self.output_width: int | None = shape[-1] if shape and isinstance(shape[-1], int) else None
+        self.metadata: dict[str, str] = dict(session.get_modelmeta().custom_metadata_map)
+        self._cuda_device = _cuda_device_id(session)
+        self.io_binding = False
 
     @property
     def input_names(self) -> list[str]:
         return list(self.input_dtypes)
 
-    def __call__(self, arrays: dict[str, Any]) -> Any:
-        """Run the graph on int arrays keyed by input name; returns the chosen output as float32."""
-        feed = {name: arrays[name].astype(dtype, copy=False) for name, dtype in self.input_dtypes.items()}
-        (out,) = self.session.run([self.output_name], feed)
+    def __call__(self, arrays: dict[str, Any], output: str | None = None) -> Any:
+        """Run the graph on int arrays keyed by input name; returns `output` (default: the chosen one) as float32."""
+        name = output or self.output_name
+        feed = {key: arrays[key].astype(dtype, copy=False) for key, dtype in self.input_dtypes.items()}
+        if self.io_binding and self._cuda_device is not None:
+            binding = self.session.io_binding()
+            for key, value in feed.items():
+                binding.bind_cpu_input(key, value)
+            binding.bind_output(name, "cuda", self._cuda_device)
+            self.session.run_with_iobinding(binding)
+            (out,) = binding.copy_outputs_to_cpu()
+        else:
+            (out,) = self.session.run([name], feed)
         return out if out.dtype == "float32" else out.astype("float32")
+
+
+def _cuda_device_id(session: ort.InferenceSession) -> int | None:
+    """The GPU a session runs on, or None if it does not run on CUDA."""
+    if CUDA not in session.get_providers():
+        return None
+    options = session.get_provider_options().get(CUDA, {})
+    try:
+        return int(options.get("device_id", 0))
+    except (TypeError, ValueError):
+        return 0

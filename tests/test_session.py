@@ -12,7 +12,7 @@ from lightembed.session import CPU, CUDA, resolve_providers, usable_cores
 
 def test_default_never_picks_another_provider_implicitly():
     providers = resolve_providers(None, None)
-    expected = [CUDA, CPU] if CUDA in ort.get_available_providers() else [CPU]
+    expected = [(CUDA, {"device_id": 0, "use_tf32": 0}), CPU] if CUDA in ort.get_available_providers() else [CPU]
     assert providers == expected
 
 
@@ -33,7 +33,7 @@ def test_cuda_without_cuda_provider_says_why(device):
 
 @pytest.mark.skipif(CUDA not in ort.get_available_providers(), reason="no CUDA provider in this onnxruntime")
 def test_cuda_device_index():
-    assert resolve_providers("cuda:1")[0] == (CUDA, {"device_id": 1})
+    assert resolve_providers("cuda:1")[0] == (CUDA, {"device_id": 1, "use_tf32": 0})
 
 
 def test_invalid_devices_and_providers():

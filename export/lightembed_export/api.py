@@ -319,15 +319,24 @@ def _discard_output(output: Path, created: bool) -> None:
 
 
 def _describe_files(entries: list[dict[str, Any]], output: Path, task: str) -> list[dict[str, Any]]:
-    """Make each file loadable by older onnxruntime, then record its facts and the threshold it will be held to."""
+    """Give each embedding file a fused pooling output, make it loadable by older onnxruntime, then record its facts
+    and the threshold it will be held to."""
     from lightembed_export.onnx_files import make_loadable, onnx_file_info
+    from lightembed_export.pooled import add_pooled_output
     from lightembed_export.verify import threshold_for
 
+    modes: tuple[str, ...] = ()
+    if task == FEATURE_EXTRACTION:
+        from lightembed.config import load_config
+
+        modes = load_config(output).pooling.modes
     files = []
     for entry in entries:
         path: Path = entry["file"]
+        pooled = add_pooled_output(path, modes) if modes else False
         changes = make_loadable(path)
         info = onnx_file_info(path, output)
+        info["pooled_output"] = ",".join(modes) if pooled else None
         if changes:
             info["rewritten_for_older_onnxruntime"] = changes
         info["kind"] = entry["kind"]
