@@ -25,13 +25,25 @@ PACKAGES: tuple[str, ...] = (
 
 
 def package_versions(packages: Sequence[str] = PACKAGES) -> dict[str, str | None]:
-    """Installed version of each package (None if not installed), plus Python's."""
+    """Installed version of each package (None if not installed), plus Python's.
+
+    onnxruntime's is the imported module's own: the onnxruntime and onnxruntime-gpu wheels share that module, and
+    the distribution metadata names whichever is installed, not the one that runs (e.g. one earlier on sys.path).
+    """
     versions: dict[str, str | None] = {}
     for name in packages:
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             versions[name] = None
+    if "onnxruntime" in packages:
+        try:
+            import onnxruntime
+
+            versions["onnxruntime"] = onnxruntime.__version__
+            versions["onnxruntime_providers"] = ",".join(onnxruntime.get_available_providers())
+        except ImportError:
+            pass
     versions["python"] = platform.python_version()
     return versions
 
