@@ -15,7 +15,7 @@ import numpy as np
 
 from benchmarks.runners import ModelPaths, Runner
 
-LATENCY_KEYS = ("le_fp32", "le_quint8", "le_qint8", "st_torch", "fe_fp32")
+LATENCY_KEYS = ("le_fp32", "le_quint8", "le_qint8", "le_static", "st_torch", "fe_fp32")
 WARMUP = 10
 
 

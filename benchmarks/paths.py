@@ -16,4 +16,5 @@ FP32_FILE = "onnx/model.onnx"
 O3_FILE = "onnx/model_O3.onnx"
 QUINT8_FILE = "onnx/model_quint8_avx2.onnx"          # u8 activations x u8 weights
 QINT8_FILE = "onnx/model_qint8_avx512_vnni.onnx"     # u8 activations x s8 weights
-MODEL_FILES = (FP32_FILE, O3_FILE, QUINT8_FILE, QINT8_FILE)
+STATIC_FILE = "onnx/model_qint8_static.onnx"         # calibrated fixed activation scales: batch-invariant
+MODEL_FILES = (FP32_FILE, O3_FILE, QUINT8_FILE, QINT8_FILE, STATIC_FILE)

@@ -101,15 +101,33 @@ def throughput_table(results: dict) -> Table | None:
 
 
 def int8_table(results: dict) -> Table | None:
+    """Every int8 mode side by side: speed, drift, batch invariance and Lee rho."""
     pick = results.get("int8_choice")
-    if not pick:
+    rows = results["throughput"]["rows"]
+    keys = [k for k in (*(pick["candidates"] if pick else ()), "le_static") if k in rows]
+    if not keys:
         return None
-    t = Table("int8", "int8 file for this CPU (lightembed)", ["file", "texts/s", "cos vs torch mean", "Lee rho"])
-    for key in pick["candidates"]:
-        row = results["throughput"]["rows"][key]
+    t = Table(
+        "int8",
+        "int8 modes (lightembed)",
+        ["file", "texts/s", "x fp32", "cos vs torch min / mean", "alone vs batched min", "Lee rho"],
+    )
+    fp32 = rows.get("le_fp32", {}).get("texts_per_s")
+    inv = (results.get("invariance") or {}).get("rows", {})
+    for key in keys:
+        row = rows[key]
         rho = results.get("quality", {}).get("rho", {}).get(key)
-        t.rows.append([_name(key), _f(row["texts_per_s"], ".1f"), _f(row.get("cos_mean"), ".6f"), _f(rho, ".4f")])
-    t.notes.append(pick["summary"])
+        alone = (inv.get(key) or {}).get("alone_vs_batched")
+        t.rows.append([
+            _name(key),
+            _f(row["texts_per_s"], ".1f"),
+            _f(row["texts_per_s"] / fp32 if fp32 else None, ".2f"),
+            f"{_f(row.get('cos_min'), '.4f')} / {_f(row.get('cos_mean'), '.4f')}",
+            _f(alone[0] if alone else None, ".6f"),
+            _f(rho, ".4f"),
+        ])
+    if pick:
+        t.notes.append(pick["summary"])
     return t
 
 

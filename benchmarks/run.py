@@ -27,7 +27,7 @@ from benchmarks.model import ensure_model, source_folder
 from benchmarks.paths import BATCH_SIZE, BENCH_DIR, CACHE_DIR, THREADS
 from benchmarks.quality import batch_invariance, lee_quality
 from benchmarks.report import all_tables, render_text, write_results
-from benchmarks.runners import BASELINE, INT8_KEYS, RUNNERS, ModelPaths, load_available
+from benchmarks.runners import BASELINE, INT8_KEYS, RUNNERS, STATIC_KEY, ModelPaths, load_available
 from benchmarks.system import load_average, machine, versions
 from benchmarks.timing import cosines, measure_throughput
 
@@ -193,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # ---- quality on human judgements ----
     if "quality" not in skip:
-        q_keys = (BASELINE, "le_fp32", *INT8_KEYS) if args.quick else None
+        q_keys = (BASELINE, "le_fp32", *INT8_KEYS, STATIC_KEY) if args.quick else None
         q_runners = [r for r in runners if q_keys is None or r.key in q_keys]
         results["quality"] = lee_quality(q_runners, preset["lee_docs"], echo)
     else:
@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # ---- int8 batch invariance ----
     if "invariance" not in skip:
-        inv_runners = [by_key[k] for k in ("le_fp32", *INT8_KEYS) if k in by_key]
+        inv_runners = [by_key[k] for k in ("le_fp32", *INT8_KEYS, STATIC_KEY) if k in by_key]
         if inv_runners:
             results["invariance"] = batch_invariance(
                 inv_runners, by_key.get("le_fp32"), preset["invariance_short"], args.batch_size,

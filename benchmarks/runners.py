@@ -16,7 +16,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from benchmarks.paths import BATCH_SIZE, FP32_FILE, O3_FILE, QINT8_FILE, QUINT8_FILE, THREADS
+from benchmarks.paths import BATCH_SIZE, FP32_FILE, O3_FILE, QINT8_FILE, QUINT8_FILE, STATIC_FILE, THREADS
 
 # Nothing may reach the Hugging Face Hub.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -270,13 +270,15 @@ RUNNERS: dict[str, type[Runner]] = {
         _lightembed("le_O3", "lightembed O3", O3_FILE),
         _lightembed("le_quint8", "lightembed quint8 (u8xu8, avx2)", QUINT8_FILE),
         _lightembed("le_qint8", "lightembed qint8 (u8xs8, avx512_vnni)", QINT8_FILE),
+        _lightembed("le_static", "lightembed qint8 static (batch-invariant)", STATIC_FILE),
         FastembedAsLoaded,
         Fastembed256,
     )
 }
 BASELINE = "st_torch"
-LIGHTEMBED_KEYS = ("le_fp32", "le_O3", "le_quint8", "le_qint8")
-INT8_KEYS = ("le_quint8", "le_qint8")
+LIGHTEMBED_KEYS = ("le_fp32", "le_O3", "le_quint8", "le_qint8", "le_static")
+INT8_KEYS = ("le_quint8", "le_qint8")  # the dynamic int8 files, one of which the CPU's features pick
+STATIC_KEY = "le_static"
 
 
 def make_runner(key: str, paths: ModelPaths, threads: int = THREADS, batch_size: int = BATCH_SIZE) -> Runner:

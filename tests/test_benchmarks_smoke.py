@@ -17,7 +17,9 @@ pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parent.parent
 THROUGHPUT_COLUMNS = ["variant", "texts/s", "real tok/s", "padded/real", "x st-torch", "cos min", "cos mean", "runs (s)"]
-ALWAYS = ["st_torch", "st_onnx_fp32", "st_onnx_quint8", "st_onnx_qint8", "le_fp32", "le_O3", "le_quint8", "le_qint8"]
+ALWAYS = [
+    "st_torch", "st_onnx_fp32", "st_onnx_quint8", "st_onnx_qint8", "le_fp32", "le_O3", "le_quint8", "le_qint8", "le_static"
+]
 FASTEMBED = ["fe_fp32", "fe_fp32_256"]
 
 
@@ -152,7 +154,7 @@ def test_lightembed_matches_torch(quick_run):
     assert rows["le_fp32"]["cos_min"] >= 0.9999
     assert rows["st_onnx_fp32"]["cos_min"] >= 0.9999
     assert rows["le_O3"]["cos_min"] >= 0.999
-    for key in ("le_quint8", "le_qint8"):
+    for key in ("le_quint8", "le_qint8", "le_static"):
         assert rows[key]["cos_mean"] >= 0.95
     assert results["int8_choice"]["best"] in ("le_quint8", "le_qint8")
 
@@ -160,12 +162,14 @@ def test_lightembed_matches_torch(quick_run):
 def test_quality_invariance_latency_coldstart_sections(quick_run):
     _, _, results = quick_run
     rho = results["quality"]["rho"]
-    assert set(rho) == {"st_torch", "le_fp32", "le_quint8", "le_qint8"}
+    assert set(rho) == {"st_torch", "le_fp32", "le_quint8", "le_qint8", "le_static"}
     assert all(-1.0 <= v <= 1.0 and not math.isnan(v) for v in rho.values())
     assert results["quality"]["ratings_file"].endswith("similarities0-1.txt")
     inv = results["invariance"]["rows"]
-    assert set(inv) == {"le_fp32", "le_quint8", "le_qint8"}
+    assert set(inv) == {"le_fp32", "le_quint8", "le_qint8", "le_static"}
     assert inv["le_fp32"]["alone_vs_batched"][0] >= 0.9999
+    assert inv["le_static"]["alone_vs_batched"][0] >= 0.9999  # the static file's point: batch-invariant
+    assert [row[0] for row in results["tables"]["int8"]["rows"]][-1].startswith("lightembed qint8 static")
     for key in ("le_quint8", "le_qint8"):
         assert len(inv[key]["alone_vs_batched"]) == 2 and len(inv[key]["batched_vs_fp32"]) == 2
     lat = results["latency"]
@@ -175,7 +179,9 @@ def test_quality_invariance_latency_coldstart_sections(quick_run):
     assert cold["le_fp32"]["runs"] == 1 and cold["le_fp32"]["wall_s"] > 0
     assert "rss" not in results  # quick mode skips it
     assert any("installed size" in s for s in results["skipped_steps"])
-    assert {"corpus", "throughput", "quality", "invariance", "coldstart", "latency", "flops"} <= set(results["tables"])
+    assert {"corpus", "throughput", "int8", "quality", "invariance", "coldstart", "latency", "flops"} <= set(
+        results["tables"]
+    )
 
 
 def test_rss_worker_reports_its_own_peak(quick_run, tmp_path):
