@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
-logger = logging.getLogger(__name__)
 
 ALLOWED_PRECISIONS = ("float32", "int8", "uint8", "binary", "ubinary")
 OUTPUT_VALUES = ("sentence_embedding", "token_embeddings", None)
@@ -71,7 +69,11 @@ def resolve_prompt(
         if not isinstance(prompt, str):
             raise TypeError(f"prompt must be a string, got {type(prompt).__name__}.")
         if prompt_name is not None:
-            logger.warning("Both prompt and prompt_name given; using prompt and ignoring prompt_name.")
+            import logging  # imported here, not at module level: it is only needed for this warning
+
+            logging.getLogger(__name__).warning(
+                "Both prompt and prompt_name given; using prompt and ignoring prompt_name."
+            )
         return prompt
     if prompt_name is not None:
         if not isinstance(prompt_name, str):

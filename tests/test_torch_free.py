@@ -39,6 +39,28 @@ def test_fresh_process_imports_nothing_heavy(tiny_model):
     assert result["hub"] is False, "a local folder must not import huggingface_hub (cold start)"
 
 
+# Modules lightembed needs only on rare paths (errors, warnings, Hub ids, progress bars); importing them up front
+# costs cold start (importlib.metadata alone was ~40 ms).
+LAZY = ("importlib.metadata", "logging", "huggingface_hub", "tqdm")
+LOADED = "import json, sys\n%s\nprint(json.dumps(sorted(m for m in %r if m in sys.modules)))"
+
+
+def _loaded_after(statements: str, *args: str) -> set[str]:
+    code = LOADED % (statements, LAZY)
+    proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return set(json.loads(proc.stdout.strip().splitlines()[-1]))
+
+
+def test_cold_start_imports_only_what_the_call_needs(tiny_model):
+    baseline = _loaded_after("import numpy, onnxruntime, tokenizers")  # what the dependencies import themselves
+    used = _loaded_after(
+        "from lightembed import SentenceTransformer\nSentenceTransformer(sys.argv[1], device='cpu').encode('hi')",
+        str(tiny_model),
+    )
+    assert used - baseline == set()
+
+
 def test_heavy_packages_are_not_runtime_dependencies():
     from importlib import metadata
 
