@@ -92,6 +92,7 @@ def describe(model) -> dict:  # noqa: ANN001 - lightembed.SentenceTransformer
         "files": sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()),
         "modules": model.config.module_types,
         "pooling": list(model.config.pooling.modes),
+        "pooled_output": model.has_pooled_output,
         "include_prompt": model.config.pooling.include_prompt,
         "normalize": model.config.has_normalize,
         "max_seq_length": model.max_seq_length,

@@ -28,6 +28,7 @@ def test_info_describes_the_model(tiny_model, capsys):
     assert main(["info", str(tiny_model)]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["pooling"] == ["mean"] and info["dimension"] == 8 and info["max_seq_length"] == 12
+    assert info["pooled_output"] is False  # the tiny graph has no fused pooling output
     assert info["onnx_file"] == "onnx/model.onnx" and info["providers"][-1] == "CPUExecutionProvider"
     assert info["files"] and "modules.json" in info["files"]
 
