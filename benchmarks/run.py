@@ -27,7 +27,7 @@ from benchmarks.model import ensure_model, source_folder
 from benchmarks.paths import BATCH_SIZE, BENCH_DIR, CACHE_DIR, THREADS
 from benchmarks.quality import batch_invariance, lee_quality
 from benchmarks.report import all_tables, render_text, write_results
-from benchmarks.runners import BASELINE, INT8_KEYS, RUNNERS, STATIC_KEY, ModelPaths, load_available
+from benchmarks.runners import BASELINE, FLOOR_KEYS, INT8_KEYS, RUNNERS, STATIC_KEY, ModelPaths, load_available
 from benchmarks.system import load_average, machine, versions
 from benchmarks.timing import cosines, measure_throughput
 
@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     echo(f"[setup] corpus {corpus_file}: {c['n_texts']} texts, {c['real_tokens']:,} real tokens; "
          f"<=16 / 17-64 / 65-{c['max_seq_length'] - 1} / truncated: {c['buckets']}")
 
-    keys = args.variants or list(RUNNERS)
+    keys = args.variants or [k for k in RUNNERS if k not in FLOOR_KEYS]
     if {"throughput", "quality", "invariance"} - skip:
         runners, skipped = load_available(keys, paths, echo, threads=args.threads, batch_size=args.batch_size)
     else:
@@ -216,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from benchmarks.subprocesses import COLDSTART_KEYS, RSS_KEYS, measure_coldstart, measure_rss
 
-    selected = set(keys)
+    selected = set(args.variants or RUNNERS)
 
     # ---- batch-1 latency ----
     if "latency" not in skip:

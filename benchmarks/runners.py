@@ -257,6 +257,57 @@ class Fastembed256(Fastembed):
     max_length = 256
 
 
+# ----- the floor: onnxruntime + tokenizers with nothing around them ----------------------------------------
+
+
+class BareOnnx(Runner):
+    """What any Python wrapper of this ONNX file must at least do: tokenize, run, mean-pool, normalize. No
+    sorting, no validation. A cold-start anchor for what lightembed adds over the floor."""
+
+    library = "onnxruntime"
+    batching = "none"
+
+    def import_library(self) -> None:
+        import onnxruntime  # noqa: F401
+        import tokenizers  # noqa: F401
+
+    def _load(self) -> None:
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self.threads
+        self.session = ort.InferenceSession(
+            str(self.paths.onnx_dir / self.file), options, providers=["CPUExecutionProvider"]
+        )
+        self.tokenizer = Tokenizer.from_file(str(self.paths.onnx_dir / "tokenizer.json"))
+        self.tokenizer.enable_truncation(max_length=256)
+        self.tokenizer.enable_padding()
+        self.names = [i.name for i in self.session.get_inputs()]
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        out = []
+        for start in range(0, len(texts), self.batch_size):
+            encodings = self.tokenizer.encode_batch(list(texts[start : start + self.batch_size]))
+            arrays = {
+                "input_ids": np.array([e.ids for e in encodings], dtype=np.int64),
+                "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64),
+                "token_type_ids": np.array([e.type_ids for e in encodings], dtype=np.int64),
+            }
+            hidden = self.session.run(["last_hidden_state"], {k: arrays[k] for k in self.names})[0]
+            mask = arrays["attention_mask"][:, :, None].astype(np.float32)
+            pooled = (hidden * mask).sum(1) / np.maximum(mask.sum(1), 1e-9)
+            out.append(pooled / np.linalg.norm(pooled, axis=1, keepdims=True))
+        return np.concatenate(out)
+
+    def token_lengths(self, texts: Sequence[str]) -> np.ndarray:
+        return np.array([len(e.ids) for e in self.tokenizer.encode_batch(list(texts))], dtype=np.int64)
+
+
+def _bare(key: str, label: str, file: str) -> type[BareOnnx]:
+    return type(f"BareOnnx_{key}", (BareOnnx,), {"key": key, "name": label, "file": file})
+
+
 # ----- registry --------------------------------------------------------------------------------------------
 
 RUNNERS: dict[str, type[Runner]] = {
@@ -273,8 +324,11 @@ RUNNERS: dict[str, type[Runner]] = {
         _lightembed("le_static", "lightembed qint8 static (batch-invariant)", STATIC_FILE),
         FastembedAsLoaded,
         Fastembed256,
+        _bare("bare_fp32", "bare onnxruntime + tokenizers fp32", FP32_FILE),
+        _bare("bare_qint8", "bare onnxruntime + tokenizers qint8 (avx512_vnni)", QINT8_FILE),
     )
 }
+FLOOR_KEYS = ("bare_fp32", "bare_qint8")  # cold-start anchors only: left out of the in-process steps by default
 BASELINE = "st_torch"
 LIGHTEMBED_KEYS = ("le_fp32", "le_O3", "le_quint8", "le_qint8", "le_static")
 INT8_KEYS = ("le_quint8", "le_qint8")  # the dynamic int8 files, one of which the CPU's features pick

@@ -19,7 +19,7 @@ from typing import Callable, Sequence
 from benchmarks.paths import REPO_DIR
 from benchmarks.runners import ModelPaths
 
-COLDSTART_KEYS = ("le_fp32", "le_quint8", "le_qint8", "st_torch", "fe_fp32")
+COLDSTART_KEYS = ("le_fp32", "le_quint8", "le_qint8", "st_torch", "fe_fp32", "bare_fp32", "bare_qint8")
 RSS_KEYS = ("le_fp32", "le_quint8", "le_qint8", "st_torch", "st_onnx_fp32", "fe_fp32", "fe_fp32_256")
 
 

@@ -196,3 +196,17 @@ def test_rss_worker_reports_its_own_peak(quick_run, tmp_path):
     row = measure_rss(paths, ["le_qint8"], corpus)["le_qint8"]
     assert row["n_texts"] == 8
     assert 0 < row["rss_loaded_mb"] <= row["peak_rss_mb"] < 4000
+
+
+def test_bare_floor_runner_embeds_like_lightembed(quick_run):
+    """The cold-start floor does the same work: its vectors equal lightembed's on the same file."""
+    from benchmarks.runners import ModelPaths, make_runner
+
+    _, _, results = quick_run
+    paths = ModelPaths(Path(results["model"]["dir"]), Path(results["model"]["torch_dir"]))
+    texts = ["A man is eating food.", "", "Short.", "A longer sentence about the weather in the north of England."]
+    bare, le = make_runner("bare_fp32", paths), make_runner("le_fp32", paths)
+    bare.load()
+    le.load()
+    np.testing.assert_allclose(bare.encode(texts), le.encode(texts), atol=1e-5)
+    assert {"bare_fp32", "bare_qint8"} <= set(results["coldstart"])
