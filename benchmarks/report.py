@@ -251,7 +251,7 @@ def quality_table(results: dict) -> Table | None:
         ["variant", "Spearman rho", "delta vs lightembed fp32", "delta vs torch", "int8 within 0.01"],
     )
     for key, value in rho.items():
-        is_int8 = "int8" in key
+        is_int8 = "int8" in key or key == "le_static"
         within = "-"
         if is_int8 and fp32 is not None:
             within = "yes" if abs(value - fp32) <= 0.01 else "NO"
