@@ -15,7 +15,14 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from lightembed.config import max_seq_length_from, read_json, read_model_settings
-from lightembed.inputs import check_batch_size, merge_prompts, reject_multiprocess, resolve_prompt
+from lightembed.inputs import (
+    check_batch_size,
+    merge_prompts,
+    pop_legacy,
+    reject_multiprocess,
+    resolve_prompt,
+    take_sentences,
+)
 from lightembed.loading import check_device, load
 from lightembed.progress import progress
 from lightembed.tokenize import Tokenizer
@@ -253,16 +260,6 @@ def as_pairs(inputs: Any) -> tuple[list[tuple[str, str]], bool]:
     return [_check_pair(pair, f"inputs[{i}]") for i, pair in enumerate(inputs)], False
 
 
-def _pop_legacy(kwargs: dict[str, Any], current: Any, *old_names: str) -> Any:
-    """Take a renamed argument's value from its old name(s) unless the new name was given."""
-    for name in old_names:
-        if name in kwargs:
-            value = kwargs.pop(name)
-            if current is None:
-                current = value
-    return current
-
-
 _IGNORED_INIT = ("classifier_dropout", "model_card_data", "modules")
 
 
@@ -307,12 +304,12 @@ class CrossEncoder:
         trust_remote_code: bool = False,
         **kwargs: Any,
     ) -> None:
-        model_name_or_path = _pop_legacy(kwargs, model_name_or_path, "model_name")
-        activation_fn = _pop_legacy(kwargs, activation_fn, "default_activation_function")
-        cache_folder = _pop_legacy(kwargs, cache_folder, "cache_dir")
-        model_kwargs = _pop_legacy(kwargs, model_kwargs, "automodel_args")
-        processor_kwargs = _pop_legacy(kwargs, processor_kwargs, "tokenizer_args", "tokenizer_kwargs")
-        config_kwargs = _pop_legacy(kwargs, config_kwargs, "config_args")
+        model_name_or_path = pop_legacy(kwargs, model_name_or_path, "model_name")
+        activation_fn = pop_legacy(kwargs, activation_fn, "default_activation_function")
+        cache_folder = pop_legacy(kwargs, cache_folder, "cache_dir")
+        model_kwargs = pop_legacy(kwargs, model_kwargs, "automodel_args")
+        processor_kwargs = pop_legacy(kwargs, processor_kwargs, "tokenizer_args", "tokenizer_kwargs")
+        config_kwargs = pop_legacy(kwargs, config_kwargs, "config_args")
         for key in _IGNORED_INIT:
             kwargs.pop(key, None)
         if kwargs:
@@ -471,13 +468,8 @@ class CrossEncoder:
         is applied to the logits, then softmax over labels if `apply_softmax`. There is no torch here:
         `convert_to_tensor=True` also returns a NumPy array, and `convert_to_numpy=False` a list of NumPy scores.
         """
-        if "sentences" in kwargs:
-            if inputs is not None:
-                raise TypeError("Pass either inputs or sentences, not both.")
-            inputs = kwargs.pop("sentences")
-        if "activation_fct" in kwargs:
-            value = kwargs.pop("activation_fct")
-            activation_fn = activation_fn if activation_fn is not None else value
+        inputs = take_sentences(inputs, kwargs)
+        activation_fn = pop_legacy(kwargs, activation_fn, "activation_fct")
         kwargs.pop("num_workers", None)
         if kwargs.get("task") is None:
             kwargs.pop("task", None)
@@ -494,11 +486,10 @@ class CrossEncoder:
 
         num_labels = self.num_labels
         scores = np.zeros((len(pairs), num_labels), dtype=np.float32)
-        batches = self.tokenizer_wrapper.batches(pairs, batch_size)
-        n_batches = (len(pairs) + batch_size - 1) // batch_size
-        batches = progress(batches, bool(show_progress_bar), "Batches")
-        if bool(show_progress_bar) and hasattr(batches, "total"):
-            batches.total = n_batches
+        batches = progress(
+            self.tokenizer_wrapper.batches(pairs, batch_size), bool(show_progress_bar), "Batches",
+            total=-(-len(pairs) // batch_size),
+        )
         for idx, batch in batches:
             logits = self._graph(batch.as_dict())
             if logits.ndim != 2 or logits.shape[1] != num_labels:
@@ -544,9 +535,7 @@ class CrossEncoder:
 
         Only for one-label models. `top_k` keeps the best k (None: all); ties keep corpus order.
         """
-        if "activation_fct" in kwargs:
-            value = kwargs.pop("activation_fct")
-            activation_fn = activation_fn if activation_fn is not None else value
+        activation_fn = pop_legacy(kwargs, activation_fn, "activation_fct")
         kwargs.pop("num_workers", None)
         if kwargs:
             raise ValueError(f"rank() got keyword arguments it does not use: {sorted(kwargs)}.")

@@ -18,6 +18,7 @@ from lightembed.inputs import (
     merge_prompts,
     reject_multiprocess,
     resolve_prompt,
+    take_sentences,
 )
 from lightembed.loading import check_device, default_batch_tokens, load
 from lightembed.modules import l2_normalize
@@ -172,10 +173,7 @@ class SentenceTransformer:
         `convert_to_tensor=True` returns a NumPy array too; `convert_to_numpy=False` returns a list of
         1-D arrays.
         """
-        if "sentences" in kwargs:
-            if inputs is not None:
-                raise TypeError("Pass either inputs or sentences, not both.")
-            inputs = kwargs.pop("sentences")
+        inputs = take_sentences(inputs, kwargs)
         reject_multiprocess(device, kwargs.pop("pool", None), kwargs.pop("chunk_size", None), "encode()")
         if kwargs:
             raise ValueError(f"encode() got keyword arguments it does not use: {sorted(kwargs)}.")
@@ -193,32 +191,39 @@ class SentenceTransformer:
             if not self.config.pooling.include_prompt:
                 prompt_length = self.tokenizer_wrapper.prompt_length(resolved_prompt)
 
-        sentence: list[np.ndarray | None] = [None] * len(texts)
+        embeddings: np.ndarray | None = None  # (n, dim), filled batch by batch in input order
         tokens: list[Any] = [None] * len(texts)
-        n_batches = (len(texts) + batch_size - 1) // batch_size
+        records: list[Any] = [None] * len(texts)
         batches = progress(
-            self.tokenizer_wrapper.batches(texts, batch_size, self.max_batch_tokens), bool(show_progress_bar), "Batches"
+            self.tokenizer_wrapper.batches(texts, batch_size, self.max_batch_tokens),
+            bool(show_progress_bar),
+            "Batches",
+            total=-(-len(texts) // batch_size),
         )
-        if bool(show_progress_bar) and hasattr(batches, "total"):
-            batches.total = n_batches
         fused = self.use_pooled_output and output_value == "sentence_embedding" and prompt_length is None
         for idx, batch in batches:
             if fused:
                 emb = self._after_pooling(self._graph(batch.as_dict(), POOLED_OUTPUT))
-                self._keep(emb, idx, sentence, truncate_dim, normalize_embeddings)
-                continue
-            hidden = self._graph(batch.as_dict())
-            if output_value != "sentence_embedding":
-                for row, i in enumerate(idx):
-                    last = int(np.flatnonzero(batch.attention_mask[row]).max(initial=0))
-                    tokens[i] = hidden[row, : last + 1]
-            if output_value != "token_embeddings":
+            else:
+                hidden = self._graph(batch.as_dict())
+                if output_value != "sentence_embedding":
+                    for row, i in enumerate(idx):
+                        last = int(np.flatnonzero(batch.attention_mask[row]).max(initial=0))
+                        tokens[i] = hidden[row, : last + 1]
+                if output_value == "token_embeddings":
+                    continue
                 emb = self._sentence_embeddings(hidden, batch.attention_mask, prompt_length)
-                self._keep(emb, idx, sentence, truncate_dim, normalize_embeddings)
+            if truncate_dim is not None:
+                emb = emb[:, :truncate_dim]
+            if normalize_embeddings:
+                emb = l2_normalize(emb)
+            if embeddings is None:
+                embeddings = np.empty((len(texts), emb.shape[1]), dtype=np.float32)
+            embeddings[idx] = emb
             if output_value is None:
                 for row, i in enumerate(idx):
-                    sentence[i] = {
-                        "sentence_embedding": sentence[i],
+                    records[i] = {
+                        "sentence_embedding": embeddings[i],
                         "token_embeddings": tokens[i],
                         "input_ids": batch.input_ids[row, : batch.lengths[row]],
                         "attention_mask": batch.attention_mask[row],
@@ -227,25 +232,13 @@ class SentenceTransformer:
         if output_value == "token_embeddings":
             return tokens[0] if single else tokens
         if output_value is None:
-            return sentence[0] if single else sentence
-        return self._finish(sentence, single, precision, convert_to_numpy or convert_to_tensor, truncate_dim)
+            return records[0] if single else records
+        return self._finish(embeddings, single, precision, convert_to_numpy or convert_to_tensor, truncate_dim)
 
-    @staticmethod
-    def _keep(
-        emb: np.ndarray, idx: Sequence[int], out: list[Any], truncate_dim: int | None, normalize: bool
-    ) -> None:
-        """Truncate and normalize a batch's sentence embeddings and put row r at out[idx[r]]."""
-        if truncate_dim is not None:
-            emb = emb[:, :truncate_dim]
-        if normalize:
-            emb = l2_normalize(emb)
-        for row, i in enumerate(idx):
-            out[i] = emb[row]
-
-    def _finish(self, rows: list[Any], single: bool, precision: str, as_array: bool, truncate_dim: int | None) -> Any:
-        if rows:
-            out = np.stack(rows)
-        else:
+    def _finish(
+        self, out: np.ndarray | None, single: bool, precision: str, as_array: bool, truncate_dim: int | None
+    ) -> Any:
+        if out is None:
             dim = self.config.output_dimension(self._hidden_size) or 0
             out = np.zeros((0, min(dim, truncate_dim) if truncate_dim else dim), dtype=np.float32)
         if precision != "float32":

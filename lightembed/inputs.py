@@ -61,6 +61,25 @@ def check_truncate_dim(truncate_dim: Any) -> int | None:
     return truncate_dim
 
 
+def pop_legacy(kwargs: dict[str, Any], current: Any, *old_names: str) -> Any:
+    """Take a renamed argument's value from its old name(s) in `kwargs` unless the new name was given."""
+    for name in old_names:
+        if name in kwargs:
+            value = kwargs.pop(name)
+            if current is None:
+                current = value
+    return current
+
+
+def take_sentences(inputs: Any, kwargs: dict[str, Any]) -> Any:
+    """The inputs, or sentence-transformers' older `sentences=` keyword (TypeError if both are given)."""
+    if "sentences" not in kwargs:
+        return inputs
+    if inputs is not None:
+        raise TypeError("Pass either inputs or sentences, not both.")
+    return kwargs.pop("sentences")
+
+
 def resolve_prompt(
     prompts: dict[str, str], default_prompt_name: str | None, prompt: str | None, prompt_name: str | None
 ) -> str | None:

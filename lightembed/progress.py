@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import warnings
-from typing import Any, Sequence
+from collections.abc import Iterable
+from typing import Any
 
 
-def progress(iterable: Sequence[Any] | range, enabled: bool, desc: str) -> Any:
-    """Wrap in a tqdm bar when enabled and tqdm is installed (the `progress` extra)."""
+def progress(iterable: Iterable[Any], enabled: bool, desc: str, total: int | None = None) -> Any:
+    """Wrap in a tqdm bar (of `total` steps) when enabled and tqdm is installed (the `progress` extra)."""
     if not enabled:
         return iterable
     try:
@@ -18,4 +19,4 @@ def progress(iterable: Sequence[Any] | range, enabled: bool, desc: str) -> Any:
             stacklevel=3,
         )
         return iterable
-    return tqdm(iterable, desc=desc)
+    return tqdm(iterable, desc=desc, total=total)

@@ -24,7 +24,6 @@ relu/log1p in place (`out=`) before summing. Only the pooled rows' non-zero entr
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -36,14 +35,15 @@ from lightembed.inputs import (
     as_text_list,
     check_batch_size,
     merge_prompts,
+    pop_legacy,
     reject_multiprocess,
     resolve_prompt,
+    take_sentences,
 )
 from lightembed.loading import check_device, load
 from lightembed.progress import progress
 from lightembed.tokenize import Tokenizer
 
-logger = logging.getLogger(__name__)
 
 __all__ = ["SparseEncoder", "SparseEmbeddings", "SparseVector"]
 
@@ -479,13 +479,11 @@ class SparseEncoder:
         max_logits_bytes: int = DEFAULT_MAX_LOGITS_BYTES,
         **kwargs: Any,
     ) -> None:
-        if "tokenizer_kwargs" in kwargs:
-            value = kwargs.pop("tokenizer_kwargs")
-            processor_kwargs = processor_kwargs if processor_kwargs is not None else value
+        processor_kwargs = pop_legacy(kwargs, processor_kwargs, "tokenizer_kwargs")
         kwargs.pop("modules", None)
         if kwargs:
             raise TypeError(f"SparseEncoder() got unexpected keyword arguments: {sorted(kwargs)}.")
-        del config_kwargs, model_card_data  # nothing to configure in an exported graph
+        del config_kwargs, model_card_data, trust_remote_code  # nothing to configure or run in an exported graph
         self.max_active_dims = _check_max_active_dims(max_active_dims)
         self.max_logits_bytes = max_logits_bytes
         loaded = load(
@@ -504,7 +502,6 @@ class SparseEncoder:
         )
         self.model_dir, self.onnx_path, self._graph = loaded.model_dir, loaded.onnx_path, loaded.graph
         self.providers, self.device = loaded.providers, loaded.device
-        self.trust_remote_code = trust_remote_code
         self.config = load_splade_config(self.model_dir)
         out = next(o for o in self._graph.session.get_outputs() if o.name == self._graph.output_name)
         if out.shape is not None and len(out.shape) != 3:
@@ -611,10 +608,7 @@ class SparseEncoder:
         `convert_to_tensor=False` a list with one SparseVector (or 1-D array) per text. `max_active_dims` keeps
         the k largest weights per text (default: the model's). `save_to_cpu` has no effect (results are NumPy).
         """
-        if "sentences" in kwargs:
-            if inputs is not None:
-                raise TypeError("Pass either inputs or sentences, not both.")
-            inputs = kwargs.pop("sentences")
+        inputs = take_sentences(inputs, kwargs)
         kwargs.pop("task", None)  # routing by task needs a Router module, which SPLADE models don't have
         if kwargs.pop("processing_kwargs", None):
             raise ValueError("processing_kwargs is not supported by lightembed; set max_seq_length instead.")
@@ -651,9 +645,10 @@ class SparseEncoder:
             raise ValueError(f"max_logits_bytes must be a positive integer, got {budget!r}.")
         dim = self._vocab_size
         left = self.tokenizer_wrapper.padding_side == "left"
-        batches = progress(self.tokenizer_wrapper.batches(texts, batch_size), show_progress_bar, "Batches")
-        if show_progress_bar and hasattr(batches, "total"):
-            batches.total = (len(texts) + batch_size - 1) // batch_size
+        batches = progress(
+            self.tokenizer_wrapper.batches(texts, batch_size), show_progress_bar, "Batches",
+            total=-(-len(texts) // batch_size),
+        )
         for idx, batch in batches:
             arrays = batch.as_dict()
             n_rows, width = batch.input_ids.shape
