@@ -321,8 +321,10 @@ def _discard_output(output: Path, created: bool) -> None:
 def _describe_files(entries: list[dict[str, Any]], output: Path, task: str) -> list[dict[str, Any]]:
     """Give each embedding file a fused pooling output, make it loadable by older onnxruntime, then record its facts
     and the threshold it will be held to."""
-    from lightembed_export.onnx_files import make_loadable, onnx_file_info
-    from lightembed_export.pooled import add_pooled_output
+    import onnx
+
+    from lightembed_export.onnx_files import make_model_loadable, onnx_file_info
+    from lightembed_export.pooled import pool_into
     from lightembed_export.verify import threshold_for
 
     modes: tuple[str, ...] = ()
@@ -333,9 +335,12 @@ def _describe_files(entries: list[dict[str, Any]], output: Path, task: str) -> l
     files = []
     for entry in entries:
         path: Path = entry["file"]
-        pooled = add_pooled_output(path, modes) if modes else False
-        changes = make_loadable(path)
-        info = onnx_file_info(path, output)
+        model = onnx.load(str(path), load_external_data=False)  # once per file: its weights are inside it
+        pooled = pool_into(model, modes) if modes else False
+        changes = make_model_loadable(model)
+        if pooled or changes:
+            onnx.save(model, str(path))
+        info = onnx_file_info(path, output, model)
         info["pooled_output"] = ",".join(modes) if pooled else None
         if changes:
             info["rewritten_for_older_onnxruntime"] = changes

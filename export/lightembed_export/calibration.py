@@ -8,14 +8,14 @@ own (`--calibration-file`, one text per line) for a domain the default does not 
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from lightembed_export.manifest import probes_digest
 
 SENTENCES: tuple[str, ...] = (
     "How do I change the battery in a smoke detector?",
@@ -92,8 +92,7 @@ class CalibrationSet:
 
     def describe(self) -> dict[str, Any]:
         """{"source", "texts", "sha256"} for lightembed.json."""
-        digest = hashlib.sha256(json.dumps(list(self.texts), ensure_ascii=False).encode("utf-8")).hexdigest()
-        return {"source": self.source, "texts": len(self.texts), "sha256": digest}
+        return {"source": self.source, "texts": len(self.texts), "sha256": probes_digest(self.texts)}
 
 
 def default_set() -> CalibrationSet:

@@ -44,7 +44,18 @@ def _used_domains(model: Any) -> set[str]:
 
 
 def make_loadable(path: Path, max_ir: int = MAX_IR_VERSION) -> dict[str, Any]:
-    """Rewrite the file so older onnxruntime releases load it; return what changed ({} if nothing).
+    """Rewrite the file so older onnxruntime releases load it (see make_model_loadable); return what changed."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    changes = make_model_loadable(model, max_ir)
+    if changes:
+        onnx.save(model, str(path))
+    return changes
+
+
+def make_model_loadable(model: Any, max_ir: int = MAX_IR_VERSION) -> dict[str, Any]:
+    """Change a loaded ModelProto so older onnxruntime releases load it; return what changed ({} if nothing).
 
     Two things block them: an IR version above `max_ir` (lowered to `max_ir`, or the lowest the opsets allow), and
     opset imports of domains no node uses that newer onnxruntime stamps on the models it optimizes (e.g. ai.onnx.ml
@@ -52,7 +63,6 @@ def make_loadable(path: Path, max_ir: int = MAX_IR_VERSION) -> dict[str, Any]:
     """
     import onnx
 
-    model = onnx.load(str(path), load_external_data=False)
     changes: dict[str, Any] = {}
     used = _used_domains(model)
     unused = [entry for entry in model.opset_import if (entry.domain or "ai.onnx") not in used | {"ai.onnx"}]
@@ -71,8 +81,6 @@ def make_loadable(path: Path, max_ir: int = MAX_IR_VERSION) -> dict[str, Any]:
         if after < before:
             model.ir_version = after
             changes["ir_version_written"] = before
-    if changes:
-        onnx.save(model, str(path))
     return changes
 
 
@@ -87,11 +95,13 @@ def _external_locations(model: Any) -> list[str]:
     return sorted(names)
 
 
-def onnx_file_info(path: Path, root: Path) -> dict[str, Any]:
-    """Path relative to `root` (POSIX), sha256, size, default-domain opset, other domains' opsets and IR version."""
+def onnx_file_info(path: Path, root: Path, model: Any = None) -> dict[str, Any]:
+    """Path relative to `root` (POSIX), sha256, size, default-domain opset, other domains' opsets and IR version.
+    `model` is the file's ModelProto if already loaded."""
     import onnx
 
-    model = onnx.load(str(path), load_external_data=False)
+    if model is None:
+        model = onnx.load(str(path), load_external_data=False)
     opsets = {entry.domain or "ai.onnx": int(entry.version) for entry in model.opset_import}
     info: dict[str, Any] = {
         "path": path.relative_to(root).as_posix(),

@@ -32,10 +32,22 @@ def add_pooled_output(path: Path, modes: Sequence[str]) -> bool:
     """
     import onnx
 
-    modes = tuple(modes)
     if not can_fuse(modes):
         return False
     model = onnx.load(str(path), load_external_data=False)
+    if not pool_into(model, modes):
+        return False
+    onnx.save(model, str(path))
+    return True
+
+
+def pool_into(model: Any, modes: Sequence[str]) -> bool:
+    """add_pooled_output() on a loaded ModelProto, in memory; returns whether it changed the model."""
+    import onnx
+
+    modes = tuple(modes)
+    if not can_fuse(modes):
+        return False
     graph = model.graph
     outputs = {out.name: out for out in graph.output}
     if HIDDEN_OUTPUT not in outputs or POOLED_OUTPUT in outputs:
@@ -51,7 +63,6 @@ def add_pooled_output(path: Path, modes: Sequence[str]) -> bool:
     graph.output.append(_output_info(outputs[HIDDEN_OUTPUT], len(modes)))
     entry = model.metadata_props.add()
     entry.key, entry.value = POOLED_METADATA_KEY, ",".join(modes)
-    onnx.save(model, str(path))
     return True
 
 
