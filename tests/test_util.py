@@ -6,7 +6,6 @@ against sentence-transformers and are skipped when it is not installed.
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import subprocess
 import sys
@@ -21,25 +20,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 UTIL_PATH = REPO_ROOT / "lightembed" / "util.py"
 
 
-def _load_util():
-    """Import lightembed.util, falling back to loading the file directly.
-
-    lightembed/__init__.py is developed separately and may be missing or
-    partial; the util module must not depend on it.
-    """
-    try:
-        import lightembed.util as mod  # noqa: PLC0415
-
-        return mod
-    except Exception:  # pragma: no cover - depends on the package state
-        spec = importlib.util.spec_from_file_location("_lightembed_util_under_test", UTIL_PATH)
-        mod = importlib.util.module_from_spec(spec)
-        assert spec.loader is not None
-        spec.loader.exec_module(mod)
-        return mod
-
-
-le = _load_util()
+import lightembed.util as le  # noqa: E402
 
 MATRIX_FNS = ["cos_sim", "dot_score", "euclidean_sim", "manhattan_sim"]
 PAIRWISE_FNS = ["pairwise_cos_sim", "pairwise_dot_score", "pairwise_euclidean_sim", "pairwise_manhattan_sim"]
@@ -373,11 +354,8 @@ _IMPORT_CHECK = textwrap.dedent(
     sys.path.insert(0, {root!r})
     mode = {mode!r}
     if mode == "package":
-        try:
-            import lightembed.util as mod
-        except Exception:
-            mode = "file"
-    if mode == "file":
+        import lightembed.util as mod
+    else:
         spec = importlib.util.spec_from_file_location("lightembed_util_direct", {path!r})
         mod = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(mod)
