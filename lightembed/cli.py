@@ -85,14 +85,15 @@ def _encode(args: argparse.Namespace) -> int:
 def describe(model) -> dict:  # noqa: ANN001 - lightembed.SentenceTransformer
     """What a loaded model is made of, as plain JSON-able data."""
     folder = model.model_dir
+    runtime = model.runtime_info
     return {
-        "model_dir": str(folder),
-        "onnx_file": model.onnx_path.relative_to(folder).as_posix(),
+        "model_dir": runtime.model_dir,
+        "onnx_file": runtime.onnx_file,
         "onnx_files": sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.onnx")),
         "files": sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()),
         "modules": model.config.module_types,
         "pooling": list(model.config.pooling.modes),
-        "pooled_output": model.has_pooled_output,
+        "pooled_output": runtime.pooled_output,
         "include_prompt": model.config.pooling.include_prompt,
         "normalize": model.config.has_normalize,
         "max_seq_length": model.max_seq_length,
@@ -101,9 +102,10 @@ def describe(model) -> dict:  # noqa: ANN001 - lightembed.SentenceTransformer
         "similarity_fn_name": model.similarity_fn_name,
         "prompts": model.prompts,
         "default_prompt_name": model.default_prompt_name,
-        "graph_inputs": model._graph.input_names,
-        "providers": model._graph.session.get_providers(),
-        "intra_op_threads": model._graph.session.get_session_options().intra_op_num_threads,
+        "graph_inputs": runtime.graph_inputs,
+        "providers": runtime.providers,
+        "intra_op_threads": runtime.intra_op_threads,
+        "verified": runtime.verified,
     }
 
 

@@ -15,18 +15,98 @@ from lightembed.pooling import PoolingConfig
 _LARGE = 10**8
 
 
-def read_json(path: Path) -> dict[str, Any]:
-    """A JSON object from `path`, {} if the file does not exist, ValueError naming the file if it is broken."""
+def read_json_file(path: Path, missing: Any = None) -> Any:
+    """The JSON value in `path` (`missing` if there is no such file); ValueError naming the file if it is broken."""
     if not path.is_file():
-        return {}
+        return missing
     try:
         with path.open(encoding="utf-8") as handle:
-            data = json.load(handle)
-    except json.JSONDecodeError as exc:
+            return json.load(handle)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ValueError(f"{path} is not valid JSON: {exc}") from None
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """A JSON object from `path`, {} if the file does not exist, ValueError naming the file if it is broken."""
+    data = read_json_file(path, {})
     if not isinstance(data, dict):
         raise ValueError(f"{path} must hold a JSON object.")
     return data
+
+
+class HFConfig(dict):
+    """config.json as a dict that also allows attribute access (`model.config.id2label`), like transformers'.
+
+    `id2label` keys are ints, as transformers makes them.
+    """
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(f"config has no attribute {name!r}") from None
+
+    @classmethod
+    def read(cls, folder: Path) -> "HFConfig":
+        data = read_json(folder / "config.json")
+        id2label = data.get("id2label")
+        if isinstance(id2label, dict):
+            try:
+                data["id2label"] = {int(k): v for k, v in id2label.items()}
+            except ValueError:
+                pass
+        return cls(data)
+
+
+# Architectures whose learned position table starts after the padding index (fairseq's offset), so a table of
+# max_position_embeddings rows holds max_position_embeddings - pad_token_id - 1 positions.
+_OFFSET_POSITIONS = ("roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "mpnet", "data2vec-text", "ibert")
+
+
+def position_limit(transformer_dir: Path) -> int | None:
+    """The most tokens the model's position embeddings hold (None when config.json does not bound it)."""
+    hf = read_json(transformer_dir / "config.json")
+    limit = hf.get("max_position_embeddings")
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 0 < limit < _LARGE:
+        return None
+    if hf.get("model_type") in _OFFSET_POSITIONS:
+        pad = hf.get("pad_token_id")
+        limit -= (pad if isinstance(pad, int) else 1) + 1
+    return limit
+
+
+@dataclass(frozen=True)
+class TransformerSettings:
+    """What sentence_bert_config.json (or, failing it, tokenizer_config.json / config.json) says about inputs."""
+
+    max_seq_length: int | None
+    do_lower_case: bool
+    transformer_task: str | None
+    position_limit: int | None
+
+
+def read_transformer_settings(transformer_dir: Path, folder: Path | None = None) -> TransformerSettings:
+    """The Transformer module's settings from `transformer_dir`, or `folder` (the model root) when the module's
+    own sentence_bert_config.json is missing. Values of the wrong type are a ValueError naming the file."""
+    path = transformer_dir / "sentence_bert_config.json"
+    if not path.is_file() and folder is not None:
+        path = folder / "sentence_bert_config.json"
+    st_config = read_json(path)
+    raw = st_config.get("max_seq_length")
+    if raw is not None:
+        if isinstance(raw, bool) or not isinstance(raw, int) or raw < 1:
+            raise ValueError(f"max_seq_length in {path} must be a positive integer, got {raw!r}.")
+        max_length: int | None = raw
+    else:
+        tok_max = read_json(transformer_dir / "tokenizer_config.json").get("model_max_length")
+        pos_max = read_json(transformer_dir / "config.json").get("max_position_embeddings")
+        candidates = [int(v) for v in (tok_max, pos_max) if isinstance(v, (int, float)) and 0 < v < _LARGE]
+        max_length = min(candidates) if candidates else None
+    lower = st_config.get("do_lower_case", False)
+    if not isinstance(lower, bool):
+        raise ValueError(f"do_lower_case in {path} must be true or false, got {lower!r}.")
+    task = st_config.get("transformer_task")
+    return TransformerSettings(max_length, lower, task, position_limit(transformer_dir))
 
 
 @dataclass
@@ -35,14 +115,21 @@ class ModelConfig:
 
     folder: Path
     transformer_dir: Path
-    max_seq_length: int | None
-    do_lower_case: bool = False
+    settings: TransformerSettings
     pooling: PoolingConfig = field(default_factory=PoolingConfig)
     post: list[Callable[[np.ndarray], np.ndarray]] = field(default_factory=list)
     prompts: dict[str, str] = field(default_factory=dict)
     default_prompt_name: str | None = None
     similarity_fn_name: str | None = None
     module_types: list[str] = field(default_factory=list)
+
+    @property
+    def max_seq_length(self) -> int | None:
+        return self.settings.max_seq_length
+
+    @property
+    def do_lower_case(self) -> bool:
+        return self.settings.do_lower_case
 
     @property
     def has_normalize(self) -> bool:
@@ -66,26 +153,20 @@ def _module_kind(type_name: str) -> str:
     return type_name.rsplit(".", 1)[-1]
 
 
-def max_seq_length_from(transformer_dir: Path, st_config: dict[str, Any]) -> int | None:
-    if st_config.get("max_seq_length") is not None:
-        return int(st_config["max_seq_length"])
-    tok_max = read_json(transformer_dir / "tokenizer_config.json").get("model_max_length")
-    pos_max = read_json(transformer_dir / "config.json").get("max_position_embeddings")
-    candidates = [int(v) for v in (tok_max, pos_max) if isinstance(v, (int, float)) and 0 < v < _LARGE]
-    return min(candidates) if candidates else None
-
-
 def read_modules(folder: Path) -> list[tuple[str, Path, str]] | None:
     """(class name, module folder, full type name) per modules.json entry in idx order; None without one."""
     modules = folder / "modules.json"
-    if not modules.is_file():
+    entries = read_json_file(modules)
+    if entries is None:
         return None
-    try:
-        entries = json.loads(modules.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{modules} is not valid JSON: {exc}") from None
     if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
         raise ValueError(f"{modules} must hold a list of module objects.")
+    if not entries:
+        # sentence-transformers would build a model with no modules, which cannot embed anything.
+        raise ValueError(
+            f"{modules} lists no modules, so it describes no model; a sentence-transformers folder lists at least "
+            "its Transformer (delete modules.json to load a bare transformer with mean pooling)."
+        )
     return [
         (_module_kind(str(e.get("type", ""))), folder / e.get("path", ""), str(e.get("type")))
         for e in sorted(entries, key=lambda e: e.get("idx", 0))
@@ -133,15 +214,12 @@ def load_config(folder: str | Path) -> ModelConfig:
     if pooling is None:
         pooling = PoolingConfig()
 
-    st_config = read_json(transformer_dir / "sentence_bert_config.json") or read_json(
-        folder / "sentence_bert_config.json"
-    )
+    settings = read_transformer_settings(transformer_dir, folder)
     prompts, default_prompt_name, similarity_fn_name = read_model_settings(folder)
     return ModelConfig(
         folder=folder,
         transformer_dir=transformer_dir,
-        max_seq_length=max_seq_length_from(transformer_dir, st_config),
-        do_lower_case=bool(st_config.get("do_lower_case", False)),
+        settings=settings,
         pooling=pooling,
         post=post,
         prompts=prompts,

@@ -8,193 +8,19 @@ equivalents without importing torch.
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Literal, Sequence, overload
 
 import numpy as np
 
-from lightembed.config import max_seq_length_from, read_json, read_model_settings
-from lightembed.inputs import (
-    check_batch_size,
-    merge_prompts,
-    pop_legacy,
-    reject_multiprocess,
-    resolve_prompt,
-    take_sentences,
-)
-from lightembed.loading import check_device, load
-from lightembed.progress import progress
-from lightembed.tokenize import Tokenizer
+from lightembed import activations
+from lightembed.activations import Identity, ReLU, Sigmoid, Softmax, Tanh, as_activation, softmax
+from lightembed.base import BaseModel, ModelSetup
+from lightembed.config import HFConfig, read_json, read_model_settings, read_transformer_settings
+from lightembed.inputs import check_batch_size, check_int, pop_legacy, take_sentences
+from lightembed.tokenize import Batch
 
-logger = logging.getLogger(__name__)
-
-__all__ = ["CrossEncoder", "Sigmoid", "Identity", "Tanh", "ReLU", "Softmax"]
-
-
-# ----- activation functions (NumPy) -------------------------------------------------------------------
-class _Activation:
-    """A NumPy activation applied to the (batch, num_labels) logits; `torch_name` is what config files store."""
-
-    torch_name = ""
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:  # pragma: no cover - overridden
-        raise NotImplementedError
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}()"
-
-    def __eq__(self, other: object) -> bool:
-        return type(self) is type(other)
-
-    def __hash__(self) -> int:
-        return hash(type(self))
-
-
-class Sigmoid(_Activation):
-    """1 / (1 + exp(-x)), computed in float64 so it neither overflows nor loses tiny probabilities."""
-
-    torch_name = "torch.nn.modules.activation.Sigmoid"
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        x64 = np.asarray(x, dtype=np.float64)
-        with np.errstate(over="ignore"):
-            return (1.0 / (1.0 + np.exp(-x64))).astype(np.float32)
-
-
-class Identity(_Activation):
-    torch_name = "torch.nn.modules.linear.Identity"
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        return x
-
-
-class Tanh(_Activation):
-    torch_name = "torch.nn.modules.activation.Tanh"
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        return np.tanh(x)
-
-
-class ReLU(_Activation):
-    torch_name = "torch.nn.modules.activation.ReLU"
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        return np.maximum(x, 0)
-
-
-class Softmax(_Activation):
-    """Softmax over the label axis (torch.nn.Softmax() with its implicit dim picks axis 1 for 2-D logits)."""
-
-    torch_name = "torch.nn.modules.activation.Softmax"
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        return _softmax(x)
-
-
-def _softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
-    x64 = np.asarray(x, dtype=np.float64)
-    e = np.exp(x64 - x64.max(axis=axis, keepdims=True))
-    return (e / e.sum(axis=axis, keepdims=True)).astype(np.float32)
-
-
-_BY_NAME: dict[str, type[_Activation]] = {}
-for _cls in (Sigmoid, Identity, Tanh, ReLU, Softmax):
-    _BY_NAME[_cls.torch_name] = _cls
-    _BY_NAME[f"torch.nn.{_cls.__name__}"] = _cls
-    _BY_NAME[_cls.__name__.lower()] = _cls
-# torch functions (not modules) people pass as activation_fn
-_BY_NAME.update(
-    {
-        "torch.sigmoid": Sigmoid,
-        "torch.tanh": Tanh,
-        "torch.relu": ReLU,
-        "torch.nn.functional.sigmoid": Sigmoid,
-        "torch.nn.functional.tanh": Tanh,
-        "torch.nn.functional.relu": ReLU,
-        "torch.nn.functional.softmax": Softmax,
-        "torch.softmax": Softmax,
-    }
-)
-
-
-def _fullname(obj: Any) -> str:
-    """Dotted name of a class or function, or of an instance's class."""
-    if not (hasattr(obj, "__qualname__") and hasattr(obj, "__module__")):
-        obj = type(obj)
-    return f"{obj.__module__ or ''}.{obj.__qualname__}".lstrip(".")
-
-
-def _activation_from_path(path: str, trust_remote_code: bool) -> _Activation | None:
-    """The NumPy activation for a dotted path stored in a config, or None (with a warning) if untrusted."""
-    cls = _BY_NAME.get(path)
-    if cls is not None:
-        return cls()
-    if not path.startswith("torch.") and not trust_remote_code:
-        logger.warning(
-            "Activation function path %r is not trusted, using the default activation function instead. "
-            "Load the CrossEncoder with trust_remote_code=True to allow custom activation functions.",
-            path,
-        )
-        return None
-    raise ValueError(
-        f"The model's config names the activation function {path!r}, which lightembed has no NumPy version of "
-        f"(it has {sorted(c.torch_name for c in set(_BY_NAME.values()))}). Pass activation_fn=<a callable on "
-        "NumPy arrays> to CrossEncoder(...) or predict(...)."
-    )
-
-
-def as_activation(fn: Any, trust_remote_code: bool = True) -> Callable[[np.ndarray], np.ndarray]:
-    """Turn what a user passes as activation_fn into a callable on NumPy arrays.
-
-    Accepts a NumPy callable, a dotted torch name ("torch.nn.Sigmoid"), or a torch module/function instance
-    (`torch.nn.Sigmoid()`, `torch.sigmoid`): those are recognised by name and replaced by NumPy versions, so
-    torch is never called.
-    """
-    if isinstance(fn, _Activation):
-        return fn
-    if isinstance(fn, str):
-        resolved = _activation_from_path(fn, trust_remote_code)
-        if resolved is None:
-            raise ValueError(f"Unknown activation function {fn!r}.")
-        return resolved
-    if not callable(fn):
-        raise TypeError(f"activation_fn must be callable, got {type(fn).__name__}.")
-    name = _fullname(fn)
-    if name.split(".")[0] == "torch":
-        cls = _BY_NAME.get(name) or _BY_NAME.get(f"torch.nn.{type(fn).__name__}")
-        if cls is None:
-            raise ValueError(
-                f"activation_fn {name} is a torch function lightembed cannot run without torch; pass a callable on "
-                "NumPy arrays instead (e.g. lightembed.cross_encoder.Sigmoid())."
-            )
-        return cls()
-    return fn
-
-
-# ----- config ------------------------------------------------------------------------------------------
-class ModelConfig(dict):
-    """config.json as a dict that also allows attribute access (`model.config.id2label`), like transformers'.
-
-    `id2label` keys are ints, as transformers makes them.
-    """
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self[name]
-        except KeyError:
-            raise AttributeError(f"config has no attribute {name!r}") from None
-
-
-def _read_model_config(folder: Path) -> ModelConfig:
-    data = read_json(folder / "config.json")
-    id2label = data.get("id2label")
-    if isinstance(id2label, dict):
-        try:
-            data["id2label"] = {int(k): v for k, v in id2label.items()}
-        except ValueError:
-            pass
-    return ModelConfig(data)
+__all__ = ["CrossEncoder", "Sigmoid", "Identity", "Tanh", "ReLU", "Softmax", "as_activation"]
 
 
 # ----- inputs ------------------------------------------------------------------------------------------
@@ -263,22 +89,25 @@ def as_pairs(inputs: Any) -> tuple[list[tuple[str, str]], bool]:
 _IGNORED_INIT = ("classifier_dropout", "model_card_data", "modules")
 
 
-class CrossEncoder:
+class CrossEncoder(BaseModel):
     """Scores (text, text) pairs with a cross-encoder exported to ONNX, with sentence-transformers' API.
 
     `model_name_or_path` is a local folder or a Hugging Face Hub repo id holding config.json, tokenizer.json and
     an ONNX file (`onnx/model.onnx` or `model.onnx` unless `file_name` picks another) whose output `logits` has
-    shape (batch, num_labels). `device`, `providers`, `threads` work as for `SentenceTransformer`.
+    shape (batch, num_labels). `device`, `providers`, `threads`, `max_batch_tokens` and `verify` work as for
+    `SentenceTransformer`.
 
     The positional order after the model name is sentence-transformers' historical one
     (num_labels, max_length, activation_fn, device); everything else is keyword-only.
 
     `activation_fn` (here, at predict() or from the model's config) is a callable on a float32 NumPy array of
     shape (batch, num_labels). Names sentence-transformers stores ("torch.nn.modules.activation.Sigmoid", ...)
-    and torch activation instances passed by users are mapped to NumPy versions (`Sigmoid`, `Identity`, `Tanh`,
-    `ReLU`, `Softmax` in this module). The default is Sigmoid for one label and Identity for several, unless the
-    model's config says otherwise.
+    and torch activation instances passed by users are mapped to NumPy versions (`lightembed.activations`).
+    The default is Sigmoid for one label and Identity for several, unless the model's config says otherwise.
     """
+
+    _preferred_outputs = ("logits", "scores")
+    _default_similarity = None
 
     def __init__(
         self,
@@ -302,6 +131,8 @@ class CrossEncoder:
         config_kwargs: dict[str, Any] | None = None,
         backend: str = "onnx",
         trust_remote_code: bool = False,
+        max_batch_tokens: int | Literal["auto"] | None = "auto",
+        verify: bool = True,
         **kwargs: Any,
     ) -> None:
         model_name_or_path = pop_legacy(kwargs, model_name_or_path, "model_name")
@@ -320,13 +151,16 @@ class CrossEncoder:
             max_length = processor_kwargs["model_max_length"]
         if model_name_or_path is None:
             raise TypeError("CrossEncoder() needs model_name_or_path: a folder or Hugging Face Hub repo id.")
-        bad_labels = isinstance(num_labels, bool) or not isinstance(num_labels, int) or num_labels < 1
-        if num_labels is not None and bad_labels:
-            raise ValueError(f"num_labels must be a positive integer, got {num_labels!r}.")
-
-        loaded = load(
+        if num_labels is not None:
+            try:
+                num_labels = check_int(num_labels, "num_labels")
+            except ValueError:
+                raise ValueError(f"num_labels must be a positive integer, got {num_labels!r}.") from None
+        self._requested_labels = num_labels
+        self.trust_remote_code = trust_remote_code
+        super().__init__(
             model_name_or_path,
-            device=device,
+            device,
             file_name=file_name,
             revision=revision,
             cache_folder=cache_folder,
@@ -336,18 +170,24 @@ class CrossEncoder:
             threads=threads,
             model_kwargs=model_kwargs,
             backend=backend,
-            preferred_outputs=("logits", "scores"),
+            prompts=prompts,
+            default_prompt_name=default_prompt_name,
+            max_seq_length=max_length,
+            max_batch_tokens=max_batch_tokens,
+            verify=verify,
         )
-        self.model_dir, self.onnx_path, self._graph = loaded.model_dir, loaded.onnx_path, loaded.graph
-        self.providers, self.device = loaded.providers, loaded.device
-        self.trust_remote_code = trust_remote_code
-        self.config = _read_model_config(self.model_dir)
-        st_config = read_json(self.model_dir / "sentence_bert_config.json")
-        task = st_config.get("transformer_task")
-        if task not in (None, "sequence-classification"):
+        if activation_fn is not None:
+            self.activation_fn = as_activation(activation_fn)
+        else:
+            self.activation_fn = self.get_default_activation_fn()
+
+    def _setup(self) -> ModelSetup:
+        self.config = HFConfig.read(self.model_dir)
+        settings = read_transformer_settings(self.model_dir)
+        if settings.transformer_task not in (None, "sequence-classification"):
             raise ValueError(
-                f"{self.model_dir} is a {task!r} model (sentence_bert_config.json), not a cross-encoder "
-                "(sequence-classification)."
+                f"{self.model_dir} is a {settings.transformer_task!r} model (sentence_bert_config.json), not a "
+                "cross-encoder (sequence-classification)."
             )
         out = next(o for o in self._graph.session.get_outputs() if o.name == self._graph.output_name)
         if out.shape is not None and len(out.shape) != 2:
@@ -355,25 +195,9 @@ class CrossEncoder:
                 f"The ONNX graph's output {out.name!r} has shape {out.shape}; a CrossEncoder needs (batch, num_labels) "
                 "logits from a sequence-classification export. Is this an embedding model? Use SentenceTransformer."
             )
-        self._num_labels = self._find_num_labels(num_labels)
-
-        self.tokenizer_wrapper = Tokenizer.from_dir(
-            self.model_dir,
-            max_length if max_length is not None else max_seq_length_from(self.model_dir, st_config),
-            bool(st_config.get("do_lower_case", False)),
-        )
-
-        configured, configured_default, _ = read_model_settings(self.model_dir)
-        self.prompts, self.default_prompt_name = merge_prompts(
-            configured, configured_default, prompts, default_prompt_name
-        )
-
-        if activation_fn is not None:
-            self.activation_fn = as_activation(activation_fn)
-        else:
-            self.activation_fn = self._configured_activation(
-                read_json(self.model_dir / "config_sentence_transformers.json")
-            )
+        self._num_labels = self._find_num_labels(self._requested_labels)
+        prompts, default_prompt_name, _ = read_model_settings(self.model_dir)
+        return ModelSetup(self.model_dir, settings, prompts, default_prompt_name, None)
 
     def _find_num_labels(self, requested: int | None) -> int:
         width = self._graph.output_width
@@ -389,10 +213,11 @@ class CrossEncoder:
             return int(width)
         return int(requested or configured or 1)
 
-    def _configured_activation(self, model_config: dict[str, Any]) -> Callable[[np.ndarray], np.ndarray]:
-        """sentence-transformers' lookup: config_sentence_transformers.json, then config.json's
-        "sentence_transformers" block, then the legacy "sbert_ce_default_activation_function", then the default."""
-        candidates = [model_config.get("activation_fn")]
+    def get_default_activation_fn(self) -> Callable[[np.ndarray], np.ndarray]:
+        """The activation the model's config asks for (Sigmoid for one label, Identity for several by default):
+        sentence-transformers' lookup, config_sentence_transformers.json, then config.json's "sentence_transformers"
+        block, then the legacy "sbert_ce_default_activation_function"."""
+        candidates = [read_json(self.model_dir / "config_sentence_transformers.json").get("activation_fn")]
         st_block = self.config.get("sentence_transformers")
         if isinstance(st_block, dict) and "activation_fn" in st_block:
             candidates.append(st_block["activation_fn"])
@@ -400,28 +225,15 @@ class CrossEncoder:
             candidates.append(self.config.get("sbert_ce_default_activation_function"))
         for path in candidates:
             if isinstance(path, str) and path:
-                resolved = _activation_from_path(path, self.trust_remote_code)
+                resolved = activations.from_trusted_path(path, self.trust_remote_code)
                 if resolved is not None:
                     return resolved
         return Sigmoid() if self.num_labels == 1 else Identity()
-
-    def get_default_activation_fn(self) -> Callable[[np.ndarray], np.ndarray]:
-        """The activation the model's config asks for (Sigmoid for one label, Identity for several by default)."""
-        return self._configured_activation(read_json(self.model_dir / "config_sentence_transformers.json"))
 
     # ----- properties sentence-transformers users read ---------------------------------------------
     @property
     def num_labels(self) -> int:
         return self._num_labels
-
-    @property
-    def max_seq_length(self) -> int | None:
-        """Pairs longer than this many tokens (special tokens included) are truncated, longest text first."""
-        return self.tokenizer_wrapper.max_length
-
-    @max_seq_length.setter
-    def max_seq_length(self, value: int | None) -> None:
-        self.tokenizer_wrapper.max_length = value
 
     @property
     def max_length(self) -> int | None:
@@ -436,15 +248,73 @@ class CrossEncoder:
     def default_activation_function(self) -> Callable[[np.ndarray], np.ndarray]:
         return self.activation_fn
 
-    @property
-    def tokenizer(self) -> Any:
-        """The underlying `tokenizers.Tokenizer`."""
-        return self.tokenizer_wrapper.backend
-
-    def get_max_seq_length(self) -> int | None:
-        return self.max_seq_length
-
     # ----- prediction -------------------------------------------------------------------------------
+    def forward(self, batch: Batch, activation_fn: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
+        """Scores (rows, num_labels) of one padded batch of pairs: the graph's logits through the activation
+        (`activation_fn`, else the model's)."""
+        logits = self._graph(batch.as_dict())
+        num_labels = self.num_labels
+        if logits.ndim != 2 or logits.shape[1] != num_labels:
+            raise ValueError(f"The ONNX graph returned logits of shape {logits.shape}; expected (batch, {num_labels}).")
+        out = np.asarray((activation_fn or self.activation_fn)(logits), dtype=np.float32)
+        if out.shape != logits.shape:
+            raise ValueError(f"activation_fn changed the shape of the logits from {logits.shape} to {out.shape}.")
+        return out
+
+    @overload
+    def predict(
+        self,
+        inputs: tuple[str, str],
+        prompt_name: str | None = ...,
+        prompt: str | None = ...,
+        batch_size: int = ...,
+        show_progress_bar: bool | None = ...,
+        activation_fn: Callable[[np.ndarray], np.ndarray] | str | None = ...,
+        apply_softmax: bool | None = ...,
+        convert_to_numpy: bool = ...,
+        convert_to_tensor: bool = ...,
+        device: str | None = ...,
+        pool: Any = ...,
+        chunk_size: int | None = ...,
+        **kwargs: Any,
+    ) -> np.floating | np.ndarray: ...
+
+    @overload
+    def predict(
+        self,
+        inputs: Sequence[tuple[str, str]] | Sequence[list[str]],
+        prompt_name: str | None = ...,
+        prompt: str | None = ...,
+        batch_size: int = ...,
+        show_progress_bar: bool | None = ...,
+        activation_fn: Callable[[np.ndarray], np.ndarray] | str | None = ...,
+        apply_softmax: bool | None = ...,
+        convert_to_numpy: Literal[True] = ...,
+        convert_to_tensor: bool = ...,
+        device: str | None = ...,
+        pool: Any = ...,
+        chunk_size: int | None = ...,
+        **kwargs: Any,
+    ) -> np.ndarray: ...
+
+    @overload
+    def predict(
+        self,
+        inputs: Any,
+        prompt_name: str | None = ...,
+        prompt: str | None = ...,
+        batch_size: int = ...,
+        show_progress_bar: bool | None = ...,
+        activation_fn: Callable[[np.ndarray], np.ndarray] | str | None = ...,
+        apply_softmax: bool | None = ...,
+        convert_to_numpy: bool = ...,
+        convert_to_tensor: bool = ...,
+        device: str | None = ...,
+        pool: Any = ...,
+        chunk_size: int | None = ...,
+        **kwargs: Any,
+    ) -> np.ndarray | list[Any]: ...
+
     def predict(
         self,
         inputs: Any = None,
@@ -473,39 +343,25 @@ class CrossEncoder:
         kwargs.pop("num_workers", None)
         if kwargs.get("task") is None:
             kwargs.pop("task", None)
-        if kwargs:
-            raise ValueError(f"predict() got keyword arguments it does not use: {sorted(kwargs)}.")
-        reject_multiprocess(device, pool, chunk_size, "predict()")
-        check_device(device, self.device, type(self).__name__)
+        del chunk_size  # only meaningful with a pool
+        self._check_call("predict()", device, kwargs, pool)
         pairs, single = as_pairs(inputs)
         batch_size = check_batch_size(batch_size)
         activation = as_activation(activation_fn) if activation_fn is not None else self.activation_fn
-        resolved = resolve_prompt(self.prompts, self.default_prompt_name, prompt, prompt_name)
+        resolved = self._prompt(prompt, prompt_name)
         if resolved:
             pairs = [(resolved + a, b) for a, b in pairs]
 
-        num_labels = self.num_labels
-        scores = np.zeros((len(pairs), num_labels), dtype=np.float32)
-        batches = progress(
-            self.tokenizer_wrapper.batches(pairs, batch_size), bool(show_progress_bar), "Batches",
-            total=-(-len(pairs) // batch_size),
-        )
-        for idx, batch in batches:
-            logits = self._graph(batch.as_dict())
-            if logits.ndim != 2 or logits.shape[1] != num_labels:
-                raise ValueError(
-                    f"The ONNX graph returned logits of shape {logits.shape}; expected (batch, {num_labels})."
-                )
-            out = np.asarray(activation(logits), dtype=np.float32)
-            if out.shape != logits.shape:
-                raise ValueError(f"activation_fn changed the shape of the logits from {logits.shape} to {out.shape}.")
+        scores = np.zeros((len(pairs), self.num_labels), dtype=np.float32)
+        for idx, batch in self._batches(pairs, batch_size, show_progress_bar):
+            out = self.forward(batch, activation)
             if apply_softmax:
                 # As sentence-transformers: softmax over the label axis whenever the scores are 2-D, which for a
                 # one-label model turns every score into 1.0.
-                out = _softmax(out, axis=1)
+                out = softmax(out, axis=1)
             scores[idx] = out
 
-        result = scores[:, 0] if num_labels == 1 else scores
+        result = scores[:, 0] if self.num_labels == 1 else scores
         if single:
             return result[0]
         if convert_to_tensor or convert_to_numpy:
@@ -533,7 +389,9 @@ class CrossEncoder:
     ) -> list[dict[str, Any]]:
         """Score `query` against each document; a list of {"corpus_id", "score"[, "text"]} dicts, best first.
 
-        Only for one-label models. `top_k` keeps the best k (None: all); ties keep corpus order.
+        Only for one-label models. `top_k` keeps the best k (None: all; a negative k is an error, as in
+        util.semantic_search); ties keep corpus
+        order.
         """
         activation_fn = pop_legacy(kwargs, activation_fn, "activation_fct")
         kwargs.pop("num_workers", None)
@@ -554,8 +412,11 @@ class CrossEncoder:
         documents = list(documents)
         for i, doc in enumerate(documents):
             _check_text(doc, f"documents[{i}]")
-        if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int)):
-            raise TypeError(f"top_k must be an integer or None, got {type(top_k).__name__}.")
+        if top_k is not None:
+            if isinstance(top_k, (bool, np.bool_)) or not isinstance(top_k, (int, np.integer)):
+                raise TypeError(f"top_k must be an integer or None, got {type(top_k).__name__}.")
+            # Like util.semantic_search: a slice such as [:-1] would silently drop the lowest documents.
+            top_k = check_int(top_k, "top_k", minimum=0)
         if not documents:
             return []
         scores = self.predict(
@@ -584,13 +445,7 @@ class CrossEncoder:
     def tokenize(self, pairs: Any) -> dict[str, np.ndarray]:
         """Token arrays for (text, text) pairs, padded to the longest: input_ids, attention_mask, token_type_ids."""
         pairs, _ = as_pairs(pairs)
-        return self.tokenizer_wrapper(pairs).as_dict()
+        return self.pad(self.tokenize_inputs(pairs)).as_dict()
 
-    def __repr__(self) -> str:
-        if not hasattr(self, "activation_fn"):  # failed or unfinished __init__
-            return "CrossEncoder(<not loaded>)"
-        return (
-            f"CrossEncoder(path={str(self.model_dir)!r}, onnx={self.onnx_path.name!r}, num_labels={self.num_labels}, "
-            f"max_length={self.max_seq_length}, activation_fn={self.activation_fn!r}, "
-            f"providers={self._graph.session.get_providers()})"
-        )
+    def _repr_fields(self) -> dict[str, Any]:
+        return {"num_labels": self.num_labels, "max_length": self.max_seq_length, "activation_fn": self.activation_fn}

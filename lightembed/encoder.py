@@ -3,33 +3,28 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Literal, Sequence
+from typing import Any, Callable, Literal, Sequence, overload
 
 import numpy as np
 
+from lightembed.base import EmbeddingModel, ModelSetup
 from lightembed.config import ModelConfig, load_config, read_json
 from lightembed.inputs import (
     OUTPUT_VALUES,
     as_text_list,
     check_batch_size,
-    check_positive_int,
     check_precision,
     check_truncate_dim,
-    merge_prompts,
-    reject_multiprocess,
-    resolve_prompt,
     take_sentences,
 )
-from lightembed.loading import check_device, default_batch_tokens, load
 from lightembed.modules import l2_normalize
 from lightembed.pooling import POOLED_METADATA_KEY, POOLED_OUTPUT, exclude_prompt, pool
-from lightembed.progress import progress
-from lightembed.tokenize import Tokenizer
+from lightembed.tokenize import Batch
 
-_SIMILARITY_NAMES = ("cosine", "dot", "euclidean", "manhattan")
+Precision = Literal["float32", "int8", "uint8", "binary", "ubinary"]
 
 
-class SentenceTransformer:
+class SentenceTransformer(EmbeddingModel):
     """Embeds texts with a sentence-transformers model exported to ONNX, with sentence-transformers' API.
 
     `model_name_or_path` is a local folder or a Hugging Face Hub repo id holding an ONNX file
@@ -38,7 +33,11 @@ class SentenceTransformer:
     overrides it with onnxruntime's own list. `threads` sets intra-op threads (default: the usable cores).
     `max_batch_tokens` caps the padded tokens of one batch (rows x longest) so batches of long documents
     take bounded memory; the default is 2048 on CPU and 32768 on CUDA, None removes the cap.
+    `verify` checks the ONNX file against the sha256 and the verification result in the lightembed.json the
+    exporter wrote (a file it does not list is not checked).
     """
+
+    _preferred_outputs = ("last_hidden_state", "token_embeddings")
 
     def __init__(
         self,
@@ -60,11 +59,13 @@ class SentenceTransformer:
         backend: str = "onnx",
         trust_remote_code: bool = False,
         max_batch_tokens: int | Literal["auto"] | None = "auto",
+        verify: bool = True,
     ) -> None:
+        del trust_remote_code  # an exported graph runs no Python code from the model folder
         self.truncate_dim = check_truncate_dim(truncate_dim)
-        loaded = load(
+        super().__init__(
             model_name_or_path,
-            device=device,
+            device,
             file_name=file_name,
             revision=revision,
             cache_folder=cache_folder,
@@ -74,56 +75,33 @@ class SentenceTransformer:
             threads=threads,
             model_kwargs=model_kwargs,
             backend=backend,
-            preferred_outputs=("last_hidden_state", "token_embeddings"),
+            prompts=prompts,
+            default_prompt_name=default_prompt_name,
+            similarity_fn_name=similarity_fn_name,
+            max_batch_tokens=max_batch_tokens,
+            verify=verify,
         )
-        self.model_dir, self.onnx_path, self._graph = loaded.model_dir, loaded.onnx_path, loaded.graph
-        self.providers, self.device = loaded.providers, loaded.device
-        if max_batch_tokens == "auto":
-            max_batch_tokens = default_batch_tokens(self.device)
-        elif max_batch_tokens is not None:
-            check_positive_int(max_batch_tokens, "max_batch_tokens")
-        self.max_batch_tokens = max_batch_tokens
-        self.config: ModelConfig = load_config(self.model_dir)
-        self.tokenizer_wrapper = Tokenizer.from_dir(
-            self.config.transformer_dir, self.config.max_seq_length, self.config.do_lower_case
-        )
-
-        self.prompts, self.default_prompt_name = merge_prompts(
-            self.config.prompts, self.config.default_prompt_name, prompts, default_prompt_name
-        )
-        name = similarity_fn_name or self.config.similarity_fn_name or "cosine"
-        if name not in _SIMILARITY_NAMES:
-            raise ValueError(f"similarity_fn_name must be one of {_SIMILARITY_NAMES}, got {name!r}.")
-        self.similarity_fn_name = name
         hidden = read_json(self.config.transformer_dir / "config.json")
         self._hidden_size = self._graph.output_width or hidden.get("hidden_size") or hidden.get("d_model")
         self.use_pooled_output = self.has_pooled_output
         """Take sentence embeddings from the graph's fused pooling output when it has one (set False to pool
         the token embeddings in NumPy instead)."""
 
+    def _setup(self) -> ModelSetup:
+        self.config: ModelConfig = load_config(self.model_dir)
+        return ModelSetup(
+            self.config.transformer_dir,
+            self.config.settings,
+            self.config.prompts,
+            self.config.default_prompt_name,
+            self.config.similarity_fn_name,
+        )
+
     @property
     def has_pooled_output(self) -> bool:
         """Whether the ONNX file has a fused `sentence_embedding` output made with this model's pooling modes."""
         recorded = self._graph.metadata.get(POOLED_METADATA_KEY)
         return POOLED_OUTPUT in self._graph.output_names and recorded == ",".join(self.config.pooling.modes)
-
-    # ----- properties sentence-transformers users read ---------------------------------------------
-    @property
-    def max_seq_length(self) -> int | None:
-        """Inputs longer than this many tokens (special tokens included) are truncated."""
-        return self.tokenizer_wrapper.max_length
-
-    @max_seq_length.setter
-    def max_seq_length(self, value: int | None) -> None:
-        self.tokenizer_wrapper.max_length = value
-
-    @property
-    def tokenizer(self) -> Any:
-        """The underlying `tokenizers.Tokenizer`."""
-        return self.tokenizer_wrapper.backend
-
-    def get_max_seq_length(self) -> int | None:
-        return self.max_seq_length
 
     def get_sentence_embedding_dimension(self) -> int | None:
         """Dimension of the vectors encode() returns (after truncate_dim)."""
@@ -135,7 +113,21 @@ class SentenceTransformer:
     def tokenize(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
         """Token arrays for `texts`, padded to the longest: input_ids, attention_mask, token_type_ids."""
         texts, _ = as_text_list(texts, "texts")
-        return self.tokenizer_wrapper(texts).as_dict()
+        return self.pad(self.tokenize_inputs(texts)).as_dict()
+
+    # ----- encoding ---------------------------------------------------------------------------------
+    def forward(self, batch: Batch, prompt_length: int | None = None) -> np.ndarray:
+        """Sentence embeddings (rows, dim) of one padded batch: the fused pooling output when the file has it and
+        no prompt must be excluded, else the token embeddings pooled in NumPy; then Dense/Normalize modules."""
+        if self.use_pooled_output and prompt_length is None:
+            return self._after_pooling(self._graph(batch.as_dict(), POOLED_OUTPUT))
+        return self._sentence_embeddings(self._graph(batch.as_dict()), batch.attention_mask, prompt_length)
+
+    def prompt_length(self, prompt: str | None) -> int | None:
+        """Tokens to leave out of pooling for `prompt` (None when the model's Pooling includes the prompt)."""
+        if not prompt or self.config.pooling.include_prompt:
+            return None
+        return self.tokenizer_wrapper.prompt_length(prompt)
 
     # ----- encoding ---------------------------------------------------------------------------------
     def _sentence_embeddings(
@@ -151,15 +143,69 @@ class SentenceTransformer:
             emb = module(emb)
         return emb
 
+    @overload
     def encode(
         self,
-        inputs: str | Sequence[str] | None = None,
+        inputs: str,
+        prompt_name: str | None = ...,
+        prompt: str | None = ...,
+        batch_size: int = ...,
+        show_progress_bar: bool | None = ...,
+        output_value: Literal["sentence_embedding"] = ...,
+        precision: Precision = ...,
+        convert_to_numpy: bool = ...,
+        convert_to_tensor: bool = ...,
+        device: str | None = ...,
+        normalize_embeddings: bool = ...,
+        truncate_dim: int | None = ...,
+        **kwargs: Any,
+    ) -> np.ndarray: ...
+
+    @overload
+    def encode(
+        self,
+        inputs: Sequence[str] | np.ndarray,
+        prompt_name: str | None = ...,
+        prompt: str | None = ...,
+        batch_size: int = ...,
+        show_progress_bar: bool | None = ...,
+        output_value: Literal["sentence_embedding"] = ...,
+        precision: Precision = ...,
+        convert_to_numpy: Literal[True] = ...,
+        convert_to_tensor: bool = ...,
+        device: str | None = ...,
+        normalize_embeddings: bool = ...,
+        truncate_dim: int | None = ...,
+        **kwargs: Any,
+    ) -> np.ndarray: ...
+
+    @overload
+    def encode(
+        self,
+        inputs: Sequence[str] | np.ndarray,
+        prompt_name: str | None = ...,
+        prompt: str | None = ...,
+        batch_size: int = ...,
+        show_progress_bar: bool | None = ...,
+        output_value: Literal["sentence_embedding", "token_embeddings"] | None = ...,
+        precision: Precision = ...,
+        convert_to_numpy: bool = ...,
+        convert_to_tensor: bool = ...,
+        device: str | None = ...,
+        normalize_embeddings: bool = ...,
+        truncate_dim: int | None = ...,
+        **kwargs: Any,
+    ) -> list[Any]: ...
+
+    def encode(
+        self,
+        inputs: str | Sequence[str] | np.ndarray | None = None,
         prompt_name: str | None = None,
         prompt: str | None = None,
         batch_size: int = 32,
         show_progress_bar: bool | None = None,
         output_value: Literal["sentence_embedding", "token_embeddings"] | None = "sentence_embedding",
-        precision: Literal["float32", "int8", "uint8", "binary", "ubinary"] = "float32",
+        precision: Precision = "float32",
         convert_to_numpy: bool = True,
         convert_to_tensor: bool = False,
         device: str | None = None,
@@ -172,44 +218,37 @@ class SentenceTransformer:
         Same semantics as sentence-transformers' encode(). There is no torch here, so
         `convert_to_tensor=True` returns a NumPy array too; `convert_to_numpy=False` returns a list of
         1-D arrays.
+
+        `precision="int8"`/`"uint8"` take each dimension's range from the texts of this call, so a single text
+        (or a handful) has no meaningful range and comes out as -128/0 (sentence-transformers does the same). For
+        one text, encode in float32 and call `util.quantize_embeddings(emb, "int8", ranges=...)` with ranges
+        (shape (2, dim): per-dimension min and max) or `calibration_embeddings=` taken from a corpus.
         """
         inputs = take_sentences(inputs, kwargs)
-        reject_multiprocess(device, kwargs.pop("pool", None), kwargs.pop("chunk_size", None), "encode()")
-        if kwargs:
-            raise ValueError(f"encode() got keyword arguments it does not use: {sorted(kwargs)}.")
+        kwargs.pop("chunk_size", None)  # only meaningful with a pool
+        self._check_call("encode()", device, kwargs, kwargs.pop("pool", None))
         texts, single = as_text_list(inputs)
         batch_size = check_batch_size(batch_size)
         check_precision(precision)
         if output_value not in OUTPUT_VALUES:
             raise ValueError(f"output_value must be one of {OUTPUT_VALUES}, got {output_value!r}.")
-        check_device(device, self.device, type(self).__name__)
         truncate_dim = check_truncate_dim(truncate_dim) or self.truncate_dim
-        resolved_prompt = resolve_prompt(self.prompts, self.default_prompt_name, prompt, prompt_name)
-        prompt_length = None
+        resolved_prompt = self._prompt(prompt, prompt_name)
         if resolved_prompt:
             texts = [resolved_prompt + text for text in texts]
-            if not self.config.pooling.include_prompt:
-                prompt_length = self.tokenizer_wrapper.prompt_length(resolved_prompt)
+        prompt_length = self.prompt_length(resolved_prompt)
 
         embeddings: np.ndarray | None = None  # (n, dim), filled batch by batch in input order
         tokens: list[Any] = [None] * len(texts)
         records: list[Any] = [None] * len(texts)
-        batches = progress(
-            self.tokenizer_wrapper.batches(texts, batch_size, self.max_batch_tokens),
-            bool(show_progress_bar),
-            "Batches",
-            total=-(-len(texts) // batch_size),
-        )
-        fused = self.use_pooled_output and output_value == "sentence_embedding" and prompt_length is None
-        for idx, batch in batches:
-            if fused:
-                emb = self._after_pooling(self._graph(batch.as_dict(), POOLED_OUTPUT))
+        for idx, batch in self._batches(texts, batch_size, show_progress_bar):
+            if output_value == "sentence_embedding":
+                emb = self.forward(batch, prompt_length)
             else:
                 hidden = self._graph(batch.as_dict())
-                if output_value != "sentence_embedding":
-                    for row, i in enumerate(idx):
-                        last = int(np.flatnonzero(batch.attention_mask[row]).max(initial=0))
-                        tokens[i] = hidden[row, : last + 1]
+                for row, i in enumerate(idx):
+                    last = int(np.flatnonzero(batch.attention_mask[row]).max(initial=0))
+                    tokens[i] = hidden[row, : last + 1]
                 if output_value == "token_embeddings":
                     continue
                 emb = self._sentence_embeddings(hidden, batch.attention_mask, prompt_length)
@@ -254,19 +293,6 @@ class SentenceTransformer:
             return out[0]
         return out if as_array else list(out)
 
-    def encode_query(self, inputs: str | Sequence[str] | None = None, **kwargs: Any) -> Any:
-        """encode() with the "query" prompt when the model has one and no prompt was given."""
-        return self._encode_role("query", inputs, kwargs)
-
-    def encode_document(self, inputs: str | Sequence[str] | None = None, **kwargs: Any) -> Any:
-        """encode() with the "document" prompt when the model has one and no prompt was given."""
-        return self._encode_role("document", inputs, kwargs)
-
-    def _encode_role(self, role: str, inputs: Any, kwargs: dict[str, Any]) -> Any:
-        if kwargs.get("prompt_name") is None and kwargs.get("prompt") is None and role in self.prompts:
-            kwargs["prompt_name"] = role
-        return self.encode(inputs, **kwargs)
-
     # ----- similarity -------------------------------------------------------------------------------
     def _similarity_fns(self) -> tuple[Callable[..., np.ndarray], Callable[..., np.ndarray]]:
         from lightembed import util
@@ -286,9 +312,9 @@ class SentenceTransformer:
         """(n,) scores between row i of each set with the model's similarity function."""
         return self._similarity_fns()[1](embeddings1, embeddings2)
 
-    def __repr__(self) -> str:
-        return (
-            f"SentenceTransformer(path={str(self.model_dir)!r}, onnx={self.onnx_path.name!r}, "
-            f"pooling={self.config.pooling.modes}, max_seq_length={self.max_seq_length}, "
-            f"dim={self.get_sentence_embedding_dimension()}, providers={self._graph.session.get_providers()})"
-        )
+    def _repr_fields(self) -> dict[str, Any]:
+        return {
+            "pooling": self.config.pooling.modes,
+            "max_seq_length": self.max_seq_length,
+            "dim": self.get_sentence_embedding_dimension(),
+        }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 
 ALLOWED_PRECISIONS = ("float32", "int8", "uint8", "binary", "ubinary")
 OUTPUT_VALUES = ("sentence_embedding", "token_embeddings", None)
@@ -13,6 +14,8 @@ def as_text_list(inputs: Any, name: str = "inputs") -> tuple[list[str], bool]:
     """Return (texts, was_single_string). Rejects None, bytes, nested lists and non-string items."""
     if inputs is None:
         raise TypeError(f"{name} must be a string or a list of strings, got None.")
+    if isinstance(inputs, np.ndarray) and inputs.ndim == 0:
+        inputs = inputs.item()  # a 0-d array holds one value: one text, not its characters
     if isinstance(inputs, str):
         return [inputs], True
     if isinstance(inputs, (bytes, bytearray)):
@@ -37,10 +40,16 @@ def as_text_list(inputs: Any, name: str = "inputs") -> tuple[list[str], bool]:
     return texts, False
 
 
+def check_int(value: Any, name: str, minimum: int = 1) -> int:
+    """`value` as a Python int (NumPy integers count; bools do not); ValueError naming `name` otherwise."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < minimum:
+        kind = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise ValueError(f"{name} must be {kind}, got {value!r}.")
+    return int(value)
+
+
 def check_positive_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}.")
-    return value
+    return check_int(value, name)
 
 
 def check_batch_size(batch_size: Any) -> int:
@@ -56,9 +65,7 @@ def check_precision(precision: Any) -> str:
 def check_truncate_dim(truncate_dim: Any) -> int | None:
     if truncate_dim is None:
         return None
-    if isinstance(truncate_dim, bool) or not isinstance(truncate_dim, int) or truncate_dim < 1:
-        raise ValueError(f"truncate_dim must be a positive integer or None, got {truncate_dim!r}.")
-    return truncate_dim
+    return check_int(truncate_dim, "truncate_dim")
 
 
 def pop_legacy(kwargs: dict[str, Any], current: Any, *old_names: str) -> Any:
@@ -107,15 +114,6 @@ def resolve_prompt(
     if default_prompt_name is not None:
         return prompts.get(default_prompt_name)
     return None
-
-
-def reject_multiprocess(device: Any, pool: Any, chunk_size: Any, method: str) -> None:
-    if pool is not None or isinstance(device, (list, tuple)):
-        raise ValueError(
-            f"{method}: multi-process pools and device lists are not supported by lightembed; ONNX Runtime "
-            "already uses all cores (see threads=...). Call it once, or from several threads."
-        )
-    del chunk_size  # only meaningful with a pool
 
 
 def merge_prompts(

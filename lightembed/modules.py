@@ -2,43 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import math
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
+from lightembed import activations
 from lightembed.safetensors_io import load_safetensors
-
-
-def _gelu(x: np.ndarray) -> np.ndarray:
-    erf = np.vectorize(math.erf, otypes=[np.float64])
-    return (0.5 * x * (1.0 + erf(x.astype(np.float64) / math.sqrt(2.0)))).astype(x.dtype)
-
-
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return (1.0 / (1.0 + np.exp(-x))).astype(x.dtype, copy=False)
-
-
-ACTIVATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
-    "Identity": lambda x: x,
-    "Tanh": np.tanh,
-    "ReLU": lambda x: np.maximum(x, 0),
-    "Sigmoid": _sigmoid,
-    "GELU": _gelu,
-    "SiLU": lambda x: x * _sigmoid(x),
-}
-
-
-def activation(name: str | None) -> Callable[[np.ndarray], np.ndarray]:
-    """The NumPy function for a torch activation's qualified name, e.g. 'torch.nn.modules.activation.Tanh'."""
-    if name is None:
-        return ACTIVATIONS["Identity"]
-    short = name.rsplit(".", 1)[-1]
-    if short not in ACTIVATIONS:
-        raise ValueError(f"Unsupported activation function {name!r}; supported: {sorted(ACTIVATIONS)}.")
-    return ACTIVATIONS[short]
 
 
 def l2_normalize(x: np.ndarray) -> np.ndarray:
@@ -54,7 +23,7 @@ class Dense:
         self.weight_t = np.ascontiguousarray(weight.T, dtype=np.float32)
         self.bias = None if bias is None else bias.astype(np.float32)
         self.activation_name = activation_name
-        self._activation = activation(activation_name)
+        self._activation = activations.from_config(activation_name, "the Dense module's config.json")
 
     @property
     def out_features(self) -> int:
@@ -62,10 +31,12 @@ class Dense:
 
     @classmethod
     def from_dir(cls, folder: Path) -> "Dense":
+        from lightembed.config import read_json  # config imports this module
+
         config_path = folder / "config.json"
         if not config_path.is_file():
             raise FileNotFoundError(f"Dense module folder {folder} has no config.json.")
-        config = json.loads(config_path.read_text(encoding="utf-8"))
+        config = read_json(config_path)
         weights_path = folder / "model.safetensors"
         if not weights_path.is_file():
             if (folder / "pytorch_model.bin").is_file():

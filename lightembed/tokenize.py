@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence, Union
@@ -10,6 +9,9 @@ from typing import Iterator, Sequence, Union
 import numpy as np
 from tokenizers import Encoding
 from tokenizers import Tokenizer as HFTokenizer
+
+from lightembed.config import read_json
+from lightembed.inputs import check_int
 
 TextInput = Union[str, tuple[str, str]]
 
@@ -31,24 +33,38 @@ class Batch:
         }
 
 
-def _read_json(path: Path) -> dict:
-    if not path.is_file():
-        return {}
-    with path.open(encoding="utf-8") as handle:
-        return json.load(handle)
-
-
 def _token_str(value: object) -> str | None:
     if isinstance(value, dict):  # AddedToken serialised as a dict
         value = value.get("content")
     return value if isinstance(value, str) else None
 
 
+def _bad_text(texts: Sequence[TextInput]) -> str | None:
+    """Why tokenizers rejected `texts`: which input holds what it cannot take (a lone surrogate)."""
+    for i, item in enumerate(texts):
+        parts = (item,) if isinstance(item, str) else item
+        for j, text in enumerate(parts):
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                where = f"inputs[{i}]" if isinstance(item, str) else f"inputs[{i}][{j}]"
+                return (
+                    f"{where} is not valid Unicode: it holds the lone surrogate {text[exc.start]!r} at character "
+                    f"{exc.start} (text decoded with errors='surrogateescape', or a broken UTF-16 pair). Clean it "
+                    "first, e.g. text.encode('utf-8', 'replace').decode('utf-8')."
+                )
+    return None
+
+
 class Tokenizer:
     """Wraps a `tokenizers.Tokenizer`: truncates to `max_length`, pads each batch to its longest input.
 
     Any padding or truncation fixed inside tokenizer.json is replaced, so a file that pads every input to
-    128 tokens does not make every batch 128 tokens long.
+    128 tokens does not make every batch 128 tokens long. Setting `max_length` swaps in a reconfigured copy
+    of the tokenizer instead of changing the one in use, so it is safe while other threads tokenize.
+    `limit` (the model's position embeddings) bounds `max_length`.
+
+    Texts with lone surrogates are rejected with a ValueError naming the input (they have no UTF-8 form).
     """
 
     def __init__(
@@ -59,18 +75,28 @@ class Tokenizer:
         pad_id: int = 0,
         padding_side: str = "right",
         do_lower_case: bool = False,
+        limit: int | None = None,
     ) -> None:
         if padding_side not in ("right", "left"):
             raise ValueError(f"padding_side must be 'right' or 'left', got {padding_side!r}.")
+        tokenizer.no_padding()
         self._tokenizer = tokenizer
-        self._tokenizer.no_padding()
         self.pad_id = pad_id
         self.padding_side = padding_side
         self.do_lower_case = do_lower_case
-        self.max_length = max_length
+        self.limit = limit
+        if limit is not None and max_length is not None and max_length > limit:
+            max_length = limit  # a config that asks for more positions than the model has
+        self._configure(tokenizer, max_length)
 
     @classmethod
-    def from_dir(cls, folder: str | Path, max_length: int | None = None, do_lower_case: bool = False) -> "Tokenizer":
+    def from_dir(
+        cls,
+        folder: str | Path,
+        max_length: int | None = None,
+        do_lower_case: bool = False,
+        limit: int | None = None,
+    ) -> "Tokenizer":
         """Load tokenizer.json (and tokenizer_config.json for pad token and padding side) from `folder`."""
         folder = Path(folder)
         path = folder / "tokenizer.json"
@@ -79,13 +105,16 @@ class Tokenizer:
                 f"No tokenizer.json in {folder}. lightembed needs a fast tokenizer file; "
                 "export the model with lightembed-export, which writes one."
             )
-        tokenizer = HFTokenizer.from_file(str(path))
-        config = _read_json(folder / "tokenizer_config.json")
+        try:
+            tokenizer = HFTokenizer.from_file(str(path))
+        except Exception as exc:  # tokenizers raises a bare Exception with a serde message
+            raise ValueError(f"{path} is not a valid tokenizer file: {exc}") from None
+        config = read_json(folder / "tokenizer_config.json")
         pad_id = None
         if tokenizer.padding is not None:
             pad_id = tokenizer.padding.get("pad_id")
         pad_token = _token_str(config.get("pad_token")) or _token_str(
-            _read_json(folder / "special_tokens_map.json").get("pad_token")
+            read_json(folder / "special_tokens_map.json").get("pad_token")
         )
         if pad_token is not None and tokenizer.token_to_id(pad_token) is not None:
             pad_id = tokenizer.token_to_id(pad_token)
@@ -95,7 +124,15 @@ class Tokenizer:
             pad_id=pad_id if pad_id is not None else 0,
             padding_side=config.get("padding_side", "right"),
             do_lower_case=do_lower_case,
+            limit=limit,
         )
+
+    def _configure(self, tokenizer: HFTokenizer, max_length: int | None) -> None:
+        if max_length is None:
+            tokenizer.no_truncation()
+        else:
+            tokenizer.enable_truncation(max_length=max_length, strategy="longest_first")
+        self._tokenizer, self._max_length = tokenizer, max_length
 
     @property
     def max_length(self) -> int | None:
@@ -103,13 +140,16 @@ class Tokenizer:
 
     @max_length.setter
     def max_length(self, value: int | None) -> None:
-        if value is None:
-            self._tokenizer.no_truncation()
-        else:
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"max_seq_length must be a positive integer, got {value!r}.")
-            self._tokenizer.enable_truncation(max_length=value, strategy="longest_first")
-        self._max_length = value
+        if value is not None:
+            value = check_int(value, "max_seq_length")
+            if self.limit is not None and value > self.limit:
+                raise ValueError(
+                    f"max_seq_length={value} is more than this model's {self.limit} position embeddings; "
+                    f"use at most {self.limit}."
+                )
+        # A copy, not the tokenizer in use: reconfiguring one that another thread is encoding with raises
+        # tokenizers' "Already borrowed".
+        self._configure(HFTokenizer.from_str(self._tokenizer.to_str()), value)
 
     @property
     def backend(self) -> HFTokenizer:
@@ -120,7 +160,14 @@ class Tokenizer:
         """Tokenize texts (or text pairs), truncated and unpadded."""
         if self.do_lower_case:
             texts = [t.lower() if isinstance(t, str) else tuple(s.lower() for s in t) for t in texts]
-        return self._tokenizer.encode_batch(list(texts), add_special_tokens=True)
+        texts = list(texts)
+        try:
+            return self._tokenizer.encode_batch(texts, add_special_tokens=True)
+        except (TypeError, ValueError, UnicodeError) as exc:
+            reason = _bad_text(texts)
+            if reason is None:
+                raise
+            raise ValueError(reason) from exc
 
     def pad(self, encodings: Sequence[Encoding]) -> Batch:
         """Stack encodings into int64 arrays padded to the longest one."""
@@ -140,22 +187,10 @@ class Tokenizer:
     def batches(
         self, texts: Sequence[TextInput], batch_size: int, max_tokens: int | None = None
     ) -> Iterator[tuple[np.ndarray, Batch]]:
-        """Yield (original indices, padded batch), longest inputs first, so each batch pads little.
-
-        A batch holds at most `batch_size` inputs and, when `max_tokens` is set, at most that many padded
-        tokens (rows x longest), which bounds the memory a batch of long documents takes.
-        """
+        """Yield (original indices, padded batch), longest inputs first (see `plan_batches`)."""
         encodings = self.encode(texts)
-        lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings))
-        order = np.argsort(-lengths, kind="stable")
-        start = 0
-        while start < len(order):
-            rows = batch_size
-            if max_tokens is not None:
-                rows = max(1, min(batch_size, max_tokens // max(1, int(lengths[order[start]]))))
-            idx = order[start : start + rows]
+        for idx in plan_batches(token_counts(encodings), batch_size, max_tokens):
             yield idx, self.pad([encodings[i] for i in idx])
-            start += rows
 
     def __call__(self, texts: Sequence[TextInput]) -> Batch:
         return self.pad(self.encode(texts))
@@ -167,3 +202,27 @@ class Tokenizer:
         if n and enc.special_tokens_mask[-1]:
             n -= 1
         return n
+
+
+def token_counts(encodings: Sequence[Encoding]) -> np.ndarray:
+    """Tokens per encoding, int64."""
+    return np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings))
+
+
+def plan_batches(lengths: np.ndarray, batch_size: int, max_tokens: int | None = None) -> list[np.ndarray]:
+    """Original indices of each batch, longest inputs first, so each batch pads little.
+
+    A batch holds at most `batch_size` inputs and, when `max_tokens` is set, at most that many padded
+    tokens (rows x longest), which bounds the memory a batch of long documents takes (one input alone may
+    exceed it).
+    """
+    order = np.argsort(-lengths, kind="stable")
+    plan: list[np.ndarray] = []
+    start = 0
+    while start < len(order):
+        rows = batch_size
+        if max_tokens is not None:
+            rows = max(1, min(batch_size, max_tokens // max(1, int(lengths[order[start]]))))
+        plan.append(order[start : start + rows])
+        start += rows
+    return plan

@@ -323,7 +323,7 @@ def test_csr_round_trip_indexing_and_scipy():
 
 @pytest.mark.parametrize("block", [1 << 24, 7])  # 7: forces many small chunks
 def test_sparse_dot_and_pairwise_match_dense_products(monkeypatch, block):
-    import lightembed.sparse_encoder as se
+    import lightembed.sparse as se
 
     monkeypatch.setattr(se, "_SIM_BLOCK_ELEMS", block)
     rng = np.random.default_rng(3)

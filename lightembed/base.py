@@ -1,0 +1,290 @@
+"""The base of SentenceTransformer, CrossEncoder and SparseEncoder: loading, the shared properties and checks,
+and the pipeline stages every model class (and the server, pool and handlers above them) is built from.
+
+Stages, each a method:
+1. `tokenize_inputs(items)`: texts (or text pairs) to unpadded token encodings;
+2. `plan(encodings, batch_size)`: which inputs go together, longest first, under the token budget;
+3. `pad(encodings)`: one padded `Batch`;
+4. `forward(batch, ...)`: run the graph on the batch and post-process its rows (each class its own).
+`encode()`/`predict()` are these stages in a loop; a caller that gathers inputs from many requests (the
+server's batcher) runs the same stages on its own batches.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Iterator, Literal, Sequence
+
+import numpy as np
+from tokenizers import Encoding
+
+from lightembed import session as sessions
+from lightembed.config import TransformerSettings
+from lightembed.hub import resolve
+from lightembed.inputs import check_int, merge_prompts, resolve_prompt
+from lightembed.integrity import check_in_background
+from lightembed.progress import progress
+from lightembed.tokenize import Batch, TextInput, Tokenizer, plan_batches, token_counts
+
+# model_kwargs keys with a meaning for an ONNX model; others (torch_dtype, attn_implementation ...) only mean
+# something to torch/transformers and are ignored with a warning.
+ONNX_MODEL_KWARGS = ("file_name", "provider", "providers", "subfolder", "export")
+SIMILARITY_NAMES = ("cosine", "dot", "euclidean", "manhattan")
+DOCUMENT_PROMPTS = ("document", "passage", "corpus")
+
+
+@dataclass(frozen=True)
+class ModelSetup:
+    """What a model class reads from its folder for the base: where the tokenizer is and how inputs are cut."""
+
+    transformer_dir: Path
+    settings: TransformerSettings
+    prompts: dict[str, str]
+    default_prompt_name: str | None
+    similarity_fn_name: str | None
+
+
+@dataclass(frozen=True)
+class RuntimeInfo:
+    """What a loaded model runs: the file, the providers, the threads and the graph's inputs and output."""
+
+    model_dir: str
+    onnx_file: str
+    device: str
+    providers: list[str]
+    intra_op_threads: int
+    graph_inputs: list[str]
+    graph_output: str
+    pooled_output: bool
+    verified: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def default_batch_tokens(device: str) -> int:
+    """Padded tokens per batch by default. On CPU, 2048 bounds the activations of a batch of long documents
+    (peak RSS on a 5,000-text mixed corpus: ~390 MiB with it, ~790 MiB without; see benchmarks/RESULTS.md)."""
+    return 32768 if device == "cuda" else 2048
+
+
+class BaseModel:
+    """Shared by the three model classes: resolve a folder or Hub id, check the file against its manifest,
+    open the ONNX session and the tokenizer, hold the prompts and the properties users read."""
+
+    _preferred_outputs: ClassVar[tuple[str, ...]] = ()
+    _default_similarity: ClassVar[str | None] = "cosine"
+
+    def __init__(
+        self,
+        model_name_or_path: str | Path,
+        device: str | None = None,
+        *,
+        file_name: str | None = None,
+        revision: str | None = None,
+        cache_folder: str | None = None,
+        local_files_only: bool = False,
+        token: bool | str | None = None,
+        providers: Sequence[Any] | None = None,
+        threads: int | None = None,
+        model_kwargs: dict[str, Any] | None = None,
+        backend: str = "onnx",
+        prompts: dict[str, str] | None = None,
+        default_prompt_name: str | None = None,
+        similarity_fn_name: str | None = None,
+        max_seq_length: int | None = None,
+        max_batch_tokens: int | Literal["auto"] | None = "auto",
+        verify: bool = True,
+    ) -> None:
+        if backend != "onnx":
+            raise ValueError(f"lightembed runs ONNX models only: backend must be 'onnx', got {backend!r}.")
+        model_kwargs = dict(model_kwargs or {})
+        ignored = sorted(set(model_kwargs) - set(ONNX_MODEL_KWARGS))
+        if ignored:
+            warnings.warn(f"model_kwargs {ignored} have no meaning for an ONNX model and are ignored.", stacklevel=3)
+        file_name = file_name or model_kwargs.get("file_name")
+        if model_kwargs.get("subfolder") and file_name and "/" not in file_name:
+            file_name = f"{model_kwargs['subfolder']}/{file_name}"
+        if providers is None:
+            providers = model_kwargs.get("providers") or (
+                [model_kwargs["provider"]] if model_kwargs.get("provider") else None
+            )
+        self.model_dir, self.onnx_path = resolve(
+            model_name_or_path,
+            file_name=file_name,
+            revision=revision,
+            cache_folder=cache_folder,
+            local_files_only=local_files_only,
+            token=token,
+        )
+        self.providers = sessions.resolve_providers(device, providers)
+        verified = check_in_background(self.model_dir, self.onnx_path) if verify else None
+        session = sessions.create_session(self.onnx_path, self.providers, threads)
+        self._verified = verified() is not None if verified is not None else False
+        self._graph = sessions.OnnxGraph(session, self._preferred_outputs)
+        self.device = "cuda" if sessions.CUDA in session.get_providers() else "cpu"
+
+        if max_batch_tokens == "auto":
+            max_batch_tokens = default_batch_tokens(self.device)
+        elif max_batch_tokens is not None:
+            max_batch_tokens = check_int(max_batch_tokens, "max_batch_tokens")
+        self.max_batch_tokens: int | None = max_batch_tokens
+        """Most padded tokens (rows x longest) in one graph run; None: no cap."""
+
+        setup = self._setup()
+        settings = setup.settings
+        self.tokenizer_wrapper = Tokenizer.from_dir(
+            setup.transformer_dir,
+            max_seq_length if max_seq_length is not None else settings.max_seq_length,
+            settings.do_lower_case,
+            settings.position_limit,
+        )
+        self.prompts, self.default_prompt_name = merge_prompts(
+            setup.prompts, setup.default_prompt_name, prompts, default_prompt_name
+        )
+        if self._default_similarity is not None:
+            self.similarity_fn_name = similarity_fn_name or setup.similarity_fn_name or self._default_similarity
+
+    def _setup(self) -> ModelSetup:
+        """Read the class's own configs from `self.model_dir` (the session is open by now)."""
+        raise NotImplementedError
+
+    # ----- properties sentence-transformers users read ---------------------------------------------
+    @property
+    def similarity_fn_name(self) -> str:
+        """The similarity function similarity() uses: "cosine", "dot", "euclidean" or "manhattan"."""
+        return self._similarity_fn_name
+
+    @similarity_fn_name.setter
+    def similarity_fn_name(self, value: Any) -> None:
+        value = getattr(value, "value", value)  # a SimilarityFunction enum member
+        if value not in SIMILARITY_NAMES:
+            raise ValueError(f"similarity_fn_name must be one of {SIMILARITY_NAMES}, got {value!r}.")
+        self._similarity_fn_name = value
+
+    @property
+    def max_seq_length(self) -> int | None:
+        """Inputs longer than this many tokens (special tokens included) are truncated. Setting it is safe while
+        other threads encode; values beyond the model's position embeddings are refused."""
+        return self.tokenizer_wrapper.max_length
+
+    @max_seq_length.setter
+    def max_seq_length(self, value: int | None) -> None:
+        self.tokenizer_wrapper.max_length = value
+
+    @property
+    def tokenizer(self) -> Any:
+        """The underlying `tokenizers.Tokenizer`."""
+        return self.tokenizer_wrapper.backend
+
+    def get_max_seq_length(self) -> int | None:
+        return self.max_seq_length
+
+    @property
+    def runtime_info(self) -> RuntimeInfo:
+        """What this model runs: ONNX file, providers, threads, graph inputs and output, fused pooling, whether
+        the file was checked against lightembed.json."""
+        session = self._graph.session
+        return RuntimeInfo(
+            model_dir=str(self.model_dir),
+            onnx_file=_relative(self.onnx_path, self.model_dir),
+            device=self.device,
+            providers=session.get_providers(),
+            intra_op_threads=session.get_session_options().intra_op_num_threads,
+            graph_inputs=self._graph.input_names,
+            graph_output=self._graph.output_name,
+            pooled_output=bool(getattr(self, "has_pooled_output", False)),
+            verified=self._verified,
+        )
+
+    # ----- checks shared by encode()/predict() ------------------------------------------------------
+    def _check_call(self, method: str, device: Any, kwargs: dict[str, Any], pool: Any = None) -> None:
+        """Reject keywords `method` does not use, multi-process pools and a device other than the model's."""
+        if kwargs:
+            raise ValueError(f"{method} got keyword arguments it does not use: {sorted(kwargs)}.")
+        if pool is not None or isinstance(device, (list, tuple)):
+            raise ValueError(
+                f"{method}: multi-process pools and device lists are not supported by lightembed; ONNX Runtime "
+                "already uses all cores (see threads=...). Call it once, or from several threads."
+            )
+        if device is not None and str(device).split(":")[0] != self.device:
+            cls = type(self).__name__
+            raise ValueError(
+                f"This model runs on {self.device!r}; to use {device!r}, load it with {cls}(..., device={device!r})."
+            )
+
+    def _prompt(self, prompt: str | None, prompt_name: str | None) -> str | None:
+        return resolve_prompt(self.prompts, self.default_prompt_name, prompt, prompt_name)
+
+    # ----- pipeline stages ---------------------------------------------------------------------------
+    def tokenize_inputs(self, items: Sequence[TextInput]) -> list[Encoding]:
+        """Stage 1: texts (or (text, text) pairs) to truncated, unpadded encodings."""
+        return self.tokenizer_wrapper.encode(items)
+
+    def plan(self, encodings: Sequence[Encoding], batch_size: int) -> list[np.ndarray]:
+        """Stage 2: indices of each batch, longest first, at most `batch_size` rows and `max_batch_tokens`."""
+        return plan_batches(token_counts(encodings), batch_size, self.max_batch_tokens)
+
+    def pad(self, encodings: Sequence[Encoding]) -> Batch:
+        """Stage 3: one padded batch of int64 arrays."""
+        return self.tokenizer_wrapper.pad(encodings)
+
+    def forward(self, batch: Batch, **options: Any) -> Any:
+        """Stage 4: run the graph on a padded batch and post-process its rows (per class)."""
+        raise NotImplementedError
+
+    def _batches(
+        self, items: Sequence[TextInput], batch_size: int, show_progress_bar: bool | None
+    ) -> Iterator[tuple[np.ndarray, Batch]]:
+        """(indices, padded batch) for every batch that will run; the progress bar counts exactly those."""
+        encodings = self.tokenize_inputs(items)
+        plan = self.plan(encodings, batch_size)
+        for idx in progress(plan, bool(show_progress_bar), "Batches", total=len(plan)):
+            yield idx, self.pad([encodings[i] for i in idx])
+
+    def __repr__(self) -> str:
+        if not hasattr(self, "tokenizer_wrapper"):  # failed or unfinished __init__
+            return f"{type(self).__name__}(<not loaded>)"
+        fields = {
+            "path": str(self.model_dir),
+            "onnx": self.onnx_path.name,
+            **self._repr_fields(),
+            "providers": self._graph.session.get_providers(),
+        }
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in fields.items())})"
+
+    def _repr_fields(self) -> dict[str, Any]:
+        return {"max_seq_length": self.max_seq_length}
+
+
+class EmbeddingModel(BaseModel):
+    """A base model with encode(): adds the query/document prompt helpers."""
+
+    def encode(self, inputs: Any = None, **kwargs: Any) -> Any:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def encode_query(self, inputs: str | Sequence[str] | None = None, **kwargs: Any) -> Any:
+        """encode() with the "query" prompt when the model has one and no prompt was given."""
+        return self.encode(inputs, **self._with_role(("query",), kwargs))
+
+    def encode_document(self, inputs: str | Sequence[str] | None = None, **kwargs: Any) -> Any:
+        """encode() with the first of the "document", "passage", "corpus" prompts the model has, when no prompt
+        was given (sentence-transformers' fallback)."""
+        return self.encode(inputs, **self._with_role(DOCUMENT_PROMPTS, kwargs))
+
+    def _with_role(self, names: Sequence[str], kwargs: dict[str, Any]) -> dict[str, Any]:
+        if kwargs.get("prompt_name") is None and kwargs.get("prompt") is None:
+            for name in names:
+                if name in self.prompts:
+                    kwargs["prompt_name"] = name
+                    break
+        return kwargs
+
+
+def _relative(path: Path, folder: Path) -> str:
+    try:
+        return path.relative_to(folder).as_posix()
+    except ValueError:
+        return str(path)

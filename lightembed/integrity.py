@@ -1,0 +1,105 @@
+"""Checks an ONNX file against the lightembed.json the exporter wrote beside it: its sha256, and whether it
+passed the exporter's comparison with sentence-transformers.
+
+A file the manifest does not list (a folder exported by other tools, a file added by hand) is not checked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+MANIFEST_NAME = "lightembed.json"
+_CHUNK = 1 << 22
+
+
+class IntegrityError(ValueError):
+    """The ONNX file is not the one the manifest describes, or the manifest says it failed its check."""
+
+
+@dataclass(frozen=True)
+class FileCheck:
+    """One ONNX file's manifest record, as far as loading needs it."""
+
+    path: str
+    sha256: str | None
+    passed: bool | None
+    drift: dict[str, Any] | None
+
+
+def manifest_entry(model_dir: Path, onnx_path: Path) -> FileCheck | None:
+    """The manifest's record of `onnx_path`, or None when there is no manifest or it does not list the file."""
+    manifest = model_dir / MANIFEST_NAME
+    if not manifest.is_file():
+        return None
+    try:
+        data = json.loads(manifest.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise IntegrityError(f"{manifest} is not valid JSON: {exc}") from None
+    try:
+        relative = onnx_path.resolve().relative_to(model_dir.resolve()).as_posix()
+    except ValueError:
+        return None
+    files = data.get("files") if isinstance(data, dict) else None
+    for entry in files if isinstance(files, list) else []:
+        if isinstance(entry, dict) and entry.get("path") == relative:
+            return FileCheck(relative, entry.get("sha256"), entry.get("passed"), entry.get("metrics"))
+    return None
+
+
+def sha256_of(path: Path) -> str:
+    """Hex SHA-256 of a file, read in 4 MiB chunks (hashlib releases the GIL while it hashes them)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def check_file(model_dir: Path, onnx_path: Path) -> FileCheck | None:
+    """Raise IntegrityError when the manifest says `onnx_path` failed its check or its bytes differ from the
+    recorded sha256; return the record (None when the manifest does not list the file)."""
+    entry = manifest_entry(model_dir, onnx_path)
+    if entry is None:
+        return None
+    if entry.passed is False:
+        raise IntegrityError(
+            f"{entry.path} failed the exporter's comparison with sentence-transformers "
+            f"({MANIFEST_NAME} records metrics {entry.drift}); it would give wrong embeddings. Load another file "
+            "(`lightembed info` lists them) or re-export; pass verify=False only to inspect it."
+        )
+    if entry.sha256:
+        actual = sha256_of(onnx_path)
+        if actual != entry.sha256:
+            raise IntegrityError(
+                f"{onnx_path} does not match {MANIFEST_NAME}: sha256 {actual} instead of {entry.sha256}. The file "
+                "was changed or damaged after export (an interrupted copy or download?); fetch or export it again."
+            )
+    return entry
+
+
+def check_in_background(model_dir: Path, onnx_path: Path) -> Callable[[], FileCheck | None]:
+    """Start `check_file` on a thread (hashing overlaps session creation); the returned function waits for it
+    and raises what it raised."""
+    result: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            result["entry"] = check_file(model_dir, onnx_path)
+        except BaseException as exc:  # handed to the caller's thread
+            result["error"] = exc
+
+    thread = threading.Thread(target=work, name="lightembed-verify", daemon=True)
+    thread.start()
+
+    def wait() -> FileCheck | None:
+        thread.join()
+        if "error" in result:
+            raise result["error"]
+        return result.get("entry")
+
+    return wait
