@@ -10,6 +10,10 @@ import onnxruntime as ort
 
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
+# No spinning intra-op threads (onnxruntime spins by default): 1.11x as fast on a quiet 2-core machine and
+# 1.29-1.38x with one or two busy processes beside it (benchmarks/spinning.py; see
+# benchmarks/RESULTS.md, "Thread spinning".
+SPINNING = False
 
 
 def usable_cores() -> int:
@@ -121,8 +125,21 @@ def provider_names(providers: Sequence[Any]) -> list[str]:
     return [p[0] if isinstance(p, (tuple, list)) else p for p in providers]
 
 
-def create_session(path: str | Path, providers: Sequence[Any], threads: int | None = None) -> ort.InferenceSession:
-    """Create an inference session for `path` with the given providers and intra-op thread count."""
+def spinning_default() -> bool:
+    """Whether intra-op threads spin while waiting for work: LIGHTEMBED_SPINNING=1/0, else SPINNING."""
+    value = os.environ.get("LIGHTEMBED_SPINNING", "").strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    return SPINNING
+
+
+def create_session(
+    path: str | Path, providers: Sequence[Any], threads: int | None = None, spinning: bool | None = None
+) -> ort.InferenceSession:
+    """Create an inference session for `path` with the given providers, intra-op thread count and thread
+    spinning (None: `spinning_default()`)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"ONNX model file not found: {path}")
@@ -133,6 +150,8 @@ def create_session(path: str | Path, providers: Sequence[Any], threads: int | No
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3
+    if not (spinning_default() if spinning is None else spinning):
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         session = ort.InferenceSession(str(path), sess_options=options, providers=list(providers))
     except Exception as exc:  # onnxruntime raises its own exception types for corrupt files
