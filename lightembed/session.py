@@ -12,7 +12,7 @@ CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
 # No spinning intra-op threads (onnxruntime spins by default): 1.11x as fast on a quiet 2-core machine and
 # 1.29-1.38x with one or two busy processes beside it (benchmarks/spinning.py; see
-# benchmarks/RESULTS.md, "Thread spinning".
+# benchmarks/RESULTS.md, "Thread spinning").
 SPINNING = False
 
 
