@@ -1,0 +1,342 @@
+"""The OpenAI embeddings protocol without a web framework: parse and check a request, run it, build the answer,
+and the typed errors every route maps to an HTTP status. No starlette/uvicorn import here, so the serverless
+handlers (lightembed.serverless) and the ASGI app share it.
+
+Public API (kept stable; new names may be added, none removed):
+
+- `Limits(max_inputs=2048, max_chars=100_000, max_body_bytes=4 MiB)`: what one request may hold.
+- `read_json(raw: bytes, limits) -> dict`: the request body as a JSON object (413 too big, 422 malformed).
+- `parse_embeddings_request(body: dict, models, limits=Limits()) -> EmbeddingsRequest`: checks the body of
+  `POST /v1/embeddings`; `models` maps served names to loaded models (only SentenceTransformer-like ones, i.e.
+  with a `prompt_length` method, can embed). Raises an `ApiError`.
+- `embed(request, model) -> (vectors, tokens)`: runs a request on its model in the calling thread with the
+  model's own stages (tokenize_inputs, plan, pad, forward); `vectors` are (n, dim) float32 as
+  `model.encode(texts, normalize_embeddings=True, truncate_dim=request.dimensions)` gives them, `tokens` the
+  tokens the model ran on. The server's batcher gives the same result by batching many requests together.
+- `finish_embeddings(vectors, dimensions, normalize=True) -> vectors`: the per-request step after forward.
+- `embeddings_response(request, vectors, tokens) -> dict`: the OpenAI response body (float lists or base64 of
+  little-endian float32, as the official client decodes it).
+- `ApiError(status, message, type, param=None)` and one subclass per kind: `BadRequest` 400, `Unauthorized` 401,
+  `NotFound` 404, `PayloadTooLarge` 413, `InvalidField` 422, `Overloaded` 429 (with `retry_after` seconds),
+  `Unavailable` 503, `RequestTimeout` 503. `error.openai_body()` is OpenAI's `{"error": {...}}`,
+  `error.tei_body()` TEI's `{"error", "error_type"}`, `error.headers()` the headers to send (Retry-After).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+__all__ = [
+    "ApiError",
+    "BadRequest",
+    "Unauthorized",
+    "NotFound",
+    "PayloadTooLarge",
+    "InvalidField",
+    "Overloaded",
+    "Unavailable",
+    "RequestTimeout",
+    "Limits",
+    "EmbeddingsRequest",
+    "read_json",
+    "parse_embeddings_request",
+    "embed",
+    "finish_embeddings",
+    "embeddings_response",
+    "count_tokens",
+]
+
+
+# ----- errors ---------------------------------------------------------------------------------------------------
+class ApiError(Exception):
+    """An error a client caused or must be told about: an HTTP status, a message and an error type."""
+
+    status = 500
+    type = "server_error"
+    tei_type = "Backend"
+
+    def __init__(self, status: int | None = None, message: str = "", type: str | None = None, param: str | None = None):
+        # Positional (status, message, type) as well as Subclass(message) are accepted.
+        if isinstance(status, str) and not message:
+            status, message = None, status
+        super().__init__(message)
+        if status is not None:
+            self.status = int(status)
+        if type is not None:
+            self.type = type
+        self.message = message
+        self.param = param
+
+    def headers(self) -> dict[str, str]:
+        return {}
+
+    def openai_body(self) -> dict[str, Any]:
+        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.type}}
+
+    def tei_body(self) -> dict[str, Any]:
+        return {"error": self.message, "error_type": self.tei_type}
+
+
+class BadRequest(ApiError):
+    """400: the request is well-formed but cannot be served (wrong model kind for the route, token ids ...)."""
+
+    status, type, tei_type = 400, "invalid_request_error", "Validation"
+
+
+class Unauthorized(ApiError):
+    """401: no or a wrong API key."""
+
+    status, type, tei_type = 401, "invalid_api_key", "Unauthorized"
+
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": "Bearer"}
+
+
+class NotFound(ApiError):
+    """404: no model served under that name."""
+
+    status, type, tei_type = 404, "model_not_found", "NotFound"
+
+
+class PayloadTooLarge(ApiError):
+    """413: body, number of inputs or length of an input over the server's limits."""
+
+    status, type, tei_type = 413, "payload_too_large", "Validation"
+
+
+class InvalidField(ApiError):
+    """422: malformed JSON or a field of the wrong type or value; `param` names the field."""
+
+    status, type, tei_type = 422, "invalid_request_error", "Validation"
+
+
+class Overloaded(ApiError):
+    """429: the model's queue is full; retry after `retry_after` seconds."""
+
+    status, type, tei_type = 429, "rate_limit_exceeded", "Overloaded"
+
+    def __init__(self, message: str, retry_after: int = 1) -> None:
+        super().__init__(None, message)
+        self.retry_after = max(1, int(retry_after))
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
+
+class Unavailable(ApiError):
+    """503: the server is starting or shutting down."""
+
+    status, type, tei_type = 503, "service_unavailable", "Unhealthy"
+
+
+class RequestTimeout(ApiError):
+    """503: the request did not finish within the server's per-request timeout."""
+
+    status, type, tei_type = 503, "timeout", "Overloaded"
+
+
+# ----- limits and parsing ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Limits:
+    """What one request may hold: inputs, characters per input and body bytes."""
+
+    max_inputs: int = 2048
+    max_chars: int = 100_000
+    max_body_bytes: int = 4 * 2**20
+
+
+def read_json(raw: bytes, limits: Limits = Limits()) -> dict[str, Any]:
+    """The body as a JSON object: PayloadTooLarge over `limits.max_body_bytes`, InvalidField when it is not JSON
+    or not an object."""
+    if len(raw) > limits.max_body_bytes:
+        raise PayloadTooLarge(f"The request body is {len(raw)} bytes; this server takes at most {limits.max_body_bytes}.")
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidField(None, f"The request body is not valid JSON: {exc}.", param="body") from None
+    if not isinstance(body, dict):
+        raise InvalidField(None, f"The request body must be a JSON object, got {_kind(body)}.", param="body")
+    return body
+
+
+def _kind(value: Any) -> str:
+    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", type(None): "null"}
+    if type(value) in names:
+        return names[type(value)]
+    return "a number" if isinstance(value, (int, float)) else type(value).__name__
+
+
+def texts_field(body: Mapping[str, Any], field: str, limits: Limits, *, allow_token_ids: bool = False) -> tuple[list[str], bool]:
+    """`body[field]` as (texts, was_one_string): a string or a non-empty list of strings within `limits`.
+    Token-id lists are refused with BadRequest (this server takes text)."""
+    if field not in body:
+        raise InvalidField(None, f"`{field}` is required: a string or a list of strings.", param=field)
+    value = body[field]
+    single = isinstance(value, str)
+    items = [value] if single else value
+    if not isinstance(items, list):
+        raise InvalidField(None, f"`{field}` must be a string or a list of strings, got {_kind(value)}.", param=field)
+    if not items:
+        raise InvalidField(None, f"`{field}` must not be empty.", param=field)
+    for i, item in enumerate(items):
+        if isinstance(item, str):
+            continue
+        is_ids = isinstance(item, int) and not isinstance(item, bool) or (
+            isinstance(item, list) and item and all(isinstance(t, int) and not isinstance(t, bool) for t in item)
+        )
+        if is_ids and not allow_token_ids:
+            raise BadRequest(
+                None,
+                f"`{field}` holds token ids; this server takes text only: send the strings instead.",
+                param=field,
+            )
+        raise InvalidField(None, f"`{field}[{i}]` must be a string, got {_kind(item)}.", param=f"{field}[{i}]")
+    if len(items) > limits.max_inputs:
+        raise PayloadTooLarge(
+            None, f"`{field}` has {len(items)} inputs; this server takes at most {limits.max_inputs} per request.",
+            param=field,
+        )
+    for i, item in enumerate(items):
+        if len(item) > limits.max_chars:
+            where = field if single else f"{field}[{i}]"
+            raise PayloadTooLarge(
+                None, f"`{where}` has {len(item)} characters; this server takes at most {limits.max_chars} per input.",
+                param=where,
+            )
+    return list(items), single
+
+
+def optional_field(body: Mapping[str, Any], field: str, kinds: tuple[type, ...], what: str) -> Any:
+    """`body[field]` or None; InvalidField when present (not null) and not of `kinds` (bools are not ints)."""
+    value = body.get(field)
+    if value is None:
+        return None
+    if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
+        raise InvalidField(None, f"`{field}` must be {what}, got {_kind(value)}.", param=field)
+    return value
+
+
+def positive_int_field(body: Mapping[str, Any], field: str) -> int | None:
+    value = optional_field(body, field, (int,), "a positive integer")
+    if value is not None and value < 1:
+        raise InvalidField(None, f"`{field}` must be a positive integer, got {value}.", param=field)
+    return value
+
+
+def can_embed(model: Any) -> bool:
+    """Whether `model` gives dense sentence embeddings (a SentenceTransformer)."""
+    return hasattr(model, "prompt_length") and hasattr(model, "get_sentence_embedding_dimension")
+
+
+@dataclass(frozen=True)
+class EmbeddingsRequest:
+    """A checked `POST /v1/embeddings` request."""
+
+    model: str
+    texts: list[str]
+    single: bool
+    encoding_format: str = "float"
+    dimensions: int | None = None
+    user: str | None = None
+
+
+def pick_model(body: Mapping[str, Any], models: Mapping[str, Any], route: str, fits: Any, kind: str) -> str:
+    """The served name `body["model"]` asks for: NotFound when nothing is served under it; with no `model`,
+    the only served model that `fits` (BadRequest when there are several or none); BadRequest naming the model
+    when it does not fit the route."""
+    name = optional_field(body, "model", (str,), "a string naming a served model")
+    if name is None:
+        fitting = [n for n, m in models.items() if fits(m)]
+        if len(fitting) != 1:
+            raise InvalidField(
+                None,
+                f"`model` is required for {route}: one of {fitting} ({kind} models served here)."
+                if fitting else f"No {kind} model is served here, so {route} cannot be answered.",
+                param="model",
+            )
+        return fitting[0]
+    if name not in models:
+        raise NotFound(None, f"The model {name!r} is not served here; served models: {sorted(models)}.", param="model")
+    if not fits(models[name]):
+        raise BadRequest(
+            None,
+            f"The model {name!r} is a {type(models[name]).__name__}, which cannot answer {route} (needs a {kind} model).",
+            param="model",
+        )
+    return name
+
+
+def parse_embeddings_request(body: Mapping[str, Any], models: Mapping[str, Any], limits: Limits = Limits()) -> EmbeddingsRequest:
+    """Check an OpenAI embeddings request body against the served `models` (served name -> model)."""
+    if not isinstance(body, Mapping):
+        raise InvalidField(None, f"The request body must be a JSON object, got {_kind(body)}.", param="body")
+    name = pick_model(body, models, "/v1/embeddings", can_embed, "embedding (SentenceTransformer)")
+    texts, single = texts_field(body, "input", limits)
+    encoding_format = optional_field(body, "encoding_format", (str,), '"float" or "base64"') or "float"
+    if encoding_format not in ("float", "base64"):
+        raise InvalidField(
+            None, f'`encoding_format` must be "float" or "base64", got {encoding_format!r}.', param="encoding_format"
+        )
+    dimensions = positive_int_field(body, "dimensions")
+    full = models[name].get_sentence_embedding_dimension()
+    if dimensions is not None and full is not None and dimensions > full:
+        raise InvalidField(
+            None, f"`dimensions` is {dimensions}; the model {name!r} gives at most {full}.", param="dimensions"
+        )
+    user = optional_field(body, "user", (str,), "a string")
+    return EmbeddingsRequest(name, texts, single, encoding_format, dimensions, user)
+
+
+# ----- running and answering ------------------------------------------------------------------------------------
+def count_tokens(encodings: Sequence[Any]) -> int:
+    """Tokens the model runs on for these encodings (special tokens included, after truncation)."""
+    return int(sum(len(e.ids) for e in encodings))
+
+
+def finish_embeddings(vectors: np.ndarray, dimensions: int | None, normalize: bool = True) -> np.ndarray:
+    """What encode(truncate_dim=dimensions, normalize_embeddings=normalize) does after forward: truncate, then
+    L2-normalize (so truncated Matryoshka vectors are unit length again, as OpenAI's are)."""
+    from lightembed.modules import l2_normalize
+
+    if dimensions is not None:
+        vectors = vectors[:, :dimensions]
+    if normalize:
+        vectors = l2_normalize(vectors)
+    return np.ascontiguousarray(vectors, dtype=np.float32)
+
+
+def embed(request: EmbeddingsRequest, model: Any, batch_size: int = 32) -> tuple[np.ndarray, int]:
+    """Run `request` on `model` in this thread with the model's stages; (vectors, tokens)."""
+    encodings = model.tokenize_inputs(request.texts)
+    vectors = np.empty((len(encodings), 0), dtype=np.float32)
+    for idx in model.plan(encodings, batch_size):
+        out = model.forward(model.pad([encodings[i] for i in idx]))
+        if vectors.shape[1] != out.shape[1]:
+            vectors = np.empty((len(encodings), out.shape[1]), dtype=np.float32)
+        vectors[idx] = out
+    return finish_embeddings(vectors, request.dimensions), count_tokens(encodings)
+
+
+def encode_vector(vector: np.ndarray, encoding_format: str) -> Any:
+    """One embedding as OpenAI sends it: a list of floats, or base64 of its little-endian float32 bytes."""
+    if encoding_format == "base64":
+        return base64.b64encode(np.ascontiguousarray(vector, dtype="<f4").tobytes()).decode("ascii")
+    return vector.astype(np.float32).tolist()
+
+
+def embeddings_response(request: EmbeddingsRequest, vectors: np.ndarray, tokens: int) -> dict[str, Any]:
+    """The OpenAI embeddings response body for `request`, one entry per input in input order."""
+    return {
+        "object": "list",
+        "data": [
+            {"object": "embedding", "index": i, "embedding": encode_vector(v, request.encoding_format)}
+            for i, v in enumerate(vectors)
+        ],
+        "model": request.model,
+        "usage": {"prompt_tokens": int(tokens), "total_tokens": int(tokens)},
+    }
