@@ -241,26 +241,25 @@ def test_eight_threads_give_the_single_threaded_results(tiny_model):
         np.testing.assert_array_equal(results[i], np.roll(expected, -i, axis=0))
 
 
-def test_token_budget_bounds_every_batch_and_keeps_results(tiny_model):
-    model = SentenceTransformer(tiny_model, max_batch_tokens=None)
-    texts = [" ".join(["cat"] * n) for n in (1, 9, 2, 10, 3, 8, 4, 7)] * 3
-    unbounded = model.encode(texts, batch_size=16)
-    seen = []
-    for idx, batch in model.tokenizer_wrapper.batches(texts, 16, max_tokens=24):
-        assert batch.input_ids.size <= 24 or len(idx) == 1
-        seen.extend(idx.tolist())
-    assert sorted(seen) == list(range(len(texts)))
-    budgeted = SentenceTransformer(tiny_model, max_batch_tokens=24)
-    np.testing.assert_allclose(budgeted.encode(texts, batch_size=16), unbounded, rtol=1e-6, atol=1e-7)
-    assert SentenceTransformer(tiny_model).max_batch_tokens == 2048
-    with pytest.raises(ValueError, match="max_batch_tokens"):
-        SentenceTransformer(tiny_model, max_batch_tokens=0)
-
-
 def test_every_model_class_answers_get_max_seq_length(tiny_model):
     from lightembed.cross_encoder import CrossEncoder
     from lightembed.sparse_encoder import SparseEncoder
 
-    for cls in (SentenceTransformer, CrossEncoder, SparseEncoder):
-        assert callable(getattr(cls, "get_max_seq_length", None)), cls.__name__
-    assert SentenceTransformer(tiny_model).get_max_seq_length() == 12
+    from tests.test_cross_encoder import make_ce
+    from tests.test_sparse_encoder import make_splade
+
+    models = {
+        # sentence_bert_config.json's max_seq_length
+        SentenceTransformer(tiny_model): 12,
+        # no sentence-transformers config: tokenizer_config's 512 capped by max_position_embeddings (64)
+        CrossEncoder(make_ce(tiny_model.parent / "ce")): 64,
+        SparseEncoder(make_splade(tiny_model.parent / "splade", max_seq_length=10)): 10,
+        SparseEncoder(make_splade(tiny_model.parent / "splade-default", max_seq_length=None)): 64,
+    }
+    for model, length in models.items():
+        assert model.get_max_seq_length() == length == model.max_seq_length, type(model).__name__
+        model.max_seq_length = 7
+        assert model.get_max_seq_length() == 7, type(model).__name__
+        text = "the cat sat on the mat in the park"
+        inputs = [(text, "dog")] if isinstance(model, CrossEncoder) else [text]
+        assert model.tokenize(inputs)["input_ids"].shape[1] == 7, type(model).__name__
