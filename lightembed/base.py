@@ -200,20 +200,36 @@ class BaseModel:
         )
 
     # ----- checks shared by encode()/predict() ------------------------------------------------------
-    def _check_call(self, method: str, device: Any, kwargs: dict[str, Any], pool: Any = None) -> None:
-        """Reject keywords `method` does not use, multi-process pools and a device other than the model's."""
+    def _check_call(self, method: str, device: Any, kwargs: dict[str, Any]) -> None:
+        """Reject keywords `method` does not use and a device other than the model's (a pool or a device list
+        goes to lightembed/pool.py before this check)."""
         if kwargs:
             raise ValueError(f"{method} got keyword arguments it does not use: {sorted(kwargs)}.")
-        if pool is not None or isinstance(device, (list, tuple)):
-            raise ValueError(
-                f"{method}: multi-process pools and device lists are not supported by lightembed; ONNX Runtime "
-                "already uses all cores (see threads=...). Call it once, or from several threads."
-            )
         if device is not None and str(device).split(":")[0] != self.device:
             cls = type(self).__name__
             raise ValueError(
                 f"This model runs on {self.device!r}; to use {device!r}, load it with {cls}(..., device={device!r})."
             )
+
+    @staticmethod
+    def _uses_pool(pool: Any, device: Any) -> bool:
+        """Whether a call goes to worker processes: a pool, or (as in sentence-transformers) a device list."""
+        return pool is not None or (isinstance(device, (list, tuple)) and len(device) > 0)
+
+    # ----- multi-process pool (lightembed/pool.py) ----------------------------------------------------
+    def start_multi_process_pool(self, target_devices: Sequence[str] | None = None) -> Any:
+        """Start worker processes that each load this model once: "cpu" entries are pinned to their own share of
+        the cores, "cuda:N" entries run on GPU N; None: one per GPU, else one CPU worker (measured default, see
+        lightembed/pool.py). Pass the result as encode(..., pool=pool) / predict(..., pool=pool); it is a context
+        manager, and stop_multi_process_pool(pool) stops it."""
+        from lightembed.pool import MultiProcessPool
+
+        return MultiProcessPool(self, target_devices)
+
+    @staticmethod
+    def stop_multi_process_pool(pool: Any) -> None:
+        """Stop the workers of a pool from start_multi_process_pool() and leave no process behind."""
+        pool.close()
 
     def _prompt(self, prompt: str | None, prompt_name: str | None) -> str | None:
         return resolve_prompt(self.prompts, self.default_prompt_name, prompt, prompt_name)
@@ -264,6 +280,12 @@ class EmbeddingModel(BaseModel):
 
     def encode(self, inputs: Any = None, **kwargs: Any) -> Any:  # pragma: no cover - overridden
         raise NotImplementedError
+
+    def encode_multi_process(
+        self, sentences: Sequence[str], pool: Any, chunk_size: int | None = None, **kwargs: Any
+    ) -> Any:
+        """encode(sentences, pool=pool, chunk_size=chunk_size, ...): sentence-transformers' older name."""
+        return self.encode(sentences, pool=pool, chunk_size=chunk_size, **kwargs)
 
     def encode_query(self, inputs: str | Sequence[str] | None = None, **kwargs: Any) -> Any:
         """encode() with the "query" prompt when the model has one and no prompt was given."""

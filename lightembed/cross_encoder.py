@@ -343,8 +343,15 @@ class CrossEncoder(BaseModel):
         kwargs.pop("num_workers", None)
         if kwargs.get("task") is None:
             kwargs.pop("task", None)
-        del chunk_size  # only meaningful with a pool
-        self._check_call("predict()", device, kwargs, pool)
+        if self._uses_pool(pool, device):
+            from lightembed.pool import predict_scores
+
+            return predict_scores(
+                self, inputs, pool, device, chunk_size, kwargs, show_progress_bar=show_progress_bar,
+                convert_to_numpy=convert_to_numpy, convert_to_tensor=convert_to_tensor, prompt_name=prompt_name,
+                prompt=prompt, batch_size=batch_size, activation_fn=activation_fn, apply_softmax=apply_softmax,
+            )  # fmt: skip
+        self._check_call("predict()", device, kwargs)
         pairs, single = as_pairs(inputs)
         batch_size = check_batch_size(batch_size)
         activation = as_activation(activation_fn) if activation_fn is not None else self.activation_fn

@@ -225,8 +225,17 @@ class SentenceTransformer(EmbeddingModel):
         (shape (2, dim): per-dimension min and max) or `calibration_embeddings=` taken from a corpus.
         """
         inputs = take_sentences(inputs, kwargs)
-        kwargs.pop("chunk_size", None)  # only meaningful with a pool
-        self._check_call("encode()", device, kwargs, kwargs.pop("pool", None))
+        pool, chunk_size = kwargs.pop("pool", None), kwargs.pop("chunk_size", None)
+        if self._uses_pool(pool, device):
+            from lightembed.pool import encode_embeddings
+
+            return encode_embeddings(
+                self, inputs, pool, device, chunk_size, kwargs, show_progress_bar=show_progress_bar,
+                precision=precision, convert_to_numpy=convert_to_numpy, convert_to_tensor=convert_to_tensor,
+                truncate_dim=truncate_dim, prompt_name=prompt_name, prompt=prompt, batch_size=batch_size,
+                output_value=output_value, normalize_embeddings=normalize_embeddings,
+            )  # fmt: skip
+        self._check_call("encode()", device, kwargs)
         texts, single = as_text_list(inputs)
         batch_size = check_batch_size(batch_size)
         check_precision(precision)

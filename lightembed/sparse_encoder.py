@@ -384,8 +384,16 @@ class SparseEncoder(EmbeddingModel):
         kwargs.pop("task", None)  # routing by task needs a Router module, which SPLADE models don't have
         if kwargs.pop("processing_kwargs", None):
             raise ValueError("processing_kwargs is not supported by lightembed; set max_seq_length instead.")
-        del save_to_cpu, chunk_size
-        self._check_call("encode()", device, kwargs, pool)
+        del save_to_cpu
+        if self._uses_pool(pool, device):
+            from lightembed.pool import encode_sparse
+
+            return encode_sparse(
+                self, inputs, pool, device, chunk_size, kwargs, show_progress_bar=show_progress_bar,
+                convert_to_tensor=convert_to_tensor, convert_to_sparse_tensor=convert_to_sparse_tensor,
+                prompt_name=prompt_name, prompt=prompt, batch_size=batch_size, max_active_dims=max_active_dims,
+            )  # fmt: skip
+        self._check_call("encode()", device, kwargs)
         texts, single = as_text_list(inputs)
         batch_size = check_batch_size(batch_size)
         k = _check_max_active_dims(max_active_dims)
