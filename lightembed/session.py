@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
 import onnxruntime as ort
 
 CPU = "CPUExecutionProvider"
@@ -166,7 +167,14 @@ def create_session(
 
 
 _ORT_INT_TYPES = {"tensor(int64)": "int64", "tensor(int32)": "int32"}
-_KNOWN_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+_KNOWN_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "position_ids")
+
+
+def position_ids(attention_mask: np.ndarray) -> np.ndarray:
+    """Positions as transformers numbers them for a decoder: the running count of real tokens minus one,
+    0 on padding, so a left-padded text gets the positions it has alone."""
+    mask = np.asarray(attention_mask, dtype=np.int64)
+    return np.maximum(np.cumsum(mask, axis=1) - 1, 0)
 
 
 class OnnxGraph:
@@ -205,6 +213,8 @@ class OnnxGraph:
     def __call__(self, arrays: dict[str, Any], output: str | None = None) -> Any:
         """Run the graph on int arrays keyed by input name; returns `output` (default: the chosen one) as float32."""
         name = output or self.output_name
+        if "position_ids" in self.input_dtypes and "position_ids" not in arrays:
+            arrays = {**arrays, "position_ids": position_ids(arrays["attention_mask"])}
         feed = {key: arrays[key].astype(dtype, copy=False) for key, dtype in self.input_dtypes.items()}
         if self.io_binding and self._cuda_device is not None:
             binding = self.session.io_binding()

@@ -51,6 +51,7 @@ def export_model(
     overwrite: bool = False,
     cache_dir: str | Path | None = None,
     token: bool | str | None = None,
+    trust_remote_code: bool = False,
     verbose: bool = True,
     echo: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
@@ -68,6 +69,10 @@ def export_model(
     `calibration_file`, else a built-in mixed set. Every ONNX file is then run through the lightembed runtime on a
     fixed probe set and compared with sentence-transformers on torch (embeddings, raw logits or dense sparse
     embeddings); the results go to `output_dir/lightembed.json`, whose contents are returned.
+
+    `trust_remote_code` lets transformers run the Python modeling code shipped in the checkpoint's folder (models
+    such as nomic-embed-text or gte v1.5 need it); it is off by default and announced on stderr when on. The
+    exported folder runs without that code.
 
     `per_channel` selects per-channel int8 weights (sentence-transformers' default). `overwrite` replaces a
     previous export in `output_dir`. Progress goes to `echo` (default print) unless `verbose` is False.
@@ -96,11 +101,15 @@ def export_model(
         from lightembed_export import layout as st_layout
         from lightembed_export import onnx_export
 
-        onnx_export.check_exportable(layout.model_type, layout.architecture, task)
+        onnx_export.check_exportable(
+            layout.model_type, layout.architecture, task, layout.transformer_dir, trust_remote_code
+        )
         if levels:
             optimizing.check_optimizable(layout.model_type, layout.architecture)
+        if trust_remote_code:
+            _announce_remote_code(layout.transformer_dir)
 
-        torch_model = st_layout.load_model(source.path, task)
+        torch_model = st_layout.load_model(source.path, task, trust_remote_code)
         st_layout.check_modules(torch_model, task)
         modules = ", ".join(type(m).__name__ for m in torch_model)
         st_class = TASK_INFO[task].st_class
@@ -121,6 +130,7 @@ def export_model(
                 opset,
                 say,
                 clock,
+                trust_remote_code,
             )
         except BaseException:
             _discard_output(output, created)  # a half-written folder would block the next attempt
@@ -153,6 +163,7 @@ def _write_files(
     opset: int | None,
     say: Callable[[str], None],
     clock: _Clock,
+    trust_remote_code: bool = False,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Write the layout and every ONNX file into `output`, verify them; return the per-file manifest entries and
     the task's extra model facts (fill-mask: the tied-decoder check)."""
@@ -163,7 +174,9 @@ def _write_files(
     copied = st_layout.copy_layout(saved, output, source)
     say(f"layout: {len(copied)} files in sentence-transformers layout, no Transformer weights{clock.lap()}")
 
-    fp32 = onnx_export.export_transformer(saved, output / ONNX_SUBDIR, opset=opset, task=task)
+    fp32 = onnx_export.export_transformer(
+        saved, output / ONNX_SUBDIR, opset=opset, task=task, trust_remote_code=trust_remote_code
+    )
     entries: list[dict[str, Any]] = [{"file": fp32, "kind": "fp32"}]
     say(f"export: {_rel(fp32, output)} (optimum task {task}){clock.lap()}")
     extra: dict[str, Any] = {}
@@ -218,6 +231,21 @@ def _write_files(
         f"sentence-transformers {TASK_INFO[task].st_class} (torch){clock.lap()}"
     )
     return files, extra
+
+
+def _announce_remote_code(model_dir: Path) -> None:
+    """Say on stderr, whatever the verbosity, that the checkpoint's own Python code is about to run."""
+    import sys
+
+    from lightembed_export.architectures import read_config, remote_code_files
+
+    files = remote_code_files(model_dir, read_config(model_dir))
+    what = ", ".join(str(model_dir / f) for f in files) if files else "none named in config.json's auto_map"
+    print(
+        f"lightembed-export: WARNING: trust_remote_code is on: running Python code shipped with the checkpoint "
+        f"({what}) with your permissions. Export only checkpoints whose code you have read.",
+        file=sys.stderr,
+    )
 
 
 def _check_decoder(fp32: Path, torch_model: Any) -> dict[str, Any]:

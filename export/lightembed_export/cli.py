@@ -88,6 +88,12 @@ def build_parser(prog: str = "lightembed-export") -> argparse.ArgumentParser:
         action="store_false",
         help="quantize weights per tensor instead of per channel (smaller error with per channel; the default)",
     )
+    parser.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="let transformers run the Python modeling code shipped in the checkpoint (needed by e.g. "
+        "nomic-embed-text, gte v1.5, jina v3; read that code first). The exported folder never needs it",
+    )
     parser.add_argument("--opset", type=int, help="ONNX opset for the export (default: optimum's for the architecture)")
     parser.add_argument("--overwrite", action="store_true", help="replace a previous export in the output folder")
     parser.add_argument("--cache-dir", help="Hugging Face cache folder for Hub downloads")
@@ -118,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
             opset=args.opset,
             overwrite=args.overwrite,
             cache_dir=args.cache_dir,
+            trust_remote_code=args.trust_remote_code,
             verbose=not args.quiet,
         )
     except ExportError as exc:

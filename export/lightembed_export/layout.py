@@ -41,7 +41,7 @@ TRANSFORMER_WEIGHT_PATTERNS: tuple[str, ...] = (
 SOURCE_EXTRAS: tuple[str, ...] = ("README.md", "LICENSE", "LICENSE.txt", "LICENSE.md", "NOTICE")
 
 
-def load_model(path: Path, task: str = FEATURE_EXTRACTION) -> Any:
+def load_model(path: Path, task: str = FEATURE_EXTRACTION, trust_remote_code: bool = False) -> Any:
     """Load the checkpoint in `path` in float32 on CPU with the sentence-transformers class for `task`.
 
     feature-extraction: SentenceTransformer (a plain transformers folder gets mean pooling); text-classification:
@@ -54,7 +54,9 @@ def load_model(path: Path, task: str = FEATURE_EXTRACTION) -> Any:
 
     dtype_key = "dtype" if Version(transformers.__version__) >= Version("4.56") else "torch_dtype"
     model_class = getattr(sentence_transformers, TASK_INFO[task].st_class)
-    return model_class(str(path), device="cpu", model_kwargs={dtype_key: torch.float32})
+    return model_class(
+        str(path), device="cpu", model_kwargs={dtype_key: torch.float32}, trust_remote_code=trust_remote_code
+    )
 
 
 def _first_is_transformer(index: int, name: str) -> bool:

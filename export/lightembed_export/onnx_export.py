@@ -15,11 +15,25 @@ ONNX_SUBDIR = "onnx"
 FP32_FILE_NAME = "model.onnx"
 
 
-def check_exportable(model_type: str | None, architecture: str, task: str = TASK) -> None:
-    """UnsupportedModelError unless optimum's ONNX exporter handles `model_type` for `task`."""
+def check_exportable(
+    model_type: str | None,
+    architecture: str,
+    task: str = TASK,
+    model_dir: Path | None = None,
+    trust_remote_code: bool = False,
+) -> None:
+    """UnsupportedModelError unless optimum's ONNX exporter handles `model_type` for `task` (or, with
+    `trust_remote_code`, the checkpoint in `model_dir` brings its own modeling code) and lightembed-export does not
+    refuse the architecture (architectures.check_supported)."""
     from optimum.exporters.onnx import main_export  # noqa: F401 - importing registers the ONNX configs
     from optimum.exporters.tasks import TasksManager
 
+    from lightembed_export import architectures
+
+    if model_dir is not None:
+        architectures.check_supported(model_dir, architecture, model_type, task, trust_remote_code)
+        if trust_remote_code and architectures.needs_remote_code(architectures.read_config(model_dir)):
+            return  # exported with architectures.onnx_config, not optimum's registry
     if not model_type:
         raise UnsupportedModelError(
             f"cannot export {architecture}: its config.json has no model_type", architecture=architecture
@@ -43,26 +57,45 @@ def check_exportable(model_type: str | None, architecture: str, task: str = TASK
         )
 
 
-def export_transformer(model_dir: Path, onnx_dir: Path, opset: int | None = None, task: str = TASK) -> Path:
+def export_transformer(
+    model_dir: Path, onnx_dir: Path, opset: int | None = None, task: str = TASK, trust_remote_code: bool = False
+) -> Path:
     """Export the transformers checkpoint in `model_dir` to `onnx_dir/model.onnx` with optimum's `task`.
 
     Outputs: feature-extraction last_hidden_state (batch, seq, hidden); text-classification logits
     (batch, num_labels); fill-mask logits (batch, seq, vocab), the decoder tied to the word embeddings as in torch.
+    T5-family encoders and remote-code models go through architectures.plan_export's own text-encoder config.
     """
-    from optimum.exporters.onnx import main_export
+    from optimum.exporters.onnx import main_export, onnx_export_from_model
 
+    from lightembed_export import architectures
+
+    plan = architectures.plan_export(model_dir, task, trust_remote_code)
     onnx_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="lightembed-export-") as tmp:
-        main_export(
-            str(model_dir),
-            output=tmp,
-            task=task,
-            opset=opset,
-            device="cpu",
-            do_validation=False,  # verify.py checks every file end to end against sentence-transformers
-            local_files_only=True,
-            library_name="transformers",
-        )
+        if plan.custom:
+            model = architectures.load_for_export(model_dir, plan)
+            onnx_export_from_model(
+                model,
+                tmp,
+                task=task,
+                opset=opset,
+                device="cpu",
+                do_validation=False,
+                custom_onnx_configs={"model": architectures.onnx_config(model, plan, task)},
+            )
+        else:
+            main_export(
+                str(model_dir),
+                output=tmp,
+                task=task,
+                opset=opset,
+                device="cpu",
+                do_validation=False,  # verify.py checks every file end to end against sentence-transformers
+                local_files_only=True,
+                library_name="transformers",
+                trust_remote_code=trust_remote_code,
+            )
         written = sorted(Path(tmp).glob(FP32_FILE_NAME + "*"))  # model.onnx and, past 2 GB, model.onnx_data
         if not any(p.name == FP32_FILE_NAME for p in written):
             raise RuntimeError(

@@ -1,0 +1,301 @@
+"""Tiny seeded checkpoints of each model family, built at test time in sentence-transformers layout.
+
+Each builder writes a transformers checkpoint with random seeded weights (2 layers, hidden 32), a small tokenizer
+in tokenizer.json form, and the sentence-transformers modules the family ships with (pooling mode, Dense,
+Normalize, prompts). They need torch, transformers and sentence-transformers (the exporter's stack).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+HIDDEN = 32
+WORDS = (
+    "the cat sat on mat a dog ran in park hello world how do i reset my password quick brown fox jumps over lazy "
+    "sentence embeddings map texts to vectors so that similar meanings end up close together numbers code date "
+    "upper lower mixed case food man is eating long whole text one of query passage instruct given retrieve "
+    "relevant answer question web search"
+).split()
+TEXTS = [
+    "the cat sat on the mat",
+    "a dog ran in the park",
+    "",
+    "Grüße 🎉 北京 Hello, World!",
+    "how do i reset my password? " * 3,
+    "quick brown fox " * 40,  # longer than max_seq_length: truncated
+]
+"""Few, varied texts: short, empty, non-ASCII, punctuation, past max_seq_length."""
+
+
+def _wordpiece_vocab() -> list[str]:
+    chars = [chr(c) for c in range(33, 127)]
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + chars + [f"##{c}" for c in chars if c.isalnum()]
+    return vocab + [w for w in dict.fromkeys(WORDS) if w not in vocab]
+
+
+def write_wordpiece_tokenizer(folder: Path, cls: Any = None, **kwargs: Any) -> int:
+    """A small WordPiece tokenizer saved with transformers' `cls` (default BertTokenizerFast); returns its size."""
+    from transformers import BertTokenizerFast
+
+    vocab = _wordpiece_vocab()
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    (cls or BertTokenizerFast)(vocab_file=str(folder / "vocab.txt"), do_lower_case=True, **kwargs).save_pretrained(
+        str(folder)
+    )
+    return len(vocab)
+
+
+def write_wordlevel_tokenizer(
+    folder: Path,
+    specials: list[str],
+    template: str,
+    pad: str,
+    unk: str,
+    padding_side: str = "right",
+    **special_kwargs: str,
+) -> int:
+    """A WordLevel tokenizer over WORDS and ASCII characters (case-sensitive, split on whitespace and punctuation)
+    with a post-processor `template` (e.g. "$A <eos>"); saved as transformers' PreTrainedTokenizerFast."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    chars = [chr(c) for c in range(33, 127)]
+    tokens = specials + [t for t in dict.fromkeys(chars + WORDS) if t not in specials]
+    vocab = {tok: i for i, tok in enumerate(tokens)}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token=unk))
+    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Whitespace(), pre_tokenizers.Punctuation()])
+    used = [s for s in specials if s in template]
+    tok.post_processor = processors.TemplateProcessing(
+        single=template, pair=f"{template} $B:1", special_tokens=[(s, vocab[s]) for s in used]
+    )
+    wrapped = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        pad_token=pad,
+        unk_token=unk,
+        padding_side=padding_side,
+        model_input_names=["input_ids", "attention_mask"],
+        **special_kwargs,
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    wrapped.save_pretrained(str(folder))
+    return len(vocab)
+
+
+def _save_transformer(model: Any, folder: Path, seed: int) -> None:
+    model.eval().save_pretrained(str(folder), safe_serialization=True)
+
+
+def _st_modules() -> Any:
+    try:  # sentence-transformers >= 5.x moved the modules; the old path warns
+        from sentence_transformers.sentence_transformer import modules as models
+    except ImportError:  # pragma: no cover - older 5.x
+        from sentence_transformers import models
+    return models
+
+
+def save_st(
+    hf: Path,
+    folder: Path,
+    pooling: str,
+    *,
+    dense: int | None = None,
+    normalize: bool = True,
+    max_seq_length: int = 24,
+    prompts: dict[str, str] | None = None,
+    default_prompt_name: str | None = None,
+    seed: int = 0,
+) -> Path:
+    """Wrap the transformers checkpoint `hf` as a SentenceTransformer (Transformer, Pooling, [Dense,] [Normalize])
+    saved in `folder`; `hf` is removed."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    models = _st_modules()
+    transformer = models.Transformer(str(hf), max_seq_length=max_seq_length)
+    width = transformer.get_word_embedding_dimension()
+    modules = [transformer, models.Pooling(width, pooling)]
+    if dense:
+        torch.manual_seed(seed + 1)
+        modules.append(models.Dense(width, dense, activation_function=torch.nn.Tanh()))
+    if normalize:
+        modules.append(models.Normalize())
+    model = SentenceTransformer(
+        modules=modules, device="cpu", prompts=prompts, default_prompt_name=default_prompt_name
+    )
+    model.save(str(folder), create_model_card=False)
+    shutil.rmtree(hf)
+    return folder
+
+
+# ----- one builder per family: (folder, seed) -> transformers checkpoint folder -----------------------------------
+
+
+def bert(folder: Path, seed: int = 0) -> Path:
+    from transformers import BertConfig, BertModel
+
+    vocab = write_wordpiece_tokenizer(folder)
+    config = BertConfig(
+        vocab_size=vocab, hidden_size=HIDDEN, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+        max_position_embeddings=128,
+    )  # fmt: skip
+    import torch
+
+    torch.manual_seed(seed)
+    _save_transformer(BertModel(config), folder, seed)
+    return folder
+
+
+def distilbert(folder: Path, seed: int = 0) -> Path:
+    import torch
+    from transformers import DistilBertConfig, DistilBertModel, DistilBertTokenizerFast
+
+    vocab = write_wordpiece_tokenizer(folder, DistilBertTokenizerFast)
+    config = DistilBertConfig(
+        vocab_size=vocab, dim=HIDDEN, n_layers=2, n_heads=2, hidden_dim=64, max_position_embeddings=128
+    )
+    torch.manual_seed(seed)
+    _save_transformer(DistilBertModel(config), folder, seed)
+    return folder
+
+
+def mpnet(folder: Path, seed: int = 0) -> Path:
+    import torch
+    from transformers import MPNetConfig, MPNetModel
+
+    vocab = write_wordlevel_tokenizer(
+        folder, ["<s>", "<pad>", "</s>", "<unk>", "<mask>"], "<s> $A </s>", "<pad>", "<unk>",
+        bos_token="<s>", eos_token="</s>", cls_token="<s>", sep_token="</s>", mask_token="<mask>",
+    )  # fmt: skip
+    config = MPNetConfig(
+        vocab_size=vocab, hidden_size=HIDDEN, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+        max_position_embeddings=130, pad_token_id=1, bos_token_id=0, eos_token_id=2,
+    )  # fmt: skip
+    torch.manual_seed(seed)
+    _save_transformer(MPNetModel(config), folder, seed)
+    return folder
+
+
+def xlm_roberta(folder: Path, seed: int = 0) -> Path:
+    import torch
+    from transformers import XLMRobertaConfig, XLMRobertaModel
+
+    vocab = write_wordlevel_tokenizer(
+        folder, ["<s>", "<pad>", "</s>", "<unk>", "<mask>"], "<s> $A </s>", "<pad>", "<unk>",
+        bos_token="<s>", eos_token="</s>", cls_token="<s>", sep_token="</s>", mask_token="<mask>",
+    )  # fmt: skip
+    config = XLMRobertaConfig(
+        vocab_size=vocab, hidden_size=HIDDEN, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+        max_position_embeddings=130, pad_token_id=1, bos_token_id=0, eos_token_id=2, type_vocab_size=1,
+    )  # fmt: skip
+    torch.manual_seed(seed)
+    _save_transformer(XLMRobertaModel(config), folder, seed)
+    return folder
+
+
+def qwen3(folder: Path, seed: int = 0) -> Path:
+    """A Qwen3-Embedding-style decoder: left padding, <|endoftext|> appended to every input."""
+    import torch
+    from transformers import Qwen3Config, Qwen3Model
+
+    vocab = write_wordlevel_tokenizer(
+        folder, ["<|endoftext|>", "<unk>"], "$A <|endoftext|>", "<|endoftext|>", "<unk>", padding_side="left",
+        eos_token="<|endoftext|>",
+    )  # fmt: skip
+    config = Qwen3Config(
+        vocab_size=vocab, hidden_size=HIDDEN, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+        head_dim=8, intermediate_size=64, max_position_embeddings=128, tie_word_embeddings=False,
+        pad_token_id=0, eos_token_id=0, bos_token_id=0,
+    )  # fmt: skip
+    torch.manual_seed(seed)
+    _save_transformer(Qwen3Model(config), folder, seed)
+    return folder
+
+
+def qwen2(folder: Path, seed: int = 0) -> Path:
+    """A gte-Qwen2-style decoder: left padding, <|endoftext|> appended."""
+    import torch
+    from transformers import Qwen2Config, Qwen2Model
+
+    vocab = write_wordlevel_tokenizer(
+        folder, ["<|endoftext|>", "<unk>"], "$A <|endoftext|>", "<|endoftext|>", "<unk>", padding_side="left",
+        eos_token="<|endoftext|>",
+    )  # fmt: skip
+    config = Qwen2Config(
+        vocab_size=vocab, hidden_size=HIDDEN, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+        intermediate_size=64, max_position_embeddings=128, tie_word_embeddings=False,
+        pad_token_id=0, eos_token_id=0, bos_token_id=0,
+    )  # fmt: skip
+    torch.manual_seed(seed)
+    _save_transformer(Qwen2Model(config), folder, seed)
+    return folder
+
+
+def mistral(folder: Path, seed: int = 0) -> Path:
+    """An e5-mistral-style decoder: <s> prepended, </s> appended, left padding."""
+    import torch
+    from transformers import MistralConfig, MistralModel
+
+    vocab = write_wordlevel_tokenizer(
+        folder, ["<unk>", "<s>", "</s>"], "<s> $A </s>", "</s>", "<unk>", padding_side="left",
+        bos_token="<s>", eos_token="</s>",
+    )  # fmt: skip
+    config = MistralConfig(
+        vocab_size=vocab, hidden_size=HIDDEN, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+        intermediate_size=64, max_position_embeddings=128, sliding_window=None, pad_token_id=2, bos_token_id=1,
+        eos_token_id=2,
+    )  # fmt: skip
+    torch.manual_seed(seed)
+    _save_transformer(MistralModel(config), folder, seed)
+    return folder
+
+
+def t5(folder: Path, seed: int = 0) -> Path:
+    """A sentence-t5 / GTR-style T5 encoder: </s> appended, right padding."""
+    import torch
+    from transformers import T5Config, T5EncoderModel
+
+    vocab = write_wordlevel_tokenizer(
+        folder, ["<pad>", "</s>", "<unk>"], "$A </s>", "<pad>", "<unk>", eos_token="</s>"
+    )
+    config = T5Config(
+        vocab_size=vocab, d_model=HIDDEN, d_kv=8, d_ff=64, num_layers=2, num_heads=4, relative_attention_num_buckets=8,
+        relative_attention_max_distance=20, feed_forward_proj="relu", pad_token_id=0, eos_token_id=1,
+        decoder_start_token_id=0, is_encoder_decoder=False, use_cache=False,
+    )  # fmt: skip
+    torch.manual_seed(seed)
+    _save_transformer(T5EncoderModel(config), folder, seed)
+    return folder
+
+
+@dataclass(frozen=True)
+class Family:
+    """One row of the coverage matrix: a tiny checkpoint and how it is wrapped as a SentenceTransformer."""
+
+    name: str
+    build: Callable[[Path, int], Path]
+    pooling: str
+    examples: str
+    """Real checkpoints of this family, for the README table."""
+    dense: int | None = None
+    normalize: bool = True
+    prompts: dict[str, str] = field(default_factory=dict)
+    optimize: str | None = "O3"
+    """The optimization level exported and compared; None when the exporter refuses every level."""
+
+    def make(self, folder: Path, seed: int = 0) -> Path:
+        """Build the checkpoint into `folder` (sentence-transformers layout) and return it."""
+        hf = self.build(folder.parent / f"{folder.name}-hf", seed)
+        return save_st(
+            hf, folder, self.pooling, dense=self.dense, normalize=self.normalize, prompts=self.prompts or None,
+            seed=seed,
+        )  # fmt: skip
+
+
+def write_json(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
