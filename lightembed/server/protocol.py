@@ -13,6 +13,7 @@ Public API (kept stable; new names may be added, none removed):
   model's own stages (tokenize_inputs, plan, pad, forward); `vectors` are (n, dim) float32 as
   `model.encode(texts, normalize_embeddings=True, truncate_dim=request.dimensions)` gives them, `tokens` the
   tokens the model ran on. The server's batcher gives the same result by batching many requests together.
+- `with_prompt(model, texts, prompt_name=None) -> (texts, prompt_length)`: the model's prompt put in front.
 - `finish_embeddings(vectors, dimensions, normalize=True) -> vectors`: the per-request step after forward.
 - `embeddings_response(request, vectors, tokens) -> dict`: the OpenAI response body (float lists or base64 of
   little-endian float32, as the official client decodes it).
@@ -49,6 +50,7 @@ __all__ = [
     "finish_embeddings",
     "embeddings_response",
     "count_tokens",
+    "with_prompt",
 ]
 
 
@@ -310,12 +312,28 @@ def finish_embeddings(vectors: np.ndarray, dimensions: int | None, normalize: bo
     return np.ascontiguousarray(vectors, dtype=np.float32)
 
 
+def with_prompt(model: Any, texts: list[str], prompt_name: str | None = None) -> tuple[list[str], int | None]:
+    """The texts as encode() runs them (the named prompt, else the model's default prompt, in front) and the
+    prompt length forward() needs. An unknown prompt name is an InvalidField."""
+    from lightembed.inputs import resolve_prompt
+
+    try:
+        prompt = resolve_prompt(model.prompts, model.default_prompt_name, None, prompt_name)
+    except (TypeError, ValueError) as exc:
+        raise InvalidField(None, str(exc), param="prompt_name") from None
+    if not prompt:
+        return texts, None
+    length = model.prompt_length(prompt) if hasattr(model, "prompt_length") else None
+    return [prompt + t for t in texts], length
+
+
 def embed(request: EmbeddingsRequest, model: Any, batch_size: int = 32) -> tuple[np.ndarray, int]:
     """Run `request` on `model` in this thread with the model's stages; (vectors, tokens)."""
-    encodings = model.tokenize_inputs(request.texts)
+    texts, prompt_length = with_prompt(model, request.texts)
+    encodings = model.tokenize_inputs(texts)
     vectors = np.empty((len(encodings), 0), dtype=np.float32)
     for idx in model.plan(encodings, batch_size):
-        out = model.forward(model.pad([encodings[i] for i in idx]))
+        out = model.forward(model.pad([encodings[i] for i in idx]), prompt_length)
         if vectors.shape[1] != out.shape[1]:
             vectors = np.empty((len(encodings), out.shape[1]), dtype=np.float32)
         vectors[idx] = out

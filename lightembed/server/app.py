@@ -1,0 +1,243 @@
+"""The ASGI app of `lightembed serve` (Starlette): routes, API key, draining, metrics and error shapes.
+
+Errors are JSON in the shape of the route's API: OpenAI's `{"error": {...}}` on /v1/*, TEI's
+`{"error", "error_type"}` elsewhere; an unexpected failure is logged here and answered with a 500 that holds no
+stack trace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+import time
+from typing import Any, AsyncIterator, Awaitable, Callable
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from lightembed.server import protocol as p
+from lightembed.server.metrics import CONTENT_TYPE, Metrics
+from lightembed.server.service import Served, Service, Settings
+
+log = logging.getLogger("lightembed.server")
+
+OPEN_PATHS = ("/health",)
+ROUTES = ("/v1/embeddings", "/v1/rerank", "/v1/models", "/embed", "/rerank", "/embed_sparse", "/info", "/health",
+          "/metrics", "/")
+
+
+class State:
+    """Whether the server is ready or draining, and how many requests it is answering."""
+
+    def __init__(self) -> None:
+        self.ready = False
+        self.draining = False
+        self.in_flight = 0
+
+
+def error_response(path: str, error: p.ApiError) -> JSONResponse:
+    body = error.openai_body() if path.startswith("/v1/") else error.tei_body()
+    return JSONResponse(body, status_code=error.status, headers=error.headers())
+
+
+class Guard:
+    """Pure ASGI middleware: API key, 503 while draining, in-flight count, request metrics. (Pure ASGI, not
+    BaseHTTPMiddleware, so handlers still see the client's disconnect on `receive`.)"""
+
+    def __init__(self, app: Any, state: State, metrics: Metrics, api_key: str | None) -> None:
+        self.app, self.state, self.metrics = app, state, metrics
+        self.key = api_key.encode() if api_key else None
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope["path"]
+        route = path if path in ROUTES else "other"
+        start = time.perf_counter()
+        status = {"code": 500}
+
+        async def send_status(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        self.state.in_flight += 1
+        self.metrics.in_flight.inc()
+        try:
+            refusal = self._refuse(path, scope)
+            if refusal is not None:
+                await error_response(path, refusal)(scope, receive, send_status)
+            else:
+                await self.app(scope, receive, send_status)
+        finally:
+            self.state.in_flight -= 1
+            self.metrics.in_flight.dec()
+            self.metrics.requests.labels(route, str(status["code"])).inc()
+            self.metrics.latency.labels(route).observe(time.perf_counter() - start)
+
+    def _refuse(self, path: str, scope: dict) -> p.ApiError | None:
+        if self.state.draining and path != "/health":
+            return p.Unavailable("The server is shutting down; send the request to another instance.")
+        if self.key is None or path in OPEN_PATHS:
+            return None
+        given = b""
+        for name, value in scope.get("headers", ()):
+            if name == b"authorization":
+                given = value
+        scheme, _, token = given.partition(b" ")
+        if scheme.lower() != b"bearer" or not hmac.compare_digest(token.strip(), self.key):
+            return p.Unauthorized("A valid API key is required: send the header `Authorization: Bearer <key>`.")
+        return None
+
+
+async def read_body(request: Request, limits: p.Limits) -> dict[str, Any]:
+    """The JSON object body, read in chunks and refused (413) as soon as it passes the byte limit."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limits.max_body_bytes:
+        raise p.PayloadTooLarge(f"The request body is {declared} bytes; this server takes at most {limits.max_body_bytes}.")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limits.max_body_bytes:
+            raise p.PayloadTooLarge(f"The request body is over {limits.max_body_bytes} bytes, this server's limit.")
+        chunks.append(chunk)
+    return p.read_json(b"".join(chunks), limits)
+
+
+async def _client_gone(receive: Callable[[], Awaitable[dict]]) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+class ClientGone(Exception):
+    """The client closed the connection before its answer was ready."""
+
+
+async def answer(request: Request, work: Awaitable[Any], timeout: float) -> Any:
+    """`work`'s result, unless the client leaves first (its queued inputs are dropped without inference) or
+    `timeout` seconds pass (RequestTimeout)."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_client_gone(request.receive))
+    try:
+        done, _ = await asyncio.wait({task, watcher}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+    if task in done:
+        return task.result()
+    task.cancel()
+    with contextlib.suppress(BaseException):
+        await task
+    if watcher in done:
+        raise ClientGone()
+    raise p.RequestTimeout(f"The request did not finish within this server's {timeout:g} s per-request timeout.")
+
+
+def build_app(served: list[Served], settings: Settings, *, api_key: str | None = None, metrics: Metrics | None = None,
+              state: State | None = None) -> Any:
+    """The ASGI app over loaded models. Batchers start and every model answers a warm-up request in the lifespan
+    startup, so /health is 200 only after that."""
+    metrics = metrics or Metrics()
+    state = state or State()
+    service = Service(served, settings, metrics.count_tokens)
+    for s in served:
+        metrics.queue.labels(s.name).set_function(lambda b=s.batcher: b.queued)
+
+    def json_route(handler: Callable[[dict], Awaitable[Any]]) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            path = request.url.path
+            try:
+                if not state.ready:
+                    raise p.Unavailable("The server is still loading its models.")
+                body = await read_body(request, settings.limits)
+                result = await answer(request, handler(body), settings.request_timeout)
+                return JSONResponse(result)
+            except p.ApiError as exc:
+                return error_response(path, exc)
+            except ClientGone:
+                return Response(status_code=499)
+            except Exception:  # noqa: BLE001 - logged here; the client gets no stack trace
+                log.exception("Unexpected failure answering %s", path)
+                return error_response(path, p.ApiError(500, "Internal error while answering the request; see the server log.", "server_error"))
+
+        return endpoint
+
+    async def tei_predict(body: dict) -> Any:
+        # TEI's POST / answers with the served model's own route; huggingface_hub's InferenceClient posts here.
+        if "query" in body and "texts" in body:
+            return await service.tei_rerank(body)
+        return await service.tei_embed(body)
+
+    async def health(request: Request) -> Response:
+        if state.draining:
+            return JSONResponse({"status": "draining"}, status_code=503)
+        if not state.ready:
+            return JSONResponse({"status": "loading"}, status_code=503)
+        return JSONResponse({"status": "ok", "models": list(service.models)})
+
+    async def models(request: Request) -> Response:
+        return JSONResponse(service.openai_models())
+
+    async def info(request: Request) -> Response:
+        return JSONResponse(service.tei_info())
+
+    async def metrics_route(request: Request) -> Response:
+        return Response(metrics.render(), media_type=CONTENT_TYPE)
+
+    async def not_found(request: Request, exc: HTTPException) -> Response:
+        path = request.url.path
+        if exc.status_code == 404:
+            error: p.ApiError = p.ApiError(404, f"No route {path}; routes: {', '.join(ROUTES)}.", "not_found")
+        else:
+            error = p.ApiError(exc.status_code, f"{request.method} {path}: {exc.detail}", "invalid_request_error")
+        error.tei_type = "Validation"
+        return error_response(path, error)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Any) -> AsyncIterator[None]:
+        for s in served:
+            s.batcher.start()
+        for s in served:
+            await _warm_up(service, s)
+        state.ready = True
+        log.info("ready: %s", ", ".join(f"{s.name} ({s.kind})" for s in served))
+        try:
+            yield
+        finally:
+            state.ready = False
+            for s in served:
+                await s.batcher.close()
+
+    routes = [
+        Route("/v1/embeddings", json_route(service.openai_embeddings), methods=["POST"]),
+        Route("/v1/rerank", json_route(service.cohere_rerank), methods=["POST"]),
+        Route("/v1/models", models, methods=["GET"]),
+        Route("/embed", json_route(service.tei_embed), methods=["POST"]),
+        Route("/rerank", json_route(service.tei_rerank), methods=["POST"]),
+        Route("/embed_sparse", json_route(service.tei_embed_sparse), methods=["POST"]),
+        Route("/", json_route(tei_predict), methods=["POST"]),
+        Route("/info", info, methods=["GET"]),
+        Route("/health", health, methods=["GET"]),
+        Route("/metrics", metrics_route, methods=["GET"]),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: not_found})
+    app.state.lightembed = state
+    return Guard(app, state, metrics, api_key)
+
+
+async def _warm_up(service: Service, s: Served) -> None:
+    """One request through the model's batcher, as a client's would go."""
+    body = {"model": s.name}
+    if s.kind == "embed":
+        await service.tei_embed({**body, "inputs": ["warm-up"]})
+    elif s.kind == "sparse":
+        await service.tei_embed_sparse({**body, "inputs": ["warm-up"]})
+    elif s.model.num_labels == 1:
+        await service.tei_rerank({**body, "query": "warm-up", "texts": ["warm-up"]})

@@ -1,0 +1,100 @@
+"""Which model class a folder is, and loading the models `lightembed serve` is given."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+Kind = Literal["embed", "rerank", "sparse"]
+KIND_CLASS = {"embed": "SentenceTransformer", "rerank": "CrossEncoder", "sparse": "SparseEncoder"}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One `MODEL[=NAME]` argument: where the model is and the name it is served under."""
+
+    source: str
+    name: str
+
+    @classmethod
+    def parse(cls, text: str) -> "ModelSpec":
+        """`folder-or-hub-id` or `folder-or-hub-id=served-name`; the served name defaults to the last path part."""
+        source, sep, name = text.rpartition("=")
+        if not sep or not name or "/" in name or not source:
+            source, name = text, Path(text.rstrip("/")).name or text
+        return cls(source, name)
+
+
+def _json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def model_kind(folder: str | Path, onnx_file: str | Path | None = None) -> Kind:
+    """"embed" (SentenceTransformer), "rerank" (CrossEncoder) or "sparse" (SparseEncoder) for a model folder.
+
+    In order: sentence_bert_config.json's transformer_task (fill-mask: sparse, sequence-classification:
+    rerank); modules.json (a SpladePooling or MLMTransformer module: sparse; a Pooling module: embed);
+    config_sentence_transformers.json's model_type; config.json's architectures (...ForSequenceClassification:
+    rerank, ...ForMaskedLM: sparse); then the ONNX graph's output (2-D logits: rerank, `logits` 3-D: sparse,
+    else embed).
+    """
+    folder = Path(folder)
+    task = _json(folder / "sentence_bert_config.json").get("transformer_task")
+    if task == "fill-mask":
+        return "sparse"
+    if task == "sequence-classification":
+        return "rerank"
+    modules = folder / "modules.json"
+    if modules.is_file():
+        try:
+            types = [str(m.get("type", "")) for m in json.loads(modules.read_text(encoding="utf-8"))]
+        except (OSError, ValueError, AttributeError):
+            types = []
+        if any(t.endswith(("SpladePooling", "MLMTransformer")) for t in types):
+            return "sparse"
+        if any(t.endswith(".Pooling") or t == "Pooling" for t in types):
+            return "embed"
+    model_type = str(_json(folder / "config_sentence_transformers.json").get("model_type", ""))
+    if model_type in ("SparseEncoder", "CrossEncoder", "SentenceTransformer"):
+        return {"SparseEncoder": "sparse", "CrossEncoder": "rerank", "SentenceTransformer": "embed"}[model_type]  # type: ignore[return-value]
+    architectures = _json(folder / "config.json").get("architectures") or []
+    if any(str(a).endswith("ForSequenceClassification") for a in architectures):
+        return "rerank"
+    if any(str(a).endswith("ForMaskedLM") for a in architectures):
+        return "sparse"
+    if onnx_file is not None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        outputs = ort.InferenceSession(str(onnx_file), options, providers=["CPUExecutionProvider"]).get_outputs()
+        if any(o.name == "logits" and len(o.shape or ()) == 3 for o in outputs):
+            return "sparse"
+        if any(o.name == "logits" and len(o.shape or ()) == 2 for o in outputs):
+            return "rerank"
+    return "embed"
+
+
+def load_model(spec: ModelSpec, *, threads: int | None = None, device: str | None = None) -> tuple[Kind, Any]:
+    """(kind, loaded model) for one served model, loaded as the class its folder is."""
+    from lightembed.hub import resolve
+
+    folder, onnx_file = resolve(spec.source)
+    kind = model_kind(folder, onnx_file)
+    if kind == "rerank":
+        from lightembed.cross_encoder import CrossEncoder
+
+        return kind, CrossEncoder(str(folder), device=device, threads=threads)
+    if kind == "sparse":
+        from lightembed.sparse_encoder import SparseEncoder
+
+        return kind, SparseEncoder(str(folder), device=device, threads=threads)
+    from lightembed.encoder import SentenceTransformer
+
+    return kind, SentenceTransformer(str(folder), device=device, threads=threads)
