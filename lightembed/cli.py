@@ -40,6 +40,7 @@ def _parser() -> argparse.ArgumentParser:
     model_args(info)
 
     sub.add_parser("export", help="export a checkpoint to ONNX (needs lightembed-export)", add_help=False)
+    sub.add_parser("serve", help="serve models over HTTP (needs lightembed[server]); see `lightembed serve -h`", add_help=False)
     return parser
 
 
@@ -112,6 +113,10 @@ def describe(model) -> dict:  # noqa: ANN001 - lightembed.SentenceTransformer
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `lightembed` console script; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "serve":
+        from lightembed.server.run import main as serve_main  # argparse only; Starlette/uvicorn load after the flags
+
+        return serve_main(argv[1:])
     if argv and argv[0] == "export":
         try:
             from lightembed_export.cli import main as export_main
