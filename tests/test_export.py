@@ -190,19 +190,86 @@ def test_manifest_hashes_and_metrics(exported):
     assert manifest["verification"]["probes"] == len(verify.PROBES)
 
 
-def test_thresholds(exported):
-    _, _, report = exported
+# The bars each kind of file is held to, written out here rather than read back from verify.
+EXPECTED_THRESHOLDS = {
+    "fp32": ("min_cosine", 0.99999),
+    "O1": ("min_cosine", 0.9999),
+    "O2": ("min_cosine", 0.9999),
+    "avx2": ("mean_cosine", 0.90),
+    "avx512_vnni": ("mean_cosine", 0.90),
+}
+
+
+def test_thresholds_and_recorded_metrics_are_what_the_files_give(exported):
+    """Each file's recorded drift is what this test measures on the same probes, its bar is the intended one, and
+    `passed` is the bar applied to the measurement."""
+    from lightembed import SentenceTransformer
+
+    src, out, report = exported
+    probes = list(verify.PROBES)
+    reference = _torch_embeddings(src, probes).astype(np.float64)
     files = {entry["path"]: entry for entry in report["files"]}
-    fp32 = files[ST_NAMES["fp32"]]
-    assert fp32["threshold"] == {"metric": "min_cosine", "min": 0.99999, "note": verify.FP32_THRESHOLD.note}
-    assert fp32["metrics"]["min_cosine"] >= 0.99999
-    for level in ("O1", "O2"):
-        assert files[ST_NAMES[level]]["threshold"]["min"] == 0.9999
-        assert files[ST_NAMES[level]]["metrics"]["min_cosine"] >= 0.9999
-    for target in ("avx2", "avx512_vnni"):
-        entry = files[ST_NAMES[target]]
-        assert entry["threshold"]["metric"] == "mean_cosine"
-        assert entry["metrics"]["mean_cosine"] >= entry["threshold"]["min"]
+    for name, path in ST_NAMES.items():
+        entry = files[path]
+        metric, bar = EXPECTED_THRESHOLDS[name]
+        assert entry["threshold"]["metric"] == metric and entry["threshold"]["min"] == bar, path
+        emb = SentenceTransformer(out, device="cpu", file_name=path).encode(probes, batch_size=verify.BATCH_SIZE)
+        emb = emb.astype(np.float64)
+        cos = (emb * reference).sum(1) / (np.linalg.norm(emb, axis=1) * np.linalg.norm(reference, axis=1))
+        measured = {"min_cosine": cos.min(), "mean_cosine": cos.mean(), "max_abs_diff": np.abs(emb - reference).max()}
+        recorded = entry["metrics"]
+        for key, value in measured.items():
+            assert recorded[key] == pytest.approx(value, rel=1e-4, abs=1e-6), (path, key)
+        assert recorded["worst_probe"] == int(np.argmin(cos)) or cos.min() > 0.999999, path
+        assert entry["passed"] is bool(measured[metric] >= bar) is True, path
+    assert verify.FP32_THRESHOLD.note == files[ST_NAMES["fp32"]]["threshold"]["note"]
+
+
+def test_int8_files_are_nearest_their_own_reference(exported):
+    """A baseline a broken file cannot pass: on this tiny random model all texts embed alike (the average
+    embedding has mean cosine >= 0.9 to them), so each int8 output must be nearer its own text's reference
+    than any other text's, as well as close to it."""
+    from lightembed import SentenceTransformer
+
+    src, out, report = exported
+    probes = list(verify.PROBES)
+    reference = _torch_embeddings(src, probes)
+    average = np.tile(reference.mean(axis=0), (len(probes), 1))
+    assert verify.compare(reference, average)["mean_cosine"] >= 0.9  # the hole a cosine floor alone leaves
+    assert verify.nearest_own(reference, average) <= 2 / len(probes)
+    files = {entry["path"]: entry for entry in report["files"]}
+    for name in ("avx2", "avx512_vnni"):
+        emb = SentenceTransformer(out, device="cpu", file_name=ST_NAMES[name]).encode(probes, batch_size=8)
+        assert _nearest_own_here(emb, reference) == 1.0, name
+        assert files[ST_NAMES[name]]["metrics"]["nearest_own"] == 1.0, name
+        assert _min_cos(emb, reference) >= 0.999, name  # measured 0.99997 on this model
+
+
+def _nearest_own_here(emb: np.ndarray, reference: np.ndarray) -> float:
+    """verify.nearest_own, written again here: the fraction of rows nearest (by cosine) their own reference row."""
+    a = emb / np.linalg.norm(emb, axis=1, keepdims=True)
+    b = reference / np.linalg.norm(reference, axis=1, keepdims=True)
+    sims = a.astype(np.float64) @ b.astype(np.float64).T
+    return float(np.mean([sims[i, i] >= sims[i].max() - 1e-6 for i in range(len(sims))]))
+
+
+def test_an_int8_file_that_ignores_its_input_fails_verification(tmp_path, monkeypatch):
+    """The exporter's own int8 check: an output that is the average embedding clears the mean-cosine floor on a
+    tiny random model, so it must fail on nearest_own instead."""
+    src = _tiny_st(tmp_path / "st", seed=11)
+    real = verify.runtime_embeddings
+
+    def ignores_input(model_dir, file_name, probes=verify.PROBES):
+        emb = real(model_dir, file_name, probes)
+        return np.tile(emb.mean(axis=0), (len(emb), 1)) if "int8" in file_name else emb
+
+    monkeypatch.setattr(verify, "runtime_embeddings", ignores_input)
+    with pytest.raises(VerificationError) as info:
+        export_model(src, tmp_path / "out", quantize=["avx512_vnni"], verbose=False)
+    assert info.value.failures == [ST_NAMES["avx512_vnni"]]
+    entry = {f["path"]: f for f in read_manifest(tmp_path / "out")["files"]}[ST_NAMES["avx512_vnni"]]
+    assert entry["metrics"]["mean_cosine"] >= verify.INT8_THRESHOLD.value  # the cosine floor alone would pass it
+    assert entry["metrics"]["nearest_own"] < verify.NEAREST_OWN_MIN and "nearest their own" in entry["error"]
 
 
 def test_sentence_transformers_onnx_backend_loads_output(exported):
@@ -210,13 +277,41 @@ def test_sentence_transformers_onnx_backend_loads_output(exported):
 
     src, out, _ = exported
     reference = _torch_embeddings(src, TEXTS)
-    for name, bar in ((ST_NAMES["O2"], 0.9999), (ST_NAMES["avx512_vnni"], 0.8)):
+    for name, bar in ((ST_NAMES["O2"], 0.9999), (ST_NAMES["avx512_vnni"], 0.999)):  # int8 measured 0.99997
         model = SentenceTransformer(
             str(out), backend="onnx", model_kwargs={"provider": "CPUExecutionProvider", "file_name": name}
         )
         emb = model.encode(TEXTS, batch_size=8, convert_to_numpy=True, show_progress_bar=False)
         assert emb.shape == reference.shape
         assert _min_cos(emb, reference) >= bar, name
+        assert _nearest_own_here(emb, reference) == 1.0, name  # not just close: closest to its own text
+
+
+def test_every_written_file_carries_the_fused_pooling_and_encode_uses_it(exported):
+    """README: every embedding file the exporter writes carries the pooling (a `sentence_embedding` output)."""
+    import onnx
+
+    from lightembed import SentenceTransformer
+    from lightembed.pooling import POOLED_METADATA_KEY, POOLED_OUTPUT
+    from tests.graph_recorder import record
+
+    _, out, report = exported
+    assert sorted(f["path"] for f in report["files"]) == sorted(ST_NAMES.values())
+    for entry in report["files"]:
+        path = entry["path"]
+        proto = onnx.load(str(out / path), load_external_data=False)
+        assert POOLED_OUTPUT in [o.name for o in proto.graph.output], path
+        assert {p.key: p.value for p in proto.metadata_props}.get(POOLED_METADATA_KEY) == "mean", path
+        assert entry["pooled_output"] == "mean", path
+        model = SentenceTransformer(out, device="cpu", file_name=path)
+        assert model.has_pooled_output and model.use_pooled_output and model.runtime_info.pooled_output, path
+        calls = record(model).calls
+        fused = model.encode(TEXTS, batch_size=2)
+        assert calls and {c.output for c in calls} == {POOLED_OUTPUT}, path  # the fused path is what ran
+        model.use_pooled_output = False
+        calls.clear()
+        np.testing.assert_allclose(fused, model.encode(TEXTS, batch_size=2), rtol=1e-5, atol=1e-5, err_msg=path)
+        assert POOLED_OUTPUT not in {c.output for c in calls}
 
 
 def test_lightembed_runtime_loads_output(exported):
@@ -552,4 +647,9 @@ def test_compare_metrics():
     assert off["min_cosine"] == pytest.approx(2**-0.5) and off["worst_probe"] == 0
     assert off["mean_cosine"] == pytest.approx((1 + 2**-0.5) / 2)
     broken = verify.compare(ref, np.full_like(ref, np.nan))
-    assert np.isnan(broken["min_cosine"])
+    assert np.isnan(broken["min_cosine"]) and np.isnan(broken["nearest_own"])
+    three = np.array([[1.0, 0.1], [0.6, 0.8], [0.1, 1.0]])
+    assert verify.compare(three, three * 2)["nearest_own"] == 1.0
+    assert verify.compare(three, np.tile(three.mean(axis=0), (3, 1)))["nearest_own"] == pytest.approx(1 / 3)
+    assert verify.nearest_own(three, three[[1, 0, 2]]) == pytest.approx(1 / 3)  # rows swapped
+    assert verify.nearest_own(np.vstack([three, three[:1]]), np.vstack([three, three[:1]])) == 1.0  # duplicates
