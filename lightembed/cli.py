@@ -41,6 +41,10 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("export", help="export a checkpoint to ONNX (needs lightembed-export)", add_help=False)
     sub.add_parser("serve", help="serve models over HTTP (needs lightembed[server]); see `lightembed serve -h`", add_help=False)
+    sub.add_parser(
+        "embed-file", help="embed a JSONL/CSV/Parquet column into Parquet or .npy, resumably (needs lightembed[files])",
+        add_help=False,
+    )
     return parser
 
 
@@ -117,6 +121,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from lightembed.server.run import main as serve_main  # argparse only; Starlette/uvicorn load after the flags
 
         return serve_main(argv[1:])
+    if argv and argv[0] == "embed-file":
+        from lightembed.embed_file import main as embed_file_main  # pyarrow loads only when the job starts
+
+        return embed_file_main(argv[1:])
     if argv and argv[0] == "export":
         try:
             from lightembed_export.cli import main as export_main
