@@ -162,11 +162,12 @@ def read_json(raw: bytes, limits: Limits = Limits()) -> dict[str, Any]:
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidField(None, f"The request body is not valid JSON: {exc}.", param="body") from None
     if not isinstance(body, dict):
-        raise InvalidField(None, f"The request body must be a JSON object, got {_kind(body)}.", param="body")
+        raise InvalidField(None, f"The request body must be a JSON object, got {kind_of(body)}.", param="body")
     return body
 
 
-def _kind(value: Any) -> str:
+def kind_of(value: Any) -> str:
+    """How a JSON value is named in error messages: "an object", "a string", "null" ..."""
     names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", type(None): "null"}
     if type(value) in names:
         return names[type(value)]
@@ -182,22 +183,20 @@ def texts_field(body: Mapping[str, Any], field: str, limits: Limits, *, allow_to
     single = isinstance(value, str)
     items = [value] if single else value
     if not isinstance(items, list):
-        raise InvalidField(None, f"`{field}` must be a string or a list of strings, got {_kind(value)}.", param=field)
+        raise InvalidField(None, f"`{field}` must be a string or a list of strings, got {kind_of(value)}.", param=field)
     if not items:
         raise InvalidField(None, f"`{field}` must not be empty.", param=field)
-    for i, item in enumerate(items):
-        if isinstance(item, str):
-            continue
-        is_ids = isinstance(item, int) and not isinstance(item, bool) or (
-            isinstance(item, list) and item and all(isinstance(t, int) and not isinstance(t, bool) for t in item)
+    def is_int(x: Any) -> bool:
+        return isinstance(x, int) and not isinstance(x, bool)
+
+    token_ids = all(is_int(x) for x in items) or all(isinstance(x, list) and x and all(map(is_int, x)) for x in items)
+    if token_ids and not allow_token_ids:
+        raise BadRequest(
+            None, f"`{field}` holds token ids; this server takes text only: send the strings instead.", param=field
         )
-        if is_ids and not allow_token_ids:
-            raise BadRequest(
-                None,
-                f"`{field}` holds token ids; this server takes text only: send the strings instead.",
-                param=field,
-            )
-        raise InvalidField(None, f"`{field}[{i}]` must be a string, got {_kind(item)}.", param=f"{field}[{i}]")
+    for i, item in enumerate(items):
+        if not isinstance(item, str):
+            raise InvalidField(None, f"`{field}[{i}]` must be a string, got {kind_of(item)}.", param=f"{field}[{i}]")
     if len(items) > limits.max_inputs:
         raise PayloadTooLarge(
             None, f"`{field}` has {len(items)} inputs; this server takes at most {limits.max_inputs} per request.",
@@ -219,7 +218,7 @@ def optional_field(body: Mapping[str, Any], field: str, kinds: tuple[type, ...],
     if value is None:
         return None
     if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
-        raise InvalidField(None, f"`{field}` must be {what}, got {_kind(value)}.", param=field)
+        raise InvalidField(None, f"`{field}` must be {what}, got {kind_of(value)}.", param=field)
     return value
 
 
@@ -276,7 +275,7 @@ def pick_model(body: Mapping[str, Any], models: Mapping[str, Any], route: str, f
 def parse_embeddings_request(body: Mapping[str, Any], models: Mapping[str, Any], limits: Limits = Limits()) -> EmbeddingsRequest:
     """Check an OpenAI embeddings request body against the served `models` (served name -> model)."""
     if not isinstance(body, Mapping):
-        raise InvalidField(None, f"The request body must be a JSON object, got {_kind(body)}.", param="body")
+        raise InvalidField(None, f"The request body must be a JSON object, got {kind_of(body)}.", param="body")
     name = pick_model(body, models, "/v1/embeddings", can_embed, "embedding (SentenceTransformer)")
     texts, single = texts_field(body, "input", limits)
     encoding_format = optional_field(body, "encoding_format", (str,), '"float" or "base64"') or "float"

@@ -210,9 +210,13 @@ class Service:
         served = self._pick(body, "/v1/rerank", "rerank")
         query = _text(body, "query", self.settings.limits)
         docs = body.get("documents")
-        if isinstance(docs, list):
-            docs = [d.get("text") if isinstance(d, dict) else d for d in docs]
-        texts, _ = p.texts_field({"documents": docs} if "documents" in body else {}, "documents", self.settings.limits)
+        if not isinstance(docs, list):
+            raise p.InvalidField(
+                None, f"`documents` must be a list of strings or of {{\"text\": ...}} objects, got {p.kind_of(docs)}.",
+                param="documents",
+            )
+        docs = [d.get("text") if isinstance(d, dict) else d for d in docs]
+        texts, _ = p.texts_field({"documents": docs}, "documents", self.settings.limits)
         top_n = p.optional_field(body, "top_n", (int,), "a non-negative integer")
         if top_n is not None and top_n < 0:
             raise p.InvalidField(None, f"`top_n` must be a non-negative integer, got {top_n}.", param="top_n")
