@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 HIDDEN = 32
+INIT_RANGE = 0.2
+"""Weight scale (transformers' default 0.02 makes a tiny random model embed every text almost alike)."""
 WORDS = (
     "the cat sat on mat a dog ran in park hello world how do i reset my password quick brown fox jumps over lazy "
     "sentence embeddings map texts to vectors so that similar meanings end up close together numbers code date "
@@ -118,7 +120,7 @@ def save_st(
 
     models = _st_modules()
     transformer = models.Transformer(str(hf), max_seq_length=max_seq_length)
-    width = transformer.get_word_embedding_dimension()
+    width = transformer.auto_model.get_input_embeddings().embedding_dim
     modules = [transformer, models.Pooling(width, pooling)]
     if dense:
         torch.manual_seed(seed + 1)
@@ -141,6 +143,7 @@ def bert(folder: Path, seed: int = 0) -> Path:
 
     vocab = write_wordpiece_tokenizer(folder)
     config = BertConfig(
+        initializer_range=INIT_RANGE,
         vocab_size=vocab, hidden_size=HIDDEN, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
         max_position_embeddings=128,
     )  # fmt: skip
@@ -157,6 +160,7 @@ def distilbert(folder: Path, seed: int = 0) -> Path:
 
     vocab = write_wordpiece_tokenizer(folder, DistilBertTokenizerFast)
     config = DistilBertConfig(
+        initializer_range=INIT_RANGE,
         vocab_size=vocab, dim=HIDDEN, n_layers=2, n_heads=2, hidden_dim=64, max_position_embeddings=128
     )
     torch.manual_seed(seed)
@@ -173,6 +177,7 @@ def mpnet(folder: Path, seed: int = 0) -> Path:
         bos_token="<s>", eos_token="</s>", cls_token="<s>", sep_token="</s>", mask_token="<mask>",
     )  # fmt: skip
     config = MPNetConfig(
+        initializer_range=INIT_RANGE,
         vocab_size=vocab, hidden_size=HIDDEN, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
         max_position_embeddings=130, pad_token_id=1, bos_token_id=0, eos_token_id=2,
     )  # fmt: skip
@@ -190,6 +195,7 @@ def xlm_roberta(folder: Path, seed: int = 0) -> Path:
         bos_token="<s>", eos_token="</s>", cls_token="<s>", sep_token="</s>", mask_token="<mask>",
     )  # fmt: skip
     config = XLMRobertaConfig(
+        initializer_range=INIT_RANGE,
         vocab_size=vocab, hidden_size=HIDDEN, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
         max_position_embeddings=130, pad_token_id=1, bos_token_id=0, eos_token_id=2, type_vocab_size=1,
     )  # fmt: skip
@@ -208,6 +214,7 @@ def qwen3(folder: Path, seed: int = 0) -> Path:
         eos_token="<|endoftext|>",
     )  # fmt: skip
     config = Qwen3Config(
+        initializer_range=INIT_RANGE,
         vocab_size=vocab, hidden_size=HIDDEN, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
         head_dim=8, intermediate_size=64, max_position_embeddings=128, tie_word_embeddings=False,
         pad_token_id=0, eos_token_id=0, bos_token_id=0,
@@ -227,6 +234,7 @@ def qwen2(folder: Path, seed: int = 0) -> Path:
         eos_token="<|endoftext|>",
     )  # fmt: skip
     config = Qwen2Config(
+        initializer_range=INIT_RANGE,
         vocab_size=vocab, hidden_size=HIDDEN, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
         intermediate_size=64, max_position_embeddings=128, tie_word_embeddings=False,
         pad_token_id=0, eos_token_id=0, bos_token_id=0,
@@ -246,6 +254,7 @@ def mistral(folder: Path, seed: int = 0) -> Path:
         bos_token="<s>", eos_token="</s>",
     )  # fmt: skip
     config = MistralConfig(
+        initializer_range=INIT_RANGE,
         vocab_size=vocab, hidden_size=HIDDEN, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
         intermediate_size=64, max_position_embeddings=128, sliding_window=None, pad_token_id=2, bos_token_id=1,
         eos_token_id=2,
@@ -264,6 +273,7 @@ def t5(folder: Path, seed: int = 0) -> Path:
         folder, ["<pad>", "</s>", "<unk>"], "$A </s>", "<pad>", "<unk>", eos_token="</s>"
     )
     config = T5Config(
+        initializer_factor=INIT_RANGE * 50,
         vocab_size=vocab, d_model=HIDDEN, d_kv=8, d_ff=64, num_layers=2, num_heads=4, relative_attention_num_buckets=8,
         relative_attention_max_distance=20, feed_forward_proj="relu", pad_token_id=0, eos_token_id=1,
         decoder_start_token_id=0, is_encoder_decoder=False, use_cache=False,
@@ -299,3 +309,25 @@ class Family:
 
 def write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+
+
+QUERY_PROMPT = "Instruct: given a web search query, retrieve relevant passage\nQuery: "
+
+FAMILIES: tuple[Family, ...] = (
+    Family("BERT, mean", bert, "mean", "all-MiniLM-L6-v2, multi-qa-MiniLM-L6-cos-v1"),
+    Family("BERT, CLS + Dense", bert, "cls", "bge-*-en-v1.5 (CLS), LaBSE (CLS + Dense)", dense=16),
+    Family("DistilBERT, mean", distilbert, "mean", "msmarco-distilbert-base-v4, multi-qa-distilbert-cos-v1"),
+    Family("MPNet, mean", mpnet, "mean", "all-mpnet-base-v2, multi-qa-mpnet-base-dot-v1", normalize=False),
+    Family("XLM-R, mean", xlm_roberta, "mean", "paraphrase-multilingual-mpnet-base-v2, multilingual-e5-*"),
+    Family(
+        "Qwen3 decoder, last token", qwen3, "lasttoken", "Qwen3-Embedding-0.6B/4B/8B",
+        prompts={"query": QUERY_PROMPT}, optimize=None,
+    ),  # fmt: skip
+    Family(
+        "Qwen2 decoder, last token", qwen2, "lasttoken", "gte-Qwen2-1.5B/7B-instruct",
+        prompts={"query": QUERY_PROMPT}, optimize=None,
+    ),  # fmt: skip
+    Family("Mistral decoder, last token", mistral, "lasttoken", "e5-mistral-7b-instruct", prompts={"query": QUERY_PROMPT}),
+    Family("T5 encoder, mean + Dense", t5, "mean", "sentence-t5-base/large, gtr-t5-base/large", dense=16),
+)
+"""The families of the coverage matrix (tests/test_family_matrix.py)."""

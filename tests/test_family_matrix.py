@@ -1,0 +1,122 @@
+"""The coverage matrix: a tiny seeded checkpoint of each model family (tests/families.py), exported with fp32, an
+optimized level and dynamic int8, each file compared with sentence-transformers on torch.
+
+Besides asserting, the run writes work/family_matrix.json (override with LIGHTEMBED_MATRIX_JSON), from which
+scripts/coverage_table.py renders the README's coverage table.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tests import families
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parent.parent
+MATRIX_JSON = Path(os.environ.get("LIGHTEMBED_MATRIX_JSON", ROOT / "work" / "family_matrix.json"))
+INT8 = "avx2_qint8"  # dynamic u8 x s8: runs on any x86-64 CPU onnxruntime supports
+FP32_MIN_COS = 0.99999
+OPTIMIZED_MIN_COS = 0.9999
+_rows: dict[str, dict[str, Any]] = {}
+
+
+def _min_cos(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a.astype(np.float64), b.astype(np.float64)
+    dots = (a * b).sum(1)
+    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    return float(np.min(np.where(norms == 0, 1.0, dots / np.maximum(norms, 1e-300))))
+
+
+def _encode_both(src: Path, out: Path, file_name: str, prompt_name: str | None) -> tuple[np.ndarray, np.ndarray]:
+    """(sentence-transformers on torch loading `src`, lightembed loading `file_name` of `out`) embeddings of
+    families.TEXTS, batch 4 (mixed lengths, so padding shows)."""
+    import sentence_transformers
+
+    import lightembed
+
+    kwargs = {"prompt_name": prompt_name} if prompt_name else {}
+    torch_model = sentence_transformers.SentenceTransformer(str(src), device="cpu")
+    ours = lightembed.SentenceTransformer(str(out), device="cpu", file_name=file_name)
+    ref = torch_model.encode(families.TEXTS, batch_size=4, show_progress_bar=False, **kwargs)
+    got = ours.encode(families.TEXTS, batch_size=4, **kwargs)
+    return np.asarray(ref), np.asarray(got)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def matrix_artifact():
+    """Write the rows gathered by the tests to MATRIX_JSON once the module is done."""
+    yield
+    if not _rows:
+        return
+    import onnxruntime
+    import optimum.version
+    import sentence_transformers
+    import torch
+    import transformers
+
+    data = {
+        "generated_by": "tests/test_family_matrix.py",
+        "versions": {
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "optimum": optimum.version.__version__,
+            "onnxruntime": onnxruntime.__version__,
+            "sentence-transformers": sentence_transformers.__version__,
+        },
+        "machine": platform.machine(),
+        "texts": len(families.TEXTS),
+        "int8_target": INT8,
+        "rows": [_rows[f.name] for f in families.FAMILIES if f.name in _rows],
+    }
+    MATRIX_JSON.parent.mkdir(parents=True, exist_ok=True)
+    MATRIX_JSON.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+
+
+@pytest.mark.parametrize("family", families.FAMILIES, ids=[f.name for f in families.FAMILIES])
+def test_family_exports_exactly(family: families.Family, tmp_path: Path) -> None:
+    from lightembed_export import UnsupportedModelError, export_model
+
+    src = family.make(tmp_path / "st")
+    out = tmp_path / "onnx"
+    row: dict[str, Any] = {
+        "family": family.name,
+        "examples": family.examples,
+        "pooling": family.pooling,
+        "dense": bool(family.dense),
+        "normalize": family.normalize,
+        "prompts": bool(family.prompts),
+    }
+    levels = [family.optimize] if family.optimize else []
+    if not family.optimize:  # the exporter must refuse graph optimization with a message naming the architecture
+        with pytest.raises(UnsupportedModelError) as refused:
+            export_model(src, tmp_path / "refused", optimize=["O3"], verbose=False)
+        assert refused.value.architecture and refused.value.architecture in str(refused.value)
+        assert not (tmp_path / "refused").exists()
+        row["optimized"] = {"level": "O3", "status": "refused", "reason": str(refused.value)}
+    report = export_model(src, out, optimize=levels, quantize=[INT8], verbose=False)
+    row["architecture"] = report["model"]["architecture"]
+    files = {entry["kind"]: entry for entry in report["files"]}
+    assert all(entry["passed"] for entry in report["files"]), report["files"]
+
+    prompt = next(iter(family.prompts), None)
+    ref, got = _encode_both(src, out, "onnx/model.onnx", prompt)
+    fp32_cos = _min_cos(ref, got)
+    assert fp32_cos >= FP32_MIN_COS, (family.name, fp32_cos)
+    row["fp32"] = {"status": "exact", "min_cos": fp32_cos, "exporter_min_cos": files["fp32"]["metrics"]["min_cosine"]}
+    if family.optimize:
+        name = f"onnx/model_{family.optimize}.onnx"
+        ref, got = _encode_both(src, out, name, prompt)
+        cos = _min_cos(ref, got)
+        assert cos >= OPTIMIZED_MIN_COS, (family.name, family.optimize, cos)
+        row["optimized"] = {"level": family.optimize, "status": "ok", "min_cos": cos}
+    quantized = files["quantized"]["metrics"]
+    row["int8"] = {"status": "reported", "mean_cos": quantized["mean_cosine"], "min_cos": quantized["min_cosine"]}
+    _rows[family.name] = row
