@@ -141,3 +141,16 @@ def test_cancelled_request_costs_no_inference_and_frees_its_queue_room():
     rows = run(main())
     assert [int(r[0]) for r in rows] == [1, 2]
     assert model.batches == [[1, 2]]  # the cancelled inputs 7 and 8 never ran
+
+
+def test_short_inputs_are_not_padded_to_a_long_one_gathered_with_them():
+    model = FakeModel()
+
+    async def main():
+        b = Batcher(model, max_items=8, max_tokens=None, wait_s=0.05)
+        b.start()
+        await asyncio.gather(b.submit([enc(*[1] * 40)]), *[b.submit([enc(1, 1, 1)]) for _ in range(3)], b.submit([enc(*[1] * 15)]))
+        await b.close()
+
+    run(main())
+    assert model.batches == [[40], [15], [3, 3, 3]]  # one gather, cut where an input is under half the longest

@@ -21,6 +21,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Hashable, Sequence
 
+import numpy as np
+
 from lightembed.server.protocol import Overloaded
 from lightembed.tokenize import plan_batches, token_counts
 
@@ -198,7 +200,8 @@ class Batcher:
         options = picks[0][0].options
         rows: list[Any] = [None] * len(encodings)
         padded = 0
-        for idx in plan_batches(token_counts(encodings), self.max_items, self.max_tokens):
+        lengths = token_counts(encodings)
+        for idx in split_by_length(plan_batches(lengths, self.max_items, self.max_tokens), lengths):
             batch = self.model.pad([encodings[i] for i in idx])
             padded += int(batch.input_ids.size)
             out = self.model.forward(batch, **options)
@@ -228,3 +231,19 @@ class Batcher:
             job.done += b - a
             if job.done == len(job.encodings):
                 job.future.set_result(job.rows)
+
+
+def split_by_length(plan: list[np.ndarray], lengths: np.ndarray, ratio: float = 2.0) -> list[np.ndarray]:
+    """Each longest-first batch of `plan` cut where an input is `ratio` times shorter than its batch's longest,
+    so no input is padded to more than `ratio` times its length. Requests gathered from many clients mix one
+    long document with short queries far more often than one caller's list does; padding the queries to the
+    document's length multiplied the work (benchmarks/serve.py, see benchmarks/RESULTS.md)."""
+    out: list[np.ndarray] = []
+    for idx in plan:
+        start = 0
+        for i in range(1, len(idx)):
+            if lengths[idx[i]] * ratio < lengths[idx[start]]:
+                out.append(idx[start:i])
+                start = i
+        out.append(idx[start:])
+    return out

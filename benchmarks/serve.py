@@ -1,0 +1,242 @@
+"""Load test of `lightembed serve` on loopback: dynamic batching on vs off, against in-process encode().
+
+    python -m benchmarks.serve --model work/minilm [--clients 64] [--requests 8] [--out FILE.json]
+    python -m benchmarks.serve --model work/minilm --reranker work/minilm-ce --threads-test
+
+Bounded: a fixed number of requests, then it stops. Each server mode is a fresh `lightembed serve` subprocess on
+127.0.0.1. Scenarios, on the same real mixed-length texts (benchmarks/corpus.py `mixed`):
+- `C clients x 1 text`: C concurrent clients (one keep-alive connection each), each sending `--requests` requests
+  of one text to /v1/embeddings;
+- `1 client x 64 texts`: the same texts, 64 per request, one client;
+- in-process `encode(batch_size=32)` on the same texts (no server).
+Every response is checked against its request (each vector within 1e-4 of in-process encode(normalize=True) of its
+own text); any error or mismatch is counted and reported. Reports texts/s, request latency p50/p99 and the server's
+peak RSS (VmHWM).
+
+`--threads-test` serves an embedder and a reranker in one process and keeps both busy at once (C/2 clients each),
+with each model's onnxruntime pool at 1 thread and at all usable cores, to see whether the pools fight.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.corpus import mixed
+from benchmarks.system import machine, usable_cores
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, models: list[str], extra: list[str]) -> None:
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "lightembed.cli", "serve", *models, "--port", str(self.port),
+             "--log-level", "warning", "--max-queue", "100000", *extra],
+            cwd=ROOT,
+        )
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise SystemExit(f"server exited with {self.proc.returncode}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=2) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        self.proc.kill()
+        raise SystemExit("server not healthy within 120 s")
+
+    def peak_rss_mib(self) -> float:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(40)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+async def _post(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, path: str, body: dict) -> tuple[int, bytes]:
+    data = json.dumps(body).encode()
+    writer.write(
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(data)}\r\n\r\n".encode() + data
+    )
+    await writer.drain()
+    status_line = await reader.readline()
+    status = int(status_line.split()[1])
+    length = 0
+    while True:
+        line = await reader.readline()
+        if line in (b"\r\n", b""):
+            break
+        name, _, value = line.decode().partition(":")
+        if name.lower() == "content-length":
+            length = int(value)
+    return status, await reader.readexactly(length)
+
+
+async def _client(port: int, jobs: list[tuple[str, dict, Any]], out: list) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        for path, body, check in jobs:
+            start = time.perf_counter()
+            try:
+                status, raw = await _post(reader, writer, path, body)
+                ok = status == 200 and check(json.loads(raw))
+            except (OSError, ValueError, asyncio.IncompleteReadError):
+                ok = False
+            out.append((time.perf_counter() - start, ok))
+    finally:
+        writer.close()
+
+
+def run_clients(port: int, per_client: list[list[tuple[str, dict, Any]]]) -> dict:
+    """Run every client's jobs concurrently; texts/s is filled in by the caller."""
+    out: list = []
+
+    async def main() -> float:
+        start = time.perf_counter()
+        await asyncio.gather(*[_client(port, jobs, out) for jobs in per_client])
+        return time.perf_counter() - start
+
+    seconds = asyncio.run(main())
+    lat = sorted(t for t, _ in out)
+    return {
+        "seconds": seconds,
+        "requests": len(out),
+        "errors": sum(1 for _, ok in out if not ok),
+        "p50_ms": 1000 * statistics.median(lat),
+        "p99_ms": 1000 * lat[min(len(lat) - 1, int(0.99 * len(lat)))],
+    }
+
+
+def embed_check(expected: np.ndarray):
+    def check(answer: dict) -> bool:
+        got = np.stack([np.frombuffer(base64.b64decode(d["embedding"]), dtype="<f4") for d in answer["data"]])
+        return got.shape == expected.shape and float(np.abs(got - expected).max()) <= 1e-4
+
+    return check
+
+
+def embedding_jobs(texts: list[str], expected: np.ndarray, per_request: int, clients: int) -> list[list]:
+    jobs = []
+    for start in range(0, len(texts), per_request):
+        body = {"model": "emb", "input": texts[start : start + per_request], "encoding_format": "base64"}
+        jobs.append(("/v1/embeddings", body, embed_check(expected[start : start + per_request])))
+    return [jobs[c::clients] for c in range(clients)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--reranker", help="a CrossEncoder folder, for --threads-test")
+    ap.add_argument("--clients", type=int, default=64)
+    ap.add_argument("--requests", type=int, default=8, help="requests per client")
+    ap.add_argument("--threads-test", action="store_true")
+    ap.add_argument("--out")
+    args = ap.parse_args(argv)
+
+    from lightembed import SentenceTransformer
+
+    texts = mixed(args.clients * args.requests, seed=3)
+    local = SentenceTransformer(args.model)
+    local.encode(texts[:32])
+    start = time.perf_counter()
+    expected = local.encode(texts, batch_size=32, normalize_embeddings=True)
+    in_process = time.perf_counter() - start
+    del local
+    report: dict[str, Any] = {"machine": machine(), "texts": len(texts), "args": vars(args), "rows": []}
+    report["rows"].append({"scenario": "in-process encode(batch_size=32)", "mode": "-", "texts_per_s": len(texts) / in_process,
+                           "p50_ms": None, "p99_ms": None, "errors": 0, "peak_rss_mib": None})
+
+    if not args.threads_test:
+        for mode, extra in (("batching on", []), ("batching off", ["--no-batching"])):
+            server = Server([f"{args.model}=emb"], extra)
+            try:
+                for scenario, per_request, clients in (
+                    (f"{args.clients} clients x 1 text", 1, args.clients),
+                    ("1 client x 64 texts", 64, 1),
+                ):
+                    res = run_clients(server.port, embedding_jobs(texts, expected, per_request, clients))
+                    report["rows"].append({"scenario": scenario, "mode": mode, "texts_per_s": len(texts) / res["seconds"],
+                                           **{k: res[k] for k in ("p50_ms", "p99_ms", "errors")}, "peak_rss_mib": None})
+                report["rows"][-1]["peak_rss_mib"] = report["rows"][-2]["peak_rss_mib"] = server.peak_rss_mib()
+            finally:
+                server.stop()
+    else:
+        if not args.reranker:
+            raise SystemExit("--threads-test needs --reranker")
+        from lightembed import CrossEncoder
+
+        query = "what happened in the news"
+        ce = CrossEncoder(args.reranker)
+        scores = ce.predict([(query, t) for t in texts])
+        del ce
+
+        def rerank_check(idx: list[int]):
+            def check(answer: list) -> bool:
+                return len(answer) == len(idx) and all(abs(a["score"] - float(scores[idx[a["index"]]])) <= 1e-4 for a in answer)
+
+            return check
+
+        half = args.clients // 2
+        for threads in ("1", str(usable_cores())):
+            server = Server([f"{args.model}=emb", f"{args.reranker}=rr"], ["--threads", threads])
+            try:
+                emb = embedding_jobs(texts, expected, 1, half)
+                rr = []
+                for start in range(0, len(texts), 4):
+                    idx = list(range(start, min(start + 4, len(texts))))
+                    rr.append(("/rerank", {"model": "rr", "query": query, "texts": [texts[i] for i in idx]}, rerank_check(idx)))
+                rr_clients = [rr[c::half] for c in range(half)]
+                res = run_clients(server.port, emb + rr_clients)
+                report["rows"].append({"scenario": f"embed ({half} clients x 1 text) + rerank ({half} clients x 4 docs) at once",
+                                       "mode": f"--threads {threads} per model", "texts_per_s": 2 * len(texts) / res["seconds"],
+                                       **{k: res[k] for k in ("p50_ms", "p99_ms", "errors")}, "peak_rss_mib": server.peak_rss_mib()})
+            finally:
+                server.stop()
+
+    print(f"{'scenario':<62} {'mode':<22} {'texts/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6} {'peak RSS MiB':>12}")
+    for r in report["rows"]:
+        fmt = lambda v, f: "-" if v is None else format(v, f)  # noqa: E731
+        print(f"{r['scenario']:<62} {r['mode']:<22} {r['texts_per_s']:>8.1f} {fmt(r['p50_ms'], '8.1f')} "
+              f"{fmt(r['p99_ms'], '8.1f')} {r['errors']:>6} {fmt(r['peak_rss_mib'], '12.0f')}")
+    print(json.dumps(report["machine"]))
+    if args.out:
+        Path(args.out).write_text(json.dumps(report, indent=2))
+    errors = sum(r["errors"] for r in report["rows"])
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
