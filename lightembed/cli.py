@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import sys
-from typing import Sequence
+from typing import Any, Sequence
 
 _EXPORT_MISSING = (
     "`lightembed export` needs the exporter, which brings torch, transformers and optimum:\n"
@@ -39,6 +40,11 @@ def _parser() -> argparse.ArgumentParser:
     info = sub.add_parser("info", help="print what was loaded: files, pooling, max length, dimension, providers")
     model_args(info)
 
+    ver = sub.add_parser("verify", help="check ONNX files against the sha256 and results in lightembed.json")
+    ver.add_argument("model", help="local model folder or Hugging Face Hub repo id")
+    ver.add_argument("--file-name", help="check only this ONNX file (default: every .onnx file)")
+    ver.add_argument("--revision", help="Hub revision (branch, tag or commit)")
+
     sub.add_parser("export", help="export a checkpoint to ONNX (needs lightembed-export)", add_help=False)
     sub.add_parser("serve", help="serve models over HTTP (needs lightembed[server]); see `lightembed serve -h`", add_help=False)
     sub.add_parser(
@@ -56,34 +62,88 @@ def _load(args: argparse.Namespace):  # noqa: ANN202 - returns lightembed.Senten
     )
 
 
+class CliError(Exception):
+    """A failure the CLI reports as one line on stderr with exit status 2."""
+
+
+def _open_output(path: str, binary: bool) -> Any:
+    """Open `path` for writing before any work is done, so a bad destination fails at once; exactly that path
+    is written (np.save given a name would add .npy)."""
+    if os.path.isdir(path):
+        raise CliError(f"-o {path}: is a directory; give a file path.")
+    try:
+        return open(path, "wb" if binary else "w", encoding=None if binary else "utf-8")
+    except OSError as exc:
+        raise CliError(f"-o {path}: cannot write there: {exc.strerror or exc}.") from None
+
+
+def _stdin_texts() -> list[str]:
+    """One text per stdin line. Lines that are not valid UTF-8 are an error naming the line: the runtime rejects
+    text it cannot represent rather than guessing (see README, "Bad input")."""
+    texts = []
+    for number, raw in enumerate(sys.stdin.buffer, start=1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise CliError(
+                f"stdin line {number} is not valid UTF-8 (byte 0x{raw[exc.start]:02x} at byte {exc.start}); "
+                "convert the file to UTF-8 first (e.g. iconv -f latin1 -t utf-8)."
+            ) from None
+        texts.append(line.rstrip("\r\n"))
+    return texts
+
+
 def _encode(args: argparse.Namespace) -> int:
     import numpy as np
 
+    binary = args.format == "npy"
+    if binary and not args.output and sys.stdout.isatty():
+        raise CliError("refusing to write binary .npy to a terminal: pass -o FILE")
     texts = args.texts
     if not texts or texts == ["-"]:
-        texts = [line.rstrip("\n") for line in sys.stdin]
-    model = _load(args)
-    emb = model.encode(
-        texts,
-        batch_size=args.batch_size,
-        normalize_embeddings=args.normalize,
-        prompt_name=args.prompt_name,
-        precision=args.precision,
-    )
-    if args.format == "npy":
-        if args.output:
-            np.save(args.output, emb)
-        elif sys.stdout.isatty():
-            raise ValueError("refusing to write binary .npy to a terminal: pass -o FILE")
+        texts = _stdin_texts()
+    out = _open_output(args.output, binary) if args.output else None
+    try:
+        model = _load(args)
+        emb = model.encode(
+            texts,
+            batch_size=args.batch_size,
+            normalize_embeddings=args.normalize,
+            prompt_name=args.prompt_name,
+            precision=args.precision,
+        )
+        if binary:
+            # Through Python's write(), not numpy's fwrite, so a reader that left shows as BrokenPipeError.
+            buffer = io.BytesIO()
+            np.save(buffer, emb)
+            (out or sys.stdout.buffer).write(buffer.getbuffer())
         else:
-            np.save(sys.stdout.buffer, emb)
-        return 0
-    text = json.dumps(emb.tolist())
-    if args.output:
-        with open(args.output, "w", encoding="utf-8") as handle:
-            handle.write(text + "\n")
-    else:
-        print(text)
+            text = json.dumps(emb.tolist()) + "\n"
+            (out or sys.stdout).write(text)
+    finally:
+        if out is not None:
+            out.close()
+    sys.stdout.flush()  # a closed pipe shows here, inside main's handler, not at interpreter exit
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from lightembed.hub import resolve
+    from lightembed.integrity import check_file
+
+    folder, _ = resolve(args.model, revision=args.revision, file_name=args.file_name)
+    files = [args.file_name] if args.file_name else sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.onnx"))
+    checked = 0
+    for name in files:
+        path = Path(folder) / name if (Path(folder) / name).is_file() else Path(folder) / "onnx" / name
+        entry = check_file(Path(folder), path, hash_external_data=True)  # IntegrityError (a ValueError) on a mismatch
+        status = "not listed in lightembed.json (not checked)" if entry is None else "ok (sha256 and check match)"
+        checked += entry is not None
+        print(f"{path.relative_to(folder).as_posix()}: {status}")
+    if not checked:
+        raise CliError(f"{folder} has no lightembed.json entry for {files}: nothing could be verified.")
     return 0
 
 
@@ -136,14 +196,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "encode":
             return _encode(args)
+        if args.command == "verify":
+            return _verify(args)
         print(json.dumps(describe(_load(args)), indent=2))
+        sys.stdout.flush()
         return 0
-    except (TypeError, ValueError, FileNotFoundError) as exc:
+    except (CliError, TypeError, ValueError, OSError) as exc:
+        if isinstance(exc, BrokenPipeError):  # e.g. `lightembed info MODEL | head`: the reader left, not an error
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 0
         print(f"lightembed: error: {exc}", file=sys.stderr)
         return 2
-    except BrokenPipeError:  # e.g. `lightembed info MODEL | head`: the reader left, which is not an error
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
 
 
 if __name__ == "__main__":
