@@ -2,6 +2,12 @@
 passed the exporter's comparison with sentence-transformers.
 
 A file the manifest does not list (a folder exported by other tools, a file added by hand) is not checked.
+
+A file whose weights live in an external data file (`model.onnx` + `model.onnx_data`, as files over 2 GB must be)
+is checked by its .onnx file's sha256, which covers the graph and every tensor's offset and length in the data
+file, plus the data file's size; the data file's own sha256 (also recorded) is compared only on request
+(`check_file(..., hash_external_data=True)`, as `lightembed verify` does), since hashing gigabytes at every load
+would cost seconds to minutes.
 """
 
 from __future__ import annotations
@@ -29,6 +35,8 @@ class FileCheck:
     sha256: str | None
     passed: bool | None
     drift: dict[str, Any] | None
+    external_data: tuple[dict[str, Any], ...] = ()
+    """The manifest's records (path, sha256, size) of the file's external data files, if any."""
 
 
 def manifest_entry(model_dir: Path, onnx_path: Path) -> FileCheck | None:
@@ -47,7 +55,9 @@ def manifest_entry(model_dir: Path, onnx_path: Path) -> FileCheck | None:
     files = data.get("files") if isinstance(data, dict) else None
     for entry in files if isinstance(files, list) else []:
         if isinstance(entry, dict) and entry.get("path") == relative:
-            return FileCheck(relative, entry.get("sha256"), entry.get("passed"), entry.get("metrics"))
+            data = entry.get("external_data")
+            data = tuple(d for d in data if isinstance(d, dict)) if isinstance(data, list) else ()
+            return FileCheck(relative, entry.get("sha256"), entry.get("passed"), entry.get("metrics"), data)
     return None
 
 
@@ -60,9 +70,10 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def check_file(model_dir: Path, onnx_path: Path) -> FileCheck | None:
-    """Raise IntegrityError when the manifest says `onnx_path` failed its check or its bytes differ from the
-    recorded sha256; return the record (None when the manifest does not list the file)."""
+def check_file(model_dir: Path, onnx_path: Path, hash_external_data: bool = False) -> FileCheck | None:
+    """Raise IntegrityError when the manifest says `onnx_path` failed its check, its bytes differ from the
+    recorded sha256, or one of its external data files is missing or has another size (or, with
+    `hash_external_data`, another sha256); return the record (None when the manifest does not list the file)."""
     entry = manifest_entry(model_dir, onnx_path)
     if entry is None:
         return None
@@ -79,7 +90,28 @@ def check_file(model_dir: Path, onnx_path: Path) -> FileCheck | None:
                 f"{onnx_path} does not match {MANIFEST_NAME}: sha256 {actual} instead of {entry.sha256}. The file "
                 "was changed or damaged after export (an interrupted copy or download?); fetch or export it again."
             )
+    for data in entry.external_data:
+        _check_external_data(model_dir, data, hash_external_data)
     return entry
+
+
+def _check_external_data(model_dir: Path, data: dict[str, Any], hash_it: bool) -> None:
+    path = model_dir / str(data.get("path"))
+    again = "fetch or export it again (a Hub download must include the .onnx_data file beside the .onnx file)."
+    if not path.is_file():
+        raise IntegrityError(f"the external data file {path} that {MANIFEST_NAME} lists is missing; {again}")
+    size = path.stat().st_size
+    if isinstance(data.get("size"), int) and size != data["size"]:
+        raise IntegrityError(
+            f"{path} does not match {MANIFEST_NAME}: {size} bytes instead of {data['size']} (an interrupted copy or "
+            f"download?); {again}"
+        )
+    if hash_it and data.get("sha256"):
+        actual = sha256_of(path)
+        if actual != data["sha256"]:
+            raise IntegrityError(
+                f"{path} does not match {MANIFEST_NAME}: sha256 {actual} instead of {data['sha256']}; {again}"
+            )
 
 
 def check_in_background(model_dir: Path, onnx_path: Path) -> Callable[[], FileCheck | None]:

@@ -52,6 +52,7 @@ def export_model(
     cache_dir: str | Path | None = None,
     token: bool | str | None = None,
     trust_remote_code: bool = False,
+    external_data: bool = False,
     verbose: bool = True,
     echo: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
@@ -73,6 +74,9 @@ def export_model(
     `trust_remote_code` lets transformers run the Python modeling code shipped in the checkpoint's folder (models
     such as nomic-embed-text or gte v1.5 need it); it is off by default and announced on stderr when on. The
     exported folder runs without that code.
+
+    `external_data` writes every ONNX file's weights to a data file beside it (`model.onnx_data`), the layout
+    onnx requires past 2 GB (used then whatever this says); lightembed.json records each data file's size and sha256.
 
     `per_channel` selects per-channel int8 weights (sentence-transformers' default). `overwrite` replaces a
     previous export in `output_dir`. Progress goes to `echo` (default print) unless `verbose` is False.
@@ -131,6 +135,7 @@ def export_model(
                 say,
                 clock,
                 trust_remote_code,
+                external_data,
             )
         except BaseException:
             _discard_output(output, created)  # a half-written folder would block the next attempt
@@ -164,6 +169,7 @@ def _write_files(
     say: Callable[[str], None],
     clock: _Clock,
     trust_remote_code: bool = False,
+    external_data: bool = False,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Write the layout and every ONNX file into `output`, verify them; return the per-file manifest entries and
     the task's extra model facts (fill-mask: the tied-decoder check)."""
@@ -216,7 +222,7 @@ def _write_files(
         why = f" ({target.reason})" if target.reason else ""
         say(f"quantize {target.name}{why}: {_rel(done_q.path, output)}{clock.lap()}")
 
-    files = _describe_files(entries, output, task)
+    files = _describe_files(entries, output, task, external_data)
     probes = _verify(files, output, torch_model, task)
     decoder = extra.get("decoder")
     if decoder and decoder["expected_tied"] and decoder["checked"] and not decoder["tied"]:
@@ -346,12 +352,14 @@ def _discard_output(output: Path, created: bool) -> None:
             child.unlink(missing_ok=True)
 
 
-def _describe_files(entries: list[dict[str, Any]], output: Path, task: str) -> list[dict[str, Any]]:
+def _describe_files(
+    entries: list[dict[str, Any]], output: Path, task: str, external_data: bool = False
+) -> list[dict[str, Any]]:
     """Give each embedding file a fused pooling output, make it loadable by older onnxruntime, then record its facts
     and the threshold it will be held to."""
     import onnx
 
-    from lightembed_export.onnx_files import make_model_loadable, onnx_file_info
+    from lightembed_export.onnx_files import make_model_loadable, onnx_file_info, save_model_file
     from lightembed_export.pooled import pool_into
     from lightembed_export.verify import threshold_for
 
@@ -366,8 +374,8 @@ def _describe_files(entries: list[dict[str, Any]], output: Path, task: str) -> l
         model = onnx.load(str(path), load_external_data=False)  # once per file: its weights are inside it
         pooled = pool_into(model, modes) if modes else False
         changes = make_model_loadable(model)
-        if pooled or changes:
-            onnx.save(model, str(path))
+        if pooled or changes or external_data:
+            save_model_file(model, path, external_data)
         info = onnx_file_info(path, output, model)
         info["pooled_output"] = ",".join(modes) if pooled else None
         if changes:

@@ -94,6 +94,12 @@ def build_parser(prog: str = "lightembed-export") -> argparse.ArgumentParser:
         help="let transformers run the Python modeling code shipped in the checkpoint (needed by e.g. "
         "nomic-embed-text, gte v1.5, jina v3; read that code first). The exported folder never needs it",
     )
+    parser.add_argument(
+        "--external-data",
+        action="store_true",
+        help="store each ONNX file's weights in a data file beside it (model.onnx_data), as files over 2 GB "
+        "always are",
+    )
     parser.add_argument("--opset", type=int, help="ONNX opset for the export (default: optimum's for the architecture)")
     parser.add_argument("--overwrite", action="store_true", help="replace a previous export in the output folder")
     parser.add_argument("--cache-dir", help="Hugging Face cache folder for Hub downloads")
@@ -125,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
             overwrite=args.overwrite,
             cache_dir=args.cache_dir,
             trust_remote_code=args.trust_remote_code,
+            external_data=args.external_data,
             verbose=not args.quiet,
         )
     except ExportError as exc:

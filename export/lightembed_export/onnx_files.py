@@ -84,6 +84,29 @@ def make_model_loadable(model: Any, max_ir: int = MAX_IR_VERSION) -> dict[str, A
     return changes
 
 
+EXTERNAL_DATA_SUFFIX = "_data"
+"""An ONNX file's external data file is named after it: model.onnx -> model.onnx_data (optimum's and the Hub's
+convention; lightembed's Hub download fetches it with the file)."""
+
+
+def save_model_file(model: Any, path: Path, external_data: bool = False) -> None:
+    """Write a ModelProto to `path`; with `external_data`, every tensor over 1 KiB goes to `path`_data instead (the
+    layout files over 2 GB need, which protobuf cannot hold). Tensors already external keep their file."""
+    import onnx
+
+    if external_data and not _external_locations(model):
+        onnx.save(
+            model,
+            str(path),
+            save_as_external_data=True,
+            all_tensors_to_one_file=True,
+            location=path.name + EXTERNAL_DATA_SUFFIX,
+            size_threshold=1024,
+        )
+    else:
+        onnx.save(model, str(path))
+
+
 def _external_locations(model: Any) -> list[str]:
     """Names of the files holding the model's external tensor data (large models), relative to the model file."""
     from onnx.external_data_helper import _get_all_tensors, uses_external_data
