@@ -12,6 +12,7 @@ server's batcher) runs the same stages on its own batches.
 
 from __future__ import annotations
 
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,8 +107,10 @@ class BaseModel:
         similarity_fn_name: str | None = None,
         max_seq_length: int | None = None,
         max_batch_tokens: int | Literal["auto"] | None = "auto",
-        verify: bool = True,
+        verify: bool | None = None,
     ) -> None:
+        if verify is None:  # images that ran `lightembed verify` at build time may skip the hash at each start
+            verify = os.environ.get("LIGHTEMBED_VERIFY", "1").strip().lower() not in ("0", "false", "no", "off")
         if backend != "onnx":
             raise ValueError(f"lightembed runs ONNX models only: backend must be 'onnx', got {backend!r}.")
         model_kwargs = dict(model_kwargs or {})

@@ -19,6 +19,7 @@ from lightembed.base import BaseModel, ModelSetup
 from lightembed.config import HFConfig, read_json, read_model_settings, read_transformer_settings
 from lightembed.inputs import check_batch_size, check_int, pop_legacy, take_sentences
 from lightembed.tokenize import Batch
+from lightembed.unsupported import torch_only
 
 __all__ = ["CrossEncoder", "Sigmoid", "Identity", "Tanh", "ReLU", "Softmax", "as_activation"]
 
@@ -132,7 +133,7 @@ class CrossEncoder(BaseModel):
         backend: str = "onnx",
         trust_remote_code: bool = False,
         max_batch_tokens: int | Literal["auto"] | None = "auto",
-        verify: bool = True,
+        verify: bool | None = None,
         **kwargs: Any,
     ) -> None:
         model_name_or_path = pop_legacy(kwargs, model_name_or_path, "model_name")
@@ -453,6 +454,27 @@ class CrossEncoder(BaseModel):
         """Token arrays for (text, text) pairs, padded to the longest: input_ids, attention_mask, token_type_ids."""
         pairs, _ = as_pairs(pairs)
         return self.pad(self.tokenize_inputs(pairs)).as_dict()
+
+    def is_singular_input(self, inputs: Any) -> bool:
+        """Whether `inputs` is one (text, text) pair (True) or a batch of pairs, by sentence-transformers' rule."""
+        if isinstance(inputs, (list, tuple)):
+            return len(inputs) > 0 and not isinstance(inputs[0], (list, tuple))
+        if isinstance(inputs, np.ndarray) and inputs.dtype.kind in ("U", "O"):
+            return inputs.size > 0 and inputs.ndim < 2
+        return True
+
+    model = torch_only(
+        "model",
+        "it is the torch transformers model in sentence-transformers; lightembed runs an ONNX graph "
+        "(see runtime_info; the config is model.config)",
+    )
+
+    def _model_config(self) -> dict[str, Any]:
+        config = super()._model_config()
+        name = getattr(self.activation_fn, "torch_name", "")
+        if name:  # a custom callable has no name sentence-transformers could load
+            config["activation_fn"] = name
+        return config
 
     def _repr_fields(self) -> dict[str, Any]:
         return {"num_labels": self.num_labels, "max_length": self.max_seq_length, "activation_fn": self.activation_fn}

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
+from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable, Literal, Sequence, overload
+from typing import Any, Callable, Iterator, Literal, Sequence, overload
 
 import numpy as np
 
 from lightembed.base import EmbeddingModel, ModelSetup
-from lightembed.config import ModelConfig, load_config, read_json
+from lightembed.config import ModelConfig, load_config, read_json, read_modules
 from lightembed.inputs import (
     OUTPUT_VALUES,
     as_text_list,
@@ -34,7 +37,8 @@ class SentenceTransformer(EmbeddingModel):
     `max_batch_tokens` caps the padded tokens of one batch (rows x longest) so batches of long documents
     take bounded memory; the default is 2048 on CPU and 32768 on CUDA, None removes the cap.
     `verify` checks the ONNX file against the sha256 and the verification result in the lightembed.json the
-    exporter wrote (a file it does not list is not checked).
+    exporter wrote (a file it does not list is not checked); the default is on unless LIGHTEMBED_VERIFY=0. A
+    mismatch, or a file that failed the exporter's check, is a ValueError; `verify=False` skips both.
     """
 
     _preferred_outputs = ("last_hidden_state", "token_embeddings")
@@ -59,7 +63,7 @@ class SentenceTransformer(EmbeddingModel):
         backend: str = "onnx",
         trust_remote_code: bool = False,
         max_batch_tokens: int | Literal["auto"] | None = "auto",
-        verify: bool = True,
+        verify: bool | None = None,
     ) -> None:
         del trust_remote_code  # an exported graph runs no Python code from the model folder
         self.truncate_dim = check_truncate_dim(truncate_dim)
@@ -86,6 +90,14 @@ class SentenceTransformer(EmbeddingModel):
         self.use_pooled_output = self.has_pooled_output
         """Take sentence embeddings from the graph's fused pooling output when it has one (set False to pool
         the token embeddings in NumPy instead)."""
+        if self.truncate_dim is None:  # as sentence-transformers: the argument, else the saved config's
+            saved = read_json(self.model_dir / "config_sentence_transformers.json").get("truncate_dim")
+            self.truncate_dim = check_truncate_dim(saved)
+
+    def _reopened(self, before: Any) -> None:
+        # The fused output is used when the new file has it, unless the user had switched it off.
+        switched_off = POOLED_OUTPUT in before.output_names and not self.use_pooled_output
+        self.use_pooled_output = self.has_pooled_output and not switched_off
 
     def _setup(self) -> ModelSetup:
         self.config: ModelConfig = load_config(self.model_dir)
@@ -102,6 +114,41 @@ class SentenceTransformer(EmbeddingModel):
         """Whether the ONNX file has a fused `sentence_embedding` output made with this model's pooling modes."""
         recorded = self._graph.metadata.get(POOLED_METADATA_KEY)
         return POOLED_OUTPUT in self._graph.output_names and recorded == ",".join(self.config.pooling.modes)
+
+    def get_embedding_dimension(self) -> int | None:
+        """Dimension of the vectors encode() returns (after truncate_dim); sentence-transformers' newer name."""
+        return self.get_sentence_embedding_dimension()
+
+    @contextmanager
+    def truncate_embeddings(self, truncate_dim: int | None) -> Iterator[None]:
+        """Within this context encode() truncates embeddings to `truncate_dim` (None: no truncation); the previous
+        value comes back on exit, also when the block raises."""
+        previous = self.truncate_dim
+        self.truncate_dim = check_truncate_dim(truncate_dim)
+        try:
+            yield
+        finally:
+            self.truncate_dim = previous
+
+    truncate_sentence_embeddings = truncate_embeddings
+
+    def set_pooling_include_prompt(self, include_prompt: bool) -> None:
+        """Whether pooling includes the prompt's tokens (False: they are left out, as instructor-style models
+        need); save() writes it to the Pooling module's config."""
+        if not isinstance(include_prompt, bool):
+            raise TypeError(f"include_prompt must be True or False, got {include_prompt!r}.")
+        self.config.pooling = replace(self.config.pooling, include_prompt=include_prompt)
+
+    def _model_config(self) -> dict[str, Any]:
+        return {**super()._model_config(), "truncate_dim": self.truncate_dim}
+
+    def _save_extra(self, folder: Path) -> None:
+        for kind, path, _ in read_modules(self.model_dir) or []:
+            if kind == "Pooling":
+                config_path = folder / path.relative_to(self.model_dir) / "config.json"
+                config = read_json(config_path)
+                config["include_prompt"] = self.config.pooling.include_prompt
+                config_path.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
 
     def get_sentence_embedding_dimension(self) -> int | None:
         """Dimension of the vectors encode() returns (after truncate_dim)."""

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Sequence, overload
 
+import warnings
+
 import numpy as np
 
 from lightembed import sparse
@@ -186,7 +188,7 @@ class SparseEncoder(EmbeddingModel):
         threads: int | None = None,
         max_logits_bytes: int = DEFAULT_MAX_LOGITS_BYTES,
         max_batch_tokens: int | Literal["auto"] | None = "auto",
-        verify: bool = True,
+        verify: bool | None = None,
         **kwargs: Any,
     ) -> None:
         processor_kwargs = pop_legacy(kwargs, processor_kwargs, "tokenizer_kwargs")
@@ -445,6 +447,31 @@ class SparseEncoder(EmbeddingModel):
 
     sparsity = staticmethod(sparse.sparsity)
     intersection = staticmethod(sparse.intersection)
+
+    @property
+    def splade_pooling_chunk_size(self) -> int | None:
+        """None: lightembed pools each sub-batch's whole sequence; it bounds memory with `max_logits_bytes`."""
+        return None
+
+    @splade_pooling_chunk_size.setter
+    def splade_pooling_chunk_size(self, value: int | None) -> None:
+        if value is not None:
+            check_int(value, "splade_pooling_chunk_size")
+            warnings.warn(
+                "splade_pooling_chunk_size has no effect in lightembed: set max_logits_bytes (bytes of logits per "
+                f"graph run, now {self.max_logits_bytes}) to bound memory instead.",
+                UserWarning,
+                stacklevel=2,
+            )
+
+    def set_pooling_include_prompt(self, include_prompt: bool) -> None:
+        """Nothing to set: a SPLADE model has no Pooling module (sentence-transformers does nothing here either)."""
+        warnings.warn(
+            "set_pooling_include_prompt() has no effect: this SPLADE model pools with SpladePooling, which always "
+            "includes the prompt's tokens.",
+            UserWarning,
+            stacklevel=2,
+        )
 
     def _repr_fields(self) -> dict[str, Any]:
         return {

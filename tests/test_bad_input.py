@@ -238,7 +238,7 @@ def _flip_middle(path: Path, size: int = 4096) -> None:
     path.write_bytes(bytes(data))
 
 
-def test_a_damaged_file_is_refused_and_verify_false_loads_it(tiny_model):
+def test_a_damaged_file_is_refused_and_verify_false_loads_it(tiny_model, monkeypatch):
     _manifest(tiny_model)
     assert SentenceTransformer(tiny_model).runtime_info.verified is True
     onnx = tiny_model / "onnx" / "model.onnx"
@@ -253,6 +253,9 @@ def test_a_damaged_file_is_refused_and_verify_false_loads_it(tiny_model):
     with pytest.raises(ValueError, match="does not match lightembed.json: sha256"):
         SentenceTransformer(tiny_model)
     assert SentenceTransformer(tiny_model, verify=False).runtime_info.verified is False
+    monkeypatch.setenv("LIGHTEMBED_VERIFY", "0")  # an image that verified at build time
+    assert SentenceTransformer(tiny_model).runtime_info.verified is False
+    monkeypatch.delenv("LIGHTEMBED_VERIFY")
     onnx.write_bytes(original)
     _flip_middle(onnx)
     with pytest.raises(ValueError, match="does not match lightembed.json"):
