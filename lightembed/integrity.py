@@ -13,11 +13,12 @@ would cost seconds to minutes.
 from __future__ import annotations
 
 import hashlib
-import json
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
+
+from lightembed.config import read_json_file
 
 MANIFEST_NAME = "lightembed.json"
 _CHUNK = 1 << 22
@@ -41,13 +42,9 @@ class FileCheck:
 
 def manifest_entry(model_dir: Path, onnx_path: Path) -> FileCheck | None:
     """The manifest's record of `onnx_path`, or None when there is no manifest or it does not list the file."""
-    manifest = model_dir / MANIFEST_NAME
-    if not manifest.is_file():
+    data = read_json_file(model_dir / MANIFEST_NAME)
+    if data is None:
         return None
-    try:
-        data = json.loads(manifest.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise IntegrityError(f"{manifest} is not valid JSON: {exc}") from None
     try:
         relative = onnx_path.resolve().relative_to(model_dir.resolve()).as_posix()
     except ValueError:
