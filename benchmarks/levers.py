@@ -28,7 +28,7 @@ def _swap_session(model: Any, **config: str | bool) -> None:
     from lightembed.session import OnnxGraph, usable_cores
 
     options = ort.SessionOptions()
-    options.intra_op_num_threads = model._graph.session.get_session_options().intra_op_num_threads or usable_cores()
+    options.intra_op_num_threads = model.runtime_info.intra_op_threads or usable_cores()
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3
