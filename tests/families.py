@@ -112,6 +112,7 @@ def save_st(
     prompts: dict[str, str] | None = None,
     default_prompt_name: str | None = None,
     seed: int = 0,
+    trust_remote_code: bool = False,
 ) -> Path:
     """Wrap the transformers checkpoint `hf` as a SentenceTransformer (Transformer, Pooling, [Dense,] [Normalize])
     saved in `folder`; `hf` is removed."""
@@ -119,7 +120,10 @@ def save_st(
     from sentence_transformers import SentenceTransformer
 
     models = _st_modules()
-    transformer = models.Transformer(str(hf), max_seq_length=max_seq_length)
+    remote = {"trust_remote_code": True} if trust_remote_code else {}
+    transformer = models.Transformer(
+        str(hf), max_seq_length=max_seq_length, model_kwargs=remote, config_kwargs=remote, processor_kwargs=remote
+    )
     width = transformer.auto_model.get_input_embeddings().embedding_dim
     modules = [transformer, models.Pooling(width, pooling)]
     if dense:
@@ -283,6 +287,56 @@ def t5(folder: Path, seed: int = 0) -> Path:
     return folder
 
 
+REMOTE_MARKER_ENV = "LIGHTEMBED_TEST_REMOTE_MARKER"
+"""The remote-code checkpoint's modeling file appends a line to the file this variable names when it is imported."""
+
+_REMOTE_CONFIG = """from transformers import BertConfig
+
+
+class TinyRemoteConfig(BertConfig):
+    model_type = "tiny_remote_bert"
+"""
+_REMOTE_MODELING = """import os
+
+import torch
+from transformers import BertModel
+
+from .configuration_tiny_remote import TinyRemoteConfig
+
+if os.environ.get("%s"):
+    with open(os.environ["%s"], "a") as marker:
+        marker.write("imported\\n")
+
+
+class TinyRemoteModel(BertModel):
+    config_class = TinyRemoteConfig
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, **kwargs):
+        out = super().forward(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids, **kwargs)
+        out.last_hidden_state = 3 * torch.tanh(out.last_hidden_state)  # what plain BERT does not do
+        return out
+""" % (REMOTE_MARKER_ENV, REMOTE_MARKER_ENV)
+
+
+def remote_bert(folder: Path, seed: int = 0) -> Path:
+    """A checkpoint whose modeling code lives in its folder (config.json auto_map, a model_type transformers does
+    not know), as nomic-embed-text or gte v1.5 ship: a BERT whose output goes through 3 * tanh."""
+    bert(folder, seed)
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    config.update(
+        model_type="tiny_remote_bert",
+        architectures=["TinyRemoteModel"],
+        auto_map={
+            "AutoConfig": "configuration_tiny_remote.TinyRemoteConfig",
+            "AutoModel": "modeling_tiny_remote.TinyRemoteModel",
+        },
+    )
+    (folder / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
+    (folder / "configuration_tiny_remote.py").write_text(_REMOTE_CONFIG, encoding="utf-8")
+    (folder / "modeling_tiny_remote.py").write_text(_REMOTE_MODELING, encoding="utf-8")
+    return folder
+
+
 @dataclass(frozen=True)
 class Family:
     """One row of the coverage matrix: a tiny checkpoint and how it is wrapped as a SentenceTransformer."""
@@ -297,13 +351,14 @@ class Family:
     prompts: dict[str, str] = field(default_factory=dict)
     optimize: str | None = "O3"
     """The optimization level exported and compared; None when the exporter refuses every level."""
+    trust_remote_code: bool = False
 
     def make(self, folder: Path, seed: int = 0) -> Path:
         """Build the checkpoint into `folder` (sentence-transformers layout) and return it."""
         hf = self.build(folder.parent / f"{folder.name}-hf", seed)
         return save_st(
             hf, folder, self.pooling, dense=self.dense, normalize=self.normalize, prompts=self.prompts or None,
-            seed=seed,
+            seed=seed, trust_remote_code=self.trust_remote_code,
         )  # fmt: skip
 
 
@@ -329,5 +384,9 @@ FAMILIES: tuple[Family, ...] = (
     ),  # fmt: skip
     Family("Mistral decoder, last token", mistral, "lasttoken", "e5-mistral-7b-instruct", prompts={"query": QUERY_PROMPT}),
     Family("T5 encoder, mean + Dense", t5, "mean", "sentence-t5-base/large, gtr-t5-base/large", dense=16),
+    Family(
+        "Remote code (BERT-like), mean", remote_bert, "mean", "nomic-embed-text-v1/v1.5, gte-base-en-v1.5",
+        optimize=None, trust_remote_code=True,
+    ),  # fmt: skip
 )
 """The families of the coverage matrix (tests/test_family_matrix.py)."""

@@ -35,7 +35,9 @@ def _min_cos(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.min(np.where(norms == 0, 1.0, dots / np.maximum(norms, 1e-300))))
 
 
-def _encode_both(src: Path, out: Path, file_name: str, prompt_name: str | None) -> tuple[np.ndarray, np.ndarray]:
+def _encode_both(
+    src: Path, out: Path, file_name: str, prompt_name: str | None, remote: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
     """(sentence-transformers on torch loading `src`, lightembed loading `file_name` of `out`) embeddings of
     families.TEXTS, batch 4 (mixed lengths, so padding shows)."""
     import sentence_transformers
@@ -43,7 +45,7 @@ def _encode_both(src: Path, out: Path, file_name: str, prompt_name: str | None) 
     import lightembed
 
     kwargs = {"prompt_name": prompt_name} if prompt_name else {}
-    torch_model = sentence_transformers.SentenceTransformer(str(src), device="cpu")
+    torch_model = sentence_transformers.SentenceTransformer(str(src), device="cpu", trust_remote_code=remote)
     ours = lightembed.SentenceTransformer(str(out), device="cpu", file_name=file_name)
     ref = torch_model.encode(families.TEXTS, batch_size=4, show_progress_bar=False, **kwargs)
     got = ours.encode(families.TEXTS, batch_size=4, **kwargs)
@@ -93,27 +95,32 @@ def test_family_exports_exactly(family: families.Family, tmp_path: Path) -> None
         "dense": bool(family.dense),
         "normalize": family.normalize,
         "prompts": bool(family.prompts),
+        "trust_remote_code": family.trust_remote_code,
     }
     levels = [family.optimize] if family.optimize else []
     if not family.optimize:  # the exporter must refuse graph optimization with a message naming the architecture
         with pytest.raises(UnsupportedModelError) as refused:
-            export_model(src, tmp_path / "refused", optimize=["O3"], verbose=False)
+            export_model(
+                src, tmp_path / "refused", optimize=["O3"], trust_remote_code=family.trust_remote_code, verbose=False
+            )
         assert refused.value.architecture and refused.value.architecture in str(refused.value)
         assert not (tmp_path / "refused").exists()
         row["optimized"] = {"level": "O3", "status": "refused", "reason": str(refused.value)}
-    report = export_model(src, out, optimize=levels, quantize=[INT8], verbose=False)
+    report = export_model(
+        src, out, optimize=levels, quantize=[INT8], trust_remote_code=family.trust_remote_code, verbose=False
+    )
     row["architecture"] = report["model"]["architecture"]
     files = {entry["kind"]: entry for entry in report["files"]}
     assert all(entry["passed"] for entry in report["files"]), report["files"]
 
     prompt = next(iter(family.prompts), None)
-    ref, got = _encode_both(src, out, "onnx/model.onnx", prompt)
+    ref, got = _encode_both(src, out, "onnx/model.onnx", prompt, family.trust_remote_code)
     fp32_cos = _min_cos(ref, got)
     assert fp32_cos >= FP32_MIN_COS, (family.name, fp32_cos)
     row["fp32"] = {"status": "exact", "min_cos": fp32_cos, "exporter_min_cos": files["fp32"]["metrics"]["min_cosine"]}
     if family.optimize:
         name = f"onnx/model_{family.optimize}.onnx"
-        ref, got = _encode_both(src, out, name, prompt)
+        ref, got = _encode_both(src, out, name, prompt, family.trust_remote_code)
         cos = _min_cos(ref, got)
         assert cos >= OPTIMIZED_MIN_COS, (family.name, family.optimize, cos)
         row["optimized"] = {"level": family.optimize, "status": "ok", "min_cos": cos}

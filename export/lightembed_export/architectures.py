@@ -78,6 +78,16 @@ def needs_remote_code(config: dict[str, Any]) -> bool:
     return str(config.get("model_type") or "") not in CONFIG_MAPPING_NAMES
 
 
+def load_config(config_dir: Path) -> Any:
+    """The transformers config of `config_dir` for optimum's optimizer and quantizer, which read only its plain
+    fields: a remote-code model's comes back as a PretrainedConfig, so its code does not run (again)."""
+    from transformers import AutoConfig, PretrainedConfig
+
+    if needs_remote_code(read_config(config_dir)):
+        return PretrainedConfig.from_pretrained(str(config_dir))
+    return AutoConfig.from_pretrained(str(config_dir))
+
+
 def check_supported(
     model_dir: Path, architecture: str, model_type: str | None, task: str, trust_remote_code: bool
 ) -> None:

@@ -81,10 +81,11 @@ def optimize_file(fp32_path: Path, level: str, config_dir: Path) -> OptimizedFil
     """
     from optimum.onnxruntime import ORTOptimizer
     from optimum.onnxruntime.configuration import AutoOptimizationConfig
-    from transformers import AutoConfig
+
+    from lightembed_export.architectures import load_config
 
     config = AutoOptimizationConfig.with_optimization_level(level, for_gpu=level in FP16_LEVELS)
-    hf_config = AutoConfig.from_pretrained(config_dir)
+    hf_config = load_config(config_dir)
     # from_ortmodel=True: optimum otherwise deletes the source's external data file after optimizing.
     optimizer = ORTOptimizer([fp32_path], config=hf_config, from_ortmodel=True)
     name = file_name(level)

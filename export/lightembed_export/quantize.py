@@ -156,12 +156,13 @@ def file_name(target: str, per_channel: bool = True) -> str:
 def quantize_file(fp32_path: Path, target: str, config_dir: Path, per_channel: bool = True) -> QuantizedFile:
     """Write the dynamically quantized int8 file for `target` next to `fp32_path`."""
     from optimum.onnxruntime import ORTQuantizer
-    from transformers import AutoConfig
+
+    from lightembed_export.architectures import load_config
 
     config = quantization_config(target, per_channel)
     name = file_name(target, per_channel)
     suffix = name[len("model_") : -len(".onnx")]
-    quantizer = ORTQuantizer(fp32_path, config=AutoConfig.from_pretrained(config_dir))
+    quantizer = ORTQuantizer(fp32_path, config=load_config(config_dir))
     with tempfile.TemporaryDirectory(prefix="lightembed-export-") as tmp:
         quantizer.quantize(config, tmp, file_suffix=suffix)
         written = sorted(Path(tmp).glob(name + "*"))
