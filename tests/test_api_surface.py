@@ -304,6 +304,18 @@ def test_save_renames_the_file_in_use_and_records_it(tmp_path: Path) -> None:
     np.testing.assert_array_equal(SentenceTransformer(str(tmp_path / "saved")).encode(TEXTS), model.encode(TEXTS))
 
 
+def test_save_copies_external_data_beside_the_file(tmp_path: Path) -> None:
+    import onnx
+
+    folder = make_model(tmp_path / "ext", onnx_path="model.onnx")  # a root file, its weights in model.onnx_data
+    graph = onnx.load(str(folder / "model.onnx"))
+    onnx.save_model(graph, str(folder / "model.onnx"), save_as_external_data=True, location="model.onnx_data", size_threshold=100)  # fmt: skip
+    model = SentenceTransformer(str(folder))
+    model.save(tmp_path / "saved")
+    assert (tmp_path / "saved" / "onnx" / "model.onnx_data").is_file()
+    np.testing.assert_array_equal(SentenceTransformer(str(tmp_path / "saved")).encode(TEXTS), model.encode(TEXTS))
+
+
 def test_save_cross_encoder_and_sparse_encoder(models: dict[str, Any], tmp_path: Path) -> None:
     from lightembed.activations import Identity
 
