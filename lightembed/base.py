@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Iterator, Literal, Sequence
 import numpy as np
 from tokenizers import Encoding
 
+from lightembed import openvino_backend
 from lightembed import session as sessions
 from lightembed import variants
 from lightembed.config import TransformerSettings
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
 
 # model_kwargs keys with a meaning for an ONNX model; others (torch_dtype, attn_implementation ...) only mean
 # something to torch/transformers and are ignored with a warning.
-ONNX_MODEL_KWARGS = ("file_name", "provider", "providers", "subfolder", "export")
+ONNX_MODEL_KWARGS = ("file_name", "provider", "providers", "subfolder", "export", "ov_config")
 SIMILARITY_NAMES = ("cosine", "dot", "euclidean", "manhattan")
 DOCUMENT_PROMPTS = ("document", "passage", "corpus")
 _CLASSES = ("SentenceTransformer", "CrossEncoder", "SparseEncoder")
@@ -101,7 +102,7 @@ class BaseModel:
         providers: Sequence[Any] | None = None,
         threads: int | None = None,
         model_kwargs: dict[str, Any] | None = None,
-        backend: str = "onnx",
+        backend: str | None = "onnx",
         prompts: dict[str, str] | None = None,
         default_prompt_name: str | None = None,
         similarity_fn_name: str | None = None,
@@ -111,8 +112,11 @@ class BaseModel:
     ) -> None:
         if verify is None:  # images that ran `lightembed verify` at build time may skip the hash at each start
             verify = os.environ.get("LIGHTEMBED_VERIFY", "1").strip().lower() not in ("0", "false", "no", "off")
-        if backend != "onnx":
-            raise ValueError(f"lightembed runs ONNX models only: backend must be 'onnx', got {backend!r}.")
+        if backend not in (None, *openvino_backend.BACKENDS):
+            raise ValueError(
+                f"lightembed runs ONNX files on onnxruntime (backend='onnx') or OpenVINO (backend='openvino'); "
+                f"backend=None chooses; got {backend!r}."
+            )
         model_kwargs = dict(model_kwargs or {})
         ignored = sorted(set(model_kwargs) - set(ONNX_MODEL_KWARGS))
         if ignored:
@@ -133,7 +137,14 @@ class BaseModel:
             token=token,
         )
         self._threads, self._verify = threads, verify
-        self._open(self.onnx_path, sessions.resolve_providers(device, providers))
+        self._ov_config = dict(model_kwargs.get("ov_config") or {})
+        providers = sessions.resolve_providers(device, providers)
+        self._backend, self.backend_reason = openvino_backend.choose_backend(
+            backend,
+            cpu_only=sessions.provider_names(providers) == [sessions.CPU],
+            manifest_entry=openvino_backend.manifest_entry(self.model_dir, self.onnx_path),
+        )
+        self._open(self.onnx_path, providers)
         self._loaded_path = self.onnx_path
 
         self._auto_batch_tokens = max_batch_tokens == "auto"
@@ -216,16 +227,27 @@ class BaseModel:
         set the graph, file, providers and device from it; __init__ and every later switch come through here."""
         verified = check_in_background(self.model_dir, onnx_path) if self._verify else None
         try:
-            session = sessions.create_session(onnx_path, providers, self._threads)
+            graph = self._make_graph(onnx_path, providers)
         except ValueError:
             if verified is not None:
                 verified()  # a damaged file: say so rather than onnxruntime's parse error
             raise
         self._verified = verified() is not None if verified is not None else False
-        self._graph = sessions.OnnxGraph(session, self._preferred_outputs)
+        self._graph = graph
         self.onnx_path = onnx_path
         self.providers = providers
-        self.device = "cuda" if sessions.CUDA in session.get_providers() else "cpu"
+        self.device = "cuda" if sessions.CUDA in graph.session.get_providers() else "cpu"
+
+    def _make_graph(self, onnx_path: Path, providers: list[Any]) -> Any:
+        """The graph for `onnx_path`: an onnxruntime session, or the file compiled by OpenVINO (backend="openvino")."""
+        if getattr(self, "_backend", "onnx") == "openvino":
+            if sessions.provider_names(providers) != [sessions.CPU]:
+                raise ValueError("backend='openvino' runs on the CPU only; load with backend='onnx' for CUDA.")
+            return openvino_backend.OpenVinoGraph(
+                onnx_path, self._threads, None, self._preferred_outputs, getattr(self, "_ov_config", None)
+            )
+        session = sessions.create_session(onnx_path, providers, self._threads)
+        return sessions.OnnxGraph(session, self._preferred_outputs)
 
     def _switch(self, onnx_path: Path | None = None, providers: list[Any] | None = None) -> Self:
         """Re-open the session on another file and/or providers (nothing happens when both are the current ones)."""
@@ -335,7 +357,9 @@ class BaseModel:
             target = variants.find_file(self.model_dir, wanted)
         if target is None:
             how = {
-                "float16": "export one with `lightembed-export <model> -o <out> --optimize O4` (writes onnx/model_O4.onnx)",
+                "float16": (
+                    "export one with `lightembed-export <model> -o <out> --optimize O4` (writes onnx/model_O4.onnx)"
+                ),
                 "bfloat16": (
                     "lightembed has no bfloat16 ONNX path yet; on CUDA use .half() (fp16), on CPU an int8 file "
                     "(`lightembed-export <model> -o <out> --quantize auto`)"
@@ -363,9 +387,9 @@ class BaseModel:
     double = refusal("double", "lightembed has no float64 ONNX path; float() (fp32) is the most precise file.")
 
     # ----- the rest of sentence-transformers' public names ------------------------------------------------
-    def get_backend(self) -> Literal["onnx"]:
-        """The inference backend: always "onnx"."""
-        return "onnx"
+    def get_backend(self) -> Literal["onnx", "openvino"]:
+        """The inference backend: "onnx" (onnxruntime) or "openvino" (`backend_reason` says why it was chosen)."""
+        return getattr(self, "_backend", "onnx")
 
     def is_singular_input(self, inputs: Any) -> bool:
         """Whether `inputs` is one text (True) or a batch (a list, tuple or 1-D+ string array), by
@@ -416,7 +440,8 @@ class BaseModel:
     @property
     def model_type(self) -> str:
         """The sentence-transformers class this model is: "SentenceTransformer", "CrossEncoder" or "SparseEncoder"."""
-        return next(c.__name__ for c in type(self).__mro__ if c.__module__.startswith("lightembed.") and c.__name__ in _CLASSES)
+        ours = (c for c in type(self).__mro__ if c.__module__.startswith("lightembed."))
+        return next(c.__name__ for c in ours if c.__name__ in _CLASSES)
 
     @classmethod
     def load(cls, input_path: str | Path) -> Self:

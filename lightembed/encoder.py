@@ -60,7 +60,7 @@ class SentenceTransformer(EmbeddingModel):
         default_prompt_name: str | None = None,
         similarity_fn_name: str | None = None,
         model_kwargs: dict[str, Any] | None = None,
-        backend: str = "onnx",
+        backend: str | None = None,
         trust_remote_code: bool = False,
         max_batch_tokens: int | Literal["auto"] | None = "auto",
         verify: bool | None = None,

@@ -393,9 +393,13 @@ def _verify(files: list[dict[str, Any]], output: Path, torch_model: Any, task: s
     """Fill in each file's metrics, passed and error (runtime vs torch model); return the number of probes."""
     from lightembed_export.verify import Threshold, probe_count, reference_outputs, verify_file
 
+    from lightembed_export import openvino_check
+
     reference = reference_outputs(torch_model, task)
     for info in files:
         info.update(verify_file(output, info["path"], reference, Threshold.from_dict(info["threshold"]), task))
+        if info["passed"] and openvino_check.applies(info, task):  # what backend=None's choice relies on
+            info["openvino"] = openvino_check.measure(output, info["path"], reference)
     return probe_count(task)
 
 

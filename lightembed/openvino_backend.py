@@ -1,0 +1,235 @@
+"""The OpenVINO backend (`backend="openvino"`, the `lightembed[openvino]` extra): the exported ONNX file run by
+Intel's OpenVINO runtime instead of onnxruntime, behind the same graph contract as `session.OnnxGraph`
+(`graph(arrays, output) -> float32`), so tokenization, batching and pooling stay lightembed's.
+
+On CPUs with AMX-BF16 (Intel Sapphire Rapids and later) OpenVINO runs the MatMuls in bfloat16 on AMX tiles:
+~2.5x onnxruntime fp32 at min cosine >= 0.9999 to fp32 (benchmarks/amx.py, benchmarks/RESULTS.md "Issue 13").
+`choose_backend` picks it with no options only where the CPU has AMX-BF16 and the exporter measured the file's
+bf16 fidelity on its probes (`openvino` record in lightembed.json) at or above `AUTO_MIN_COSINE`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import threading
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from lightembed.integrity import MANIFEST_NAME
+from lightembed.session import position_ids, usable_cores
+
+BACKENDS = ("onnx", "openvino")
+EXTRA_HINT = 'pip install "lightembed[openvino]"'
+PROVIDER_NAME = "OpenVINO:CPU"
+AUTO_MIN_COSINE = 0.9999  # near-lossless: what the automatic choice demands of the exporter's bf16 measurement
+_OV_INT_TYPES = {"i64": "int64", "i32": "int32"}
+_KNOWN_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "position_ids")
+
+
+def cpu_flags(cpuinfo: str | Path = "/proc/cpuinfo") -> frozenset[str]:
+    """The CPU's feature flags as Linux lists them (empty where /proc/cpuinfo cannot be read)."""
+    try:
+        text = Path(cpuinfo).read_text()
+    except OSError:
+        return frozenset()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            return frozenset(value.split())
+    return frozenset()
+
+
+def has_amx_bf16(flags: frozenset[str] | None = None) -> bool:
+    """Whether the CPU has AMX tiles with bfloat16 (the `amx_bf16` and `amx_tile` flags)."""
+    flags = cpu_flags() if flags is None else flags
+    return {"amx_bf16", "amx_tile"} <= flags
+
+
+def is_installed() -> bool:
+    """Whether the `openvino` package (the extra) can be imported, without importing it."""
+    return importlib.util.find_spec("openvino") is not None
+
+
+def _import_openvino() -> Any:
+    try:
+        import openvino
+    except ImportError as exc:
+        raise ImportError(
+            f"backend='openvino' needs the OpenVINO runtime, which is not installed: {EXTRA_HINT} ({exc})."
+        ) from None
+    return openvino
+
+
+def manifest_entry(folder: Path, onnx_path: Path) -> dict[str, Any] | None:
+    """The lightembed.json record of `onnx_path` in `folder`, or None (no manifest, or the file is not in it)."""
+    try:
+        data = json.loads((Path(folder) / MANIFEST_NAME).read_text(encoding="utf-8"))
+        relative = Path(onnx_path).resolve().relative_to(Path(folder).resolve()).as_posix()
+    except (OSError, ValueError):
+        return None
+    files = data.get("files") if isinstance(data, dict) else None
+    return next((e for e in files or [] if isinstance(e, dict) and e.get("path") == relative), None)
+
+
+def manifest_bf16_cosine(entry: Mapping[str, Any] | None) -> float | None:
+    """The min cosine the exporter measured for this file on OpenVINO in bfloat16, or None without a record."""
+    record = (entry or {}).get("openvino")
+    if not isinstance(record, Mapping) or record.get("inference_precision") != "bf16":
+        return None
+    value = (record.get("metrics") or {}).get("min_cosine")
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+def choose_backend(
+    backend: str | None,
+    *,
+    cpu_only: bool,
+    manifest_entry: Mapping[str, Any] | None,
+    flags: frozenset[str] | None = None,
+) -> tuple[str, str]:
+    """The backend to run and why. An explicit "onnx"/"openvino" is kept (openvino must be installed and on CPU);
+    None picks "openvino" only when all hold: the model runs on CPU, the extra is installed, the CPU has AMX-BF16,
+    and the exporter recorded min cosine >= AUTO_MIN_COSINE for the file in bf16; else "onnx"."""
+    if backend is not None and backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS} (or None to choose), got {backend!r}.")
+    if backend == "openvino":
+        if not cpu_only:
+            raise ValueError("backend='openvino' runs on the CPU only; use device='cpu' (or backend='onnx' on CUDA).")
+        _import_openvino()
+        return "openvino", "requested"
+    if backend == "onnx":
+        return "onnx", "requested"
+    if not cpu_only:
+        return "onnx", "not on CPU"
+    if not has_amx_bf16(flags):
+        return "onnx", "the CPU has no AMX-BF16"
+    if not is_installed():
+        return "onnx", f"the openvino extra is not installed ({EXTRA_HINT})"
+    cosine = manifest_bf16_cosine(manifest_entry)
+    if cosine is None:
+        return "onnx", "lightembed.json has no OpenVINO bf16 measurement for this file (export with openvino installed)"
+    if cosine < AUTO_MIN_COSINE:
+        return "onnx", f"OpenVINO bf16 min cosine {cosine:.6f} < {AUTO_MIN_COSINE} for this file"
+    return "openvino", f"AMX-BF16 CPU, exporter measured bf16 min cosine {cosine:.6f}"
+
+
+class OpenVinoGraph:
+    """An ONNX file compiled by OpenVINO for the CPU, with `session.OnnxGraph`'s attributes and call contract.
+
+    `precision` is OpenVINO's INFERENCE_PRECISION_HINT ("bf16", "f32"); None keeps OpenVINO's own default (bf16
+    on AMX CPUs, f32 elsewhere). Each calling thread gets its own infer request, so one model may be used from
+    several threads at once.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        threads: int | None = None,
+        precision: str | None = None,
+        preferred_outputs: Sequence[str] = (),
+        config: Mapping[str, Any] | None = None,
+    ) -> None:
+        ov = _import_openvino()
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"ONNX model file not found: {path}")
+        if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
+            raise ValueError(f"threads must be a positive integer, got {threads!r}.")
+        core = ov.Core()
+        try:
+            model = core.read_model(str(path))
+        except Exception as exc:  # OpenVINO raises its own types for unreadable files
+            raise ValueError(f"Could not load ONNX model {path} with OpenVINO: {exc}") from None
+        self.input_dtypes: dict[str, str] = {}
+        for port in model.inputs:
+            name = port.get_any_name()
+            if name not in _KNOWN_INPUTS:
+                raise ValueError(
+                    f"The ONNX graph takes an input {name!r} that lightembed cannot provide (it provides {_KNOWN_INPUTS})."
+                )
+            kind = port.get_element_type().get_type_name()
+            if kind not in _OV_INT_TYPES:
+                raise ValueError(f"The ONNX graph's input {name!r} has unsupported type {kind}.")
+            self.input_dtypes[name] = _OV_INT_TYPES[kind]
+        if "input_ids" not in self.input_dtypes:
+            raise ValueError("The ONNX graph has no 'input_ids' input; it is not a text transformer.")
+        self.output_names = [port.get_any_name() for port in model.outputs]
+        self.output_name = next((n for n in preferred_outputs if n in self.output_names), self.output_names[0])
+        shapes = {port.get_any_name(): port.get_partial_shape() for port in model.outputs}
+        last = shapes[self.output_name][-1] if shapes[self.output_name].rank.is_static else None
+        self.output_width: int | None = last.get_length() if last is not None and last.is_static else None
+        self.metadata: dict[str, str] = _framework_metadata(model)
+        self.threads = threads or usable_cores()
+        settings: dict[str, Any] = {"INFERENCE_NUM_THREADS": self.threads, "PERFORMANCE_HINT": "LATENCY"}
+        if precision is not None:
+            settings["INFERENCE_PRECISION_HINT"] = precision
+        settings.update(config or {})
+        try:
+            self.compiled = core.compile_model(model, "CPU", settings)
+        except Exception as exc:
+            raise ValueError(f"OpenVINO could not compile {path} for the CPU: {exc}") from None
+        hint = self.compiled.get_property("INFERENCE_PRECISION_HINT")
+        self.inference_precision = str(getattr(hint, "get_type_name", lambda: hint)())
+        self._output_index = {name: i for i, name in enumerate(self.output_names)}
+        self._local = threading.local()
+        self.io_binding = False  # onnxruntime's CUDA option; kept so code that sets it on any graph works
+        self.session = _SessionView(self, shapes)
+
+    @property
+    def input_names(self) -> list[str]:
+        return list(self.input_dtypes)
+
+    def __call__(self, arrays: dict[str, Any], output: str | None = None) -> np.ndarray:
+        """Run the graph on int arrays keyed by input name; returns `output` (default: the chosen one) as float32."""
+        name = output or self.output_name
+        if "position_ids" in self.input_dtypes and "position_ids" not in arrays:
+            arrays = {**arrays, "position_ids": position_ids(arrays["attention_mask"])}
+        feed = {key: np.ascontiguousarray(arrays[key], dtype=dtype) for key, dtype in self.input_dtypes.items()}
+        request = getattr(self._local, "request", None)
+        if request is None:
+            request = self._local.request = self.compiled.create_infer_request()
+        request.infer(feed)
+        out = request.get_output_tensor(self._output_index[name]).data
+        return np.array(out, dtype=np.float32)  # a copy: the request's buffer is reused by the next call
+
+
+def _framework_metadata(model: Any) -> dict[str, str]:
+    """The ONNX file's metadata_props, which OpenVINO's ONNX reader keeps under rt_info["framework"]."""
+    try:
+        if not model.has_rt_info(["framework"]):
+            return {}
+        found = model.get_rt_info(["framework"]).astype(dict)
+        return {str(k): str(v.astype(str) if hasattr(v, "astype") else v) for k, v in found.items()}
+    except Exception:  # older OpenVINO releases expose rt_info differently: metadata is optional
+        return {}
+
+
+class _SessionView:
+    """The part of onnxruntime's InferenceSession interface that model classes read (providers, options, outputs)."""
+
+    def __init__(self, graph: OpenVinoGraph, shapes: Mapping[str, Any]) -> None:
+        self._graph = graph
+        self._shapes = shapes
+
+    def get_providers(self) -> list[str]:
+        return [f"{PROVIDER_NAME} ({self._graph.inference_precision})"]
+
+    def get_session_options(self) -> Any:
+        return SimpleNamespace(intra_op_num_threads=self._graph.threads)
+
+    def get_outputs(self) -> list[Any]:
+        return [
+            SimpleNamespace(
+                name=name,
+                shape=[d.get_length() if d.is_static else None for d in shape] if shape.rank.is_static else None,
+                type="tensor(float)",
+            )
+            for name, shape in self._shapes.items()
+        ]
+
+    def get_modelmeta(self) -> Any:
+        return SimpleNamespace(custom_metadata_map=dict(self._graph.metadata))
