@@ -18,10 +18,41 @@ def test_encode_prints_json(tiny_model, capsys):
     np.testing.assert_allclose(out, SentenceTransformer(tiny_model).encode(["hello world", "the cat"]), atol=1e-6)
 
 
-def test_encode_writes_npy(tiny_model, tmp_path):
-    target = tmp_path / "e.npy"
-    assert main(["encode", str(tiny_model), "red dog", "--normalize", "--format", "npy", "-o", str(target)]) == 0
-    assert np.load(target).shape == (1, 8)
+def test_encode_writes_npy(tmp_path):
+    from tests.tiny import make_model
+
+    folder = make_model(tmp_path / "m", normalize=False)  # a model that does not normalize by itself
+    texts = ["red dog", "the cat sat on the mat"]
+    raw = SentenceTransformer(folder).encode(texts)
+    assert not np.allclose(np.linalg.norm(raw, axis=1), 1.0)
+    plain, normalized = tmp_path / "plain.npy", tmp_path / "normalized.npy"
+    assert main(["encode", str(folder), *texts, "--format", "npy", "-o", str(plain)]) == 0
+    assert main(["encode", str(folder), *texts, "--normalize", "--format", "npy", "-o", str(normalized)]) == 0
+    np.testing.assert_allclose(np.load(plain), raw, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(np.load(normalized), raw / np.linalg.norm(raw, axis=1, keepdims=True), atol=1e-6)
+
+
+def test_encode_reads_one_text_per_line_from_stdin(tiny_model, tmp_path):
+    """The README's form: `lightembed encode MODEL --format npy -o emb.npy < texts.txt`."""
+    lines = ["the cat sat on the mat", "", "hello world", "Grüße 🎉", "a dog ran in the park"]
+    texts_file = tmp_path / "texts.txt"
+    texts_file.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    expected = SentenceTransformer(tiny_model).encode(lines)
+    target = tmp_path / "emb.npy"
+    with texts_file.open("rb") as stdin:
+        proc = subprocess.run(
+            [sys.executable, "-m", "lightembed.cli", "encode", str(tiny_model), "--format", "npy", "-o", str(target)],
+            stdin=stdin, capture_output=True, text=True, timeout=120,
+        )
+    assert proc.returncode == 0, proc.stderr
+    np.testing.assert_allclose(np.load(target), expected, rtol=1e-6, atol=1e-7)  # one row per line, in order
+    with texts_file.open("rb") as stdin:
+        proc = subprocess.run(
+            [sys.executable, "-m", "lightembed.cli", "encode", str(tiny_model), "-"],
+            stdin=stdin, capture_output=True, text=True, timeout=120,
+        )
+    assert proc.returncode == 0, proc.stderr
+    np.testing.assert_allclose(np.array(json.loads(proc.stdout)), expected, rtol=1e-6, atol=1e-6)
 
 
 def test_info_describes_the_model(tiny_model, capsys):
