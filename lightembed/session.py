@@ -153,17 +153,30 @@ def create_session(
     options.log_severity_level = 3
     if not (spinning_default() if spinning is None else spinning):
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    gpu = _requested_gpu(providers)
+    on_gpu = f" on CUDA device_id {gpu}" if gpu is not None else ""
     try:
         session = ort.InferenceSession(str(path), sess_options=options, providers=list(providers))
     except Exception as exc:  # onnxruntime raises its own exception types for corrupt files
-        raise ValueError(f"Could not load ONNX model {path}: {exc}") from None
-    wanted = provider_names(providers)
-    if CUDA in wanted and CUDA not in session.get_providers():
+        raise ValueError(f"Could not load ONNX model {path}{on_gpu}: {exc}") from None
+    if gpu is not None and CUDA not in session.get_providers():
         raise ValueError(
-            f"CUDA was requested but onnxruntime fell back to {session.get_providers()} for {path}: "
-            "the CUDA libraries or the GPU could not be loaded."
+            f"CUDA device_id {gpu} was requested but onnxruntime fell back to {session.get_providers()} for "
+            f"{path}: the CUDA libraries or that GPU could not be loaded (is there a GPU {gpu}?)."
         )
     return session
+
+
+def _requested_gpu(providers: Sequence[Any]) -> int | None:
+    """The CUDA device id a providers list asks for (0 when CUDA is named without options), or None."""
+    for provider in providers:
+        name, options = (provider[0], provider[1]) if isinstance(provider, (tuple, list)) else (provider, {})
+        if name == CUDA:
+            try:
+                return int((options or {}).get("device_id", 0))
+            except (TypeError, ValueError):
+                return 0
+    return None
 
 
 _ORT_INT_TYPES = {"tensor(int64)": "int64", "tensor(int32)": "int32"}
