@@ -361,6 +361,39 @@ def test_dense_weights_are_copied_as_safetensors(tmp_path):
     assert report["files"][0]["passed"] and report["files"][0]["metrics"]["min_cosine"] >= 0.99999
 
 
+def test_o4_on_cpu_writes_an_fp16_file_that_loads_and_verifies(tmp_path):
+    """README: O1-O4. Without CUDA, O4 applies the fusions and the fp16 conversion (no GPU graph pass), keeps
+    float32 inputs and outputs, and is verified on CPU at its looser bar; lightembed and sentence-transformers'
+    ONNX backend both load it."""
+    import onnx
+    from onnx import TensorProto
+
+    from lightembed import SentenceTransformer
+    from lightembed.pooling import POOLED_OUTPUT
+
+    src = _tiny_st(tmp_path / "st", seed=4)
+    out = tmp_path / "out"
+    report = export_model(src, out, optimize=["O4"], verbose=False)
+    entry = {f["path"]: f for f in report["files"]}["onnx/model_O4.onnx"]
+    assert entry["kind"] == "optimized" and entry["optimization"]["level"] == "O4"
+    assert entry["optimization"]["fp16"] is True and entry["optimization"]["ort_gpu_graph_pass"] is False
+    assert entry["threshold"] == {"metric": "min_cosine", "min": 0.999, "note": verify.FP16_THRESHOLD.note}
+    assert entry["passed"] is True and entry["pooled_output"] == "mean"
+    proto = onnx.load(str(out / "onnx" / "model_O4.onnx"))
+    weight_types = {init.data_type for init in proto.graph.initializer if len(init.dims) == 2}
+    assert weight_types == {TensorProto.FLOAT16}  # the matrices really are fp16
+    outputs = {o.name: o.type.tensor_type.elem_type for o in proto.graph.output}
+    assert outputs[POOLED_OUTPUT] == TensorProto.FLOAT
+
+    reference = _torch_embeddings(src, TEXTS)
+    model = SentenceTransformer(out, device="cpu", file_name="onnx/model_O4.onnx")
+    assert model.use_pooled_output
+    emb = model.encode(TEXTS, batch_size=8)
+    assert emb.dtype == np.float32 and _min_cos(emb, reference) >= 0.999
+    assert np.abs(emb - reference).max() > 1e-5  # fp16 rounding shows: not the fp32 file under another name
+    assert _nearest_own_here(emb, reference) == 1.0
+
+
 def test_plain_transformers_folder_gets_mean_pooling(tmp_path):
     src = _tiny_bert(tmp_path / "hf", seed=5)
     out = tmp_path / "out"
