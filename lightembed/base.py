@@ -249,14 +249,32 @@ class BaseModel:
         session = sessions.create_session(onnx_path, providers, self._threads)
         return sessions.OnnxGraph(session, self._preferred_outputs)
 
-    def _switch(self, onnx_path: Path | None = None, providers: list[Any] | None = None) -> Self:
-        """Re-open the session on another file and/or providers (nothing happens when both are the current ones)."""
+    def _switch(
+        self,
+        onnx_path: Path | None = None,
+        providers: list[Any] | None = None,
+        backend: str | None = None,
+        ov_precision: str | None = None,
+    ) -> Self:
+        """Re-open the graph on another file, providers and/or backend (OpenVINO with INFERENCE_PRECISION_HINT
+        `ov_precision`); nothing happens when all are the current ones, and a failed switch leaves the model as it
+        was."""
         onnx_path = self.onnx_path if onnx_path is None else onnx_path
         providers = self.providers if providers is None else providers
-        if onnx_path == self.onnx_path and providers == self.providers:
+        old_backend, old_config = getattr(self, "_backend", "onnx"), dict(getattr(self, "_ov_config", {}))
+        config = dict(old_config)
+        if ov_precision is not None:
+            config["INFERENCE_PRECISION_HINT"] = ov_precision
+        backend = backend or old_backend
+        if (onnx_path, providers, backend, config) == (self.onnx_path, self.providers, old_backend, old_config):
             return self
         before = self._graph
-        self._open(onnx_path, providers)
+        self._backend, self._ov_config = backend, config
+        try:
+            self._open(onnx_path, providers)
+        except BaseException:
+            self._backend, self._ov_config = old_backend, old_config
+            raise
         if self._auto_batch_tokens:
             self.max_batch_tokens = default_batch_tokens(self.device)
         self._reopened(before)
@@ -267,9 +285,12 @@ class BaseModel:
 
     @property
     def precision(self) -> str:
-        """What the ONNX file in use computes in: "float32", "float16", "bfloat16" or "int8" (its lightembed.json
-        record, else its name)."""
-        return variants.precision_of(self.model_dir, self.onnx_path)
+        """What the model computes in: "float32", "float16", "bfloat16" or "int8": the ONNX file's (its
+        lightembed.json record, else its name), or "bfloat16" where OpenVINO runs an fp32 file in bf16."""
+        found = variants.precision_of(self.model_dir, self.onnx_path)
+        if found == "float32" and "bf16" in str(getattr(self._graph, "inference_precision", "")):
+            return "bfloat16"
+        return found
 
     @property
     def dtype(self) -> np.dtype:
@@ -328,12 +349,15 @@ class BaseModel:
         return self._to_precision("float16")
 
     def bfloat16(self) -> Self:
-        """Run the folder's bf16 file when it has one; otherwise warn (PrecisionWarning) and keep the current file."""
+        """Run in bfloat16: the folder's bf16 file when it has one, else the fp32 file through OpenVINO in bf16 on a
+        CPU with AMX-BF16 (`lightembed[openvino]`); otherwise warn (PrecisionWarning, saying what is missing) and
+        keep the current file."""
         return self._to_precision("bfloat16")
 
     def float(self) -> Self:
-        """Back to fp32 from an fp16/bf16 file: the fp32 file the model was loaded with, else onnx/model.onnx. An
-        fp32 or int8 file stays (torch's float() leaves integer weights alone too)."""
+        """Back to fp32 from bf16/fp16: OpenVINO in f32 where it ran the fp32 file in bf16, else the fp32 file the
+        model was loaded with, else onnx/model.onnx. An fp32 or int8 file stays (torch's float() leaves integer
+        weights alone too)."""
         return self._to_precision("float32")
 
     def _to_precision(self, wanted: str) -> Self:
@@ -351,18 +375,25 @@ class BaseModel:
                 stacklevel=2,
             )
             return self
+        if wanted == "float32" and variants.precision_of(self.model_dir, self.onnx_path) == "float32":
+            return self._switch(ov_precision="f32")  # OpenVINO ran this fp32 file in bf16
         if wanted == "float32" and variants.precision_of(self.model_dir, self._loaded_path) == "float32":
             target: Path | None = self._loaded_path  # back to the fp32 file the user chose (O3, say)
         else:
             target = variants.find_file(self.model_dir, wanted)
+        if target is None and wanted == "bfloat16":
+            missing = self._bf16_path_missing()
+            if missing is None:  # the CPU bf16 path: OpenVINO on AMX-BF16 (lightembed/openvino_backend.py)
+                return self._switch(backend="openvino", ov_precision="bf16")
+            keep = f"{keep}: {missing}"
         if target is None:
             how = {
                 "float16": (
                     "export one with `lightembed-export <model> -o <out> --optimize O4` (writes onnx/model_O4.onnx)"
                 ),
                 "bfloat16": (
-                    "lightembed has no bfloat16 ONNX path yet; on CUDA use .half() (fp16), on CPU an int8 file "
-                    "(`lightembed-export <model> -o <out> --quantize auto`)"
+                    "on CUDA use .half() (fp16); on CPU an int8 file (`lightembed-export <model> -o <out> "
+                    "--quantize auto`) is the other fast path"
                 ),
                 "float32": "export the model again with `lightembed-export` (it always writes onnx/model.onnx)",
             }[wanted]
@@ -373,6 +404,16 @@ class BaseModel:
             )
             return self
         return self._switch(onnx_path=target)
+
+    def _bf16_path_missing(self) -> str | None:
+        """Why this model cannot run its fp32 file in bf16 through OpenVINO here (None: it can)."""
+        if self.device != "cpu":
+            return "the bf16 path is OpenVINO's, on the CPU"
+        if not openvino_backend.has_amx_bf16():
+            return "the bf16 path needs a CPU with AMX-BF16 (Intel Sapphire Rapids or later), which this one lacks"
+        if not openvino_backend.is_installed():
+            return f"the bf16 path on this AMX-BF16 CPU is OpenVINO, not installed ({openvino_backend.EXTRA_HINT})"
+        return None
 
     def eval(self) -> Self:
         """The model, unchanged: an ONNX model is always in inference mode."""

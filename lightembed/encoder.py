@@ -95,9 +95,11 @@ class SentenceTransformer(EmbeddingModel):
             self.truncate_dim = check_truncate_dim(saved)
 
     def _reopened(self, before: Any) -> None:
-        # The fused output is used when the new file has it, unless the user had switched it off.
-        switched_off = POOLED_OUTPUT in before.output_names and not self.use_pooled_output
-        self.use_pooled_output = self.has_pooled_output and not switched_off
+        # The fused output is used when the new file has it, unless the user switched it off (remembered across
+        # files without one, where it is off by necessity).
+        if POOLED_OUTPUT in before.output_names:
+            self._numpy_pooling_chosen = not self.use_pooled_output
+        self.use_pooled_output = self.has_pooled_output and not getattr(self, "_numpy_pooling_chosen", False)
 
     def _setup(self) -> ModelSetup:
         self.config: ModelConfig = load_config(self.model_dir)

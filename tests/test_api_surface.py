@@ -73,7 +73,10 @@ def _is_refusal(attr: Any) -> bool:
     return bool(getattr(target, "__lightembed_refusal__", False))
 
 
-@pytest.mark.parametrize("st_cls", [st.SentenceTransformer, st.CrossEncoder, st.SparseEncoder], ids=lambda c: c.__name__)
+ST_CLASSES = [st.SentenceTransformer, st.CrossEncoder, st.SparseEncoder]
+
+
+@pytest.mark.parametrize("st_cls", ST_CLASSES, ids=lambda c: c.__name__)
 def test_every_public_sentence_transformers_name_is_answered(models: dict[str, Any], st_cls: type) -> None:
     model = models[st_cls.__name__]
     names = st_public_names(st_cls)
@@ -210,14 +213,42 @@ def test_half_on_cpu_warns_and_keeps_fp32(tmp_path: Path) -> None:
     np.testing.assert_array_equal(model.encode(TEXTS, convert_to_tensor=True), before)
 
 
-def test_nothing_to_switch_to_is_said_with_what_to_export(models: dict[str, Any]) -> None:
+def test_nothing_to_switch_to_is_said_with_what_is_missing(
+    models: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lightembed import openvino_backend
+
+    monkeypatch.setattr(openvino_backend, "has_amx_bf16", lambda flags=None: False)
     for model in models.values():
-        with pytest.warns(PrecisionWarning, match="no bfloat16 ONNX file.*no bfloat16 ONNX path yet"):
+        with pytest.warns(PrecisionWarning, match="no bfloat16 ONNX file.*needs a CPU with AMX-BF16.*half\\(\\)"):
             assert model.bfloat16() is model
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # already fp32: nothing to say
             assert model.float() is model
-        assert model.runtime_info.onnx_file == "onnx/model.onnx"
+        assert model.runtime_info.onnx_file == "onnx/model.onnx" and model.precision == "float32"
+    monkeypatch.setattr(openvino_backend, "has_amx_bf16", lambda flags=None: True)
+    monkeypatch.setattr(openvino_backend, "is_installed", lambda: False)
+    with pytest.warns(PrecisionWarning, match=r"OpenVINO, not installed \(pip install \"lightembed\[openvino\]\"\)"):
+        models["SentenceTransformer"].bfloat16()
+
+
+def test_bfloat16_on_an_amx_cpu_runs_openvino_bf16_and_float_returns(models: dict[str, Any]) -> None:
+    from lightembed import openvino_backend
+
+    model = models["SentenceTransformer"]
+    fp32 = model.encode(TEXTS)
+    if not (openvino_backend.has_amx_bf16() and openvino_backend.is_installed()):
+        with pytest.warns(PrecisionWarning, match="AMX-BF16|OpenVINO"):  # says which of the two is missing
+            model.bfloat16()
+        assert model.precision == "float32" and model.get_backend() == "onnx"
+        return
+    assert model.bfloat16() is model
+    assert (model.precision, model.get_backend()) == ("bfloat16", "openvino")
+    assert "bf16" in model.runtime_info.providers[0]
+    bf16 = model.encode(TEXTS)
+    assert _min_cos(bf16, fp32) > 0.999  # (the tiny graph has no MatMul; real weights: the MiniLM test below)
+    assert model.float() is model and model.precision == "float32"
+    np.testing.assert_allclose(model.encode(TEXTS), fp32, rtol=1e-5, atol=1e-6)
 
 
 def test_int8_file_stays_on_float(tmp_path: Path) -> None:
@@ -249,18 +280,19 @@ def test_device_moves_follow_the_device_rules(models: dict[str, Any]) -> None:
         assert model.device == "cpu" and model._graph is graph and model.encode("hello").shape == (8,)
 
 
-def test_switch_keeps_the_users_choice_of_numpy_pooling(tmp_path: Path) -> None:
+def test_switch_uses_the_fused_pooling_output_only_where_the_file_has_it(tmp_path: Path) -> None:
     from lightembed_export.pooled import add_pooled_output
 
     folder = _with_variants(tmp_path)
-    for name in ("model.onnx", "model_bf16.onnx"):
-        assert add_pooled_output(folder / "onnx" / name, ("mean",))
+    assert add_pooled_output(folder / "onnx" / "model.onnx", ("mean",))  # the bf16 file has no fused output
+    numpy_pooled = SentenceTransformer(str(folder), file_name="onnx/model_bf16.onnx").encode(TEXTS)
     model = SentenceTransformer(str(folder))
     assert model.use_pooled_output
-    model.use_pooled_output = False
     assert not model.bfloat16().use_pooled_output
-    fresh = SentenceTransformer(str(folder)).bfloat16()
-    assert fresh.use_pooled_output
+    np.testing.assert_array_equal(model.encode(TEXTS), numpy_pooled)
+    assert model.float().use_pooled_output  # back on the fused file
+    model.use_pooled_output = False  # the user's choice survives switches, also through a file without one
+    assert not model.bfloat16().use_pooled_output and not model.float().use_pooled_output
 
 
 # ----- save / save_pretrained ----------------------------------------------------------------------------
@@ -309,7 +341,9 @@ def test_save_copies_external_data_beside_the_file(tmp_path: Path) -> None:
 
     folder = make_model(tmp_path / "ext", onnx_path="model.onnx")  # a root file, its weights in model.onnx_data
     graph = onnx.load(str(folder / "model.onnx"))
-    onnx.save_model(graph, str(folder / "model.onnx"), save_as_external_data=True, location="model.onnx_data", size_threshold=100)  # fmt: skip
+    onnx.save_model(
+        graph, str(folder / "model.onnx"), save_as_external_data=True, location="model.onnx_data", size_threshold=100
+    )
     model = SentenceTransformer(str(folder))
     model.save(tmp_path / "saved")
     assert (tmp_path / "saved" / "onnx" / "model.onnx_data").is_file()
@@ -379,14 +413,16 @@ class _Hub(BaseHTTPRequestHandler):
         parts = self.path.split("/")  # /api/models/<org>/<name>/<action>/<revision>
         if "preupload" in parts:
             files = json.loads(body)["files"]
-            return self._send(200, {"files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False} for f in files]})  # fmt: skip
+            modes = [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False} for f in files]
+            return self._send(200, {"files": modes})
         if "commit" in parts:
             lines = [json.loads(line) for line in body.decode().splitlines() if line.strip()]
             state["header"] = lines[0]["value"]
             state["files"] = {
                 e["value"]["path"]: base64.b64decode(e["value"]["content"]) for e in lines if e["key"] == "file"
             }
-            return self._send(200, {"commitUrl": f"{base}/{parts[3]}/{parts[4]}/commit/{'c' * 40}", "commitOid": "c" * 40})  # fmt: skip
+            commit = {"commitUrl": f"{base}/{parts[3]}/{parts[4]}/commit/{'c' * 40}", "commitOid": "c" * 40}
+            return self._send(200, commit)
         self._send(404, {"error": f"unexpected call {self.path}"})
 
 
@@ -411,7 +447,12 @@ def push_in_subprocess(hub: dict[str, Any], cls: str, folder: Path, code: str) -
     env = {**os.environ, "HF_ENDPOINT": f"http://127.0.0.1:{hub['port']}", "HF_HUB_DISABLE_TELEMETRY": "1"}
     env.pop("HF_TOKEN", None)
     done = subprocess.run(
-        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120, cwd=Path(__file__).parent.parent
+        [sys.executable, "-c", script],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).parent.parent,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout.strip()
@@ -484,6 +525,24 @@ def test_issue_snippet_runs_with_only_the_import_changed(minilm: tuple[Path, Pat
           f"min_cos={_min_cos(emb, ref16):.7f}; ST fp16 vs fp32 drift={fp16_drift:.2e}")  # fmt: skip
     assert _min_cos(emb, ref32) > 0.99999
     assert 1 - _min_cos(emb, ref16) <= fp16_drift * 1.5 + 1e-6  # within the fp16 drift of sentence-transformers'
+
+
+def test_bfloat16_on_real_weights(minilm: tuple[Path, Path]) -> None:
+    from benchmarks.corpus import mixed
+    from lightembed import openvino_backend
+
+    texts = mixed(32, seed=2)
+    model = SentenceTransformer(str(minilm[1]), backend="onnx")
+    fp32 = model.encode(texts)
+    if not (openvino_backend.has_amx_bf16() and openvino_backend.is_installed()):
+        with pytest.warns(PrecisionWarning, match="AMX-BF16|OpenVINO"):
+            model.bfloat16()
+        np.testing.assert_array_equal(model.encode(texts), fp32)
+        return
+    bf16 = model.bfloat16().encode(texts, convert_to_tensor=True)
+    print(f"PARITY bfloat16() via OpenVINO: min_cos={_min_cos(bf16, fp32):.6f} max_abs={np.abs(bf16 - fp32).max():.2e}")
+    assert 0.999 < _min_cos(bf16, fp32) < 1 - 1e-9  # bf16 arithmetic: close to fp32, not equal
+    np.testing.assert_allclose(model.float().encode(texts), fp32, atol=1e-5)
 
 
 def test_saved_folder_loads_in_sentence_transformers_onnx_backend(minilm: tuple[Path, Path], tmp_path: Path) -> None:
