@@ -213,6 +213,26 @@ def test_half_on_cpu_warns_and_keeps_fp32(tmp_path: Path) -> None:
     np.testing.assert_array_equal(model.encode(TEXTS, convert_to_tensor=True), before)
 
 
+@pytest.mark.skipif(
+    CUDA not in ort.get_available_providers(),
+    reason="onnxruntime offers no CUDAExecutionProvider here; half() switching to the O4 file runs on a CUDA machine",
+)
+def test_half_on_cuda_switches_to_the_o4_file_and_float_returns(tmp_path: Path) -> None:
+    folder = _with_variants(tmp_path)
+    o4_on_cpu = SentenceTransformer(str(folder), file_name="onnx/model_O4.onnx", device="cpu").encode(TEXTS)
+    model = SentenceTransformer(str(folder), device="cuda")
+    fp32 = model.encode(TEXTS)
+    assert model.half() is model and model.runtime_info.onnx_file == "onnx/model_O4.onnx"
+    assert model.precision == "float16" and model.dtype == np.float16 and model.device == "cuda"
+    np.testing.assert_allclose(model.encode(TEXTS), o4_on_cpu, rtol=1e-5, atol=1e-6)
+    assert model.float().runtime_info.onnx_file == "onnx/model.onnx"
+    np.testing.assert_allclose(model.encode(TEXTS), fp32, rtol=1e-5, atol=1e-6)
+    (folder / "onnx" / "model_O4.onnx").unlink()
+    with pytest.warns(PrecisionWarning, match="--optimize O4"):
+        assert model.half() is model
+    assert model.precision == "float32"
+
+
 def test_nothing_to_switch_to_is_said_with_what_is_missing(
     models: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
