@@ -389,7 +389,11 @@ def _parser() -> Any:
     p.add_argument("--prompt-name", help="a prompt name from the model's config")
     p.add_argument("--pool", type=int, default=None, metavar="K", help="embed on K CPU worker processes")
     p.add_argument("--ray", action="store_true", help="run the job on Ray Data (needs lightembed[ray])")
-    p.add_argument("--concurrency", type=int, default=None, help="with --ray: number of model actors")
+    p.add_argument("--concurrency", type=int, default=None, help="with --ray: number of model actors "
+                   "(default: an autoscaling pool)")
+    p.add_argument("--num-cpus", type=float, default=None, help="with --ray: CPUs per actor, also its threads (Ray's "
+                   "default: 1); leave CPUs for reading and writing, or the job waits for resources forever")
+    p.add_argument("--num-gpus", type=float, default=None, help="with --ray: GPUs per actor")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--overwrite", action="store_true", help="start over: replace OUTPUT and drop an interrupted run")
     return p
@@ -407,7 +411,8 @@ def main(argv: list[str] | None = None) -> int:
             rows = embed_file_with_ray(
                 args.input, args.output, args.model, text_column=args.text_column, id_column=args.id_column,
                 batch_size=args.batch_size, normalize_embeddings=args.normalize, prompt_name=args.prompt_name,
-                concurrency=args.concurrency, file_name=args.file_name, overwrite=args.overwrite,
+                concurrency=args.concurrency, num_cpus=args.num_cpus, num_gpus=args.num_gpus, file_name=args.file_name,
+                overwrite=args.overwrite,
             )
             print(f"wrote {rows} rows to {args.output}", file=sys.stderr)
             return 0
