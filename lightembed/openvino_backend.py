@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import threading
 from pathlib import Path
 from types import SimpleNamespace
@@ -25,6 +26,9 @@ from lightembed.session import position_ids, usable_cores
 BACKENDS = ("onnx", "openvino")
 EXTRA_HINT = 'pip install "lightembed[openvino]"'
 PROVIDER_NAME = "OpenVINO:CPU"
+# LIGHTEMBED_BACKEND=onnx|openvino pins what backend=None means (auto: the choice below), e.g. for a fleet
+# that must give fp32-exact vectors on every CPU.
+ENV_BACKEND = "LIGHTEMBED_BACKEND"
 AUTO_MIN_COSINE = 0.9999  # near-lossless: what the automatic choice demands of the exporter's bf16 measurement
 _OV_INT_TYPES = {"i64": "int64", "i32": "int32"}
 _KNOWN_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "position_ids")
@@ -92,17 +96,19 @@ def choose_backend(
     flags: frozenset[str] | None = None,
 ) -> tuple[str, str]:
     """The backend to run and why. An explicit "onnx"/"openvino" is kept (openvino must be installed and on CPU);
-    None picks "openvino" only when all hold: the model runs on CPU, the extra is installed, the CPU has AMX-BF16,
-    and the exporter recorded min cosine >= AUTO_MIN_COSINE for the file in bf16; else "onnx"."""
+    None follows LIGHTEMBED_BACKEND when it names one, else picks "openvino" only when all hold: the model runs on
+    CPU, the extra is installed, the CPU has AMX-BF16, and the exporter recorded min cosine >= AUTO_MIN_COSINE for
+    the file in bf16 (its probes, lightembed.json); else "onnx"."""
     if backend is not None and backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS} (or None to choose), got {backend!r}.")
-    if backend == "openvino":
-        if not cpu_only:
-            raise ValueError("backend='openvino' runs on the CPU only; use device='cpu' (or backend='onnx' on CUDA).")
-        _import_openvino()
-        return "openvino", "requested"
-    if backend == "onnx":
-        return "onnx", "requested"
+    if backend is None:
+        pinned = os.environ.get(ENV_BACKEND, "").strip().lower()
+        if pinned not in ("", "auto", *BACKENDS):
+            raise ValueError(f"{ENV_BACKEND}={pinned!r}: expected one of {BACKENDS} or 'auto'.")
+        if pinned in BACKENDS:
+            return _explicit(pinned, cpu_only, f"{ENV_BACKEND}={pinned}")
+    if backend is not None:
+        return _explicit(backend, cpu_only, "requested")
     if not cpu_only:
         return "onnx", "not on CPU"
     if not has_amx_bf16(flags):
@@ -115,6 +121,14 @@ def choose_backend(
     if cosine < AUTO_MIN_COSINE:
         return "onnx", f"OpenVINO bf16 min cosine {cosine:.6f} < {AUTO_MIN_COSINE} for this file"
     return "openvino", f"AMX-BF16 CPU, exporter measured bf16 min cosine {cosine:.6f}"
+
+
+def _explicit(backend: str, cpu_only: bool, why: str) -> tuple[str, str]:
+    if backend == "openvino":
+        if not cpu_only:
+            raise ValueError("backend='openvino' runs on the CPU only; use device='cpu' (or backend='onnx' on CUDA).")
+        _import_openvino()
+    return backend, why
 
 
 class OpenVinoGraph:

@@ -8,6 +8,12 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 
+# Tests compare onnxruntime's fp32 with torch tightly: backend=None must not turn into OpenVINO bf16 on an AMX
+# CPU with the openvino extra installed. tests/test_openvino_backend.py tests that choice with this unset.
+import os  # noqa: E402
+
+os.environ.setdefault("LIGHTEMBED_BACKEND", "onnx")
+
 # In CI (CI=true) a skip fails the run unless its reason names CUDA: see tests/ci_skips.py.
 from tests.ci_skips import pytest_make_collect_report, pytest_runtest_makereport  # noqa: E402, F401
 

@@ -152,7 +152,7 @@ def runtime_embeddings(model_dir: Path, file_name: str, probes: Sequence[str] = 
     """Embeddings of `probes` from the lightembed runtime loading `model_dir` with `file_name`, float32 (n, dim)."""
     from lightembed import SentenceTransformer
 
-    model = SentenceTransformer(str(model_dir), device="cpu", file_name=file_name)
+    model = SentenceTransformer(str(model_dir), device="cpu", file_name=file_name, backend="onnx")
     emb = model.encode(list(probes), batch_size=BATCH_SIZE, convert_to_numpy=True)
     return np.asarray(emb, dtype=np.float32)
 

