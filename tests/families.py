@@ -287,6 +287,30 @@ def t5(folder: Path, seed: int = 0) -> Path:
     return folder
 
 
+def gemma3(folder: Path, seed: int = 0) -> Path:
+    """An EmbeddingGemma-style Gemma3 text model: bidirectional attention, sliding-window layers beside
+    full-attention ones, <bos> ... <eos>, right padding. transformers saves the window halved (see
+    lightembed_export.architectures); the matrix writes 16 into config.json as EmbeddingGemma's file has 512, so
+    texts of more than 9 tokens span more than a window."""
+    import torch
+    from transformers import Gemma3TextConfig, Gemma3TextModel
+
+    vocab = write_wordlevel_tokenizer(
+        folder, ["<pad>", "<eos>", "<bos>", "<unk>"], "<bos> $A <eos>", "<pad>", "<unk>", bos_token="<bos>",
+        eos_token="<eos>",
+    )  # fmt: skip
+    config = Gemma3TextConfig(
+        initializer_range=INIT_RANGE,
+        vocab_size=vocab, hidden_size=HIDDEN, num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=2,
+        head_dim=8, intermediate_size=64, max_position_embeddings=128, sliding_window=4, query_pre_attn_scalar=8,
+        layer_types=["sliding_attention", "full_attention", "sliding_attention"], use_bidirectional_attention=True,
+        pad_token_id=0, eos_token_id=1, bos_token_id=2,
+    )  # fmt: skip
+    torch.manual_seed(seed)
+    _save_transformer(Gemma3TextModel(config), folder, seed)
+    return folder
+
+
 REMOTE_MARKER_ENV = "LIGHTEMBED_TEST_REMOTE_MARKER"
 """The remote-code checkpoint's modeling file appends a line to the file this variable names when it is imported."""
 
@@ -312,7 +336,9 @@ class TinyRemoteModel(BertModel):
     config_class = TinyRemoteConfig
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, **kwargs):
-        out = super().forward(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids, **kwargs)
+        out = super().forward(
+            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids, **kwargs
+        )
         out.last_hidden_state = 3 * torch.tanh(out.last_hidden_state)  # what plain BERT does not do
         return out
 """ % (REMOTE_MARKER_ENV, REMOTE_MARKER_ENV)
@@ -352,14 +378,21 @@ class Family:
     optimize: str | None = "O3"
     """The optimization level exported and compared; None when the exporter refuses every level."""
     trust_remote_code: bool = False
+    config_overrides: dict[str, Any] = field(default_factory=dict)
+    """config.json values written after building, as the Hub's file has them (see gemma3)."""
 
     def make(self, folder: Path, seed: int = 0) -> Path:
         """Build the checkpoint into `folder` (sentence-transformers layout) and return it."""
         hf = self.build(folder.parent / f"{folder.name}-hf", seed)
-        return save_st(
+        saved = save_st(
             hf, folder, self.pooling, dense=self.dense, normalize=self.normalize, prompts=self.prompts or None,
             seed=seed, trust_remote_code=self.trust_remote_code,
         )  # fmt: skip
+        if self.config_overrides:
+            config = json.loads((saved / "config.json").read_text(encoding="utf-8"))
+            config.update(self.config_overrides)
+            write_json(saved / "config.json", config)
+        return saved
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -382,8 +415,14 @@ FAMILIES: tuple[Family, ...] = (
         "Qwen2 decoder, last token", qwen2, "lasttoken", "gte-Qwen2-1.5B/7B-instruct",
         prompts={"query": QUERY_PROMPT}, optimize=None,
     ),  # fmt: skip
-    Family("Mistral decoder, last token", mistral, "lasttoken", "e5-mistral-7b-instruct", prompts={"query": QUERY_PROMPT}),
+    Family(
+        "Mistral decoder, last token", mistral, "lasttoken", "e5-mistral-7b-instruct", prompts={"query": QUERY_PROMPT}
+    ),
     Family("T5 encoder, mean + Dense", t5, "mean", "sentence-t5-base/large, gtr-t5-base/large", dense=16),
+    Family(
+        "Gemma3 bidirectional, mean + Dense", gemma3, "mean", "EmbeddingGemma-300m", dense=16,
+        prompts={"query": "task: search result | query: "}, optimize=None, config_overrides={"sliding_window": 16},
+    ),  # fmt: skip
     Family(
         "Remote code (BERT-like), mean", remote_bert, "mean", "nomic-embed-text-v1/v1.5, gte-base-en-v1.5",
         optimize=None, trust_remote_code=True,

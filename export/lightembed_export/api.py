@@ -120,6 +120,11 @@ def export_model(
         say(f"load: {st_class}({modules}) with sentence-transformers on torch, cpu, float32{clock.lap()}")
         saved = Path(work) / "model"
         st_layout.save_model(torch_model, saved)
+        from lightembed_export.architectures import keep_config_on_reload
+
+        rewritten = keep_config_on_reload(saved, torch_model[0].auto_model.config, trust_remote_code)
+        if rewritten:
+            say(f"config: rewrote {', '.join(rewritten)} so that config.json loads back as the torch model's")
         created = _prepare_output(output, overwrite)
         try:
             files, extra = _write_files(
@@ -142,6 +147,8 @@ def export_model(
             raise
 
     manifest = _manifest(source, layout, torch_model, task, task_reason, files, extra)
+    if rewritten:
+        manifest["model"]["config_rewritten"] = rewritten
     write_manifest(output, manifest)
     from lightembed_export.verify import format_table
 

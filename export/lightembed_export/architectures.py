@@ -6,6 +6,12 @@
 - Remote-code checkpoints (config.json `auto_map`, a model_type transformers does not know: nomic-bert, gte v1.5,
   jina v3): their modeling code runs only when the user opts in (trust_remote_code), and they are exported as a
   plain text encoder with the inputs their forward() takes.
+- Configs that do not load back as they were saved: the exporter saves the torch model and optimum exports what
+  it reloads, so the two must agree (keep_config_on_reload). Gemma3 with bidirectional attention (EmbeddingGemma)
+  does not: transformers' Gemma3TextConfig turns `sliding_window` into `sliding_window // 2 + 1` every time it is
+  built and saves the result, so each save and reload shrinks the window (EmbeddingGemma's 512 loads as 257, and
+  its re-saved copy as 129); the exported graph then lets fewer tokens see each other than the torch model does
+  (min cosine 0.90 on a tiny seeded model). The saved config.json is rewritten to load back as the torch model's.
 - Refused: architectures whose export optimum can write but that would not reproduce the torch model (see
   REFUSED), with the reason.
 """
@@ -86,6 +92,55 @@ def load_config(config_dir: Path) -> Any:
     if needs_remote_code(read_config(config_dir)):
         return PretrainedConfig.from_pretrained(str(config_dir))
     return AutoConfig.from_pretrained(str(config_dir))
+
+
+# config attributes that legitimately differ after a save and reload.
+_RELOAD_IGNORED = frozenset({"_name_or_path", "transformers_version", "_commit_hash", "torch_dtype", "dtype"})
+
+
+def _reload_diff(model_dir: Path, config: Any, trust_remote_code: bool) -> dict[str, tuple[Any, Any]]:
+    from transformers import AutoConfig
+
+    reloaded = AutoConfig.from_pretrained(str(model_dir), trust_remote_code=trust_remote_code).to_dict()
+    before = config.to_dict()
+    keys = (set(before) | set(reloaded)) - _RELOAD_IGNORED
+    return {k: (before.get(k), reloaded.get(k)) for k in sorted(keys) if before.get(k) != reloaded.get(k)}
+
+
+def keep_config_on_reload(model_dir: Path, config: Any, trust_remote_code: bool = False) -> dict[str, Any]:
+    """Make `model_dir`/config.json (just saved from a model whose config is `config`) load back as `config`, which
+    is what optimum exports; return what was rewritten ({} if nothing). UnsupportedModelError when the config
+    changes on reload in a way not known here: the export would not be the model sentence-transformers runs."""
+    diff = _reload_diff(model_dir, config, trust_remote_code)
+    if not diff:
+        return {}
+    model_type = getattr(config, "model_type", None)
+    architecture = (getattr(config, "architectures", None) or [model_type])[0]
+    rewritten: dict[str, Any] = {}
+    if (
+        model_type in ("gemma3_text", "gemma3")
+        and set(diff) == {"sliding_window"}
+        and getattr(config, "use_bidirectional_attention", False)
+    ):
+        # Gemma3TextConfig builds sliding_window // 2 + 1 from the stored value; 2 * (w - 1) builds back w.
+        path = model_dir / "config.json"
+        data = json.loads(path.read_text(encoding="utf-8"))
+        data["sliding_window"] = 2 * (int(config.sliding_window) - 1)
+        path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        rewritten["sliding_window"] = {"stored": data["sliding_window"], "loads_as": int(config.sliding_window)}
+        diff = _reload_diff(model_dir, config, trust_remote_code)
+    if diff:
+        import transformers
+
+        changes = "; ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in ((k, *v) for k, v in diff.items()))
+        raise UnsupportedModelError(
+            f"architecture {architecture} (model_type {model_type!r}): its config does not load back as saved with "
+            f"transformers {transformers.__version__} ({changes}), so the exported graph would not be the model "
+            "sentence-transformers runs; lightembed-export does not know how to correct it",
+            architecture=str(architecture),
+            model_type=model_type,
+        )
+    return rewritten
 
 
 def check_supported(
