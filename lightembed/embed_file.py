@@ -254,6 +254,8 @@ def embed_file(
 
     owned_pool = None
     if isinstance(pool, int) and not isinstance(pool, bool):
+        if pool < 1:
+            raise ValueError(f"pool must be a positive number of worker processes, got {pool}.")
         owned_pool = pool = model.start_multi_process_pool(["cpu"] * pool) if pool > 1 else None
     bar = _bar(show_progress_bar and not journal["finished"], total, resumed_from)
     embedded = 0

@@ -196,7 +196,8 @@ class MultiProcessPool(dict):
         shares = cpu_shares(len(cpu_workers)) if cpu_workers else []
         from lightembed.session import usable_cores
 
-        gpu_threads = max(1, usable_cores() // max(1, len(devices)))
+        # A cgroup CPU quota can be smaller than the affinity set: threads never exceed each worker's share of it.
+        per_worker = max(1, usable_cores() // max(1, len(devices)))
         state = _model_state(model)
         ctx = mp.get_context("spawn")
         tasks, results = ctx.Queue(), ctx.Queue()
@@ -212,7 +213,7 @@ class MultiProcessPool(dict):
         started = time.perf_counter()
         for i, device in enumerate(devices):
             cores = shares[cpu_workers.index(i)] if device == "cpu" else None
-            threads = len(cores) if cores is not None else gpu_threads
+            threads = min(len(cores), per_worker) if cores is not None else per_worker
             self.cores.append(cores)
             p = ctx.Process(
                 target=_worker,
