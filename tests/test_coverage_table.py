@@ -1,0 +1,59 @@
+"""The README's model-family coverage table is what scripts/coverage_table.py renders from the stored matrix run,
+and that run covers every family the matrix test builds."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("coverage_table", ROOT / "scripts" / "coverage_table.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+ROW = {
+    "family": "Qwen3 decoder, last token", "examples": "Qwen3-Embedding-0.6B", "architecture": "Qwen3Model",
+    "pooling": "lasttoken", "dense": False, "normalize": True, "prompts": True, "trust_remote_code": False,
+    "fp32": {"status": "exact", "min_cos": 0.9999999999997},
+    "optimized": {"level": "O3", "status": "refused", "reason": "..."},
+    "int8": {"status": "reported", "mean_cos": 0.99889, "min_cos": 0.99607},
+}  # fmt: skip
+DATA = {"generated_by": "tests/test_family_matrix.py", "versions": {"torch": "2"}, "texts": 6, "int8_target": "x"}
+
+
+def test_render_and_replace():
+    script = _script()
+    table = script.render({**DATA, "rows": [ROW]})
+    assert (
+        "| Qwen3 decoder, last token | Qwen3-Embedding-0.6B | Qwen3Model | lasttoken + Normalize + prompts "
+        "| exact: drift 3e-13 | O3 refused by the exporter | 0.9989 / 0.9961 | not run |"
+    ) in table
+    readme = f"a\n{script.START}\nold\n{script.END}\nb\n"
+    assert script.replace_section(readme, table) == f"a\n{script.START}\n{table}\n{script.END}\nb\n"
+    with pytest.raises(ValueError, match="family-coverage"):
+        script.replace_section("no markers", table)
+
+
+def test_readme_table_is_rendered_from_the_stored_run():
+    script = _script()
+    data = json.loads(script.STORED.read_text(encoding="utf-8"))
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert script.replace_section(readme, script.render(data)) == readme, (
+        "README's coverage table is not the stored run's: run tests/test_family_matrix.py, then "
+        "scripts/coverage_table.py"
+    )
+
+
+def test_stored_run_covers_every_family():
+    from tests import families
+
+    data = json.loads(_script().STORED.read_text(encoding="utf-8"))
+    assert [row["family"] for row in data["rows"]] == [f.name for f in families.FAMILIES]
