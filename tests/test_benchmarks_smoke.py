@@ -154,8 +154,9 @@ def test_lightembed_matches_torch(quick_run):
     assert rows["le_fp32"]["cos_min"] >= 0.9999
     assert rows["st_onnx_fp32"]["cos_min"] >= 0.9999
     assert rows["le_O3"]["cos_min"] >= 0.999
-    for key in ("le_quint8", "le_qint8", "le_static"):
-        assert rows[key]["cos_mean"] >= 0.95
+    # int8 measured: mean 0.989-0.992, min 0.963-0.987 (full and quick runs, benchmarks/RESULTS.md)
+    for key in ("le_quint8", "le_qint8", "le_static", "st_onnx_quint8", "st_onnx_qint8"):
+        assert rows[key]["cos_mean"] >= 0.985 and rows[key]["cos_min"] >= 0.95, key
     assert results["int8_choice"]["best"] in ("le_quint8", "le_qint8")
 
 
@@ -164,6 +165,13 @@ def test_quality_invariance_latency_coldstart_sections(quick_run):
     rho = results["quality"]["rho"]
     assert set(rho) == {"st_torch", "le_fp32", "le_quint8", "le_qint8", "le_static"}
     assert all(-1.0 <= v <= 1.0 and not math.isnan(v) for v in rho.values())
+    # fp32 is torch's ranking exactly; quick mode rates 28 pairs (8 documents), where torch measures 0.445 and
+    # the int8 files 0.396-0.444; a file or a ratings read that is broken lands near 0
+    assert results["quality"]["pairs"] == 28
+    assert rho["le_fp32"] == pytest.approx(rho["st_torch"], abs=1e-6)
+    assert rho["st_torch"] >= 0.3
+    for key in ("le_quint8", "le_qint8", "le_static"):
+        assert abs(rho[key] - rho["le_fp32"]) <= 0.1, key
     assert results["quality"]["ratings_file"].endswith("similarities0-1.txt")
     inv = results["invariance"]["rows"]
     assert set(inv) == {"le_fp32", "le_quint8", "le_qint8", "le_static"}
