@@ -5,13 +5,23 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["CrossEncoder", "SentenceTransformer", "SparseEncoder", "util", "__version__"]
+__all__ = [
+    "CrossEncoder",
+    "NotSupportedError",
+    "PrecisionWarning",
+    "SentenceTransformer",
+    "SparseEncoder",
+    "util",
+    "__version__",
+]
 
 if TYPE_CHECKING:
     from lightembed import util
+    from lightembed.base import PrecisionWarning
     from lightembed.cross_encoder import CrossEncoder
     from lightembed.encoder import SentenceTransformer
     from lightembed.sparse_encoder import SparseEncoder
+    from lightembed.unsupported import NotSupportedError
 
 
 def __getattr__(name: str) -> Any:
@@ -28,6 +38,14 @@ def __getattr__(name: str) -> Any:
         from lightembed.sparse_encoder import SparseEncoder
 
         return SparseEncoder
+    if name == "NotSupportedError":
+        from lightembed.unsupported import NotSupportedError
+
+        return NotSupportedError
+    if name == "PrecisionWarning":
+        from lightembed.base import PrecisionWarning
+
+        return PrecisionWarning
     if name == "util":
         import importlib
 

@@ -372,7 +372,7 @@ class BaseModel:
                 f"path on CPU; this model runs on CPU, so it {keep}. On a GPU: .to('cuda').half(). On CPU the smaller "
                 "and faster file is int8 (`lightembed-export <model> -o <out> --quantize auto`).",
                 PrecisionWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
             return self
         if wanted == "float32" and variants.precision_of(self.model_dir, self.onnx_path) == "float32":

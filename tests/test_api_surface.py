@@ -119,6 +119,9 @@ def test_training_and_evaluation_refuse_with_one_clear_error(models: dict[str, A
 
 
 def test_small_names(models: dict[str, Any], tmp_path: Path) -> None:
+    import lightembed
+
+    assert lightembed.NotSupportedError is NotSupportedError and lightembed.PrecisionWarning is PrecisionWarning
     ste, ce, sp = models["SentenceTransformer"], models["CrossEncoder"], models["SparseEncoder"]
     for model in models.values():
         assert model.get_backend() == "onnx"
