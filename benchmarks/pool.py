@@ -7,7 +7,7 @@ Every variant embeds the same benchmark corpus (benchmarks.corpus.mixed(n): head
 long news paragraphs) at batch size 32, in interleaved rounds; prints the median seconds, texts/s and the
 ratio to the plain single-process encode, plus each pool's cold start (spawn + import + model load). The
 pools stay started across rounds, so the timed part is what a long-running job pays per call. With `--ray`,
-also a Ray Data job per k (a local `ray.init(num_cpus=cores)`, k actors x cores/k CPUs, texts from
+also a Ray Data job per k (a local `ray.init(num_cpus=cores + 1)`, k actors x cores/k CPUs, texts from
 `ray.data.from_items`); each Ray round starts its actors, so those rows include the actors' start.
 """
 
@@ -61,7 +61,9 @@ def main(argv: list[str] | None = None) -> int:
 
         from lightembed.integrations.ray import embed_dataset
 
-        ray.init(num_cpus=cores, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        # One logical CPU beyond the cores: with every core held by actors, Ray has none left for its own tasks
+        # and the job waits forever (its own warning says so); the actors still get cores/k threads each.
+        ray.init(num_cpus=cores + 1, include_dashboard=False, log_to_driver=False, configure_logging=False)
         ray.data.DataContext.get_current().execution_options.preserve_order = True
         ray.data.DataContext.get_current().enable_progress_bars = False
         items = [{"text": t} for t in texts]

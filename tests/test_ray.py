@@ -1,6 +1,7 @@
 """Ray Data (lightembed/integrations/ray.py) on a real local Ray (`ray.init(num_cpus=2)`, shut down after): a
 Parquet dataset of real headlines embedded by Ray actors and written back to Parquet equals
-SentenceTransformer.encode row by row, with no row lost or duplicated; `embed-file --ray` runs the same job."""
+SentenceTransformer.encode row by row, with no row lost or duplicated; `embed-file --ray` runs the same job;
+sparse vectors and rerank scores through the same wiring."""
 
 from __future__ import annotations
 
@@ -99,6 +100,29 @@ def test_embed_file_with_ray_writes_the_job_in_input_order(ray_local, folder, te
     meta = json.loads((out / "_lightembed.json").read_text())
     assert meta["model"] == str(folder) and meta["rows"] == N and meta["normalize_embeddings"] is True
     assert main([str(src), "-o", str(out), "--model", str(folder), "--ray"]) == 2  # exists: no silent overwrite
+
+
+def test_sparse_vectors_and_rerank_scores_fall_out_the_same_way(ray_local, texts, tmp_path):
+    from lightembed import CrossEncoder, SparseEncoder
+    from lightembed.integrations.ray import embed_sparse_dataset, rerank_dataset
+    from tests.test_cross_encoder import make_ce
+    from tests.test_sparse_encoder import make_splade
+
+    splade, ce = make_splade(tmp_path / "splade"), make_ce(tmp_path / "ce")
+    rows = [{"query": texts[i], "document": texts[-1 - i], "text": texts[i]} for i in range(40)]
+    ds = ray_local.data.from_items(rows)
+    ds = embed_sparse_dataset(ds, str(splade), concurrency=1, num_cpus=0.5, batch_size=16)
+    table = rerank_dataset(ds, str(ce), concurrency=1, num_cpus=0.5, batch_size=16).to_arrow_refs()
+    table = pa.concat_tables(ray_local.get(table))
+    by_text = {r["query"] + "|" + r["document"]: r for r in table.to_pylist()}
+    assert len(by_text) == len(rows) == table.num_rows
+    sparse = SparseEncoder(splade).encode([r["text"] for r in rows])
+    scores = CrossEncoder(ce).predict([(r["query"], r["document"]) for r in rows])
+    for i, r in enumerate(rows):
+        got = by_text[r["query"] + "|" + r["document"]]
+        assert got["sparse_embedding"]["indices"] == sparse[i].indices.tolist()
+        np.testing.assert_allclose(got["sparse_embedding"]["values"], sparse[i].values, rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(got["score"], scores[i], rtol=1e-6, atol=1e-6)
 
 
 def test_without_ray_the_error_names_the_extra(monkeypatch):

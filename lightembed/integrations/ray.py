@@ -4,7 +4,9 @@
 many intra-op threads as the CPUs Ray gave the actor, and appends an embedding column (fixed-size float32
 lists, which Parquet, pandas and Arrow read as they are) to each pyarrow batch. `embed_dataset()` wires it up
 with `concurrency` (actors) and `num_cpus`/`num_gpus` per actor; `embed_file_with_ray()` is `lightembed
-embed-file --ray`. Vectors come from the model's own encode(), so they equal SentenceTransformer.encode().
+embed-file --ray`. `SparseEmbedder`/`embed_sparse_dataset` (SPLADE: a struct column of indices and values) and
+`Reranker`/`rerank_dataset` (CrossEncoder scores of a query and a document column) work the same way. Outputs come
+from the models' own encode()/predict(), so they equal a direct call.
 """
 
 from __future__ import annotations
@@ -41,7 +43,38 @@ def actor_cpus() -> int | None:
     return max(1, int(round(cpus))) if cpus else None
 
 
-class Embedder:
+class _ActorModel:
+    """Loads one lightembed model per Ray actor: CUDA when Ray gave the actor a GPU, threads = its CPUs."""
+
+    model_class = "SentenceTransformer"
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        file_name: str | None = None,
+        device: str | None = None,
+        threads: int | None = None,
+        model_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        import lightembed
+
+        if device is None and _ray().is_initialized():
+            device = "cuda" if ray_gpu_ids() else "cpu"
+        cls = getattr(lightembed, self.model_class)
+        self.model = cls(model, device=device, file_name=file_name, threads=threads or actor_cpus(), **(model_kwargs or {}))
+
+    @staticmethod
+    def _texts(batch: Any, column: str) -> list[str]:
+        if column not in batch.column_names:
+            raise ValueError(f"The dataset has no column {column!r} (columns: {batch.column_names}).")
+        texts = batch.column(column)
+        if texts.null_count:
+            raise ValueError(f"Column {column!r} has {texts.null_count} null value(s); every row needs a text.")
+        return texts.to_pylist()
+
+
+class Embedder(_ActorModel):
     """`ds.map_batches(Embedder, fn_constructor_kwargs={"model": ...}, batch_format="pyarrow", ...)`: one model
     per actor; `column` in, `output_column` (fixed_size_list<float32>[dim]) out, other columns kept.
 
@@ -62,14 +95,7 @@ class Embedder:
         model_kwargs: dict[str, Any] | None = None,
         **encode_kwargs: Any,
     ) -> None:
-        from lightembed.encoder import SentenceTransformer
-
-        if device is None and _ray().is_initialized():
-            gpus = ray_gpu_ids()
-            device = "cuda" if gpus else "cpu"
-        self.model = SentenceTransformer(
-            model, device=device, file_name=file_name, threads=threads or actor_cpus(), **(model_kwargs or {})
-        )
+        super().__init__(model, file_name=file_name, device=device, threads=threads, model_kwargs=model_kwargs)
         self.column = column
         self.output_column = output_column
         self.encode_kwargs = encode_kwargs
@@ -77,14 +103,78 @@ class Embedder:
     def __call__(self, batch: Any) -> Any:
         import pyarrow as pa
 
-        if self.column not in batch.column_names:
-            raise ValueError(f"The dataset has no column {self.column!r} (columns: {batch.column_names}).")
-        texts = batch.column(self.column)
-        if texts.null_count:
-            raise ValueError(f"Column {self.column!r} has {texts.null_count} null value(s); every row needs a text.")
-        emb = np.ascontiguousarray(self.model.encode(texts.to_pylist(), **self.encode_kwargs), dtype=np.float32)
+        emb = self.model.encode(self._texts(batch, self.column), **self.encode_kwargs)
+        emb = np.ascontiguousarray(emb, dtype=np.float32)
         vectors = pa.FixedSizeListArray.from_arrays(pa.array(emb.reshape(-1)), emb.shape[1])
         return batch.append_column(self.output_column, vectors)
+
+
+class SparseEmbedder(_ActorModel):
+    """As Embedder, for a SparseEncoder: `output_column` is struct<indices: list<int64>, values: list<float32>>
+    (the active vocabulary ids and their weights). Keywords go to SparseEncoder.encode (max_active_dims ...)."""
+
+    model_class = "SparseEncoder"
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        column: str = "text",
+        output_column: str = "sparse_embedding",
+        file_name: str | None = None,
+        device: str | None = None,
+        threads: int | None = None,
+        model_kwargs: dict[str, Any] | None = None,
+        **encode_kwargs: Any,
+    ) -> None:
+        super().__init__(model, file_name=file_name, device=device, threads=threads, model_kwargs=model_kwargs)
+        self.column = column
+        self.output_column = output_column
+        self.encode_kwargs = encode_kwargs
+
+    def __call__(self, batch: Any) -> Any:
+        import pyarrow as pa
+
+        rows = self.model.encode(self._texts(batch, self.column), convert_to_tensor=False, **self.encode_kwargs)
+        indices = pa.array([r.indices for r in rows], type=pa.list_(pa.int64()))
+        values = pa.array([r.values for r in rows], type=pa.list_(pa.float32()))
+        return batch.append_column(self.output_column, pa.StructArray.from_arrays([indices, values], ["indices", "values"]))
+
+
+class Reranker(_ActorModel):
+    """For a CrossEncoder: scores of (`query_column`, `document_column`) pairs in `output_column` (float32, or
+    fixed_size_list<float32>[num_labels] for several labels). Keywords go to CrossEncoder.predict."""
+
+    model_class = "CrossEncoder"
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        query_column: str = "query",
+        document_column: str = "document",
+        output_column: str = "score",
+        file_name: str | None = None,
+        device: str | None = None,
+        threads: int | None = None,
+        model_kwargs: dict[str, Any] | None = None,
+        **predict_kwargs: Any,
+    ) -> None:
+        super().__init__(model, file_name=file_name, device=device, threads=threads, model_kwargs=model_kwargs)
+        self.columns = (query_column, document_column)
+        self.output_column = output_column
+        self.predict_kwargs = predict_kwargs
+
+    def __call__(self, batch: Any) -> Any:
+        import pyarrow as pa
+
+        pairs = list(zip(self._texts(batch, self.columns[0]), self._texts(batch, self.columns[1])))
+        scores = np.ascontiguousarray(self.model.predict(pairs, **self.predict_kwargs), dtype=np.float32)
+        if scores.ndim == 2:
+            column = pa.FixedSizeListArray.from_arrays(pa.array(scores.reshape(-1)), scores.shape[1])
+        else:
+            column = pa.array(scores)
+        return batch.append_column(self.output_column, column)
 
 
 def ray_gpu_ids() -> list[Any]:
@@ -106,6 +196,32 @@ def _compute(concurrency: int | tuple[int, int] | None) -> Any:
     return ray.data.ActorPoolStrategy(size=concurrency)
 
 
+def _map(
+    ds: Any,
+    cls: type,
+    constructor_kwargs: dict[str, Any],
+    batch_size: int,
+    concurrency: int | tuple[int, int] | None,
+    num_cpus: float | None,
+    num_gpus: float | None,
+) -> Any:
+    compute = _compute(concurrency)
+    options: dict[str, Any] = {"num_cpus": num_cpus} if num_cpus is not None else {}
+    if num_gpus is not None:
+        options["num_gpus"] = num_gpus
+    if compute is not None:
+        options["compute"] = compute
+    threads = int(num_cpus) if num_cpus and num_cpus >= 1 else None
+    return ds.map_batches(
+        cls,
+        fn_constructor_kwargs=dict(constructor_kwargs, threads=threads),
+        batch_format="pyarrow",
+        batch_size=batch_size,
+        zero_copy_batch=False,
+        **options,
+    )
+
+
 def embed_dataset(
     ds: Any,
     model: str,
@@ -124,23 +240,53 @@ def embed_dataset(
     """`ds` with an `output_column` of embeddings of `column`, computed by `concurrency` Ray actors (default: an
     autoscaling pool), each with `num_cpus` CPUs (its intra-op threads) and `num_gpus` GPUs. `model` is a path
     every node can read (or a Hub id); `batch_size` rows go to an actor per call."""
-    compute = _compute(concurrency)
-    options: dict[str, Any] = {"num_cpus": num_cpus} if num_cpus is not None else {}
-    if num_gpus is not None:
-        options["num_gpus"] = num_gpus
-    if compute is not None:
-        options["compute"] = compute
-    return ds.map_batches(
-        Embedder,
-        fn_constructor_kwargs=dict(
-            model=str(model), column=column, output_column=output_column, file_name=file_name, device=device,
-            threads=int(num_cpus) if num_cpus and num_cpus >= 1 else None, model_kwargs=model_kwargs, **encode_kwargs,
-        ),
-        batch_format="pyarrow",
-        batch_size=batch_size,
-        zero_copy_batch=False,
-        **options,
-    )
+    kwargs = dict(model=str(model), column=column, output_column=output_column, file_name=file_name, device=device,
+                  model_kwargs=model_kwargs, **encode_kwargs)
+    return _map(ds, Embedder, kwargs, batch_size, concurrency, num_cpus, num_gpus)
+
+
+def embed_sparse_dataset(
+    ds: Any,
+    model: str,
+    column: str = "text",
+    output_column: str = "sparse_embedding",
+    *,
+    batch_size: int = 256,
+    concurrency: int | tuple[int, int] | None = None,
+    num_cpus: float | None = None,
+    num_gpus: float | None = None,
+    file_name: str | None = None,
+    device: str | None = None,
+    model_kwargs: dict[str, Any] | None = None,
+    **encode_kwargs: Any,
+) -> Any:
+    """As embed_dataset, with a SparseEncoder: `output_column` holds struct<indices, values> per row."""
+    kwargs = dict(model=str(model), column=column, output_column=output_column, file_name=file_name, device=device,
+                  model_kwargs=model_kwargs, **encode_kwargs)
+    return _map(ds, SparseEmbedder, kwargs, batch_size, concurrency, num_cpus, num_gpus)
+
+
+def rerank_dataset(
+    ds: Any,
+    model: str,
+    query_column: str = "query",
+    document_column: str = "document",
+    output_column: str = "score",
+    *,
+    batch_size: int = 256,
+    concurrency: int | tuple[int, int] | None = None,
+    num_cpus: float | None = None,
+    num_gpus: float | None = None,
+    file_name: str | None = None,
+    device: str | None = None,
+    model_kwargs: dict[str, Any] | None = None,
+    **predict_kwargs: Any,
+) -> Any:
+    """`ds` with an `output_column` of CrossEncoder scores of each row's (query, document) pair."""
+    kwargs = dict(model=str(model), query_column=query_column, document_column=document_column,
+                  output_column=output_column, file_name=file_name, device=device, model_kwargs=model_kwargs,
+                  **predict_kwargs)
+    return _map(ds, Reranker, kwargs, batch_size, concurrency, num_cpus, num_gpus)
 
 
 def read_dataset(path: str | os.PathLike, columns: list[str] | None = None) -> Any:
