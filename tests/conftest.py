@@ -14,8 +14,13 @@ import os  # noqa: E402
 
 os.environ.setdefault("LIGHTEMBED_BACKEND", "onnx")
 
-# In CI (CI=true) a skip fails the run unless its reason names CUDA: see tests/ci_skips.py.
-from tests.ci_skips import pytest_make_collect_report, pytest_runtest_makereport  # noqa: E402, F401
+# In CI (CI=true) a skip fails the run unless its reason names CUDA; `slow` tests run only with LIGHTEMBED_SLOW=1:
+# see tests/ci_skips.py.
+from tests.ci_skips import (  # noqa: E402, F401
+    pytest_collection_modifyitems,
+    pytest_make_collect_report,
+    pytest_runtest_makereport,
+)
 
 
 @pytest.fixture

@@ -88,9 +88,37 @@ def test_skipped_tests_fail_in_ci_except_cuda(tmp_path: Path) -> None:
         assert code == 0 and counts == {"passed": 1, "skipped": 2, "xfailed": 1}, out
 
 
+SLOW = '''
+import pytest
+
+
+def test_quick():
+    pass
+
+
+@pytest.mark.slow
+def test_long():
+    pass
+'''
+
+
+def test_slow_tests_run_only_when_asked_and_are_not_skips(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "test_slow.py").write_text(SLOW)
+    (tmp_path / "pytest.ini").write_text("[pytest]\nmarkers =\n    slow: long\n")
+    monkeypatch.delenv("LIGHTEMBED_SLOW", raising=False)
+    for ci in ("true", None):  # deselected, not skipped: no CI failure
+        code, counts, out = _run(tmp_path, ci)
+        assert code == 0 and counts == {"passed": 1} and "1 deselected" in out, out
+    monkeypatch.setenv("LIGHTEMBED_SLOW", "1")
+    code, counts, out = _run(tmp_path, "true")
+    assert code == 0 and counts == {"passed": 2}, out
+
+
 def test_this_suite_runs_with_the_rule(pytestconfig: pytest.Config) -> None:
     from tests import ci_skips
 
     hooks = pytestconfig.pluginmanager.hook
     assert ci_skips.pytest_runtest_makereport in [i.function for i in hooks.pytest_runtest_makereport.get_hookimpls()]
     assert ci_skips.pytest_make_collect_report in [i.function for i in hooks.pytest_make_collect_report.get_hookimpls()]
+    deselect = [i.function for i in hooks.pytest_collection_modifyitems.get_hookimpls()]
+    assert ci_skips.pytest_collection_modifyitems in deselect
