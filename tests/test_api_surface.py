@@ -592,3 +592,28 @@ def test_saved_folder_loads_in_sentence_transformers_onnx_backend(minilm: tuple[
     assert a.shape == b.shape == (32, 256)
     np.testing.assert_allclose(a, b, atol=2e-5)
     np.testing.assert_allclose(a, model.encode(texts, prompt_name="query"), atol=1e-6)
+
+
+def test_saved_cross_encoder_loads_in_sentence_transformers_onnx_backend(
+    minilm: tuple[Path, Path], tmp_path: Path
+) -> None:
+    from benchmarks.corpus import mixed
+    from lightembed_export import export_model
+
+    torch.manual_seed(2)
+    source = tmp_path / "ce-src"
+    st.CrossEncoder(str(minilm[0]), num_labels=1, device="cpu").save_pretrained(str(source))  # MiniLM + a head
+    export_model(str(source), str(tmp_path / "ce-onnx"), verbose=False)
+    texts = mixed(16, seed=9)
+    pairs = [(texts[i], texts[(i + 3) % 16]) for i in range(16)]
+    model = CrossEncoder(str(tmp_path / "ce-onnx"))
+    model.max_length = 48
+    model.save(tmp_path / "ce-saved")
+    theirs = st.CrossEncoder(
+        str(tmp_path / "ce-saved"), backend="onnx", device="cpu", model_kwargs={"file_name": "onnx/model.onnx"}
+    )
+    assert theirs.max_length == 48 and type(theirs.activation_fn).__name__ == "Sigmoid"
+    ours = CrossEncoder(str(tmp_path / "ce-saved"))
+    assert ours.max_length == 48
+    np.testing.assert_allclose(ours.predict(pairs), theirs.predict(pairs), atol=1e-5)
+    np.testing.assert_allclose(ours.predict(pairs), model.predict(pairs), atol=1e-6)
