@@ -2,6 +2,7 @@
 
     python -m benchmarks.serve --model work/minilm [--clients 64] [--requests 8] [--out FILE.json]
     python -m benchmarks.serve --model work/minilm --reranker work/minilm-ce --threads-test
+    python -m benchmarks.serve --model work/minilm --cold-start 5
 
 Bounded: a fixed number of requests, then it stops. Each server mode is a fresh `lightembed serve` subprocess on
 127.0.0.1. Scenarios, on the same real mixed-length texts (benchmarks/corpus.py `mixed`):
@@ -14,7 +15,8 @@ own text); any error or mismatch is counted and reported. Reports texts/s, reque
 peak RSS (VmHWM).
 
 `--threads-test` serves an embedder and a reranker in one process and keeps both busy at once (C/2 clients each),
-with each model's onnxruntime pool at 1 thread and at all usable cores, to see whether the pools fight.
+with each model's onnxruntime pool at 1 thread, and at all usable cores with spinning off and on, to see
+whether the pools fight (interleaved --rounds).
 """
 
 from __future__ import annotations
@@ -49,12 +51,12 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, models: list[str], extra: list[str]) -> None:
+    def __init__(self, models: list[str], extra: list[str], env: dict | None = None) -> None:
         self.port = free_port()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "lightembed.cli", "serve", *models, "--port", str(self.port),
              "--log-level", "warning", "--max-queue", "100000", *extra],
-            cwd=ROOT,
+            cwd=ROOT, env={**os.environ, **(env or {})},
         )
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
@@ -156,6 +158,60 @@ def embedding_jobs(texts: list[str], expected: np.ndarray, per_request: int, cli
     return [jobs[c::clients] for c in range(clients)]
 
 
+def cold_start(model: str, rounds: int) -> dict:
+    """Seconds from starting `lightembed serve MODEL` to the first answered /v1/embeddings request (polled every
+    10 ms), median of `rounds` fresh processes; and the same for `python -c "import lightembed"` as a floor."""
+    body = json.dumps({"model": "emb", "input": "a cold start"}).encode()
+    times = []
+    for _ in range(rounds):
+        port = free_port()
+        start = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, "-m", "lightembed.cli", "serve", f"{model}=emb", "--port", str(port),
+                                 "--log-level", "warning"], cwd=ROOT)
+        try:
+            while True:
+                if proc.poll() is not None or time.perf_counter() - start > 120:
+                    raise SystemExit("server did not answer")
+                try:
+                    req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/embeddings", data=body,
+                                                 headers={"Content-Type": "application/json"})
+                    with urllib.request.urlopen(req, timeout=5) as r:
+                        if r.status == 200 and json.loads(r.read())["data"]:
+                            break
+                except OSError:
+                    time.sleep(0.01)
+            times.append(time.perf_counter() - start)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(40)
+    floor = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "import lightembed.server.app"], check=True, cwd=ROOT)
+        floor.append(time.perf_counter() - start)
+    return {"serve_to_first_answer_s": statistics.median(times), "runs": times,
+            "import_server_app_s": statistics.median(floor)}
+
+
+def summarize(rows: list[dict]) -> list[dict]:
+    """Median texts/s, p50 and p99 and the largest peak RSS of each (scenario, mode) over the rounds; errors
+    summed."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["scenario"], r["mode"]), []).append(r)
+
+    def med(rs: list[dict], key: str) -> float | None:
+        values = [r[key] for r in rs if r[key] is not None]
+        return statistics.median(values) if values else None
+
+    return [
+        {"scenario": s, "mode": m, "rounds": len(rs), "texts_per_s": med(rs, "texts_per_s"), "p50_ms": med(rs, "p50_ms"),
+         "p99_ms": med(rs, "p99_ms"), "errors": sum(r["errors"] for r in rs),
+         "peak_rss_mib": max((r["peak_rss_mib"] for r in rs if r["peak_rss_mib"] is not None), default=None)}
+        for (s, m), rs in groups.items()
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", required=True)
@@ -163,8 +219,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clients", type=int, default=64)
     ap.add_argument("--requests", type=int, default=8, help="requests per client")
     ap.add_argument("--threads-test", action="store_true")
+    ap.add_argument("--rounds", type=int, default=1, help="interleaved rounds of the server modes")
+    ap.add_argument("--batch-tokens", type=int, nargs="+", default=[256],
+                    help="--max-batch-tokens of the batching-on modes (one server each)")
+    ap.add_argument("--cold-start", type=int, metavar="ROUNDS", help="only measure cold start, median of ROUNDS")
     ap.add_argument("--out")
     args = ap.parse_args(argv)
+    if args.cold_start:
+        result = {"machine": machine(), **cold_start(args.model, args.cold_start)}
+        print(json.dumps(result, indent=2))
+        if args.out:
+            Path(args.out).write_text(json.dumps(result, indent=2))
+        return 0
 
     from lightembed import SentenceTransformer
 
@@ -180,7 +246,8 @@ def main(argv: list[str] | None = None) -> int:
                            "p50_ms": None, "p99_ms": None, "errors": 0, "peak_rss_mib": None})
 
     if not args.threads_test:
-        for mode, extra in (("batching on", []), ("batching off", ["--no-batching"])):
+        modes = [(f"batching on, {t} tokens", ["--max-batch-tokens", str(t)]) for t in args.batch_tokens]
+        for mode, extra in [*modes, ("batching off", ["--no-batching"])] * args.rounds:
             server = Server([f"{args.model}=emb"], extra)
             try:
                 for scenario, per_request, clients in (
@@ -210,8 +277,11 @@ def main(argv: list[str] | None = None) -> int:
             return check
 
         half = args.clients // 2
-        for threads in ("1", str(usable_cores())):
-            server = Server([f"{args.model}=emb", f"{args.reranker}=rr"], ["--threads", threads])
+        cores = str(usable_cores())
+        variants = [("1", "0"), (cores, "0"), (cores, "1")] * args.rounds  # interleaved rounds
+        for threads, spinning in variants:
+            server = Server([f"{args.model}=emb", f"{args.reranker}=rr"], ["--threads", threads],
+                            {"LIGHTEMBED_SPINNING": spinning})
             try:
                 emb = embedding_jobs(texts, expected, 1, half)
                 rr = []
@@ -221,16 +291,22 @@ def main(argv: list[str] | None = None) -> int:
                 rr_clients = [rr[c::half] for c in range(half)]
                 res = run_clients(server.port, emb + rr_clients)
                 report["rows"].append({"scenario": f"embed ({half} clients x 1 text) + rerank ({half} clients x 4 docs) at once",
-                                       "mode": f"--threads {threads} per model", "texts_per_s": 2 * len(texts) / res["seconds"],
+                                       "mode": f"--threads {threads}, spin {'on' if spinning == '1' else 'off'}", "texts_per_s": 2 * len(texts) / res["seconds"],
                                        **{k: res[k] for k in ("p50_ms", "p99_ms", "errors")}, "peak_rss_mib": server.peak_rss_mib()})
             finally:
                 server.stop()
 
-    print(f"{'scenario':<62} {'mode':<22} {'texts/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6} {'peak RSS MiB':>12}")
+    print(f"{'scenario':<62} {'mode':<24} {'texts/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6} {'peak RSS MiB':>12}")
     for r in report["rows"]:
         fmt = lambda v, f: "-" if v is None else format(v, f)  # noqa: E731
-        print(f"{r['scenario']:<62} {r['mode']:<22} {r['texts_per_s']:>8.1f} {fmt(r['p50_ms'], '8.1f')} "
+        print(f"{r['scenario']:<62} {r['mode']:<24} {r['texts_per_s']:>8.1f} {fmt(r['p50_ms'], '8.1f')} "
               f"{fmt(r['p99_ms'], '8.1f')} {r['errors']:>6} {fmt(r['peak_rss_mib'], '12.0f')}")
+    summary = summarize(report["rows"])
+    report["summary"] = summary
+    print(f"\nmedian over {args.rounds} interleaved round(s):")
+    for r in summary:
+        print(f"{r['scenario']:<62} {r['mode']:<24} {r['texts_per_s']:>8.1f} {r['p50_ms'] or 0:>8.1f} "
+              f"{r['p99_ms'] or 0:>8.1f} {r['errors']:>6} {r['peak_rss_mib'] or 0:>12.0f}")
     print(json.dumps(report["machine"]))
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=2))

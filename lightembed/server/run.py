@@ -13,6 +13,9 @@ from typing import Any, Sequence
 from lightembed.server import SERVER_EXTRA_MISSING
 
 ENV_PREFIX = "LIGHTEMBED_"
+# Padded tokens per gathered batch on CPU. On the 2-core test machine 256 served MiniLM 1.5-1.7x faster than the
+# runtime's 2048 in each of 3 interleaved rounds, with ~80 MiB less peak RSS (benchmarks/RESULTS.md, "Server").
+CPU_BATCH_TOKENS = 256
 
 
 def _env(name: str, default: Any) -> Any:
@@ -43,7 +46,8 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--max-batch-items", type=int, default=_env("max_batch_items", 32),
                     help="inputs gathered into one batch")
     ap.add_argument("--max-batch-tokens", type=int, default=_env("max_batch_tokens", None),
-                    help="padded tokens per batch (default: the model's max_batch_tokens, 2048 on CPU)")
+                    help=f"padded tokens per batch (default: {CPU_BATCH_TOKENS} on CPU, measured with "
+                    "benchmarks/serve.py; the model's max_batch_tokens on CUDA)")
     ap.add_argument("--batch-wait-ms", type=float, default=_env("batch_wait_ms", 2.0),
                     help="how long the oldest waiting input may wait for others to join its batch")
     ap.add_argument("--no-batching", action="store_true", default=_env_flag("no_batching"),
@@ -100,7 +104,7 @@ def build(args: argparse.Namespace) -> tuple[Any, Any]:
         batcher = Batcher(
             model,
             max_items=args.max_batch_items,
-            max_tokens=args.max_batch_tokens or model.max_batch_tokens,
+            max_tokens=args.max_batch_tokens or (CPU_BATCH_TOKENS if model.device == "cpu" else model.max_batch_tokens),
             wait_s=args.batch_wait_ms / 1000,
             max_queue=args.max_queue,
             merge=not args.no_batching,
