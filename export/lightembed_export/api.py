@@ -125,6 +125,13 @@ def export_model(
         rewritten = keep_config_on_reload(saved, torch_model[0].auto_model.config, trust_remote_code)
         if rewritten:
             say(f"config: rewrote {', '.join(rewritten)} so that config.json loads back as the torch model's")
+        from lightembed_export.verify import reference_outputs
+
+        reference = reference_outputs(torch_model, task)
+        # The weights are saved and the reference computed: free them before optimum loads its own copy, which
+        # lowers peak memory by one copy of the fp32 weights (benchmarks/export_memory.py).
+        torch_model.to("meta")
+        say(f"reference: sentence-transformers outputs on the probes, torch weights released{clock.lap()}")
         created = _prepare_output(output, overwrite)
         try:
             files, extra = _write_files(
@@ -141,6 +148,7 @@ def export_model(
                 clock,
                 trust_remote_code,
                 external_data,
+                reference,
             )
         except BaseException:
             _discard_output(output, created)  # a half-written folder would block the next attempt
@@ -177,6 +185,7 @@ def _write_files(
     clock: _Clock,
     trust_remote_code: bool = False,
     external_data: bool = False,
+    reference: Any = None,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Write the layout and every ONNX file into `output`, verify them; return the per-file manifest entries and
     the task's extra model facts (fill-mask: the tied-decoder check)."""
@@ -220,6 +229,8 @@ def _write_files(
                 pairs=task == TEXT_CLASSIFICATION,
                 per_channel=quant.per_channel,
             )
+        elif target.name == quantizing.ROWWISE:
+            done_q = quantizing.quantize_rowwise_file(fp32)
         else:
             done_q = quantizing.quantize_file(fp32, target.name, saved, per_channel=quant.per_channel)
         config = dict(done_q.config, requested_as=list(target.requested_as))
@@ -230,7 +241,7 @@ def _write_files(
         say(f"quantize {target.name}{why}: {_rel(done_q.path, output)}{clock.lap()}")
 
     files = _describe_files(entries, output, task, external_data)
-    probes = _verify(files, output, torch_model, task)
+    probes = _verify(files, output, torch_model, task, reference)
     decoder = extra.get("decoder")
     if decoder and decoder["expected_tied"] and decoder["checked"] and not decoder["tied"]:
         files[0]["passed"] = False
@@ -396,13 +407,15 @@ def _describe_files(
     return files
 
 
-def _verify(files: list[dict[str, Any]], output: Path, torch_model: Any, task: str) -> int:
-    """Fill in each file's metrics, passed and error (runtime vs torch model); return the number of probes."""
+def _verify(files: list[dict[str, Any]], output: Path, torch_model: Any, task: str, reference: Any = None) -> int:
+    """Fill in each file's metrics, passed and error (runtime vs torch model, or its `reference` outputs computed
+    beforehand); return the number of probes."""
     from lightembed_export.verify import Threshold, probe_count, reference_outputs, verify_file
 
     from lightembed_export import openvino_check
 
-    reference = reference_outputs(torch_model, task)
+    if reference is None:
+        reference = reference_outputs(torch_model, task)
     for info in files:
         info.update(verify_file(output, info["path"], reference, Threshold.from_dict(info["threshold"]), task))
         if info["passed"] and openvino_check.applies(info, task):  # what backend=None's choice relies on
