@@ -160,7 +160,8 @@ def embedding_jobs(texts: list[str], expected: np.ndarray, per_request: int, cli
 
 def cold_start(model: str, rounds: int) -> dict:
     """Seconds from starting `lightembed serve MODEL` to the first answered /v1/embeddings request (polled every
-    10 ms), median of `rounds` fresh processes; and the same for `python -c "import lightembed"` as a floor."""
+    10 ms), median of `rounds` fresh processes; beside it, a process that only imports the app, and one that loads
+    the model with the library and encodes one sentence (no server), on the same machine at the same time."""
     body = json.dumps({"model": "emb", "input": "a cold start"}).encode()
     times = []
     for _ in range(rounds):
@@ -189,8 +190,15 @@ def cold_start(model: str, rounds: int) -> dict:
         start = time.perf_counter()
         subprocess.run([sys.executable, "-c", "import lightembed.server.app"], check=True, cwd=ROOT)
         floor.append(time.perf_counter() - start)
+    library = []
+    code = "import sys\nfrom lightembed import SentenceTransformer\nSentenceTransformer(sys.argv[1]).encode('a cold start')"
+    for _ in range(rounds):
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-c", code, model], check=True, cwd=ROOT)
+        library.append(time.perf_counter() - start)
     return {"serve_to_first_answer_s": statistics.median(times), "runs": times,
-            "import_server_app_s": statistics.median(floor)}
+            "import_server_app_s": statistics.median(floor),
+            "process_load_encode_one_s": statistics.median(library)}
 
 
 def summarize(rows: list[dict]) -> list[dict]:
