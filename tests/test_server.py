@@ -95,6 +95,18 @@ def metric(server: Server, name: str, **labels: str) -> float:
     return total
 
 
+def wait_until(condition, timeout: float = 20.0) -> None:
+    """Poll `condition` every 20 ms; fail after `timeout` seconds (so a busy machine slows the test, not breaks it)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.02)
+
+
+def queued(server: Server, n: int) -> bool:
+    return metric(server, "lightembed_queue_depth", model="emb") == n
+
+
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory):
     root = tmp_path_factory.mktemp("served")
@@ -295,12 +307,12 @@ def test_metrics_move(server):
 
 # ----- queue, timeout, disconnect, SIGTERM --------------------------------------------------------------------------
 def test_full_queue_429_and_timeout_503(folders):
-    # Batches wait 1.5 s for company, so requests sit in the queue long enough to be observed.
-    srv = Server([f"{folders['emb']}=emb", "--batch-wait-ms", "1500", "--max-queue", "2", "--request-timeout", "0.6"])
+    # Batches wait 3 s for company, so requests sit in the queue long enough to be observed.
+    srv = Server([f"{folders['emb']}=emb", "--batch-wait-ms", "3000", "--max-queue", "2", "--request-timeout", "1"])
     try:
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
             first = pool.submit(http, "POST", srv.url + "/embed", {"inputs": ["a", "b"]})
-            time.sleep(0.2)
+            wait_until(lambda: queued(srv, 2), timeout=0.9)
             status, headers, body = http("POST", srv.url + "/embed", {"inputs": "c"})
             assert status == 429 and int(headers["retry-after"]) >= 1 and body["error_type"] == "Overloaded"
             status, _, body = first.result()
@@ -319,7 +331,8 @@ def test_a_client_that_leaves_before_its_batch_costs_no_inference(folders):
             payload = json.dumps({"inputs": ["x", "y"]}).encode()
             sock.sendall(b"POST /embed HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                          + f"Content-Length: {len(payload)}\r\n\r\n".encode() + payload)
-            time.sleep(0.3)
+            wait_until(lambda: queued(srv, 2), timeout=1.2)
+        wait_until(lambda: queued(srv, 0))
         time.sleep(2.0)  # past the batch window
         assert metric(srv, "lightembed_inputs_inferred_total", model="emb") == inferred
         assert http("POST", srv.url + "/embed", {"inputs": ["x", "y"]})[0] == 200  # a client that stays is answered
@@ -329,16 +342,15 @@ def test_a_client_that_leaves_before_its_batch_costs_no_inference(folders):
 
 
 def test_sigterm_drains_in_flight_refuses_new_and_exits_0(folders, local):
-    srv = Server([f"{folders['emb']}=emb", "--batch-wait-ms", "1000", "--drain-timeout", "10"])
+    srv = Server([f"{folders['emb']}=emb", "--batch-wait-ms", "2000", "--drain-timeout", "10"])
     try:
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
             in_flight = pool.submit(http, "POST", srv.url + "/embed", {"inputs": ["the cat"], "normalize": False})
-            time.sleep(0.3)
+            wait_until(lambda: queued(srv, 1), timeout=0.9)
             srv.proc.send_signal(signal.SIGTERM)
-            time.sleep(0.2)
+            wait_until(lambda: http("GET", srv.url + "/health")[0] == 503, timeout=0.9)
             status, _, body = http("POST", srv.url + "/embed", {"inputs": "a"})
             assert status == 503 and "shutting down" in body["error"]
-            assert http("GET", srv.url + "/health")[0] == 503
             status, _, got = in_flight.result()
         assert status == 200
         np.testing.assert_allclose(got[0], local["emb"].encode("the cat"), rtol=1e-5, atol=1e-6)
