@@ -64,7 +64,8 @@ def build_parser(prog: str = "lightembed-export") -> argparse.ArgumentParser:
         choices=TARGETS + (AUTO,),
         help="int8 quantization: static (recommended: calibrated, fixed activation scales, so a text gets the "
         "same vector alone or in any batch; onnx/model_qint8_static.onnx), or dynamic for a CPU target: avx2 (u8 x u8), "
-        "avx2_qint8 (u8 x s8, model_qint8_avx2.onnx), avx512, avx512_vnni, arm64, or auto (this CPU's); files are "
+        "avx2_qint8 (u8 x s8, model_qint8_avx2.onnx), avx512, avx512_vnni, arm64, or auto (this CPU's); rowwise: "
+        "a scale per token (batch-invariant, every MatMul int8, closer to fp32; onnx/model_qint8_rowwise.onnx); files are "
         "named by sentence-transformers' rule model_{weights dtype}_{config}.onnx",
     )
     parser.add_argument(

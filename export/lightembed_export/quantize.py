@@ -28,7 +28,10 @@ AVX2_QINT8 = "avx2_qint8"
 model_qint8_avx2.onnx. Faster than avx2's u8 x u8 on AVX2-only CPUs; what `auto` picks there."""
 STATIC = "static"
 """Static (calibrated) int8: u8 activations with fixed scales, per-channel s8 weights, QDQ; model_qint8_static.onnx."""
-TARGETS: tuple[str, ...] = DYNAMIC_TARGETS + (AVX2_QINT8, STATIC)
+ROWWISE = "rowwise"
+"""Per-token int8 (lightembed_export.rowwise): a scale per token row and per weight column, batch-invariant by
+construction, every weight MatMul quantized; model_qint8_rowwise.onnx."""
+TARGETS: tuple[str, ...] = DYNAMIC_TARGETS + (AVX2_QINT8, STATIC, ROWWISE)
 STATIC_OPERATORS: tuple[str, ...] = ("MatMul", "Gather")
 """What static files quantize: MatMuls with constant weights and the embedding lookups (Gather)."""
 AUTO = "auto"
@@ -149,6 +152,8 @@ def file_name(target: str, per_channel: bool = True) -> str:
     """
     if target == STATIC:
         return "model_qint8_static.onnx"
+    if target == ROWWISE:
+        return "model_qint8_rowwise.onnx"
     config = quantization_config(target, per_channel)
     return f"model_{config.weights_dtype.name.lower()}_{_config_name(target)}.onnx"
 
@@ -299,3 +304,23 @@ def quantize_static_file(
         "kept_fp32": {"reason": "FFN down projections (GELU outputs with outliers)", "nodes": excluded},
     }
     return QuantizedFile(fp32_path.parent / name, STATIC, reported)
+
+
+def quantize_rowwise_file(fp32_path: Path) -> QuantizedFile:
+    """Write model_qint8_rowwise.onnx next to `fp32_path`: every weight MatMul in per-token int8 (see rowwise)."""
+    from lightembed_export.rowwise import quantize_rowwise
+
+    path = fp32_path.parent / file_name(ROWWISE)
+    done = quantize_rowwise(fp32_path, path)
+    reported = {
+        "target": ROWWISE,
+        "is_static": False,
+        "batch_invariant": True,
+        "weights_dtype": "QInt8",
+        "activations_dtype": "QUInt8 (zero point 128: symmetric)",
+        "per_channel": True,
+        "activation_scale": "per token (row), from its own absolute maximum",
+        "operators_to_quantize": ["MatMul"],
+        "quantized_nodes": len(done["quantized"]),
+    }
+    return QuantizedFile(path, ROWWISE, reported)

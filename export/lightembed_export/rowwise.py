@@ -1,0 +1,97 @@
+"""Per-token int8: each weight MatMul runs in int8 with an activation scale per row (token) and a weight scale per
+output channel, both symmetric.
+
+Dynamic int8 (onnxruntime's DynamicQuantizeLinear) takes one activation scale for the whole batch tensor, so one
+outlier token anywhere in the batch (or padding) coarsens every other text's activations: a text's vector moves
+with its batch-mates. A scale per row depends on that token alone, so a text gets the same vector alone or in any
+batch, by construction, and a token with small activations keeps its resolution.
+
+The rewrite uses standard ONNX ops only (Abs, ReduceMax, Div, Round, Cast, MatMulInteger, Mul), which
+onnxruntime's CPU provider runs with its int8 GEMM kernels (s8 x s8).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import numpy as np
+
+
+def weight_matmuls(model) -> list[str]:
+    """Names of the MatMul nodes whose second input is a 2-D constant weight (the ones this recipe quantizes)."""
+    inits = {i.name: i for i in model.graph.initializer}
+    return [
+        n.name
+        for n in model.graph.node
+        if n.op_type == "MatMul" and n.input[1] in inits and len(inits[n.input[1]].dims) == 2
+    ]
+
+
+def quantize_rowwise(
+    src: str | Path, dst: str | Path, keep_fp32: Iterable[str] | Callable[[str], bool] = ()
+) -> dict[str, list[str]]:
+    """Write `dst`: `src` with every weight MatMul in per-token int8, except the nodes `keep_fp32` names (a set of
+    node names or a predicate on the name). Returns the quantized and the kept node names."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    keep = keep_fp32 if callable(keep_fp32) else set(keep_fp32).__contains__
+    model = onnx.load(str(src))
+    graph = model.graph
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 13)
+    inits = {i.name: i for i in graph.initializer}
+    targets = set(weight_matmuls(model))
+    done: dict[str, list[str]] = {"quantized": [], "kept": []}
+    nodes, new_inits, dropped = [], [], set()
+    new_inits += [
+        numpy_helper.from_array(np.array(127.0, dtype=np.float32), "rowwise_127"),
+        numpy_helper.from_array(np.array(1e-12, dtype=np.float32), "rowwise_eps"),
+        numpy_helper.from_array(np.array(128.0, dtype=np.float32), "rowwise_128"),
+        numpy_helper.from_array(np.array(128, dtype=np.uint8), "rowwise_zero_point"),
+    ]
+    if opset >= 18:
+        new_inits.append(numpy_helper.from_array(np.array([-1], dtype=np.int64), "rowwise_last_axis"))
+    for index, node in enumerate(graph.node):
+        if node.name not in targets:
+            nodes.append(node)
+            continue
+        if keep(node.name):
+            done["kept"].append(node.name)
+            nodes.append(node)
+            continue
+        x, w_name = node.input[0], node.input[1]
+        weight = numpy_helper.to_array(inits[w_name]).astype(np.float32)
+        w_scale = np.maximum(np.abs(weight).max(axis=0), 1e-12) / 127.0
+        w_int8 = np.clip(np.round(weight / w_scale), -127, 127).astype(np.int8)
+        p = f"rowwise{index}"
+        new_inits += [numpy_helper.from_array(w_int8, f"{p}_w"), numpy_helper.from_array(w_scale.astype(np.float32), f"{p}_ws")]
+        dropped.add(w_name)
+        if opset >= 18:
+            reduce = helper.make_node("ReduceMax", [f"{p}_abs", "rowwise_last_axis"], [f"{p}_amax"], keepdims=1)
+        else:
+            reduce = helper.make_node("ReduceMax", [f"{p}_abs"], [f"{p}_amax"], axes=[-1], keepdims=1)
+        nodes += [
+            helper.make_node("Abs", [x], [f"{p}_abs"]),
+            reduce,
+            helper.make_node("Max", [f"{p}_amax", "rowwise_eps"], [f"{p}_amax_eps"]),
+            helper.make_node("Div", [f"{p}_amax_eps", "rowwise_127"], [f"{p}_xs"]),
+            helper.make_node("Div", [x, f"{p}_xs"], [f"{p}_xn"]),
+            # u8 with zero point 128 (still symmetric): onnxruntime's fast int8 GEMMs are u8 x s8.
+            helper.make_node("Round", [f"{p}_xn"], [f"{p}_xr"]),
+            helper.make_node("Add", [f"{p}_xr", "rowwise_128"], [f"{p}_xo"]),
+            helper.make_node("Cast", [f"{p}_xo"], [f"{p}_xq"], to=TensorProto.UINT8),
+            helper.make_node("MatMulInteger", [f"{p}_xq", f"{p}_w", "rowwise_zero_point"], [f"{p}_acc"]),
+            helper.make_node("Cast", [f"{p}_acc"], [f"{p}_accf"], to=TensorProto.FLOAT),
+            helper.make_node("Mul", [f"{p}_accf", f"{p}_xs"], [f"{p}_y1"]),
+            helper.make_node("Mul", [f"{p}_y1", f"{p}_ws"], list(node.output), name=node.name),
+        ]
+        done["quantized"].append(node.name)
+    still_used = {name for n in nodes for name in n.input}
+    kept_inits = [i for i in graph.initializer if i.name not in dropped or i.name in still_used]
+    del graph.node[:]
+    graph.node.extend(nodes)
+    del graph.initializer[:]
+    graph.initializer.extend(kept_inits + new_inits)
+    onnx.save(model, str(dst))
+    return done

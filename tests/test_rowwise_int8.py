@@ -1,0 +1,95 @@
+"""--quantize rowwise: per-token int8 (a scale per token row, per-channel s8 weights), batch-invariant by
+construction, written and verified by the exporter, run by the runtime like any int8 file."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+
+TEXTS = ["A man is eating food.", "hello", "Ünïcödé 🎉", "", "a much longer text about many things " * 12]
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    from lightembed_export import export_model
+
+    from tests.test_export import _tiny_st
+
+    root = tmp_path_factory.mktemp("rowwise")
+    out = root / "out"
+    export_model(_tiny_st(root / "tiny-st"), out, quantize=["rowwise", "avx512_vnni"], verbose=False)
+    return out
+
+
+def test_exporter_writes_and_records_the_rowwise_file(exported):
+    entries = {e["path"]: e for e in json.loads((exported / "lightembed.json").read_text())["files"]}
+    entry = entries["onnx/model_qint8_rowwise.onnx"]
+    assert entry["passed"] and entry["quantization"]["target"] == "rowwise"
+    assert entry["quantization"]["batch_invariant"] is True
+    ops = [n.op_type for n in onnx.load(str(exported / "onnx" / "model_qint8_rowwise.onnx")).graph.node]
+    assert ops.count("MatMulInteger") == entry["quantization"]["quantized_nodes"] > 0
+    assert "DynamicQuantizeLinear" not in ops  # no batch-wide activation scale anywhere
+    # closer to fp32 than the per-tensor dynamic file on the exporter's own probes
+    dynamic = entries["onnx/model_qint8_avx512_vnni.onnx"]["metrics"]["mean_cosine"]
+    assert entry["metrics"]["mean_cosine"] >= min(dynamic, 0.999)
+
+
+def test_rowwise_is_batch_invariant_and_near_fp32(exported):
+    from lightembed import SentenceTransformer
+
+    fp32 = SentenceTransformer(exported, backend="onnx")
+    model = SentenceTransformer(exported, backend="onnx", file_name="onnx/model_qint8_rowwise.onnx")
+    assert model.precision == "int8"
+    batched = model.encode(TEXTS)
+    alone = np.stack([model.encode(t) for t in TEXTS])
+    beside_long = np.stack([model.encode([t, TEXTS[-1] * 3])[0] for t in TEXTS])
+    for other in (alone, beside_long):
+        assert (batched * other).sum(1).min() >= 0.9999
+    assert (batched * fp32.encode(TEXTS)).sum(1).min() >= 0.99
+
+
+def test_rowwise_keeps_named_nodes_fp32(tmp_path, exported):
+    from lightembed_export.rowwise import quantize_rowwise, weight_matmuls
+
+    src = exported / "onnx" / "model.onnx"
+    names = weight_matmuls(onnx.load(str(src)))
+    done = quantize_rowwise(src, tmp_path / "q.onnx", keep_fp32={names[0]})
+    assert done["kept"] == [names[0]] and sorted(done["quantized"]) == sorted(names[1:])
+    graph = onnx.load(str(tmp_path / "q.onnx")).graph
+    assert [n.op_type for n in graph.node].count("MatMulInteger") == len(names) - 1
+
+
+def test_a_rows_scale_ignores_the_other_rows(tmp_path):
+    """One row with 1000x larger activations beside it leaves a row's result bit-identical (a per-tensor scale
+    would wipe out its resolution), and the int8 result stays within int8 error of the fp32 MatMul."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from lightembed_export.rowwise import quantize_rowwise
+
+    rng = np.random.default_rng(0)
+    weight = rng.normal(size=(64, 16)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, None, 64])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, None, 16])],
+        [numpy_helper.from_array(weight, "w")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 8
+    onnx.save(model, str(tmp_path / "f.onnx"))
+    assert quantize_rowwise(tmp_path / "f.onnx", tmp_path / "q.onnx")["quantized"] == ["mm"]
+    run = ort.InferenceSession(str(tmp_path / "q.onnx")).run
+    x = rng.normal(size=(1, 3, 64)).astype(np.float32)
+    loud = 1000 * rng.normal(size=(1, 3, 64)).astype(np.float32)
+    (alone,) = run(None, {"x": x})
+    (together,) = run(None, {"x": np.concatenate([x, loud])})
+    (side_by_side,) = run(None, {"x": np.concatenate([x, loud], axis=1)})
+    np.testing.assert_array_equal(together[:1], alone)
+    np.testing.assert_array_equal(side_by_side[:, :3], alone)
+    exact = x @ weight
+    assert np.abs(alone - exact).max() <= 0.05 * np.abs(exact).max()
