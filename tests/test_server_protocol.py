@@ -120,3 +120,15 @@ def test_protocol_imports_no_web_framework():
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_default_prompt_is_applied_as_encode_does(tmp_path):
+    model = SentenceTransformer(
+        make_model(tmp_path / "p", normalize=False, prompts={"query": "query "}, default_prompt_name="query")
+    )
+    req = p.parse_embeddings_request({"input": TEXTS}, {"m": model})
+    vectors, tokens = p.embed(req, model)
+    np.testing.assert_allclose(vectors, model.encode(TEXTS, normalize_embeddings=True), rtol=1e-6, atol=1e-6)
+    assert tokens == sum(len(t.split()) + 3 for t in TEXTS)  # the prompt's token counts
+    plain = model.encode(TEXTS, prompt="", normalize_embeddings=True)
+    assert not np.allclose(vectors, plain, atol=1e-4)
