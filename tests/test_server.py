@@ -392,3 +392,16 @@ def test_bad_model_folder_is_a_clear_error(tmp_path):
     out = subprocess.run([sys.executable, "-m", "lightembed.cli", "serve", str(tmp_path / "missing")],
                          cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and "lightembed serve: error:" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_a_path_to_an_onnx_file_serves_that_file(tmp_path):
+    import shutil
+
+    from lightembed.server.loading import ModelSpec, load_model
+
+    folder = make_model(tmp_path / "m", normalize=False)
+    shutil.copy(folder / "onnx" / "model.onnx", folder / "onnx" / "model_other.onnx")
+    spec = ModelSpec.parse(str(folder / "onnx" / "model_other.onnx"))
+    assert spec.name == "m"
+    kind, model = load_model(spec)
+    assert kind == "embed" and model.runtime_info.onnx_file == "onnx/model_other.onnx"

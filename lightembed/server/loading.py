@@ -20,10 +20,12 @@ class ModelSpec:
 
     @classmethod
     def parse(cls, text: str) -> "ModelSpec":
-        """`folder-or-hub-id` or `folder-or-hub-id=served-name`; the served name defaults to the last path part."""
+        """`folder-or-hub-id` or `folder-or-hub-id=served-name`; the served name defaults to the last path part
+        (the folder's name for a path to an .onnx file in it)."""
         source, sep, name = text.rpartition("=")
         if not sep or not name or "/" in name or not source:
-            source, name = text, Path(text.rstrip("/")).name or text
+            source = text
+            name = Path(split_onnx_path(text)[0].rstrip("/")).name or text
         return cls(source, name)
 
 
@@ -81,20 +83,32 @@ def model_kind(folder: str | Path, onnx_file: str | Path | None = None) -> Kind:
     return "embed"
 
 
+def split_onnx_path(source: str) -> tuple[str, str | None]:
+    """(model folder or Hub id, ONNX file inside it or None): a path to an .onnx file picks that file of the
+    folder it is in (the folder above when the file sits in `onnx/`), e.g. `work/minilm/onnx/model_O3.onnx`."""
+    path = Path(source)
+    if path.suffix != ".onnx" or not path.is_file():
+        return source, None
+    folder = path.parent.parent if path.parent.name == "onnx" else path.parent
+    return str(folder), path.relative_to(folder).as_posix()
+
+
 def load_model(spec: ModelSpec, *, threads: int | None = None, device: str | None = None) -> tuple[Kind, Any]:
     """(kind, loaded model) for one served model, loaded as the class its folder is."""
     from lightembed.hub import resolve
 
-    folder, onnx_file = resolve(spec.source)
+    source, file_name = split_onnx_path(spec.source)
+    folder, onnx_file = resolve(source, file_name=file_name)
     kind = model_kind(folder, onnx_file)
+    options = {"device": device, "threads": threads, "file_name": file_name}
     if kind == "rerank":
         from lightembed.cross_encoder import CrossEncoder
 
-        return kind, CrossEncoder(str(folder), device=device, threads=threads)
+        return kind, CrossEncoder(str(folder), **options)
     if kind == "sparse":
         from lightembed.sparse_encoder import SparseEncoder
 
-        return kind, SparseEncoder(str(folder), device=device, threads=threads)
+        return kind, SparseEncoder(str(folder), **options)
     from lightembed.encoder import SentenceTransformer
 
-    return kind, SentenceTransformer(str(folder), device=device, threads=threads)
+    return kind, SentenceTransformer(str(folder), **options)
