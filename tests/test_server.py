@@ -381,11 +381,15 @@ def test_every_flag_has_an_environment_variable(monkeypatch):
     args = parser().parse_args(["m"])
     assert (args.port, args.api_key, args.max_queue, args.no_batching) == (9123, "k", 7, True)
     flags = [a.dest for a in parser()._actions if a.option_strings and a.dest != "help"]
-    monkeypatch.setattr(sys, "argv", ["x"])
+    for dest in flags:
+        monkeypatch.delenv("LIGHTEMBED_" + dest.upper(), raising=False)
+    defaults = parser().parse_args(["m"])
     for dest in flags:  # each default is read from LIGHTEMBED_<FLAG>
-        monkeypatch.setenv("LIGHTEMBED_" + dest.upper(), "1" if dest != "host" else "0.0.0.0")
+        default = getattr(defaults, dest)
+        monkeypatch.setenv("LIGHTEMBED_" + dest.upper(), "1" if isinstance(default, bool) else "7")
     args = parser().parse_args(["m"])
-    assert all(getattr(args, d) not in (None, False) for d in flags)
+    unchanged = [d for d in flags if getattr(args, d) == getattr(defaults, d)]
+    assert not unchanged, f"flags without an environment variable: {unchanged}"
 
 
 def test_bad_model_folder_is_a_clear_error(tmp_path):
