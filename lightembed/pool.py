@@ -111,11 +111,16 @@ def _rebuild(cls: type, state: dict[str, Any], device: str, threads: int, io_bin
 
     model = cls.__new__(cls)
     model.__dict__.update(state)
-    model.providers = sessions.resolve_providers(device)
-    session = sessions.create_session(model.onnx_path, model.providers, threads)
-    model._graph = sessions.OnnxGraph(session, cls._preferred_outputs)
-    model._graph.io_binding = io_binding
-    model.device = "cuda" if sessions.CUDA in session.get_providers() else "cpu"
+    providers = sessions.resolve_providers(device)
+    if hasattr(model, "_make_graph"):  # the model's own way to open its file (onnxruntime or OpenVINO)
+        model._threads = threads
+        graph = model._make_graph(model.onnx_path, providers)
+    else:
+        graph = sessions.OnnxGraph(sessions.create_session(model.onnx_path, providers, threads), cls._preferred_outputs)
+    if hasattr(graph, "io_binding"):
+        graph.io_binding = io_binding
+    model._graph, model.providers = graph, providers
+    model.device = "cuda" if sessions.CUDA in graph.session.get_providers() else "cpu"
     return model
 
 
@@ -199,6 +204,7 @@ class MultiProcessPool(dict):
         # A cgroup CPU quota can be smaller than the affinity set: threads never exceed each worker's share of it.
         per_worker = max(1, usable_cores() // max(1, len(devices)))
         state = _model_state(model)
+        io_binding = bool(getattr(model._graph, "io_binding", False))
         ctx = mp.get_context("spawn")
         tasks, results = ctx.Queue(), ctx.Queue()
         self._cancelled = ctx.Value("q", 0, lock=False)
@@ -217,7 +223,7 @@ class MultiProcessPool(dict):
             self.cores.append(cores)
             p = ctx.Process(
                 target=_worker,
-                args=(i, device, cores, threads, type(model), state, model._graph.io_binding, tasks, results, self._cancelled),
+                args=(i, device, cores, threads, type(model), state, io_binding, tasks, results, self._cancelled),
                 name=f"lightembed-pool-{i}-{device}",
                 daemon=True,
             )
