@@ -133,11 +133,14 @@ def test_health_and_not_loaded(serverless, monkeypatch):
 
 def test_model_is_loaded_at_import_from_env(model_dir, tmp_path):
     env = {**os.environ, "LIGHTEMBED_MODEL": str(model_dir), "LIGHTEMBED_MODEL_NAME": "served"}
-    code = ("import lightembed.serverless as s; print(sorted(s._models)); "
-            "print(s.lambda_handler({'input': 'hello'})['model'])")
+    code = ("import sys; import lightembed.serverless as s; print(sorted(s._models)); "
+            "print(s.lambda_handler({'input': 'hello'})['model']); "
+            "print(sorted(k for k in sys.modules if k.split('.')[0] in "
+            "('torch', 'transformers', 'sentence_transformers', 'optimum', 'starlette', 'uvicorn', 'flask')))")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["['served']", "served"]
+    # loaded at import; nothing heavy and no web framework on the function's cold path
+    assert out.stdout.split() == ["['served']", "served", "[]"]
     broken = subprocess.run([sys.executable, "-c", "import lightembed.serverless as s; "
                              "print(s.lambda_handler({'input': 'x'}))"],
                             env={**env, "LIGHTEMBED_MODEL": str(tmp_path / "missing")},
