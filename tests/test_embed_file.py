@@ -179,3 +179,10 @@ def test_input_is_streamed_one_chunk_at_a_time():
     resumed = list(rows_in_chunks(batches(), chunk_rows=300, skip=437))
     assert [(f, t.num_rows) for f, t in resumed] == [(437, 300), (737, 263)]
     assert resumed[0][1].column("text")[0].as_py() == "t43-7"
+
+
+def test_progress_bar_counts_rows(tmp_path, model, capsys):
+    src = write_input(tmp_path / "in.parquet", TEXTS)
+    embed_file(src, tmp_path / "out.npy", model, chunk_rows=100)
+    err = capsys.readouterr().err
+    assert "Embedding" in err and f"{len(TEXTS)}/{len(TEXTS)}" in err  # Parquet knows its row count
