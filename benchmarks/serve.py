@@ -5,7 +5,8 @@
     python -m benchmarks.serve --model work/minilm --cold-start 5
 
 Bounded: a fixed number of requests, then it stops. Each server mode is a fresh `lightembed serve` subprocess on
-127.0.0.1. Scenarios, on the same real mixed-length texts (benchmarks/corpus.py `mixed`):
+127.0.0.1. Scenarios, on the same real texts (benchmarks/corpus.py `mixed`, or `short_queries` with
+`--corpus short`):
 - `C clients x 1 text`: C concurrent clients (one keep-alive connection each), each sending `--requests` requests
   of one text to /v1/embeddings;
 - `1 client x 64 texts`: the same texts, 64 per request, one client;
@@ -38,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.corpus import mixed
+from benchmarks.corpus import mixed, short_queries
 from benchmarks.system import machine, usable_cores
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -226,6 +227,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reranker", help="a CrossEncoder folder, for --threads-test")
     ap.add_argument("--clients", type=int, default=64)
     ap.add_argument("--requests", type=int, default=8, help="requests per client")
+    ap.add_argument("--corpus", choices=("mixed", "short"), default="mixed",
+                    help="mixed: corpus.mixed (10%% long paragraphs); short: corpus.short_queries (sentences up to 80 chars)")
     ap.add_argument("--threads-test", action="store_true")
     ap.add_argument("--rounds", type=int, default=1, help="interleaved rounds of the server modes")
     ap.add_argument("--batch-tokens", type=int, nargs="+", default=[256],
@@ -242,7 +245,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from lightembed import SentenceTransformer
 
-    texts = mixed(args.clients * args.requests, seed=3)
+    n = args.clients * args.requests
+    texts = mixed(n, seed=3) if args.corpus == "mixed" else short_queries(n, seed=3)
     local = SentenceTransformer(args.model)
     local.encode(texts[:32])
     start = time.perf_counter()
