@@ -399,6 +399,22 @@ def write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
 
 
+def clip_folder(folder: Path) -> Path:
+    """A sentence-transformers CLIP folder as clip-ViT-B-32 lays it out (one CLIPModel module at the root). Only
+    its layout: the exporter refuses it from modules.json, before reading any weights."""
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json(folder / "modules.json", [{"idx": 0, "name": "0", "path": "0_CLIPModel",
+                                          "type": "sentence_transformers.models.CLIPModel"}])  # fmt: skip
+    (folder / "0_CLIPModel").mkdir(exist_ok=True)
+    write_json(folder / "0_CLIPModel" / "config.json", {"model_type": "clip", "architectures": ["CLIPModel"]})
+    return folder
+
+
+REFUSED: tuple[tuple[str, str, Callable[[Path], Path]], ...] = (
+    ("CLIP (image and text)", "clip-ViT-B-32, clip-ViT-L-14", clip_folder),
+)
+"""Families the exporter refuses: (name, example checkpoints, layout builder)."""
+
 QUERY_PROMPT = "Instruct: given a web search query, retrieve relevant passage\nQuery: "
 
 FAMILIES: tuple[Family, ...] = (

@@ -31,7 +31,9 @@ DATA = {"generated_by": "tests/test_family_matrix.py", "versions": {"torch": "2"
 
 def test_render_and_replace():
     script = _script()
-    table = script.render({**DATA, "rows": [ROW]})
+    refused = {"family": "CLIP", "examples": "clip-ViT-B-32", "architecture": "CLIPModel", "reason": "a | b"}
+    table = script.render({**DATA, "rows": [ROW], "refused": [refused]})
+    assert "| CLIP | clip-ViT-B-32 | CLIPModel | - | refused by the exporter: a / b | - | - | - |" in table
     assert (
         "| Qwen3 decoder, last token | Qwen3-Embedding-0.6B | Qwen3Model | lasttoken + Normalize + prompts "
         "| exact: drift 3e-13 | O3 refused by the exporter | 0.9989 / 0.9961 | not run |"
@@ -57,3 +59,4 @@ def test_stored_run_covers_every_family():
 
     data = json.loads(_script().STORED.read_text(encoding="utf-8"))
     assert [row["family"] for row in data["rows"]] == [f.name for f in families.FAMILIES]
+    assert [row["family"] for row in data["refused"]] == [name for name, _, _ in families.REFUSED]

@@ -26,6 +26,7 @@ INT8 = "avx2_qint8"  # dynamic u8 x s8: runs on any x86-64 CPU onnxruntime suppo
 FP32_MIN_COS = 0.99999
 OPTIMIZED_MIN_COS = 0.9999
 _rows: dict[str, dict[str, Any]] = {}
+_refused: dict[str, dict[str, Any]] = {}
 
 
 def _min_cos(a: np.ndarray, b: np.ndarray) -> float:
@@ -56,7 +57,7 @@ def _encode_both(
 def matrix_artifact():
     """Write the rows gathered by the tests to MATRIX_JSON once the module is done."""
     yield
-    if not _rows:
+    if not _rows and not _refused:
         return
     import onnxruntime
     import optimum.version
@@ -77,6 +78,7 @@ def matrix_artifact():
         "texts": len(families.TEXTS),
         "int8_target": INT8,
         "rows": [_rows[f.name] for f in families.FAMILIES if f.name in _rows],
+        "refused": [_refused[name] for name, _, _ in families.REFUSED if name in _refused],
     }
     MATRIX_JSON.parent.mkdir(parents=True, exist_ok=True)
     MATRIX_JSON.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
@@ -127,3 +129,15 @@ def test_family_exports_exactly(family: families.Family, tmp_path: Path) -> None
     quantized = files["quantized"]["metrics"]
     row["int8"] = {"status": "reported", "mean_cos": quantized["mean_cosine"], "min_cos": quantized["min_cosine"]}
     _rows[family.name] = row
+
+
+@pytest.mark.parametrize("name,examples,build", families.REFUSED, ids=[r[0] for r in families.REFUSED])
+def test_unsupported_family_is_refused_naming_it(name: str, examples: str, build, tmp_path: Path) -> None:
+    from lightembed_export import UnsupportedModelError, export_model
+
+    with pytest.raises(UnsupportedModelError) as refused:
+        export_model(build(tmp_path / "src"), tmp_path / "out", verbose=False)
+    assert refused.value.architecture and refused.value.architecture in str(refused.value)
+    assert not (tmp_path / "out").exists()
+    _refused[name] = {"family": name, "examples": examples, "architecture": refused.value.architecture,
+                      "reason": str(refused.value)}  # fmt: skip

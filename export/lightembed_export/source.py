@@ -32,6 +32,13 @@ _DEFINITE_HUB_ERRORS = frozenset({"RepositoryNotFoundError", "RevisionNotFoundEr
 _COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
 # First modules the exporter can export: sentence-transformers' Transformer and the legacy SPLADE MLMTransformer.
 _TRANSFORMER_CLASSES = ("Transformer", "MLMTransformer")
+# Why a known first module other than a Transformer is refused, and what to do instead.
+_UNSUPPORTED_MODULES = {
+    "CLIPModel": (
+        ". CLIPModel (clip-ViT-B-32 and the like) embeds images and text with two towers and image preprocessing; "
+        "lightembed runs text models only, so use sentence-transformers for CLIP"
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -181,7 +188,7 @@ def read_layout(path: Path) -> ModelLayout:
         if not transformers or first not in _TRANSFORMER_CLASSES:
             raise UnsupportedModelError(
                 f"the model's first module is {first!r}; lightembed-export exports models whose first "
-                "module is a sentence-transformers Transformer",
+                f"module is a sentence-transformers Transformer{_UNSUPPORTED_MODULES.get(first, '')}",
                 architecture=first,
             )
         transformer_dir = path / str(transformers[0].get("path", ""))
