@@ -244,6 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--extras", default="server,aws-lambda", help="lightembed extras in the image")
     ap.add_argument("--model-name", default="model", help="the name the image serves the model under")
     ap.add_argument("--cold-runs", type=int, default=1, help="server starts per image (median reported)")
+    ap.add_argument("--reuse-images", action="store_true", help="measure images built by an earlier --keep-images run")
     ap.add_argument("--keep-images", action="store_true", help="leave the built images in podman's storage")
     ap.add_argument("--json", type=Path, help="also write the results here")
     args = ap.parse_args(argv)
@@ -253,9 +254,13 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {"base": base, "file": args.file, "sentence": SENTENCE, "flavors": {}}
     for flavor in args.flavors:
         t0 = time.perf_counter()
-        ctx = stage_context(flavor, args.work, args.model, args.file, args.checkpoint, args.extras)
-        tag = build(flavor, ctx, base, args.deps, args.model_name)
-        log(f"{flavor}: built {tag} in {time.perf_counter() - t0:.0f} s")
+        tag = f"localhost/lightembed-deploy-{flavor}:test"
+        if args.reuse_images and subprocess.run(["podman", "image", "exists", tag]).returncode == 0:
+            log(f"{flavor}: reusing {tag}")
+        else:
+            ctx = stage_context(flavor, args.work, args.model, args.file, args.checkpoint, args.extras)
+            tag = build(flavor, ctx, base, args.deps, args.model_name)
+            log(f"{flavor}: built {tag} in {time.perf_counter() - t0:.0f} s")
         row: dict[str, Any] = {"image": tag, **image_sizes(tag, base, args.work)}
         row["offline_vector"] = run_offline(flavor, tag)
         row.update(run_server(flavor, tag))
