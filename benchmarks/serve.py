@@ -229,6 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--requests", type=int, default=8, help="requests per client")
     ap.add_argument("--corpus", choices=("mixed", "short"), default="mixed",
                     help="mixed: corpus.mixed (10%% long paragraphs); short: corpus.short_queries (sentences up to 80 chars)")
+    ap.add_argument("--http-compare", action="store_true", help="each mode with uvicorn's h11 and httptools parsers")
     ap.add_argument("--threads-test", action="store_true")
     ap.add_argument("--rounds", type=int, default=1, help="interleaved rounds of the server modes")
     ap.add_argument("--batch-tokens", type=int, nargs="+", default=[256],
@@ -259,7 +260,10 @@ def main(argv: list[str] | None = None) -> int:
 
     if not args.threads_test:
         modes = [(f"batching on, {t} tokens", ["--max-batch-tokens", str(t)]) for t in args.batch_tokens]
-        for mode, extra in [*modes, ("batching off", ["--no-batching"])] * args.rounds:
+        modes.append(("batching off", ["--no-batching"]))
+        if args.http_compare:
+            modes = [(f"{mode}, {http}", [*extra, "--http", http]) for mode, extra in modes for http in ("h11", "httptools")]
+        for mode, extra in modes * args.rounds:
             server = Server([f"{args.model}=emb"], extra)
             try:
                 for scenario, per_request, clients in (
@@ -308,16 +312,16 @@ def main(argv: list[str] | None = None) -> int:
             finally:
                 server.stop()
 
-    print(f"{'scenario':<62} {'mode':<24} {'texts/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6} {'peak RSS MiB':>12}")
+    print(f"{'scenario':<62} {'mode':<36} {'texts/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6} {'peak RSS MiB':>12}")
     for r in report["rows"]:
         fmt = lambda v, f: "-" if v is None else format(v, f)  # noqa: E731
-        print(f"{r['scenario']:<62} {r['mode']:<24} {r['texts_per_s']:>8.1f} {fmt(r['p50_ms'], '8.1f')} "
+        print(f"{r['scenario']:<62} {r['mode']:<36} {r['texts_per_s']:>8.1f} {fmt(r['p50_ms'], '8.1f')} "
               f"{fmt(r['p99_ms'], '8.1f')} {r['errors']:>6} {fmt(r['peak_rss_mib'], '12.0f')}")
     summary = summarize(report["rows"])
     report["summary"] = summary
     print(f"\nmedian over {args.rounds} interleaved round(s):")
     for r in summary:
-        print(f"{r['scenario']:<62} {r['mode']:<24} {r['texts_per_s']:>8.1f} {r['p50_ms'] or 0:>8.1f} "
+        print(f"{r['scenario']:<62} {r['mode']:<36} {r['texts_per_s']:>8.1f} {r['p50_ms'] or 0:>8.1f} "
               f"{r['p99_ms'] or 0:>8.1f} {r['errors']:>6} {r['peak_rss_mib'] or 0:>12.0f}")
     print(json.dumps(report["machine"]))
     if args.out:

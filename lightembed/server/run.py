@@ -66,6 +66,8 @@ def parser() -> argparse.ArgumentParser:
                     "sends truncate=true (default: truncate, as encode() does)")
     ap.add_argument("--drain-timeout", type=float, default=_env("drain_timeout", 30.0),
                     help="on SIGTERM, seconds to let in-flight requests finish before exiting")
+    ap.add_argument("--http", choices=("auto", "h11", "httptools"), default=_env("http", "auto"),
+                    help="uvicorn's HTTP parser (auto: httptools when installed, else h11)")
     ap.add_argument("--log-level", default=_env("log_level", "info"))
     return ap
 
@@ -80,6 +82,8 @@ def _check(args: argparse.Namespace, ap: argparse.ArgumentParser) -> None:
             ap.error(f"--{name.replace('_', '-')} must be at least 1")
     if args.max_batch_tokens is not None and args.max_batch_tokens < 1:
         ap.error("--max-batch-tokens must be at least 1")
+    if args.http not in ("auto", "h11", "httptools"):  # argparse checks choices only on the command line
+        ap.error(f"--http (or LIGHTEMBED_HTTP) must be auto, h11 or httptools, got {args.http!r}")
     if args.request_timeout <= 0 or args.drain_timeout < 0 or args.batch_wait_ms < 0:
         ap.error("--request-timeout must be > 0, --drain-timeout and --batch-wait-ms >= 0")
 
@@ -165,6 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         access_log=False,
         timeout_graceful_shutdown=max(1, int(args.drain_timeout)),
         lifespan="on",
+        http=args.http,
     )
     server = DrainingServer(config)
     server.run()
