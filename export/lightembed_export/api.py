@@ -157,11 +157,16 @@ def export_model(
     manifest = _manifest(source, layout, torch_model, task, task_reason, files, extra)
     if rewritten:
         manifest["model"]["config_rewritten"] = rewritten
+    if extra.get("quantize_auto"):
+        manifest["quantize_auto"] = extra["quantize_auto"]
     write_manifest(output, manifest)
     from lightembed_export.verify import format_table
 
     say(format_table(files, task))
     say(f"wrote {output} ({MANIFEST_NAME}) in {clock.total():.1f} s")
+    auto = extra.get("quantize_auto")
+    if auto and auto["kept"] is None:
+        raise VerificationError(f"--quantize auto: no int8 recipe passes its check ({auto['why']})", [])
     failed = [f for f in files if not f["passed"]]
     if failed:
         details = "; ".join(_failure(f) for f in failed)
@@ -242,6 +247,16 @@ def _write_files(
 
     files = _describe_files(entries, output, task, external_data)
     probes = _verify(files, output, torch_model, task, reference)
+    from lightembed_export import auto_int8
+
+    files, extra["quantize_auto"] = auto_int8.settle(
+        files,
+        output,
+        fp32,
+        lambda new: _describe_files(new, output, task, external_data),
+        lambda new: _verify(new, output, torch_model, task, reference),
+        say,
+    )
     decoder = extra.get("decoder")
     if decoder and decoder["expected_tied"] and decoder["checked"] and not decoder["tied"]:
         files[0]["passed"] = False

@@ -1,0 +1,86 @@
+"""--quantize auto keeps no int8 file that fails its own check: it falls back to per-token int8, or writes none and
+fails saying why."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from lightembed_export import quantize as quantizing
+
+
+def _broken_dynamic(real):
+    """quantize_file whose output ignores its input (a constant sentence embedding): it must fail its check."""
+
+    def quantize_file(fp32_path, target, config_dir, per_channel=True):
+        import onnx
+        from onnx import helper
+
+        done = real(fp32_path, target, config_dir, per_channel)
+        model = onnx.load(str(done.path))
+        for node in model.graph.node:  # every weight MatMul multiplies by zero: the output no longer depends on text
+            if node.op_type == "MatMulInteger":
+                node.op_type = "Sub"
+                del node.input[2:]
+                node.input[1] = node.input[0]
+        del model.graph.value_info[:]
+        onnx.save(model, str(done.path))
+        return done
+
+    return quantize_file
+
+
+def _tiny(tmp_path):
+    from tests.test_export import _tiny_st
+
+    return _tiny_st(tmp_path / "tiny-st")
+
+
+def test_auto_falls_back_to_per_token_when_dynamic_fails(tmp_path, monkeypatch):
+    from lightembed_export import export_model
+
+    monkeypatch.setattr(quantizing, "quantize_file", _broken_dynamic(quantizing.quantize_file))
+    out = tmp_path / "out"
+    export_model(_tiny(tmp_path), out, quantize=["auto"], verbose=False)
+    manifest = json.loads((out / "lightembed.json").read_text())
+    paths = {f["path"]: f for f in manifest["files"]}
+    assert "onnx/model_qint8_rowwise.onnx" in paths and paths["onnx/model_qint8_rowwise.onnx"]["passed"]
+    assert all(f["passed"] for f in manifest["files"])
+    dynamic = quantizing.file_name(quantizing.detect_cpu_target()[0])
+    assert not (out / "onnx" / dynamic).exists()  # the failing file is gone
+    record = manifest["quantize_auto"]
+    assert record["kept"] == "onnx/model_qint8_rowwise.onnx"
+    assert [t["passed"] for t in record["tried"]] == [False, True]
+
+
+def test_auto_writes_no_int8_file_when_no_recipe_passes(tmp_path, monkeypatch):
+    from lightembed_export import export_model
+    from lightembed_export.errors import VerificationError
+
+    monkeypatch.setattr(quantizing, "quantize_file", _broken_dynamic(quantizing.quantize_file))
+    real_rowwise = quantizing.quantize_rowwise_file
+
+    def broken_rowwise(fp32):
+        done = real_rowwise(fp32)
+        _broken_dynamic(lambda *a, **k: done)(fp32, None, None)
+        return done
+
+    monkeypatch.setattr(quantizing, "quantize_rowwise_file", broken_rowwise)
+    out = tmp_path / "out"
+    with pytest.raises(VerificationError, match="no int8 recipe passes its check"):
+        export_model(_tiny(tmp_path), out, quantize=["auto"], verbose=False)
+    assert not list((out / "onnx").glob("*int8*"))
+    manifest = json.loads((out / "lightembed.json").read_text())
+    assert manifest["quantize_auto"]["kept"] is None and len(manifest["quantize_auto"]["tried"]) == 2
+    assert [f["path"] for f in manifest["files"]] == ["onnx/model.onnx"]
+
+
+def test_auto_keeps_a_passing_dynamic_file(tmp_path):
+    from lightembed_export import export_model
+
+    out = tmp_path / "out"
+    export_model(_tiny(tmp_path), out, quantize=["auto"], verbose=False)
+    manifest = json.loads((out / "lightembed.json").read_text())
+    assert "quantize_auto" not in manifest and not (out / "onnx" / "model_qint8_rowwise.onnx").exists()
+    assert len(manifest["files"]) == 2 and all(f["passed"] for f in manifest["files"])
