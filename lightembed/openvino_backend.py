@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import mmap
 import os
 import threading
 from pathlib import Path
@@ -29,6 +30,7 @@ PROVIDER_NAME = "OpenVINO:CPU"
 # LIGHTEMBED_BACKEND=onnx|openvino pins what backend=None means (auto: the choice below), e.g. for a fleet
 # that must give fp32-exact vectors on every CPU.
 ENV_BACKEND = "LIGHTEMBED_BACKEND"
+ENV_CACHE = "LIGHTEMBED_OPENVINO_CACHE"
 AUTO_MIN_COSINE = 0.9999  # near-lossless: what the automatic choice demands of the exporter's bf16 measurement
 _OV_INT_TYPES = {"i64": "int64", "i32": "int32"}
 _KNOWN_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "position_ids")
@@ -153,13 +155,20 @@ class OpenVinoGraph:
             raise FileNotFoundError(f"ONNX model file not found: {path}")
         if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
             raise ValueError(f"threads must be a positive integer, got {threads!r}.")
-        core = ov.Core()
-        try:
-            model = core.read_model(str(path))
+        self.threads = threads or usable_cores()
+        settings: dict[str, Any] = {"INFERENCE_NUM_THREADS": self.threads, "PERFORMANCE_HINT": "LATENCY"}
+        if precision is not None:
+            settings["INFERENCE_PRECISION_HINT"] = precision
+        cache = cache_dir()
+        if cache is not None:
+            settings["CACHE_DIR"] = cache
+        settings.update(config or {})
+        try:  # from the path, so that a filled model cache skips reading the ONNX file as well as compiling it
+            self.compiled = ov.Core().compile_model(str(path), "CPU", settings)
         except Exception as exc:  # OpenVINO raises its own types for unreadable files
-            raise ValueError(f"Could not load ONNX model {path} with OpenVINO: {exc}") from None
+            raise ValueError(f"OpenVINO could not load or compile {path} for the CPU: {exc}") from None
         self.input_dtypes: dict[str, str] = {}
-        for port in model.inputs:
+        for port in self.compiled.inputs:
             name = port.get_any_name()
             if name not in _KNOWN_INPUTS:
                 raise ValueError(
@@ -171,21 +180,12 @@ class OpenVinoGraph:
             self.input_dtypes[name] = _OV_INT_TYPES[kind]
         if "input_ids" not in self.input_dtypes:
             raise ValueError("The ONNX graph has no 'input_ids' input; it is not a text transformer.")
-        self.output_names = [port.get_any_name() for port in model.outputs]
+        self.output_names = [port.get_any_name() for port in self.compiled.outputs]
         self.output_name = next((n for n in preferred_outputs if n in self.output_names), self.output_names[0])
-        shapes = {port.get_any_name(): port.get_partial_shape() for port in model.outputs}
+        shapes = {port.get_any_name(): port.get_partial_shape() for port in self.compiled.outputs}
         last = shapes[self.output_name][-1] if shapes[self.output_name].rank.is_static else None
         self.output_width: int | None = last.get_length() if last is not None and last.is_static else None
-        self.metadata: dict[str, str] = _framework_metadata(model)
-        self.threads = threads or usable_cores()
-        settings: dict[str, Any] = {"INFERENCE_NUM_THREADS": self.threads, "PERFORMANCE_HINT": "LATENCY"}
-        if precision is not None:
-            settings["INFERENCE_PRECISION_HINT"] = precision
-        settings.update(config or {})
-        try:
-            self.compiled = core.compile_model(model, "CPU", settings)
-        except Exception as exc:
-            raise ValueError(f"OpenVINO could not compile {path} for the CPU: {exc}") from None
+        self.metadata: dict[str, str] = onnx_metadata(path)
         hint = self.compiled.get_property("INFERENCE_PRECISION_HINT")
         self.inference_precision = str(getattr(hint, "get_type_name", lambda: hint)())
         self._output_index = {name: i for i, name in enumerate(self.output_names)}
@@ -211,15 +211,75 @@ class OpenVinoGraph:
         return np.array(out, dtype=np.float32)  # a copy: the request's buffer is reused by the next call
 
 
-def _framework_metadata(model: Any) -> dict[str, str]:
-    """The ONNX file's metadata_props, which OpenVINO's ONNX reader keeps under rt_info["framework"]."""
+def cache_dir() -> str | None:
+    """Where OpenVINO keeps compiled models between loads (its CACHE_DIR): LIGHTEMBED_OPENVINO_CACHE, else
+    $XDG_CACHE_HOME/lightembed/openvino (~/.cache/...); "0"/"off" or an unwritable folder: no cache. A filled
+    cache makes a load cost about onnxruntime's instead of ~1.5x (benchmarks/coldstart_graph.py)."""
+    value = os.environ.get(ENV_CACHE, "").strip()
+    if value.lower() in ("0", "off", "false", "no"):
+        return None
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    folder = Path(value) if value else base / "lightembed" / "openvino"
     try:
-        if not model.has_rt_info(["framework"]):
-            return {}
-        found = model.get_rt_info(["framework"]).astype(dict)
-        return {str(k): str(v.astype(str) if hasattr(v, "astype") else v) for k, v in found.items()}
-    except Exception:  # older OpenVINO releases expose rt_info differently: metadata is optional
-        return {}
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    return str(folder) if os.access(folder, os.W_OK) else None
+
+
+def onnx_metadata(path: str | Path) -> dict[str, str]:
+    """An ONNX file's metadata_props (ModelProto field 14), read by skipping over the other top-level fields, so
+    neither the graph nor the `onnx` package is needed; {} for anything that is not a readable ONNX file."""
+    out: dict[str, str] = {}
+    try:
+        with open(path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+            pos, end = 0, len(buf)
+            while pos < end:
+                key, pos = _varint(buf, pos)
+                field, wire = key >> 3, key & 7
+                if wire == 0:
+                    _, pos = _varint(buf, pos)
+                elif wire == 2:
+                    length, pos = _varint(buf, pos)
+                    if field == 14:
+                        entry = _fields(buf[pos : pos + length])
+                        out[entry.get(1, "")] = entry.get(2, "")
+                    pos += length
+                elif wire == 1:
+                    pos += 8
+                elif wire == 5:
+                    pos += 4
+                else:
+                    return out
+    except (OSError, ValueError, IndexError):
+        return out
+    return out
+
+
+def _varint(buf: Any, pos: int) -> tuple[int, int]:
+    value, shift = 0, 0
+    while True:
+        byte = buf[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, pos
+        shift += 7
+        if shift > 63:
+            raise ValueError("bad varint")
+
+
+def _fields(data: bytes) -> dict[int, str]:
+    """The string fields of a small message (StringStringEntryProto: key=1, value=2)."""
+    out, pos = {}, 0
+    while pos < len(data):
+        key, pos = _varint(data, pos)
+        if key & 7 != 2:
+            raise ValueError("unexpected field")
+        length, pos = _varint(data, pos)
+        out[key >> 3] = data[pos : pos + length].decode("utf-8", "replace")
+        pos += length
+    return out
 
 
 class _SessionView:

@@ -558,7 +558,8 @@ def test_quantized_file_names_follow_sentence_transformers():
     # the same {weights dtype}_{config} rule for the two additions
     assert quantizing.file_name("avx2_qint8") == "model_qint8_avx2.onnx"
     assert quantizing.file_name("static") == "model_qint8_static.onnx"
-    assert set(quantizing.TARGETS) == set(quantizing.DYNAMIC_TARGETS) | {"avx2_qint8", "static"}
+    assert quantizing.file_name("rowwise") == "model_qint8_rowwise.onnx"
+    assert set(quantizing.TARGETS) == set(quantizing.DYNAMIC_TARGETS) | {"avx2_qint8", "static", "rowwise"}
 
 
 def test_hub_source_records_the_commit(tmp_path, monkeypatch):

@@ -22,8 +22,9 @@ TEXTS = ["A man is eating food.", "hello world", "Ünïcödé and emoji 🎉", "
 
 
 @pytest.fixture(autouse=True)
-def _no_pinned_backend(monkeypatch):
+def _no_pinned_backend(monkeypatch, tmp_path):
     monkeypatch.delenv(ovb.ENV_BACKEND, raising=False)  # conftest pins onnx for the rest of the suite
+    monkeypatch.setenv(ovb.ENV_CACHE, str(tmp_path / "ov-cache"))  # not the user's ~/.cache
 
 
 # ----- the choice ------------------------------------------------------------------------------------------
@@ -185,3 +186,33 @@ def test_no_options_picks_openvino_only_when_the_record_says_near_lossless(expor
     monkeypatch.setattr(ovb, "cpu_flags", lambda *a: AVX2_ONLY)
     model = SentenceTransformer(folder)
     assert model.get_backend() == "onnx" and "AMX" in model.backend_reason
+
+
+def test_model_cache_is_filled_and_can_be_turned_off(tiny_model, tmp_path, monkeypatch):
+    path = Path(tiny_model) / "onnx" / "model.onnx"
+    cache = tmp_path / "cache"
+    monkeypatch.setenv(ovb.ENV_CACHE, str(cache))
+    first = ovb.OpenVinoGraph(path, threads=1, precision="f32")
+    assert list(cache.glob("*.blob"))  # what the next load reads instead of compiling
+    again = ovb.OpenVinoGraph(path, threads=1, precision="f32")
+    ids = np.array([[1, 5, 6, 2]])
+    feed = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": 0 * ids}
+    np.testing.assert_array_equal(first(feed), again(feed))
+    monkeypatch.setenv(ovb.ENV_CACHE, "0")
+    assert ovb.cache_dir() is None
+    for blob in cache.glob("*"):
+        blob.unlink()
+    ovb.OpenVinoGraph(path, threads=1, precision="f32")
+    assert not list(cache.iterdir())
+
+
+def test_onnx_metadata_without_onnx(exported_tiny, tmp_path):
+    import onnx
+
+    path = exported_tiny / "onnx" / "model.onnx"
+    expected = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+    assert expected and ovb.onnx_metadata(path) == expected
+    assert ovb.OpenVinoGraph(path, threads=1).metadata == expected
+    (tmp_path / "junk.onnx").write_bytes(b"\xff\xff\xff")
+    assert ovb.onnx_metadata(tmp_path / "junk.onnx") == {}
+    assert ovb.onnx_metadata(tmp_path / "missing.onnx") == {}
