@@ -327,13 +327,22 @@ from transformers import BertModel
 
 from .configuration_tiny_remote import TinyRemoteConfig
 
-if os.environ.get("%s"):
-    with open(os.environ["%s"], "a") as marker:
-        marker.write("imported\\n")
+
+def _mark(what):
+    if os.environ.get("%s"):
+        with open(os.environ["%s"], "a") as marker:
+            marker.write(what + "\\n")
+
+
+_mark("imported")
 
 
 class TinyRemoteModel(BertModel):
     config_class = TinyRemoteConfig
+
+    def __init__(self, config):
+        _mark("built")  # also when an earlier test in the same process imported this module already
+        super().__init__(config)
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, **kwargs):
         out = super().forward(
