@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         base = statistics.median(seconds[names[0]])
         print(f"\n{file_name}, {len(texts)} texts, batch size {BATCH_SIZE}, {args.threads} threads, "
               f"median of {args.rounds} interleaved rounds")
-        print(f"| lever | texts/s | x default |\n|---|---|---|")
+        print("| lever | texts/s | x default |\n|---|---|---|")
         rows = {}
         for name in names:
             med = statistics.median(seconds[name])

@@ -17,7 +17,7 @@ __all__ = [
 
 if TYPE_CHECKING:
     from lightembed import util
-    from lightembed.base import PrecisionWarning
+    from lightembed.compat import PrecisionWarning
     from lightembed.cross_encoder import CrossEncoder
     from lightembed.encoder import SentenceTransformer
     from lightembed.sparse_encoder import SparseEncoder
@@ -43,7 +43,7 @@ def __getattr__(name: str) -> Any:
 
         return NotSupportedError
     if name == "PrecisionWarning":
-        from lightembed.base import PrecisionWarning
+        from lightembed.compat import PrecisionWarning
 
         return PrecisionWarning
     if name == "util":

@@ -25,7 +25,7 @@ import torch
 from sentence_transformers.base.peft_mixin import PeftAdapterMixin
 
 from lightembed import CrossEncoder, SentenceTransformer, SparseEncoder
-from lightembed.base import PrecisionWarning
+from lightembed.compat import PrecisionWarning
 from lightembed.integrity import IntegrityError
 from lightembed.session import CUDA
 from lightembed.unsupported import NotSupportedError, TorchOnlyAttributeError

@@ -15,7 +15,6 @@ def _broken_dynamic(real):
 
     def quantize_file(fp32_path, target, config_dir, per_channel=True):
         import onnx
-        from onnx import helper
 
         done = real(fp32_path, target, config_dir, per_channel)
         model = onnx.load(str(done.path))
