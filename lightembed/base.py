@@ -23,7 +23,7 @@ from tokenizers import Encoding
 
 from lightembed import openvino_backend
 from lightembed import session as sessions
-from lightembed.compat import TorchCompat
+from lightembed.compat import TorchCompat, _relative
 from lightembed.config import TransformerSettings
 from lightembed.hub import resolve
 from lightembed.inputs import check_int, merge_prompts, resolve_prompt
@@ -381,10 +381,3 @@ class EmbeddingModel(BaseModel):
                     kwargs["prompt_name"] = name
                     break
         return kwargs
-
-
-def _relative(path: Path, folder: Path) -> str:
-    try:
-        return path.relative_to(folder).as_posix()
-    except ValueError:
-        return str(path)

@@ -252,16 +252,7 @@ class TorchCompat:
 
         save_model(self, path, model_name=model_name, create_model_card=create_model_card)
 
-    def save_pretrained(
-        self,
-        path: str | Path,
-        model_name: str | None = None,
-        create_model_card: bool = True,
-        train_datasets: list[str] | None = None,
-        safe_serialization: bool = True,
-    ) -> None:
-        """The same as save()."""
-        self.save(path, model_name, create_model_card, train_datasets, safe_serialization)
+    save_pretrained = save  # sentence-transformers' other name for it
 
     def push_to_hub(
         self,

@@ -459,21 +459,12 @@ def encode_sparse(
 ) -> Any:
     """SparseEncoder.encode(pool=...): workers return SparseVector rows; the output form is made here."""
     from lightembed.inputs import as_text_list
-    from lightembed.sparse import SparseEmbeddings
 
     model._check_call("encode()", None, kwargs)
     texts, single = as_text_list(inputs)
     encode_kwargs.update(convert_to_tensor=False, convert_to_sparse_tensor=True)
     rows = concat(pooled_call(model, "encode", texts, pool, device, chunk_size, show_progress_bar, encode_kwargs))
-    emb = SparseEmbeddings.from_rows(rows, int(model._vocab_size or 0))
-    if convert_to_sparse_tensor:
-        if single:
-            return emb[0]
-        return emb if convert_to_tensor else list(emb)
-    dense = emb.toarray()
-    if single:
-        return dense[0]
-    return dense if convert_to_tensor else list(dense)
+    return model._finish(rows, single, convert_to_tensor, convert_to_sparse_tensor)
 
 
 def predict_scores(

@@ -408,6 +408,10 @@ class SparseEncoder(EmbeddingModel):
         for idx, batch in self._batches(texts, batch_size, show_progress_bar):
             for i, row in zip(idx, self.forward(batch, k)):
                 rows[i] = row
+        return self._finish(rows, single, convert_to_tensor, convert_to_sparse_tensor)
+
+    def _finish(self, rows: list[Any], single: bool, convert_to_tensor: bool, convert_to_sparse_tensor: bool) -> Any:
+        """The output form encode() promises for per-text SparseVector rows (also for the pool's rows)."""
         emb = SparseEmbeddings.from_rows(rows, int(self._vocab_size or 0))
         if convert_to_sparse_tensor:
             if single:
