@@ -111,7 +111,8 @@ def stage_context(flavor: str, work: Path, model: Path, file_name: str, checkpoi
             shutil.copy2(ROOT / name, ctx / name)
         shutil.rmtree(ctx / "lightembed", ignore_errors=True)
         shutil.copytree(ROOT / "lightembed", ctx / "lightembed", ignore=shutil.ignore_patterns("__pycache__"))
-        shutil.copy2(DEPLOY / "Containerfile", ctx / "Containerfile")
+        for name in ("Containerfile", "prune.py", "prune.txt"):
+            shutil.copy2(DEPLOY / name, ctx / name)
         stage(model, ctx / "model", file_name)
     else:
         pip_target(ctx / "site", BASELINE_DEPS[flavor])
@@ -183,6 +184,20 @@ def run_offline(flavor: str, tag: str) -> list[float]:
     cmd = ["encode", "/opt/model", SENTENCE] if flavor == "lightembed" else ["encode", SENTENCE]
     out = sh("podman", "run", "--rm", "--network=none", tag, *cmd, capture=True, timeout=300)
     return json.loads(out)[0]
+
+
+def inspect_pruned(tag: str) -> dict[str, Any]:
+    """What deploy/prune.txt left in the image's /opt/site, and what a Hub id gives there (no huggingface_hub)."""
+    site = sh("podman", "run", "--rm", "--network=none", "--entrypoint", "python3", tag, "-c",
+              "import json, os; print(json.dumps(sorted(os.listdir('/opt/site'))))",
+              capture=True, timeout=120)
+    ort = sh("podman", "run", "--rm", "--network=none", "--entrypoint", "python3", tag, "-c",
+             "import os, onnxruntime; print(' '.join(sorted(os.listdir(os.path.dirname(onnxruntime.__file__)))))",
+             capture=True, timeout=120)
+    hub = subprocess.run(["podman", "run", "--rm", "--network=none", tag, "encode", "some-org/some-model", SENTENCE],
+                         capture_output=True, text=True, timeout=120)
+    return {"site_packages": json.loads(site), "onnxruntime_files": ort.split(),
+            "hub_id_rc": hub.returncode, "hub_id_stderr": hub.stderr[-2000:]}
 
 
 def run_server(flavor: str, tag: str, timeout: float = 180) -> dict[str, Any]:
@@ -261,8 +276,10 @@ def main(argv: list[str] | None = None) -> int:
             ctx = stage_context(flavor, args.work, args.model, args.file, args.checkpoint, args.extras)
             tag = build(flavor, ctx, base, args.deps, args.model_name)
             log(f"{flavor}: built {tag} in {time.perf_counter() - t0:.0f} s")
-        row: dict[str, Any] = {"image": tag, **image_sizes(tag, base, args.work)}
+        row: dict[str, Any] = {"image": tag, "load_average": os.getloadavg(), **image_sizes(tag, base, args.work)}
         row["offline_vector"] = run_offline(flavor, tag)
+        if flavor == "lightembed":
+            row.update(inspect_pruned(tag))
         row.update(run_server(flavor, tag))
         row["cold_starts_s"] = [row["cold_start_s"]]
         results["flavors"][flavor] = row
@@ -270,6 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     for _ in range(args.cold_runs - 1):
         for flavor, row in results["flavors"].items():
             row["cold_starts_s"].append(run_server(flavor, row["image"])["cold_start_s"])
+            row.setdefault("load_averages", []).append(os.getloadavg())
     for flavor, row in results["flavors"].items():
         row["cold_start_s"] = statistics.median(row["cold_starts_s"])
         if not args.keep_images:

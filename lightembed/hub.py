@@ -86,7 +86,13 @@ def _from_hub(
     local_files_only: bool,
     token: bool | str | None,
 ) -> tuple[Path, Path]:
-    from huggingface_hub import snapshot_download  # imported only when a Hub id must be resolved
+    try:
+        from huggingface_hub import snapshot_download  # imported only when a Hub id must be resolved
+    except ImportError:  # slim installs (deploy/prune.txt) leave it out: they serve local folders only
+        raise FileNotFoundError(
+            f"No model folder at {repo_id!r}, and resolving it as a Hugging Face Hub repo id needs huggingface_hub,"
+            " which this install lacks: pass a local model folder, or `pip install huggingface-hub`."
+        ) from None
 
     candidates = onnx_candidates(file_name)
     groups = [candidates] if file_name is not None else [[c] for c in candidates]

@@ -97,3 +97,16 @@ def test_image_runs_as_a_lambda_container(built):
     want = SentenceTransformer(model, device="cpu").encode([SENTENCE, "hello world"], normalize_embeddings=True)
     np.testing.assert_allclose(got, want, atol=1e-6)
     assert err["statusCode"] == 422 and "not valid JSON" in err["body"]
+
+
+def test_image_is_pruned_and_a_hub_id_is_a_clear_error(built):
+    """deploy/prune.txt ran in the build stage: no Hub client, no onnxruntime C API library or offline tools, no
+    NumPy tests; encode/serve above prove what is left suffices, and a Hub id fails cleanly, without a traceback."""
+    _, result = built
+    row = result["flavors"]["lightembed"]
+    site, ort = set(row["site_packages"]), set(row["onnxruntime_files"])
+    assert {"lightembed", "onnxruntime", "numpy", "tokenizers", "starlette", "uvicorn", "awslambdaric"} <= site
+    assert not site & {"huggingface_hub", "hf_xet", "yaml", "fsspec", "google", "flatbuffers", "sympy"}, site
+    assert "capi" in ort and not ort & {"tools", "quantization", "transformers", "datasets", "backend"}, ort
+    assert row["hub_id_rc"] != 0 and "needs huggingface_hub" in row["hub_id_stderr"], row["hub_id_stderr"]
+    assert "Traceback" not in row["hub_id_stderr"]
