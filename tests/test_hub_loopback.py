@@ -62,7 +62,10 @@ def _load(server: FakeHub, cache: Path, code: str, prelude: str = "") -> dict:
         "HF_HUB_DOWNLOAD_TIMEOUT": "5",
         "PYTHONPATH": str(ROOT),
     }
-    env.pop("HF_HUB_OFFLINE", None)
+    # Online on purpose, whatever an earlier test left in os.environ: huggingface_hub reads TRANSFORMERS_OFFLINE
+    # too (benchmarks/runners.py, imported by the benchmark smoke test, sets both).
+    env["HF_HUB_OFFLINE"] = "0"
+    env.pop("TRANSFORMERS_OFFLINE", None)
     head = "import json\nfrom lightembed import SentenceTransformer as S"
     script = f"{prelude}\n{head}\ncache = {str(cache)!r}\n{code}\n"
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
