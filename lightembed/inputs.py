@@ -48,12 +48,8 @@ def check_int(value: Any, name: str, minimum: int = 1) -> int:
     return int(value)
 
 
-def check_positive_int(value: Any, name: str) -> int:
-    return check_int(value, name)
-
-
 def check_batch_size(batch_size: Any) -> int:
-    return check_positive_int(batch_size, "batch_size")
+    return check_int(batch_size, "batch_size")
 
 
 def check_precision(precision: Any) -> str:

@@ -5,7 +5,7 @@ result shapes, but take and return NumPy arrays instead of torch tensors.
 Similarity matrices are ``np.ndarray``; float32 inputs (and plain lists) give
 float32 results, float64 inputs give float64 results.
 
-This module imports only NumPy and the standard library.
+This module imports only NumPy, the standard library and lightembed.inputs (NumPy only).
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
+
+from lightembed.inputs import check_int
 
 logger = logging.getLogger(__name__)
 
@@ -118,16 +120,6 @@ def _pairwise_pair(a: ArrayLike, b: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
         ) from None
     dtype = np.result_type(a1.dtype, b1.dtype)
     return a1.astype(dtype, copy=False), b1.astype(dtype, copy=False)
-
-
-def _check_positive_int(value: int, name: str) -> None:
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-
-
-def _check_non_negative_int(value: int, name: str) -> None:
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 0:
-        raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
 
 
 # --------------------------------------------------------------------------- #
@@ -288,9 +280,9 @@ def semantic_search(
     Returns one list per query of ``{"corpus_id": int, "score": float}`` dicts,
     sorted by decreasing score (ties: lower ``corpus_id`` first).
     """
-    _check_positive_int(query_chunk_size, "query_chunk_size")
-    _check_positive_int(corpus_chunk_size, "corpus_chunk_size")
-    _check_non_negative_int(top_k, "top_k")
+    check_int(query_chunk_size, "query_chunk_size")
+    check_int(corpus_chunk_size, "corpus_chunk_size")
+    check_int(top_k, "top_k", minimum=0)
     queries = _to_matrix(query_embeddings, "query_embeddings")
     corpus = _to_matrix(corpus_embeddings, "corpus_embeddings")
     if queries.shape[1] != corpus.shape[1]:
@@ -360,10 +352,10 @@ def paraphrase_mining_embeddings(
     each embedding contributes its ``top_k`` best matches per corpus chunk, and
     at most ``max_pairs - 1`` directed candidates are kept before de-duplication.
     """
-    _check_positive_int(query_chunk_size, "query_chunk_size")
-    _check_positive_int(corpus_chunk_size, "corpus_chunk_size")
-    _check_positive_int(max_pairs, "max_pairs")
-    _check_non_negative_int(top_k, "top_k")
+    check_int(query_chunk_size, "query_chunk_size")
+    check_int(corpus_chunk_size, "corpus_chunk_size")
+    check_int(max_pairs, "max_pairs")
+    check_int(top_k, "top_k", minimum=0)
     emb = _to_matrix(embeddings, "embeddings")
     n = emb.shape[0]
     k = top_k + 1  # an embedding usually matches itself best; that slot is dropped
@@ -475,12 +467,12 @@ def community_detection(
     point's closest neighbours (usually itself) first. ``show_progress_bar`` is
     accepted for compatibility and ignored.
     """
-    _check_positive_int(batch_size, "batch_size")
+    check_int(batch_size, "batch_size")
     emb = _to_matrix(embeddings, "embeddings")
     n = emb.shape[0]
     if n == 0:
         return []
-    _check_positive_int(min_community_size, "min_community_size")
+    check_int(min_community_size, "min_community_size")
     emb = normalize_embeddings(emb)
     min_size = min(int(min_community_size), n)
     # sentence-transformers compares against a float32 threshold tensor.
