@@ -63,9 +63,15 @@ class HFConfig(dict):
 _OFFSET_POSITIONS = ("roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "mpnet", "data2vec-text", "ibert")
 
 
+def _text_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The text model's part of config.json: its `text_config` in a two-tower (CLIP) config, else all of it."""
+    text = config.get("text_config")
+    return text if isinstance(text, dict) and "max_position_embeddings" not in config else config
+
+
 def position_limit(transformer_dir: Path) -> int | None:
     """The most tokens the model's position embeddings hold (None when config.json does not bound it)."""
-    hf = read_json(transformer_dir / "config.json")
+    hf = _text_config(read_json(transformer_dir / "config.json"))
     limit = hf.get("max_position_embeddings")
     if isinstance(limit, bool) or not isinstance(limit, int) or not 0 < limit < _LARGE:
         return None
@@ -99,7 +105,7 @@ def read_transformer_settings(transformer_dir: Path, folder: Path | None = None)
         max_length: int | None = raw
     else:
         tok_max = read_json(transformer_dir / "tokenizer_config.json").get("model_max_length")
-        pos_max = read_json(transformer_dir / "config.json").get("max_position_embeddings")
+        pos_max = _text_config(read_json(transformer_dir / "config.json")).get("max_position_embeddings")
         candidates = [int(v) for v in (tok_max, pos_max) if isinstance(v, (int, float)) and 0 < v < _LARGE]
         max_length = min(candidates) if candidates else None
     lower = st_config.get("do_lower_case", False)
@@ -122,6 +128,12 @@ class ModelConfig:
     default_prompt_name: str | None = None
     similarity_fn_name: str | None = None
     module_types: list[str] = field(default_factory=list)
+    modalities: tuple[str, ...] = ("text",)
+    """What the model embeds: ("text",), or ("text", "image") for a CLIP model (lightembed.clip)."""
+
+    @property
+    def is_clip(self) -> bool:
+        return "image" in self.modalities
 
     @property
     def max_seq_length(self) -> int | None:
@@ -192,9 +204,14 @@ def load_config(folder: str | Path) -> ModelConfig:
     pooling: PoolingConfig | None = None
     post: list[Callable[[np.ndarray], np.ndarray]] = []
     kinds: list[str] = []
+    modalities: tuple[str, ...] = ("text",)
     for kind, path, type_name in entries:
         kinds.append(kind)
-        if kind == "Transformer":
+        if kind == "CLIPModel" or (kind == "Transformer" and _is_clip_dir(path)):  # text + vision towers
+            if transformer_dir is not None:
+                raise ValueError(f"{modules} lists more than one Transformer module.")
+            transformer_dir, modalities = path, ("text", "image")
+        elif kind == "Transformer":
             if transformer_dir is not None:
                 raise ValueError(f"{modules} lists more than one Transformer module.")
             transformer_dir = path
@@ -207,7 +224,7 @@ def load_config(folder: str | Path) -> ModelConfig:
         else:
             raise ValueError(
                 f"Module type {type_name!r} in {modules} is not supported by lightembed "
-                "(supported: Transformer, Pooling, Dense, Normalize)."
+                "(supported: Transformer, CLIPModel, Pooling, Dense, Normalize)."
             )
     if transformer_dir is None:
         raise ValueError(f"{modules} lists no Transformer module.")
@@ -226,4 +243,11 @@ def load_config(folder: str | Path) -> ModelConfig:
         default_prompt_name=default_prompt_name,
         similarity_fn_name=similarity_fn_name,
         module_types=kinds,
+        modalities=modalities,
     )
+
+
+def _is_clip_dir(path: Path) -> bool:
+    """Whether a Transformer module folder holds a CLIP checkpoint (sentence-transformers 5 may save CLIP as a plain
+    Transformer with an image modality)."""
+    return "CLIPModel" in (read_json(path / "config.json").get("architectures") or [])

@@ -11,6 +11,7 @@ from typing import Any, Callable, Iterator, Literal, Sequence, overload
 import numpy as np
 
 from lightembed.base import EmbeddingModel, ModelSetup
+from lightembed.clip import TEXT_OUTPUT, ImageTower, SplitInputs, image_inputs_in, split_inputs
 from lightembed.config import ModelConfig, load_config, read_json, read_modules
 from lightembed.inputs import (
     OUTPUT_VALUES,
@@ -93,8 +94,23 @@ class SentenceTransformer(EmbeddingModel):
         if self.truncate_dim is None:  # as sentence-transformers: the argument, else the saved config's
             saved = read_json(self.model_dir / "config_sentence_transformers.json").get("truncate_dim")
             self.truncate_dim = check_truncate_dim(saved)
+        self.image_tower: ImageTower | None = self._open_image_tower()
+        """A CLIP model's vision graph and image preprocessing (lightembed.clip); None for a text model."""
+
+    def _open_image_tower(self) -> ImageTower | None:
+        if not self.config.is_clip:
+            return None
+        return ImageTower(self.model_dir, self.onnx_path, self.providers, self._threads, self._verify,
+                          self.config.transformer_dir)  # fmt: skip
+
+    @property
+    def modalities(self) -> list[str]:
+        """The input modalities this model takes: ["text"], or ["text", "image"] for a CLIP model."""
+        return list(self.config.modalities)
 
     def _reopened(self, before: Any) -> None:
+        if self.config.is_clip:  # the vision graph follows the text graph's file and providers
+            self.image_tower = self._open_image_tower()
         # The fused output is used when the new file has it, unless the user switched it off (remembered across
         # files without one, where it is off by necessity).
         if POOLED_OUTPUT in before.output_names:
@@ -167,7 +183,10 @@ class SentenceTransformer(EmbeddingModel):
     # ----- encoding ---------------------------------------------------------------------------------
     def forward(self, batch: Batch, prompt_length: int | None = None) -> np.ndarray:
         """Sentence embeddings (rows, dim) of one padded batch: the fused pooling output when the file has it and
-        no prompt must be excluded, else the token embeddings pooled in NumPy; then Dense/Normalize modules."""
+        no prompt must be excluded, else the token embeddings pooled in NumPy; then Dense/Normalize modules. A CLIP
+        text tower gives its projected embeddings (text_embeds) directly."""
+        if self.config.is_clip:
+            return self._after_pooling(self._graph(batch.as_dict(), TEXT_OUTPUT))
         if self.use_pooled_output and prompt_length is None:
             return self._after_pooling(self._graph(batch.as_dict(), POOLED_OUTPUT))
         return self._sentence_embeddings(self._graph(batch.as_dict()), batch.attention_mask, prompt_length)
@@ -185,6 +204,24 @@ class SentenceTransformer(EmbeddingModel):
         if prompt_length is not None:
             attention_mask = exclude_prompt(attention_mask, prompt_length)
         return self._after_pooling(pool(token_embeddings, attention_mask, self.config.pooling.modes))
+
+    def _split(self, inputs: Any) -> SplitInputs:
+        """The texts (and, for a CLIP model, images) of an encode() call with their positions."""
+        if self.config.is_clip:
+            return split_inputs(inputs)
+        try:
+            texts, single = as_text_list(inputs)
+        except TypeError:
+            images = image_inputs_in(inputs)
+            if images:
+                where = f"inputs[{images[0]}]" if isinstance(inputs, (list, tuple)) else "inputs"
+                raise TypeError(
+                    f"{where} is an image, but this model embeds text only (modalities {self.modalities}); images need "
+                    "a CLIP model exported with lightembed-export."
+                ) from None
+            raise
+        none = np.zeros(0, dtype=np.int64)
+        return SplitInputs(texts, np.arange(len(texts), dtype=np.int64), [], none, single)
 
     def _after_pooling(self, emb: np.ndarray) -> np.ndarray:
         """The modules after Pooling (Dense, Normalize ...) applied to pooled vectors."""
@@ -272,6 +309,13 @@ class SentenceTransformer(EmbeddingModel):
         (or a handful) has no meaningful range and comes out as -128/0 (sentence-transformers does the same). For
         one text, encode in float32 and call `util.quantize_embeddings(emb, "int8", ranges=...)` with ranges
         (shape (2, dim): per-dimension min and max) or `calibration_embeddings=` taken from a corpus.
+
+        A CLIP model (`modalities` ["text", "image"]) also embeds images, alone or mixed with texts in one list
+        (input order kept): a PIL image, a `pathlib.Path`, or, as in sentence-transformers, a string ending in an
+        image extension (.jpg, .png, ...) that names an existing file, or a data:image/ URI; any other string is
+        text. sentence-transformers 5.7 refuses a batch that mixes texts and images; here each kind is batched
+        separately, so a mixed list gives what encoding each kind on its own gives. Images need Pillow
+        (`pip install 'lightembed[images]'`); prompts apply to texts only.
         """
         inputs = take_sentences(inputs, kwargs)
         pool, chunk_size = kwargs.pop("pool", None), kwargs.pop("chunk_size", None)
@@ -285,12 +329,18 @@ class SentenceTransformer(EmbeddingModel):
                 output_value=output_value, normalize_embeddings=normalize_embeddings,
             )  # fmt: skip
         self._check_call("encode()", device, kwargs)
-        texts, single = as_text_list(inputs)
+        parts = self._split(inputs)
+        texts, single = parts.texts, parts.single
         batch_size = check_batch_size(batch_size)
         check_precision(precision)
         if output_value not in OUTPUT_VALUES:
             raise ValueError(f"output_value must be one of {OUTPUT_VALUES}, got {output_value!r}.")
         truncate_dim = check_truncate_dim(truncate_dim) or self.truncate_dim
+        if self.config.is_clip and output_value != "sentence_embedding":
+            raise ValueError(
+                f"output_value={output_value!r}: a CLIP model's graphs give sentence embeddings only "
+                "(output_value='sentence_embedding')."
+            )
         resolved_prompt = self._prompt(prompt, prompt_name)
         if resolved_prompt:
             texts = [resolved_prompt + text for text in texts]
@@ -299,6 +349,17 @@ class SentenceTransformer(EmbeddingModel):
         embeddings: np.ndarray | None = None  # (n, dim), filled batch by batch in input order
         tokens: list[Any] = [None] * len(texts)
         records: list[Any] = [None] * len(texts)
+
+        def store(positions: np.ndarray, emb: np.ndarray) -> None:
+            nonlocal embeddings
+            if truncate_dim is not None:
+                emb = emb[:, :truncate_dim]
+            if normalize_embeddings:
+                emb = l2_normalize(emb)
+            if embeddings is None:
+                embeddings = np.empty((parts.count, emb.shape[1]), dtype=np.float32)
+            embeddings[positions] = emb
+
         for idx, batch in self._batches(texts, batch_size, show_progress_bar):
             if output_value == "sentence_embedding":
                 emb = self.forward(batch, prompt_length)
@@ -310,13 +371,7 @@ class SentenceTransformer(EmbeddingModel):
                 if output_value == "token_embeddings":
                     continue
                 emb = self._sentence_embeddings(hidden, batch.attention_mask, prompt_length)
-            if truncate_dim is not None:
-                emb = emb[:, :truncate_dim]
-            if normalize_embeddings:
-                emb = l2_normalize(emb)
-            if embeddings is None:
-                embeddings = np.empty((len(texts), emb.shape[1]), dtype=np.float32)
-            embeddings[idx] = emb
+            store(parts.text_positions[idx], emb)
             if output_value is None:
                 for row, i in enumerate(idx):
                     records[i] = {
@@ -325,6 +380,10 @@ class SentenceTransformer(EmbeddingModel):
                         "input_ids": batch.input_ids[row, : batch.lengths[row]],
                         "attention_mask": batch.attention_mask[row],
                     }
+        if parts.images and self.image_tower is not None:
+            for positions, emb in self.image_tower.batches(parts.images, parts.image_positions, batch_size,
+                                                           single=single):  # fmt: skip
+                store(positions, self._after_pooling(emb))
 
         if output_value == "token_embeddings":
             return tokens[0] if single else tokens
@@ -371,6 +430,9 @@ class SentenceTransformer(EmbeddingModel):
         return self._similarity_fns()[1](embeddings1, embeddings2)
 
     def _repr_fields(self) -> dict[str, Any]:
+        if self.config.is_clip:
+            return {"modalities": self.modalities, "max_seq_length": self.max_seq_length,
+                    "dim": self.get_sentence_embedding_dimension()}  # fmt: skip
         return {
             "pooling": self.config.pooling.modes,
             "max_seq_length": self.max_seq_length,

@@ -5,10 +5,12 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from lightembed.clip import vision_file_name
+
 # Everything a runtime needs from a repo except weights: configs, tokenizer files, module folders' configs
 # and Dense weights (module folders hold safetensors; the transformer's own weights sit at the root).
 _CONFIG_PATTERNS = ["*.json", "*.txt", "*.model", "*/*.safetensors"]
-_DEFAULT_ONNX = ("onnx/model.onnx", "model.onnx")
+_DEFAULT_ONNX = ("onnx/model.onnx", "model.onnx", "onnx/text_model.onnx")  # the last: a CLIP text tower
 _TORCH_WEIGHTS = ("model.safetensors", "pytorch_model.bin", "tf_model.h5", "flax_model.msgpack")
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$")
 
@@ -99,7 +101,8 @@ def _from_hub(
     folder: Path | None = None
     last_error: Exception | None = None
     for group in groups:
-        patterns = _CONFIG_PATTERNS + [p for c in group for p in (c, f"{c}_data", f"{c}.data")]
+        files = group + [v for v in map(vision_file_name, group) if v]  # a CLIP text tower brings its vision tower
+        patterns = _CONFIG_PATTERNS + [p for c in files for p in (c, f"{c}_data", f"{c}.data")]
         try:
             folder = Path(
                 snapshot_download(

@@ -97,6 +97,11 @@ def export_model(
     output = Path(output_dir).expanduser().resolve()
     _check_output(output, source.path, overwrite)
     layout = read_layout(source.path)
+    from lightembed_export import clip
+
+    if clip.is_clip_layout(layout):  # two towers, text and vision: its own flow
+        say(f"source: {source.model_id} ({layout.architecture}; text and image embedding model){clock.lap()}")
+        return clip.export_clip(source, layout, output, levels, targets, opset, overwrite, external_data, say)
     task, task_reason = resolve_task(task, layout.facts)
     where = f"{source.model_id}@{source.revision}" if source.revision else str(source.path)
     say(f"source: {where} ({layout.architecture}; {TASK_INFO[task].what}: {task_reason}){clock.lap()}")

@@ -30,13 +30,14 @@ HUB_IGNORE_PATTERNS: tuple[str, ...] = (
 # Hub answers that a cached snapshot cannot make up for.
 _DEFINITE_HUB_ERRORS = frozenset({"RepositoryNotFoundError", "RevisionNotFoundError", "GatedRepoError"})
 _COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
-# First modules the exporter can export: sentence-transformers' Transformer and the legacy SPLADE MLMTransformer.
-_TRANSFORMER_CLASSES = ("Transformer", "MLMTransformer")
+# First modules the exporter can export: sentence-transformers' Transformer, the legacy SPLADE MLMTransformer and
+# the CLIP module (exported as two towers, lightembed_export.clip).
+_TRANSFORMER_CLASSES = ("Transformer", "MLMTransformer", "CLIPModel")
 # Why a known first module other than a Transformer is refused, and what to do instead.
 _UNSUPPORTED_MODULES = {
-    "CLIPModel": (
-        ". CLIPModel (clip-ViT-B-32 and the like) embeds images and text with two towers and image preprocessing; "
-        "lightembed runs text models only, so use sentence-transformers for CLIP"
+    "StaticEmbedding": (
+        ". StaticEmbedding (static-retrieval-mrl-en-v1 and the like) is a table of token vectors with no transformer "
+        "graph to export; use sentence-transformers (or model2vec) for static embeddings"
     ),
 }
 
