@@ -21,13 +21,13 @@ from typing import TYPE_CHECKING, Any, ClassVar, Iterator, Literal, Sequence
 import numpy as np
 from tokenizers import Encoding
 
-from lightembed import openvino_backend
+from lightembed import openvino_backend, preoptimized
 from lightembed import session as sessions
 from lightembed.compat import TorchCompat, _relative
 from lightembed.config import TransformerSettings
 from lightembed.hub import resolve
 from lightembed.inputs import check_int, merge_prompts, resolve_prompt
-from lightembed.integrity import check_in_background
+from lightembed.integrity import check_in_background, manifest_entry
 from lightembed.progress import progress
 from lightembed.tokenize import Batch, TextInput, Tokenizer, plan_batches, token_counts
 
@@ -65,6 +65,8 @@ class RuntimeInfo:
     graph_output: str
     pooled_output: bool
     verified: bool
+    preoptimized_file: str | None = None
+    """The copy saved already optimized for this CPU that runs in place of onnx_file (lightembed.preoptimized)."""
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -213,34 +215,52 @@ class BaseModel(TorchCompat):
             graph_output=self._graph.output_name,
             pooled_output=bool(getattr(self, "has_pooled_output", False)),
             verified=self._verified,
+            preoptimized_file=(
+                _relative(self.graph_path, self.model_dir) if self.graph_path != self.onnx_path else None
+            ),
         )
 
     # ----- device and precision: torch's Module methods, answered by choosing a file and a provider ------
     def _open(self, onnx_path: Path, providers: list[Any]) -> None:
         """Open the session for `onnx_path` on `providers` (the manifest check overlapping session creation) and
         set the graph, file, providers and device from it; __init__ and every later switch come through here."""
-        verified = check_in_background(self.model_dir, onnx_path) if self._verify else None
+        companion = self._companion(onnx_path, providers)
+        verified = check_in_background(self.model_dir, onnx_path, companion) if self._verify else None
         try:
-            graph = self._make_graph(onnx_path, providers)
+            graph = self._make_graph(onnx_path, providers, companion)
         except ValueError:
             if verified is not None:
                 verified()  # a damaged file: say so rather than onnxruntime's parse error
             raise
         self._verified = verified() is not None if verified is not None else False
         self._graph = graph
-        self.onnx_path = onnx_path
+        self.onnx_path, self.graph_path = onnx_path, companion or onnx_path
         self.providers = providers
         self.device = "cuda" if sessions.CUDA in graph.session.get_providers() else "cpu"
 
-    def _make_graph(self, onnx_path: Path, providers: list[Any]) -> Any:
-        """The graph for `onnx_path`: an onnxruntime session, or the file compiled by OpenVINO (backend="openvino")."""
+    def _companion(self, onnx_path: Path, providers: list[Any]) -> Path | None:
+        """The pre-optimized copy of `onnx_path` to run instead (onnxruntime on the CPU only), or None."""
+        if getattr(self, "_backend", "onnx") != "onnx" or sessions.provider_names(providers) != [sessions.CPU]:
+            return None
+        return preoptimized.companion_for(self.model_dir, onnx_path, self._manifest_record(onnx_path))
+
+    def _manifest_record(self, onnx_path: Path) -> dict[str, Any] | None:
+        entry = manifest_entry(self.model_dir, onnx_path)
+        return entry.preoptimized if entry is not None else None
+
+    def _make_graph(self, onnx_path: Path, providers: list[Any], companion: Path | None = None) -> Any:
+        """The graph for `onnx_path`: an onnxruntime session (on `companion`, its pre-optimized copy, when given),
+        or the file compiled by OpenVINO (backend="openvino")."""
         if getattr(self, "_backend", "onnx") == "openvino":
             if sessions.provider_names(providers) != [sessions.CPU]:
                 raise ValueError("backend='openvino' runs on the CPU only; load with backend='onnx' for CUDA.")
             return openvino_backend.OpenVinoGraph(
                 onnx_path, self._threads, None, self._preferred_outputs, getattr(self, "_ov_config", None)
             )
-        session = sessions.create_session(onnx_path, providers, self._threads)
+        if companion is not None:
+            session = sessions.create_session(companion, providers, self._threads, optimize=False)
+        else:
+            session = sessions.create_session(onnx_path, providers, self._threads)
         return sessions.OnnxGraph(session, self._preferred_outputs)
 
     def _switch(

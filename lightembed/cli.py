@@ -45,6 +45,13 @@ def _parser() -> argparse.ArgumentParser:
     ver.add_argument("--file-name", help="check only this ONNX file (default: every .onnx file)")
     ver.add_argument("--revision", help="Hub revision (branch, tag or commit)")
 
+    pre = sub.add_parser(
+        "preoptimize",
+        help="save the model's CPU files already optimized for this machine and onnxruntime (faster cold start)",
+    )
+    pre.add_argument("model", help="local exported model folder (one with lightembed.json)")
+    pre.add_argument("--file-name", action="append", help="only this ONNX file (repeatable; default: every CPU file)")
+
     sub.add_parser("export", help="export a checkpoint to ONNX (needs lightembed-export)", add_help=False)
     sub.add_parser("serve", help="serve models over HTTP (needs lightembed[server]); see `lightembed serve -h`", add_help=False)
     sub.add_parser(
@@ -142,9 +149,27 @@ def _verify(args: argparse.Namespace) -> int:
         status = "not listed in lightembed.json (not checked)" if entry is None else "ok (sha256 and check match)"
         checked += entry is not None
         print(f"{path.relative_to(folder).as_posix()}: {status}")
+        companion = folder / str(entry.preoptimized.get("path")) if entry and entry.preoptimized else None
+        if companion is not None and companion.is_file():
+            check_file(Path(folder), path, companion=companion)
+            print(f"{companion.relative_to(folder).as_posix()}: ok (pre-optimized copy; sha256 of it and its data match)")
     if not checked:
         raise CliError(f"{folder} has no lightembed.json entry for {files}: nothing could be verified.")
     return 0
+
+
+def _preoptimize(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from lightembed import preoptimized
+
+    folder = Path(args.model)
+    if not folder.is_dir():
+        raise CliError(f"{folder} is not a local model folder (preoptimize writes into the folder).")
+    records = preoptimized.write_all(folder, args.file_name, say=print)
+    if not records:
+        raise CliError(f"{folder} has no file that passed its check and runs on the CPU: nothing was written.")
+    return 0 if all(r["passed"] for r in records.values()) else 1
 
 
 def describe(model) -> dict:  # noqa: ANN001 - lightembed.SentenceTransformer
@@ -171,6 +196,7 @@ def describe(model) -> dict:  # noqa: ANN001 - lightembed.SentenceTransformer
         "providers": runtime.providers,
         "intra_op_threads": runtime.intra_op_threads,
         "verified": runtime.verified,
+        "preoptimized_file": runtime.preoptimized_file,
     }
 
 
@@ -198,6 +224,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _encode(args)
         if args.command == "verify":
             return _verify(args)
+        if args.command == "preoptimize":
+            return _preoptimize(args)
         print(json.dumps(describe(_load(args)), indent=2))
         sys.stdout.flush()
         return 0

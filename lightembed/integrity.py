@@ -38,6 +38,8 @@ class FileCheck:
     drift: dict[str, Any] | None
     external_data: tuple[dict[str, Any], ...] = ()
     """The manifest's records (path, sha256, size) of the file's external data files, if any."""
+    preoptimized: dict[str, Any] | None = None
+    """The record of the file's CPU companion (lightembed.preoptimized), if the exporter wrote one."""
 
 
 def manifest_entry(model_dir: Path, onnx_path: Path) -> FileCheck | None:
@@ -54,7 +56,15 @@ def manifest_entry(model_dir: Path, onnx_path: Path) -> FileCheck | None:
         if isinstance(entry, dict) and entry.get("path") == relative:
             data = entry.get("external_data")
             data = tuple(d for d in data if isinstance(d, dict)) if isinstance(data, list) else ()
-            return FileCheck(relative, entry.get("sha256"), entry.get("passed"), entry.get("metrics"), data)
+            companion = entry.get("cpu_preoptimized")
+            return FileCheck(
+                relative,
+                entry.get("sha256"),
+                entry.get("passed"),
+                entry.get("metrics"),
+                data,
+                companion if isinstance(companion, dict) else None,
+            )
     return None
 
 
@@ -67,10 +77,16 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def check_file(model_dir: Path, onnx_path: Path, hash_external_data: bool = False) -> FileCheck | None:
+def check_file(
+    model_dir: Path, onnx_path: Path, hash_external_data: bool = False, companion: Path | None = None
+) -> FileCheck | None:
     """Raise IntegrityError when the manifest says `onnx_path` failed its check, its bytes differ from the
     recorded sha256, or one of its external data files is missing or has another size (or, with
-    `hash_external_data`, another sha256); return the record (None when the manifest does not list the file)."""
+    `hash_external_data`, another sha256); return the record (None when the manifest does not list the file).
+
+    With `companion` (the pre-optimized copy that will be loaded instead, lightembed.preoptimized), that copy's
+    bytes and its data file's are checked against its record in place of `onnx_path`'s: the data file is hashed
+    in full, as the weights inside a single .onnx file are."""
     entry = manifest_entry(model_dir, onnx_path)
     if entry is None:
         return None
@@ -80,6 +96,9 @@ def check_file(model_dir: Path, onnx_path: Path, hash_external_data: bool = Fals
             f"({MANIFEST_NAME} records metrics {entry.drift}); it would give wrong embeddings. Load another file "
             "(`lightembed info` lists them) or re-export; pass verify=False only to inspect it."
         )
+    if companion is not None:
+        _check_companion(model_dir, companion, entry.preoptimized or {})
+        return entry
     if entry.sha256:
         actual = sha256_of(onnx_path)
         if actual != entry.sha256:
@@ -90,6 +109,20 @@ def check_file(model_dir: Path, onnx_path: Path, hash_external_data: bool = Fals
     for data in entry.external_data:
         _check_external_data(model_dir, data, hash_external_data)
     return entry
+
+
+def _check_companion(model_dir: Path, path: Path, record: dict[str, Any]) -> None:
+    expected = record.get("sha256")
+    actual = sha256_of(path)
+    if actual != expected:
+        raise IntegrityError(
+            f"{path} does not match {MANIFEST_NAME}: sha256 {actual} instead of {expected}. The pre-optimized file "
+            "was changed or damaged; delete it (the exported file then loads) or write it again with "
+            "`lightembed preoptimize`."
+        )
+    for data in record.get("external_data") or []:
+        if isinstance(data, dict):
+            _check_external_data(model_dir, data, True)
 
 
 def _check_external_data(model_dir: Path, data: dict[str, Any], hash_it: bool) -> None:
@@ -111,14 +144,16 @@ def _check_external_data(model_dir: Path, data: dict[str, Any], hash_it: bool) -
             )
 
 
-def check_in_background(model_dir: Path, onnx_path: Path) -> Callable[[], FileCheck | None]:
+def check_in_background(
+    model_dir: Path, onnx_path: Path, companion: Path | None = None
+) -> Callable[[], FileCheck | None]:
     """Start `check_file` on a thread (hashing overlaps session creation); the returned function waits for it
     and raises what it raised."""
     result: dict[str, Any] = {}
 
     def work() -> None:
         try:
-            result["entry"] = check_file(model_dir, onnx_path)
+            result["entry"] = check_file(model_dir, onnx_path, companion=companion)
         except BaseException as exc:  # handed to the caller's thread
             result["error"] = exc
 

@@ -114,7 +114,7 @@ def _rebuild(cls: type, state: dict[str, Any], device: str, threads: int, io_bin
     providers = sessions.resolve_providers(device)
     if hasattr(model, "_make_graph"):  # the model's own way to open its file (onnxruntime or OpenVINO)
         model._threads = threads
-        graph = model._make_graph(model.onnx_path, providers)
+        graph = model._make_graph(model.onnx_path, providers, model._companion(model.onnx_path, providers))
     else:
         graph = sessions.OnnxGraph(sessions.create_session(model.onnx_path, providers, threads), cls._preferred_outputs)
     if hasattr(graph, "io_binding"):

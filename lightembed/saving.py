@@ -108,6 +108,7 @@ def save_model(
     if entry is None or not entry.get("sha256"):
         entry = dict(entry or {}, sha256=sha256_of(saved_onnx), size=saved_onnx.stat().st_size)
     entry["path"] = SAVED_ONNX
+    entry.pop("cpu_preoptimized", None)  # its copy names its data file after the old name; not carried over
     if isinstance(entry.get("external_data"), list):  # the data files now sit beside onnx/model.onnx
         entry["external_data"] = [
             dict(d, path=f"onnx/{Path(str(d.get('path'))).name}") for d in entry["external_data"] if isinstance(d, dict)

@@ -137,10 +137,15 @@ def spinning_default() -> bool:
 
 
 def create_session(
-    path: str | Path, providers: Sequence[Any], threads: int | None = None, spinning: bool | None = None
+    path: str | Path,
+    providers: Sequence[Any],
+    threads: int | None = None,
+    spinning: bool | None = None,
+    optimize: bool = True,
 ) -> ort.InferenceSession:
     """Create an inference session for `path` with the given providers, intra-op thread count and thread
-    spinning (None: `spinning_default()`)."""
+    spinning (None: `spinning_default()`); `optimize=False` skips onnxruntime's graph optimization (for a file
+    saved already optimized, lightembed.preoptimized)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"ONNX model file not found: {path}")
@@ -149,7 +154,9 @@ def create_session(
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads or usable_cores()
     options.inter_op_num_threads = 1
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.graph_optimization_level = (
+        ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize else ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    )
     options.log_severity_level = 3
     if not (spinning_default() if spinning is None else spinning):
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")

@@ -138,7 +138,9 @@ def test_writes_sentence_transformers_names(exported):
     _, out, _ = exported
     for name in ST_NAMES.values():
         assert (out / name).is_file(), name
-    assert sorted(p.name for p in (out / "onnx").iterdir()) == sorted(Path(n).name for n in ST_NAMES.values())
+    # Beside each file, its copy pre-optimized for this CPU (lightembed.preoptimized): graph + weights file.
+    expected = [Path(n).name + suffix for n in ST_NAMES.values() for suffix in ("", ".cpu", ".cpu.data")]
+    assert sorted(p.name for p in (out / "onnx").iterdir()) == sorted(expected)
     for name in (
         "modules.json",
         "config.json",
@@ -342,6 +344,26 @@ def test_export_is_deterministic(exported, tmp_path):
         src, tmp_path / "again", optimize=["O1", "O2"], quantize=["avx2", "avx512_vnni"], verbose=False
     )
     assert [(f["path"], f["sha256"]) for f in again["files"]] == [(f["path"], f["sha256"]) for f in report["files"]]
+
+
+def test_every_cpu_file_gets_a_checked_preoptimized_copy_that_the_runtime_loads(exported):
+    import lightembed
+    from lightembed import preoptimized
+
+    _, out, report = exported
+    for entry in report["files"]:
+        record = entry[preoptimized.RECORD]
+        assert record["passed"] is True and record["made_for"] == preoptimized.machine(), entry["path"]
+        assert record["metrics"]["max_abs_diff"] <= 1e-6
+        model = lightembed.SentenceTransformer(out, device="cpu", file_name=entry["path"])
+        assert model.runtime_info.preoptimized_file == entry["path"] + ".cpu"
+
+
+def test_no_preoptimize_writes_no_copy(tmp_path):
+    src = _tiny_st(tmp_path / "src")
+    report = export_model(src, tmp_path / "out", verbose=False, preoptimize=False)
+    assert not list((tmp_path / "out").rglob("*.cpu*"))
+    assert "cpu_preoptimized" not in report["files"][0]
 
 
 # ----- variants ----------------------------------------------------------------------------------------------

@@ -69,10 +69,11 @@ def _copy(out: Path, tmp_path: Path) -> Path:
     return copy
 
 
-def test_truncated_or_missing_data_file_is_refused_at_load(exported, tmp_path):
+def test_truncated_or_missing_data_file_is_refused_at_load(exported, tmp_path, monkeypatch):
     import lightembed
     from lightembed.integrity import IntegrityError
 
+    monkeypatch.setenv("LIGHTEMBED_PREOPTIMIZED", "0")  # load the exported file itself, not its CPU copy
     _, out, _ = exported
     copy = _copy(out, tmp_path)
     data = copy / "onnx" / "model.onnx_data"
@@ -99,10 +100,11 @@ def test_changed_data_file_is_caught_by_the_full_check(exported, tmp_path):
         check_file(copy, onnx_path, hash_external_data=True)
 
 
-def test_changed_graph_file_is_caught_at_load(exported, tmp_path):
+def test_changed_graph_file_is_caught_at_load(exported, tmp_path, monkeypatch):
     import lightembed
     from lightembed.integrity import IntegrityError
 
+    monkeypatch.setenv("LIGHTEMBED_PREOPTIMIZED", "0")  # load the exported file itself, not its CPU copy
     _, out, _ = exported
     copy = _copy(out, tmp_path)
     graph = copy / "onnx" / "model.onnx"

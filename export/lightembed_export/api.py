@@ -53,6 +53,7 @@ def export_model(
     token: bool | str | None = None,
     trust_remote_code: bool = False,
     external_data: bool = False,
+    preoptimize: bool = True,
     verbose: bool = True,
     echo: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
@@ -77,6 +78,12 @@ def export_model(
 
     `external_data` writes every ONNX file's weights to a data file beside it (`model.onnx_data`), the layout
     onnx requires past 2 GB (used then whatever this says); lightembed.json records each data file's size and sha256.
+
+    `preoptimize` also saves each passed CPU file (fp32, O1-O3, int8) once more after onnxruntime's graph
+    optimization, as `<file>.cpu` with its weights in `<file>.cpu.data`: the runtime loads that copy instead on a
+    machine with the same onnxruntime, CPU architecture and instruction-set flags, skipping the optimization and the
+    parsing of the weights at every start (lightembed.preoptimized; `lightembed preoptimize` writes it on another
+    machine).
 
     `per_channel` selects per-channel int8 weights (sentence-transformers' default). `overwrite` replaces a
     previous export in `output_dir`. Progress goes to `echo` (default print) unless `verbose` is False.
@@ -165,6 +172,14 @@ def export_model(
     if extra.get("quantize_auto"):
         manifest["quantize_auto"] = extra["quantize_auto"]
     write_manifest(output, manifest)
+    if preoptimize:
+        from lightembed import preoptimized
+        from lightembed_export.manifest import read_manifest
+
+        if preoptimized.candidates(output):
+            preoptimized.write_all(output, say=lambda line: say(f"preoptimize: {line}"))
+            manifest = read_manifest(output)
+            say(f"preoptimize: done{clock.lap()}")
     from lightembed_export.verify import format_table
 
     say(format_table(files, task))

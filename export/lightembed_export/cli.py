@@ -101,6 +101,13 @@ def build_parser(prog: str = "lightembed-export") -> argparse.ArgumentParser:
         help="store each ONNX file's weights in a data file beside it (model.onnx_data), as files over 2 GB "
         "always are",
     )
+    parser.add_argument(
+        "--no-preoptimize",
+        dest="preoptimize",
+        action="store_false",
+        help="do not save the CPU files again already optimized for this machine (<file>.cpu + .cpu.data, which "
+        "the runtime loads faster on a machine with the same onnxruntime and CPU flags)",
+    )
     parser.add_argument("--opset", type=int, help="ONNX opset for the export (default: optimum's for the architecture)")
     parser.add_argument("--overwrite", action="store_true", help="replace a previous export in the output folder")
     parser.add_argument("--cache-dir", help="Hugging Face cache folder for Hub downloads")
@@ -133,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
             cache_dir=args.cache_dir,
             trust_remote_code=args.trust_remote_code,
             external_data=args.external_data,
+            preoptimize=args.preoptimize,
             verbose=not args.quiet,
         )
     except ExportError as exc:

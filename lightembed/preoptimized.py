@@ -1,0 +1,241 @@
+"""Graphs saved already optimized for this CPU, so that a cold load parses and optimizes nothing.
+
+Loading an exported file makes onnxruntime parse the whole protobuf (weights included) and run its graph
+fusions, on every start. For a CPU session, `write` saves the file once more after onnxruntime's fusions, with the
+weights in a separate data file that onnxruntime memory-maps instead of parsing: the *companion* of that file,
+`<file>.cpu` + `<file>.cpu.data`. Opening it with optimization off cut MiniLM fp32's session creation from
+0.17-0.21 s to 0.05 s on Sapphire Rapids (benchmarks/coldstart_graph.py, benchmarks/RESULTS.md "Cold start").
+
+The companion is recorded in lightembed.json under its file's entry (`cpu_preoptimized`): hashes, the output
+comparison with its file, and what it was made for: the onnxruntime version and the CPU's architecture and
+instruction-set flags, since onnxruntime's fusions may depend on both (e.g. its int8 rewrites on CPUs where u8 x s8
+products can overflow). `companion_for` picks it only where all three are this machine's, the provider is the CPU
+and the record passed; anywhere else the file itself loads as before. The exporter writes companions
+(`lightembed-export`), and `lightembed preoptimize MODEL` writes one on the machine that will serve.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import tempfile
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from lightembed.integrity import MANIFEST_NAME, sha256_of
+
+SUFFIX = ".cpu"
+RECORD = "cpu_preoptimized"
+ENV = "LIGHTEMBED_PREOPTIMIZED"  # 0 ignores companions (loads the exported file itself)
+MIN_COSINE = 0.999999  # the companion holds the same fusions onnxruntime applies at load: it must agree
+# Flags whose presence changes which kernels or rewrites onnxruntime picks (x86 and arm64 spellings).
+_ISA_FLAGS = frozenset(
+    {
+        "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx_vnni",
+        "avx512_bf16", "avx512_fp16", "amx_tile", "amx_int8", "amx_bf16",
+        "asimd", "asimddp", "asimdhp", "i8mm", "bf16", "sve", "sve2",
+    }
+)  # fmt: skip
+
+
+def machine() -> dict[str, Any]:
+    """What a companion is tied to on this machine: architecture, onnxruntime version, instruction-set flags."""
+    import onnxruntime
+
+    from lightembed.openvino_backend import cpu_flags
+
+    return {
+        "machine": platform.machine(),
+        "onnxruntime": onnxruntime.__version__,
+        "isa": sorted(cpu_flags() & _ISA_FLAGS),
+    }
+
+
+def path_of(onnx_path: Path) -> Path:
+    """The companion's path for `onnx_path` (its data file is this path + ".data")."""
+    return onnx_path.with_name(onnx_path.name + SUFFIX)
+
+
+def enabled() -> bool:
+    """False when LIGHTEMBED_PREOPTIMIZED=0 turns companions off."""
+    return os.environ.get(ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def record_of(entry: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The companion record inside a file's manifest entry, if any."""
+    record = (entry or {}).get(RECORD)
+    return record if isinstance(record, dict) else None
+
+
+def companion_for(model_dir: Path, onnx_path: Path, record: dict[str, Any] | None) -> Path | None:
+    """The companion to load instead of `onnx_path` on this machine's CPU, or None: none recorded, its check
+    failed, it was made for another machine or onnxruntime, its files are absent, or LIGHTEMBED_PREOPTIMIZED=0."""
+    if record is None or record.get("passed") is not True or not enabled():
+        return None
+    if record.get("made_for") != machine():
+        return None
+    path = model_dir / str(record.get("path"))
+    if path.parent != onnx_path.parent or not path.is_file():
+        return None
+    return path
+
+
+def write(model_dir: Path, onnx_path: Path, texts: Sequence[str] | None = None) -> dict[str, Any]:
+    """Save the companion of `onnx_path` (inside `model_dir`) for this machine, compare its outputs with the file's
+    own on `texts` (tokenized with the folder's tokenizer), and return its manifest record. A companion that
+    disagrees is deleted and recorded with passed=False and the reason."""
+    import onnxruntime as ort
+
+    from lightembed.session import create_session
+
+    target = path_of(onnx_path)
+    data_name = target.name + ".data"
+    for stale in (target, target.with_name(data_name)):
+        stale.unlink(missing_ok=True)
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    # EXTENDED, not ALL: ALL adds layout rewrites that are only valid for the session that made them.
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    options.optimized_model_filepath = str(target)
+    options.add_session_config_entry("session.optimized_model_external_initializers_file_name", data_name)
+    options.add_session_config_entry("session.optimized_model_external_initializers_min_size_in_bytes", "128")
+    ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+
+    data = target.with_name(data_name)
+    record: dict[str, Any] = {
+        "path": target.relative_to(model_dir).as_posix(),
+        "sha256": sha256_of(target),
+        "size": target.stat().st_size,
+        "external_data": [
+            {"path": data.relative_to(model_dir).as_posix(), "sha256": sha256_of(data), "size": data.stat().st_size}
+        ]
+        if data.is_file()
+        else [],
+        "made_for": machine(),
+        "optimization_level": "extended",
+    }
+    feeds = _probe_feeds(model_dir, texts)
+    reference = create_session(onnx_path, ["CPUExecutionProvider"], 1)
+    candidate = create_session(target, ["CPUExecutionProvider"], 1, optimize=False)
+    metrics = compare_sessions(reference, candidate, feeds)
+    passed = metrics["min_cosine"] >= MIN_COSINE
+    record.update(metrics=metrics, passed=passed, error=None)
+    if not passed:
+        for path in (target, data):
+            path.unlink(missing_ok=True)
+        record["error"] = f"outputs differ from {onnx_path.name}'s (min cosine {metrics['min_cosine']:.7f} < {MIN_COSINE})"
+    return record
+
+
+_DEFAULT_TEXTS = (
+    "A man is playing a guitar.",
+    "Ünïcödé, emoji 🙂 and numbers 1,234.56 in one line.",
+    "The quick brown fox jumps over the lazy dog. " * 12,
+    "短い日本語の文。",
+    "x",
+)
+
+
+def _probe_feeds(model_dir: Path, texts: Sequence[str] | None) -> list[dict[str, np.ndarray]]:
+    """Two padded batches of the probe texts, as graph inputs (position_ids added where a graph takes them)."""
+    from lightembed.session import position_ids
+    from lightembed.tokenize import Tokenizer
+
+    tokenizer = Tokenizer.from_dir(model_dir, 512)
+    texts = list(texts or _DEFAULT_TEXTS)
+    feeds = []
+    for chunk in (texts[: max(1, len(texts) // 2)], texts):
+        batch = tokenizer(chunk)
+        mask = batch.attention_mask
+        feeds.append(
+            {
+                "input_ids": batch.input_ids,
+                "attention_mask": mask,
+                "token_type_ids": batch.token_type_ids,
+                "position_ids": position_ids(mask),
+            }
+        )
+    return feeds
+
+
+def compare_sessions(reference: Any, candidate: Any, feeds: list[dict[str, np.ndarray]]) -> dict[str, float]:
+    """Min cosine (per row of each output) and max abs diff between two sessions' outputs on `feeds`."""
+    names = [node.name for node in reference.get_outputs()]
+    wanted = {node.name for node in reference.get_inputs()}
+    min_cos, max_abs = 1.0, 0.0
+    for feed in feeds:
+        feed = {k: v for k, v in feed.items() if k in wanted}
+        for a, b in zip(reference.run(names, feed), candidate.run(names, feed)):
+            a = np.asarray(a, dtype=np.float64).reshape(len(next(iter(feed.values()))), -1)
+            b = np.asarray(b, dtype=np.float64).reshape(a.shape)
+            max_abs = max(max_abs, float(np.abs(a - b).max(initial=0.0)))
+            norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+            cos = np.where(norms == 0, 1.0, (a * b).sum(1) / np.maximum(norms, 1e-300))
+            min_cos = min(min_cos, float(cos.min(initial=1.0)))
+    return {"min_cosine": min_cos, "max_abs_diff": max_abs}
+
+
+def add_to_manifest(model_dir: Path, records: dict[str, dict[str, Any]]) -> None:
+    """Store companion records (keyed by their file's manifest path) in `model_dir`'s lightembed.json."""
+    import json
+
+    manifest_path = model_dir / MANIFEST_NAME
+    manifest = _read_manifest(model_dir)
+    for entry in manifest.get("files", []):
+        if isinstance(entry, dict) and entry.get("path") in records:
+            entry[RECORD] = records[entry["path"]]
+    # Written beside and renamed, so an interrupted write never leaves a half manifest.
+    with tempfile.NamedTemporaryFile("w", dir=model_dir, suffix=".tmp", delete=False, encoding="utf-8") as handle:
+        handle.write(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+    os.replace(handle.name, manifest_path)
+
+
+def candidates(model_dir: Path) -> list[str]:
+    """The manifest's files that a companion is made for: passed, and run in float32 or int8 on the CPU (the fp16
+    files are for CUDA)."""
+    from lightembed.variants import precision_of
+
+    manifest = _read_manifest(model_dir)
+    found = []
+    for entry in manifest.get("files", []):
+        if not isinstance(entry, dict) or entry.get("passed") is not True:
+            continue
+        path = model_dir / str(entry.get("path"))
+        if path.is_file() and precision_of(model_dir, path) in ("float32", "int8"):
+            found.append(str(entry["path"]))
+    return found
+
+
+def write_all(
+    model_dir: Path, files: Sequence[str] | None = None, say: Any = None
+) -> dict[str, dict[str, Any]]:
+    """Write and record the companion of each of `files` (default: `candidates`) for this machine; returns the
+    records by file. Raises ValueError for a file the manifest does not list as passed."""
+    model_dir = Path(model_dir)
+    allowed = candidates(model_dir)
+    chosen = list(files) if files else allowed
+    for name in chosen:
+        if name not in allowed:
+            raise ValueError(
+                f"{name} is not a file of {model_dir}'s {MANIFEST_NAME} that passed its check and runs on the CPU "
+                f"(those are: {allowed or 'none'})."
+            )
+    records = {}
+    for name in chosen:
+        records[name] = record = write(model_dir, model_dir / name)
+        if say is not None:
+            state = "ok" if record["passed"] else f"FAILED ({record['error']}), not kept"
+            say(f"{record['path']}: {state}; max abs diff to {name}: {record['metrics']['max_abs_diff']:.2e}")
+    add_to_manifest(model_dir, records)
+    return records
+
+
+def _read_manifest(model_dir: Path) -> dict[str, Any]:
+    from lightembed.config import read_json_file
+
+    data = read_json_file(model_dir / MANIFEST_NAME)
+    if not isinstance(data, dict):
+        raise ValueError(f"{model_dir} has no readable {MANIFEST_NAME}: companions are made for exported folders.")
+    return data
