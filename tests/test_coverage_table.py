@@ -38,6 +38,12 @@ def test_render_and_replace():
         "| Qwen3 decoder, last token | Qwen3-Embedding-0.6B | Qwen3Model | lasttoken + Normalize + prompts "
         "| exact: drift 3e-13 | O3 refused by the exporter | 0.9989 / 0.9961 | not run |"
     ) in table
+    clip = {**ROW, "family": "CLIP", "examples": "clip-ViT-B-32", "architecture": "CLIPModel", "modules": "towers",
+            "images": 10, "optimized": {"level": "O2", "status": "ok", "min_cos": 0.99999999},
+            "int8": {"status": "refused", "reason": "..."}}  # fmt: skip
+    table = script.render({**DATA, "rows": [ROW, clip], "refused": [refused]})
+    assert "| CLIP | clip-ViT-B-32 | CLIPModel | towers | exact: drift 3e-13 | O2: drift 1e-08 " in table
+    assert "| refused by the exporter | not run |" in table and "on 10 seeded images" in table
     readme = f"a\n{script.START}\nold\n{script.END}\nb\n"
     assert script.replace_section(readme, table) == f"a\n{script.START}\n{table}\n{script.END}\nb\n"
     with pytest.raises(ValueError, match="family-coverage"):
@@ -58,5 +64,5 @@ def test_stored_run_covers_every_family():
     from tests import families
 
     data = json.loads(_script().STORED.read_text(encoding="utf-8"))
-    assert [row["family"] for row in data["rows"]] == [f.name for f in families.FAMILIES]
+    assert [row["family"] for row in data["rows"]] == list(families.MATRIX_ROWS)
     assert [row["family"] for row in data["refused"]] == [name for name, _, _ in families.REFUSED]

@@ -1,5 +1,6 @@
 """The coverage matrix: a tiny seeded checkpoint of each model family (tests/families.py), exported with fp32, an
-optimized level and dynamic int8, each file compared with sentence-transformers on torch.
+optimized level and dynamic int8, each file compared with sentence-transformers on torch. CLIP is exported as two
+towers (text and vision) and compared on the same texts and on seeded images; the exporter refuses int8 for it.
 
 Besides asserting, the run writes work/family_matrix.json (override with LIGHTEMBED_MATRIX_JSON), from which
 scripts/coverage_table.py renders the README's coverage table.
@@ -77,7 +78,7 @@ def matrix_artifact():
         "machine": platform.machine(),
         "texts": len(families.TEXTS),
         "int8_target": INT8,
-        "rows": [_rows[f.name] for f in families.FAMILIES if f.name in _rows],
+        "rows": [_rows[name] for name in families.MATRIX_ROWS if name in _rows],
         "refused": [_refused[name] for name, _, _ in families.REFUSED if name in _refused],
     }
     MATRIX_JSON.parent.mkdir(parents=True, exist_ok=True)
@@ -141,3 +142,46 @@ def test_unsupported_family_is_refused_naming_it(name: str, examples: str, build
     assert not (tmp_path / "out").exists()
     _refused[name] = {"family": name, "examples": examples, "architecture": refused.value.architecture,
                       "reason": str(refused.value)}  # fmt: skip
+
+
+def test_clip_exports_exactly(tmp_path: Path) -> None:
+    """CLIP: both towers at fp32 and O2, each compared with sentence-transformers on texts and on images."""
+    import sentence_transformers
+    from lightembed_export import UnsupportedModelError, export_model
+    from lightembed_export.clip import probe_images
+
+    import lightembed
+
+    src = families.clip(tmp_path / "st")
+    with pytest.raises(UnsupportedModelError) as refused:
+        export_model(src, tmp_path / "int8", quantize=[INT8], verbose=False)
+    assert refused.value.architecture == "CLIPModel" and "CLIPModel" in str(refused.value)
+    assert not (tmp_path / "int8").exists()
+    report = export_model(src, tmp_path / "onnx", optimize=["O2"], verbose=False)
+    assert all(entry["passed"] for entry in report["files"]), report["files"]
+
+    images = probe_images()
+    torch_model = sentence_transformers.SentenceTransformer(str(src), device="cpu")
+    ref = np.concatenate([torch_model.encode(families.TEXTS, batch_size=4), torch_model.encode(images, batch_size=4)])
+    cos = {}
+    for level, name in (("fp32", "onnx/text_model.onnx"), ("O2", "onnx/text_model_O2.onnx")):
+        ours = lightembed.SentenceTransformer(str(tmp_path / "onnx"), device="cpu", file_name=name)
+        got = np.concatenate([ours.encode(families.TEXTS, batch_size=4), ours.encode(images, batch_size=4)])
+        cos[level] = _min_cos(ref, got)
+    assert cos["fp32"] >= FP32_MIN_COS, cos
+    assert cos["O2"] >= OPTIMIZED_MIN_COS, cos
+    _rows[families.CLIP_FAMILY] = {
+        "family": families.CLIP_FAMILY,
+        "examples": families.CLIP_EXAMPLES,
+        "architecture": report["model"]["architecture"],
+        "modules": "text + image towers",
+        "pooling": None,
+        "dense": False,
+        "normalize": False,
+        "prompts": False,
+        "trust_remote_code": False,
+        "images": len(images),
+        "fp32": {"status": "exact", "min_cos": cos["fp32"]},
+        "optimized": {"level": "O2", "status": "ok", "min_cos": cos["O2"]},
+        "int8": {"status": "refused", "reason": str(refused.value)},
+    }
