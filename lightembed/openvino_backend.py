@@ -32,6 +32,7 @@ PROVIDER_NAME = "OpenVINO:CPU"
 ENV_BACKEND = "LIGHTEMBED_BACKEND"
 ENV_CACHE = "LIGHTEMBED_OPENVINO_CACHE"
 AUTO_MIN_COSINE = 0.9999  # near-lossless: what the automatic choice demands of the exporter's bf16 measurement
+INT8_MARGIN = 0.001  # how much below its onnxruntime fidelity an int8 file may be on OpenVINO and still be picked
 _OV_INT_TYPES = {"i64": "int64", "i32": "int32"}
 _KNOWN_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "position_ids")
 
@@ -99,8 +100,8 @@ def choose_backend(
 ) -> tuple[str, str]:
     """The backend to run and why. An explicit "onnx"/"openvino" is kept (openvino must be installed and on CPU);
     None follows LIGHTEMBED_BACKEND when it names one, else picks "openvino" only when all hold: the model runs on
-    CPU, the extra is installed, the CPU has AMX-BF16, and the exporter recorded min cosine >= AUTO_MIN_COSINE for
-    the file in bf16 (its probes, lightembed.json); else "onnx"."""
+    CPU, the extra is installed, the CPU has AMX-BF16, and the exporter recorded min cosine >= `auto_bar` for the
+    file in bf16 (its probes, lightembed.json); else "onnx"."""
     if backend is not None and backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS} (or None to choose), got {backend!r}.")
     if backend is None:
@@ -120,9 +121,21 @@ def choose_backend(
     cosine = manifest_bf16_cosine(manifest_entry)
     if cosine is None:
         return "onnx", "lightembed.json has no OpenVINO bf16 measurement for this file (export with openvino installed)"
-    if cosine < AUTO_MIN_COSINE:
-        return "onnx", f"OpenVINO bf16 min cosine {cosine:.6f} < {AUTO_MIN_COSINE} for this file"
+    bar = auto_bar(manifest_entry)
+    if cosine < bar:
+        return "onnx", f"OpenVINO bf16 min cosine {cosine:.6f} < {bar} for this file"
     return "openvino", f"AMX-BF16 CPU, exporter measured bf16 min cosine {cosine:.6f}"
+
+
+def auto_bar(entry: Mapping[str, Any] | None) -> float:
+    """The min cosine to torch fp32 that OpenVINO bf16 must have reached on the probes for `backend=None` to pick
+    it: AUTO_MIN_COSINE (near-lossless) for a float file; for an int8 file (the exporter's `weights` recipe, made for
+    OpenVINO) what the file reached on onnxruntime, less INT8_MARGIN: the int8 drift its user chose, barely more."""
+    entry = entry or {}
+    measured = (entry.get("metrics") or {}).get("min_cosine") if isinstance(entry.get("metrics"), Mapping) else None
+    if entry.get("quantization") and isinstance(measured, (int, float)):
+        return min(AUTO_MIN_COSINE, float(measured) - INT8_MARGIN)
+    return AUTO_MIN_COSINE
 
 
 def _explicit(backend: str, cpu_only: bool, why: str) -> tuple[str, str]:

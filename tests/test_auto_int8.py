@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
-
 from lightembed_export import quantize as quantizing
 
 
@@ -58,20 +58,42 @@ def test_auto_writes_no_int8_file_when_no_recipe_passes(tmp_path, monkeypatch):
     from lightembed_export.errors import VerificationError
 
     monkeypatch.setattr(quantizing, "quantize_file", _broken_dynamic(quantizing.quantize_file))
-    real_rowwise = quantizing.quantize_rowwise_file
+    real_rowwise, real_weights = quantizing.quantize_rowwise_file, quantizing.quantize_weights_file
 
     def broken_rowwise(fp32):
         done = real_rowwise(fp32)
         _broken_dynamic(lambda *a, **k: done)(fp32, None, None)
         return done
 
+    def broken_weights(fp32):  # every output becomes x * 0 + 1: it no longer depends on the text
+        import onnx
+        from onnx import helper, numpy_helper
+
+        done = real_weights(fp32)
+        model = onnx.load(str(done.path))
+        for out in model.graph.output:
+            for node in model.graph.node:
+                node.output[:] = [f"{o}_pre" if o == out.name else o for o in node.output]
+            model.graph.node.extend(
+                [
+                    helper.make_node("Mul", [f"{out.name}_pre", "broken_zero"], [f"{out.name}_zeroed"]),
+                    helper.make_node("Add", [f"{out.name}_zeroed", "broken_one"], [out.name]),
+                ]
+            )
+        model.graph.initializer.extend(
+            [numpy_helper.from_array(np.float32(0), "broken_zero"), numpy_helper.from_array(np.float32(1), "broken_one")]
+        )
+        onnx.save(model, str(done.path))
+        return done
+
     monkeypatch.setattr(quantizing, "quantize_rowwise_file", broken_rowwise)
+    monkeypatch.setattr(quantizing, "quantize_weights_file", broken_weights)
     out = tmp_path / "out"
     with pytest.raises(VerificationError, match="no int8 recipe passes its check"):
         export_model(_tiny(tmp_path), out, quantize=["auto"], verbose=False)
     assert not list((out / "onnx").glob("*int8*"))
     manifest = json.loads((out / "lightembed.json").read_text())
-    assert manifest["quantize_auto"]["kept"] is None and len(manifest["quantize_auto"]["tried"]) == 2
+    assert manifest["quantize_auto"]["kept"] is None and len(manifest["quantize_auto"]["tried"]) == 3
     assert [f["path"] for f in manifest["files"]] == ["onnx/model.onnx"]
 
 

@@ -74,7 +74,7 @@ def test_runtime_loads_the_copy_and_gives_the_same_vectors(written, monkeypatch)
     [("onnxruntime", "0.0.1"), ("machine", "sparc64"), ("isa", ["avx2"])],
 )
 def test_a_copy_made_for_another_machine_is_not_loaded(written, field, value):
-    folder, record = written
+    folder, _ = written
     manifest = json.loads((folder / MANIFEST_NAME).read_text())
     manifest["files"][0][preoptimized.RECORD]["made_for"][field] = value
     (folder / MANIFEST_NAME).write_text(json.dumps(manifest))

@@ -93,3 +93,82 @@ def test_a_rows_scale_ignores_the_other_rows(tmp_path):
     np.testing.assert_array_equal(side_by_side[:, :3], alone)
     exact = x @ weight
     assert np.abs(alone - exact).max() <= 0.05 * np.abs(exact).max()
+
+
+# ----- --quantize weights: int8 weights, float activations, for OpenVINO ----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def weights_exported(tmp_path_factory):
+    from lightembed_export import export_model
+
+    from tests.test_export import _tiny_st
+
+    root = tmp_path_factory.mktemp("weights")
+    out = root / "out"
+    export_model(_tiny_st(root / "tiny-st"), out, quantize=["weights"], verbose=False)
+    return out
+
+
+WEIGHTS_FILE = "onnx/model_qint8_weights.onnx"
+
+
+def test_exporter_writes_int8_weights_behind_dequantize(weights_exported):
+    from onnx import numpy_helper
+
+    entries = {e["path"]: e for e in json.loads((weights_exported / "lightembed.json").read_text())["files"]}
+    entry = entries[WEIGHTS_FILE]
+    assert entry["passed"] and entry["quantization"]["target"] == "weights"
+    model = onnx.load(str(weights_exported / WEIGHTS_FILE))
+    ops = [n.op_type for n in model.graph.node]
+    assert ops.count("DequantizeLinear") == entry["quantization"]["quantized_nodes"] > 0
+    assert "MatMulInteger" not in ops and "DynamicQuantizeLinear" not in ops  # activations stay float
+    int8 = [i for i in model.graph.initializer if numpy_helper.to_array(i).dtype == np.int8 and i.name.endswith("_q")]
+    assert len(int8) == entry["quantization"]["quantized_nodes"]
+    # the exporter measured it on OpenVINO too (openvino is installed wherever the tests run), at the file's own bar
+    record = entry["openvino"]
+    assert record["metrics"]["min_cosine"] >= entry["metrics"]["min_cosine"] - 0.001 and record["passed"] is True
+
+
+@pytest.mark.parametrize("backend", ["onnx", "openvino"])
+def test_int8_weights_are_batch_invariant_and_near_fp32(weights_exported, backend):
+    from lightembed import SentenceTransformer
+
+    fp32 = SentenceTransformer(weights_exported, backend="onnx")
+    model = SentenceTransformer(weights_exported, backend=backend, file_name=WEIGHTS_FILE)
+    assert model.precision == "int8"
+    batched = model.encode(TEXTS)
+    alone = np.stack([model.encode(t) for t in TEXTS])
+    assert (batched * alone).sum(1).min() >= 0.9999
+    assert (batched * fp32.encode(TEXTS)).sum(1).min() >= 0.99
+
+
+def test_no_options_runs_the_weights_file_on_openvino_on_amx_at_its_own_bar(weights_exported, monkeypatch, tmp_path):
+    import shutil
+
+    from lightembed import SentenceTransformer
+    from lightembed import openvino_backend as ovb
+
+    folder = tmp_path / "m"
+    shutil.copytree(weights_exported, folder)
+    manifest = json.loads((folder / "lightembed.json").read_text())
+    entry = next(e for e in manifest["files"] if e["path"] == WEIGHTS_FILE)
+    entry["metrics"]["min_cosine"] = 0.995  # as on a real model: int8 drift well below near-lossless
+    bar = 0.995 - ovb.INT8_MARGIN
+    assert ovb.auto_bar(entry) == bar < ovb.AUTO_MIN_COSINE  # held to its own drift, not the near-lossless bar
+
+    def record(min_cosine: float) -> None:  # the measurement as an AMX machine would have written it
+        entry["openvino"] = {"inference_precision": "bf16", "metrics": {"min_cosine": min_cosine}, "passed": True}
+        (folder / "lightembed.json").write_text(json.dumps(manifest))
+
+    monkeypatch.delenv("LIGHTEMBED_BACKEND", raising=False)
+    monkeypatch.setenv(ovb.ENV_CACHE, str(tmp_path / "ov-cache"))
+    monkeypatch.setattr(ovb, "cpu_flags", lambda *a: frozenset({"avx2", "avx512f", "amx_bf16", "amx_tile"}))
+    record(bar + 0.0005)
+    model = SentenceTransformer(folder, file_name=WEIGHTS_FILE)
+    assert model.get_backend() == "openvino", model.backend_reason
+    record(bar - 0.0005)
+    assert SentenceTransformer(folder, file_name=WEIGHTS_FILE).get_backend() == "onnx"
+    record(bar + 0.0005)
+    monkeypatch.setattr(ovb, "cpu_flags", lambda *a: frozenset({"avx2", "fma"}))
+    assert SentenceTransformer(folder, file_name=WEIGHTS_FILE).get_backend() == "onnx"

@@ -256,6 +256,8 @@ def _write_files(
             )
         elif target.name == quantizing.ROWWISE:
             done_q = quantizing.quantize_rowwise_file(fp32)
+        elif target.name == quantizing.WEIGHTS:
+            done_q = quantizing.quantize_weights_file(fp32)
         else:
             done_q = quantizing.quantize_file(fp32, target.name, saved, per_channel=quant.per_channel)
         config = dict(done_q.config, requested_as=list(target.requested_as))
@@ -454,7 +456,7 @@ def _verify(files: list[dict[str, Any]], output: Path, torch_model: Any, task: s
     for info in files:
         info.update(verify_file(output, info["path"], reference, Threshold.from_dict(info["threshold"]), task))
         if info["passed"] and openvino_check.applies(info, task):  # what backend=None's choice relies on
-            info["openvino"] = openvino_check.measure(output, info["path"], reference)
+            info["openvino"] = openvino_check.measure(output, info["path"], reference, info)
     return probe_count(task)
 
 

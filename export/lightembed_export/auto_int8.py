@@ -2,7 +2,8 @@
 
 `auto` first writes this CPU's dynamic int8 file (the fastest recipe). When that file misses its threshold, it is
 deleted and the recipes of FALLBACKS are tried in order (per-token int8, whose scales follow each token and keep
-outliers from coarsening the rest: benchmarks/int8_layers.py); the first that passes is kept. When none passes,
+outliers from coarsening the rest: benchmarks/int8_layers.py; then int8 weights with float activations, the file
+made for OpenVINO); the first that passes is kept. When none passes,
 no int8 file is left and the export fails (exit 1) saying what each recipe measured.
 """
 
@@ -13,7 +14,8 @@ from typing import Any, Callable
 
 from lightembed_export import quantize as quantizing
 
-FALLBACKS: tuple[str, ...] = (quantizing.ROWWISE,)
+FALLBACKS: tuple[str, ...] = (quantizing.ROWWISE, quantizing.WEIGHTS)
+_WRITERS = {quantizing.ROWWISE: "quantize_rowwise_file", quantizing.WEIGHTS: "quantize_weights_file"}
 
 
 def _is_auto(info: dict[str, Any]) -> bool:
@@ -62,7 +64,7 @@ def settle(
             if existing["passed"]:
                 return files, {"kept": existing["path"], "tried": tried}
             continue
-        done = quantizing.quantize_rowwise_file(fp32)
+        done = getattr(quantizing, _WRITERS[target])(fp32)
         reason = f"auto: {tried[0]['target']} missed its check ({_describe(tried[0])}); fell back to {target}"
         config = dict(done.config, requested_as=["auto"], auto_reason=reason)
         (info,) = describe([{"file": done.path, "kind": "quantized", "quantization": config}])

@@ -31,7 +31,10 @@ STATIC = "static"
 ROWWISE = "rowwise"
 """Per-token int8 (lightembed_export.rowwise): a scale per token row and per weight column, batch-invariant by
 construction, every weight MatMul quantized; model_qint8_rowwise.onnx."""
-TARGETS: tuple[str, ...] = DYNAMIC_TARGETS + (AVX2_QINT8, STATIC, ROWWISE)
+WEIGHTS = "weights"
+"""int8 weights, float activations (lightembed_export.weight_only): per-column int8 weights behind DequantizeLinear,
+for OpenVINO (backend="openvino"), batch-invariant; model_qint8_weights.onnx."""
+TARGETS: tuple[str, ...] = DYNAMIC_TARGETS + (AVX2_QINT8, STATIC, ROWWISE, WEIGHTS)
 STATIC_OPERATORS: tuple[str, ...] = ("MatMul", "Gather")
 """What static files quantize: MatMuls with constant weights and the embedding lookups (Gather)."""
 AUTO = "auto"
@@ -154,6 +157,8 @@ def file_name(target: str, per_channel: bool = True) -> str:
         return "model_qint8_static.onnx"
     if target == ROWWISE:
         return "model_qint8_rowwise.onnx"
+    if target == WEIGHTS:
+        return "model_qint8_weights.onnx"
     config = quantization_config(target, per_channel)
     return f"model_{config.weights_dtype.name.lower()}_{_config_name(target)}.onnx"
 
@@ -324,3 +329,23 @@ def quantize_rowwise_file(fp32_path: Path) -> QuantizedFile:
         "quantized_nodes": len(done["quantized"]),
     }
     return QuantizedFile(path, ROWWISE, reported)
+
+
+def quantize_weights_file(fp32_path: Path) -> QuantizedFile:
+    """Write model_qint8_weights.onnx next to `fp32_path`: int8 weights, float activations (see weight_only)."""
+    from lightembed_export.weight_only import quantize_weights
+
+    path = fp32_path.parent / file_name(WEIGHTS)
+    done = quantize_weights(fp32_path, path)
+    reported = {
+        "target": WEIGHTS,
+        "is_static": False,
+        "batch_invariant": True,
+        "weights_dtype": "QInt8",
+        "activations_dtype": "float (OpenVINO may quantize them per token group)",
+        "per_channel": True,
+        "runs_best_on": "OpenVINO (backend='openvino'); onnxruntime dequantizes the weights at each run",
+        "operators_to_quantize": ["MatMul"],
+        "quantized_nodes": len(done),
+    }
+    return QuantizedFile(path, WEIGHTS, reported)

@@ -28,6 +28,13 @@ def weight_matmuls(model) -> list[str]:
     ]
 
 
+def column_int8(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A [K, N] weight as symmetric int8 with one float32 scale per output column: (int8 weight, scales)."""
+    weight = weight.astype(np.float32)
+    scale = np.maximum(np.abs(weight).max(axis=0), 1e-12) / 127.0
+    return np.clip(np.round(weight / scale), -127, 127).astype(np.int8), scale.astype(np.float32)
+
+
 def quantize_rowwise(
     src: str | Path, dst: str | Path, keep_fp32: Iterable[str] | Callable[[str], bool] = ()
 ) -> dict[str, list[str]]:
@@ -61,11 +68,9 @@ def quantize_rowwise(
             nodes.append(node)
             continue
         x, w_name = node.input[0], node.input[1]
-        weight = numpy_helper.to_array(inits[w_name]).astype(np.float32)
-        w_scale = np.maximum(np.abs(weight).max(axis=0), 1e-12) / 127.0
-        w_int8 = np.clip(np.round(weight / w_scale), -127, 127).astype(np.int8)
+        w_int8, w_scale = column_int8(numpy_helper.to_array(inits[w_name]))
         p = f"rowwise{index}"
-        new_inits += [numpy_helper.from_array(w_int8, f"{p}_w"), numpy_helper.from_array(w_scale.astype(np.float32), f"{p}_ws")]
+        new_inits += [numpy_helper.from_array(w_int8, f"{p}_w"), numpy_helper.from_array(w_scale, f"{p}_ws")]
         dropped.add(w_name)
         if opset >= 18:
             reduce = helper.make_node("ReduceMax", [f"{p}_abs", "rowwise_last_axis"], [f"{p}_amax"], keepdims=1)
