@@ -34,6 +34,7 @@ from benchmarks.paths import BATCH_SIZE, QINT8_FILE, THREADS
 from benchmarks.quality import spearman
 from benchmarks.runners import FastembedAsLoaded, Lightembed, ModelPaths, Runner, SentenceTransformersTorch
 from benchmarks.system import load_average, machine, versions
+from lightembed.openvino_backend import manifest_entry
 from benchmarks.timing import cosines, measure_throughput
 
 NEAR_LOSSLESS = 0.9999
@@ -64,6 +65,10 @@ class LightembedWith(Lightembed):
         from lightembed import SentenceTransformer
 
         kwargs: dict[str, Any] = {"backend": self.backend, "threads": self.threads}
+        entry = manifest_entry(self.paths.onnx_dir, self.paths.onnx_dir / (self.file or "onnx/model.onnx"))
+        if entry is not None and entry.get("passed") is False:  # measured anyway, to show what failed and by how much
+            kwargs["verify"] = False
+            self.notes.append("this file FAILED its export check; loaded with verify=False only to measure it")
         if self.ov_config:
             kwargs["model_kwargs"] = {"ov_config": self.ov_config}
         if self.file:
@@ -143,15 +148,14 @@ def write_chart(report: dict[str, Any], path: Path) -> Path | None:
     return path
 
 
-def ort_openvino_ep(python: str, model_dir: Path, texts: list[str], repeats: int, threads: int) -> dict[str, Any]:
-    """benchmarks/ort_openvino_ep.py in the venv of `python`: its medians and embeddings."""
+def run_peer(python: str, script: str, source: Path, texts: list[str], repeats: int, threads: int) -> dict[str, Any]:
+    """benchmarks/`script` in the venv of `python` on `source` (a model folder): its medians and embeddings."""
     with tempfile.TemporaryDirectory() as tmp:
         texts_file, out = Path(tmp) / "texts.json", Path(tmp) / "emb.npz"
         texts_file.write_text(json.dumps(texts), encoding="utf-8")
-        script = Path(__file__).with_name("ort_openvino_ep.py")
         done = subprocess.run(
-            [python, str(script), str(model_dir), str(texts_file), str(out), "--repeats", str(repeats),
-             "--threads", str(threads)],
+            [python, str(Path(__file__).with_name(script)), str(source), str(texts_file), str(out), "--repeats",
+             str(repeats), "--threads", str(threads)],
             capture_output=True, text=True, timeout=3600, check=False,
         )
         if done.returncode != 0:
@@ -160,6 +164,18 @@ def ort_openvino_ep(python: str, model_dir: Path, texts: list[str], repeats: int
         with np.load(out) as data:
             result["embeddings"] = {k: data[k] for k in data.files}
         return result
+
+
+def peer_rows(result: dict[str, Any], base: np.ndarray, anchor: str) -> dict[str, Any]:
+    """Turn a peer venv's result into rows: ratio to its own `anchor` row, fidelity to this run's torch fp32."""
+    if "error" in result:
+        return result
+    for key, emb in result.pop("embeddings").items():
+        cos = cosines(base, emb)
+        ratio = result["median_s"][anchor] / result["median_s"][key]
+        result.setdefault("rows", []).append({"key": key, f"x_{anchor}": ratio, "min_cos": float(cos.min()),
+                                              "mean_cos": float(cos.mean())})
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -176,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=BATCH_SIZE)
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
     parser.add_argument("--ort-openvino-python", help="python of a venv with onnxruntime-openvino (optional row)")
+    parser.add_argument("--st-openvino-python",
+                        help="python of a venv with sentence-transformers[openvino] (optional rows, its own ratios)")
     parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args(argv)
     os.environ.pop("LIGHTEMBED_BACKEND", None)  # the le_auto row shows the real default
@@ -212,20 +230,18 @@ def main(argv: list[str] | None = None) -> int:
             by_key[runner.key]["alone_vs_batched"] = invariance(runner, shorts, longs)
             print(f"[quality] {runner.name}: Lee rho {by_key[runner.key]['lee_rho']:.4f}, alone vs batched "
                   f"{by_key[runner.key]['alone_vs_batched']:.6f}", flush=True)
-    ep = None
+    ep = st_ov = None
     if args.ort_openvino_python:
-        ep = ort_openvino_ep(args.ort_openvino_python, args.model_dir, texts, args.repeats, args.threads)
-        if "error" not in ep:
-            cpu = ep["median_s"]["ort_cpu_fp32"]
-            for key, emb in ep.pop("embeddings").items():
-                cos = cosines(base.embeddings, emb)
-                ep.setdefault("rows", []).append({"key": key, "x_ort_cpu_fp32": cpu / ep["median_s"][key],
-                                                  "min_cos": float(cos.min()), "mean_cos": float(cos.mean())})
+        ep = run_peer(args.ort_openvino_python, "ort_openvino_ep.py", args.model_dir, texts, args.repeats, args.threads)
+        ep = peer_rows(ep, base.embeddings, "ort_cpu_fp32")
+    if args.st_openvino_python:
+        st_ov = run_peer(args.st_openvino_python, "st_openvino.py", paths.torch_dir, texts, args.repeats, args.threads)
+        st_ov = peer_rows(st_ov, base.embeddings, "st_torch_fp32")
     info["load_average_end"] = load_average()
     report = {"command": " ".join([sys.executable, "-m", "benchmarks.amx", *(argv or sys.argv[1:])]),
               "machine": info, "versions": versions(), "model": args.model, "n": len(texts), "repeats": args.repeats,
               "threads": args.threads, "batch_size": args.batch_size, "rows": rows,
-              "notes": {r.key: r.notes for r in runners}, "ort_openvino_ep": ep}
+              "notes": {r.key: r.notes for r in runners}, "ort_openvino_ep": ep, "st_openvino": st_ov}
     if args.chart:
         report["chart"] = str(write_chart(report, args.chart))
     print(markdown(report))
@@ -272,6 +288,15 @@ def markdown(report: dict[str, Any]) -> str:
             lines.append(f"| {r['key']} | {r['x_ort_cpu_fp32']:.2f} | {r['min_cos']:.6f} | {r['mean_cos']:.6f} |")
     elif ep:
         lines.append(f"onnxruntime-openvino row failed: {ep.get('error', '')[-500:]}")
+    st_ov = report.get("st_openvino")
+    if st_ov and "rows" in st_ov:
+        lines += ["", f"sentence-transformers {st_ov['sentence-transformers']} `backend='openvino'` (openvino "
+                  f"{st_ov['openvino']}; separate venv, after the rounds above, same texts, its own torch rows):",
+                  "| variant | x its torch fp32 | min cos to torch fp32 | mean cos |", "|---|---|---|---|"]
+        for r in st_ov["rows"]:
+            lines.append(f"| {r['key']} | {r['x_st_torch_fp32']:.2f} | {r['min_cos']:.6f} | {r['mean_cos']:.6f} |")
+    elif st_ov:
+        lines.append(f"sentence-transformers openvino rows failed: {st_ov.get('error', '')[-500:]}")
     return "\n".join(lines)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
 from typing import Iterator, Sequence, Union
 
@@ -173,16 +174,19 @@ class Tokenizer:
         """Stack encodings into int64 arrays padded to the longest one."""
         lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings))
         width = int(lengths.max()) if len(encodings) else 0
+        total = int(lengths.sum())
+        # One boolean mask places every token at once: the real tokens of each row are contiguous and in order, and
+        # boolean assignment fills row by row, so the concatenated ids land where they belong (left or right).
+        columns = np.arange(width)
+        if self.padding_side == "left":
+            real = columns >= (width - lengths)[:, None]
+        else:
+            real = columns < lengths[:, None]
         ids = np.full((len(encodings), width), self.pad_id, dtype=np.int64)
-        mask = np.zeros((len(encodings), width), dtype=np.int64)
         types = np.zeros((len(encodings), width), dtype=np.int64)
-        left = self.padding_side == "left"
-        for row, (enc, n) in enumerate(zip(encodings, lengths)):
-            span = slice(width - n, width) if left else slice(0, n)
-            ids[row, span] = enc.ids
-            mask[row, span] = 1
-            types[row, span] = enc.type_ids
-        return Batch(ids, mask, types, lengths)
+        ids[real] = np.fromiter(chain.from_iterable(e.ids for e in encodings), dtype=np.int64, count=total)
+        types[real] = np.fromiter(chain.from_iterable(e.type_ids for e in encodings), dtype=np.int64, count=total)
+        return Batch(ids, real.astype(np.int64), types, lengths)
 
     def batches(
         self, texts: Sequence[TextInput], batch_size: int, max_tokens: int | None = None

@@ -263,3 +263,28 @@ def test_every_model_class_answers_get_max_seq_length(tiny_model):
         text = "the cat sat on the mat in the park"
         inputs = [(text, "dog")] if isinstance(model, CrossEncoder) else [text]
         assert model.tokenize(inputs)["input_ids"].shape[1] == 7, type(model).__name__
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_pad_places_every_token_of_every_row(tiny_model, side):
+    """The one-step (vectorized) padding puts each text's ids, type ids and mask where a per-row copy would."""
+    from lightembed.tokenize import Tokenizer
+
+    tokenizer = Tokenizer.from_dir(tiny_model, 12)
+    tokenizer.padding_side = side
+    texts = ["the cat", "", "a dog ran in the park hello world", ("red", "blue green"), "x"]
+    encodings = tokenizer.encode(texts)
+    batch = tokenizer.pad(encodings)
+    width = max(len(e.ids) for e in encodings)
+    assert batch.input_ids.shape == batch.attention_mask.shape == batch.token_type_ids.shape == (len(texts), width)
+    for row, enc in enumerate(encodings):
+        n = len(enc.ids)
+        real = slice(width - n, width) if side == "left" else slice(0, n)
+        pad = slice(0, width - n) if side == "left" else slice(n, width)
+        assert batch.input_ids[row, real].tolist() == enc.ids
+        assert batch.token_type_ids[row, real].tolist() == enc.type_ids
+        assert batch.attention_mask[row, real].all() and not batch.attention_mask[row, pad].any()
+        assert (batch.input_ids[row, pad] == tokenizer.pad_id).all()
+    assert batch.lengths.tolist() == [len(e.ids) for e in encodings]
+    assert any(1 in e.type_ids for e in encodings)  # the pair really has second-segment type ids
+    assert tokenizer.pad([]).input_ids.shape == (0, 0)

@@ -581,7 +581,8 @@ def test_quantized_file_names_follow_sentence_transformers():
     assert quantizing.file_name("avx2_qint8") == "model_qint8_avx2.onnx"
     assert quantizing.file_name("static") == "model_qint8_static.onnx"
     assert quantizing.file_name("rowwise") == "model_qint8_rowwise.onnx"
-    assert set(quantizing.TARGETS) == set(quantizing.DYNAMIC_TARGETS) | {"avx2_qint8", "static", "rowwise"}
+    assert quantizing.file_name("weights") == "model_qint8_weights.onnx"
+    assert set(quantizing.TARGETS) == set(quantizing.DYNAMIC_TARGETS) | {"avx2_qint8", "static", "rowwise", "weights"}
 
 
 def test_hub_source_records_the_commit(tmp_path, monkeypatch):

@@ -10,13 +10,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lightembed_export import __version__
 from lightembed_export import optimize as optimizing
 from lightembed_export import quantize as quantizing
 from lightembed_export._quiet import quiet
 from lightembed_export.calibration import CalibrationSet
 from lightembed_export.errors import ArgumentError, OutputError, VerificationError
-from lightembed_export.manifest import FORMAT_VERSION, MANIFEST_NAME, package_versions, probes_digest, write_manifest
+from lightembed_export.manifest import MANIFEST_NAME, manifest_head, probes_digest, write_manifest
 from lightembed_export.onnx_export import ONNX_SUBDIR
 from lightembed_export.source import read_layout, resolve_source
 from lightembed_export.tasks import (
@@ -524,15 +523,7 @@ def _manifest(
     info = TASK_INFO[task]
     probes: tuple[Any, ...] = PROBE_PAIRS if task == TEXT_CLASSIFICATION else PROBES
     return {
-        "format_version": FORMAT_VERSION,
-        "source": {
-            "id": source.model_id,
-            "hub": source.from_hub,
-            "revision": source.revision,
-            "requested_revision": source.requested_revision,
-        },
-        "exporter": {"name": "lightembed-export", "version": __version__},
-        "versions": package_versions(),
+        **manifest_head(source),
         "model": {
             "task": task,
             "task_reason": task_reason,

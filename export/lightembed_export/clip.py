@@ -22,9 +22,8 @@ from typing import Any
 import numpy as np
 
 from lightembed.clip import IMAGE_OUTPUT, TEXT_MODEL, TEXT_OUTPUT, VISION_MODEL, vision_file_name
-from lightembed_export import __version__
 from lightembed_export.errors import UnsupportedModelError, VerificationError
-from lightembed_export.manifest import FORMAT_VERSION, MANIFEST_NAME, package_versions, probes_digest, write_manifest
+from lightembed_export.manifest import MANIFEST_NAME, manifest_head, probes_digest, write_manifest
 from lightembed_export.tasks import FEATURE_EXTRACTION
 
 ARCHITECTURE = "CLIPModel"
@@ -317,15 +316,7 @@ def _manifest(
     source: Any, clip: Any, model: Any, files: list[dict[str, Any]], texts: list[str], image_count: int
 ) -> dict[str, Any]:
     return {
-        "format_version": FORMAT_VERSION,
-        "source": {
-            "id": source.model_id,
-            "hub": source.from_hub,
-            "revision": source.revision,
-            "requested_revision": source.requested_revision,
-        },
-        "exporter": {"name": "lightembed-export", "version": __version__},
-        "versions": package_versions(),
+        **manifest_head(source),
         "model": {
             "task": FEATURE_EXTRACTION,
             "task_reason": "a sentence-transformers CLIP model (text and image towers)",

@@ -48,6 +48,24 @@ def package_versions(packages: Sequence[str] = PACKAGES) -> dict[str, str | None
     return versions
 
 
+def manifest_head(source: Any) -> dict[str, Any]:
+    """The first keys of every lightembed.json: format, the source (a resolved `source.Source`), the exporter and
+    the package versions it ran with."""
+    from lightembed_export import __version__
+
+    return {
+        "format_version": FORMAT_VERSION,
+        "source": {
+            "id": source.model_id,
+            "hub": source.from_hub,
+            "revision": source.revision,
+            "requested_revision": source.requested_revision,
+        },
+        "exporter": {"name": "lightembed-export", "version": __version__},
+        "versions": package_versions(),
+    }
+
+
 def probes_digest(probes: Sequence[Any]) -> str:
     """SHA-256 of the probe texts or pairs (JSON-encoded), to tell which probe set the metrics were measured on."""
     return hashlib.sha256(json.dumps(list(probes), ensure_ascii=False).encode("utf-8")).hexdigest()

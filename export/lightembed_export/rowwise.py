@@ -92,6 +92,16 @@ def quantize_rowwise(
             helper.make_node("Mul", [f"{p}_y1", f"{p}_ws"], list(node.output), name=node.name),
         ]
         done["quantized"].append(node.name)
+    save_rewritten(model, nodes, new_inits, dropped, dst)
+    return done
+
+
+def save_rewritten(model, nodes: list, new_inits: list, dropped: set[str], dst: str | Path) -> None:
+    """Give `model` the rewritten `nodes` and `new_inits`, drop the `dropped` initializers no node reads any more,
+    and save it to `dst`."""
+    import onnx
+
+    graph = model.graph
     still_used = {name for n in nodes for name in n.input}
     kept_inits = [i for i in graph.initializer if i.name not in dropped or i.name in still_used]
     del graph.node[:]
@@ -99,4 +109,3 @@ def quantize_rowwise(
     del graph.initializer[:]
     graph.initializer.extend(kept_inits + new_inits)
     onnx.save(model, str(dst))
-    return done

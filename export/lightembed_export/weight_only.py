@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lightembed_export.rowwise import column_int8, weight_matmuls
+from lightembed_export.rowwise import column_int8, save_rewritten, weight_matmuls
 
 
 def quantize_weights(src: str | Path, dst: str | Path) -> list[str]:
@@ -45,11 +45,5 @@ def quantize_weights(src: str | Path, dst: str | Path) -> list[str]:
             helper.make_node("MatMul", [node.input[0], f"{p}_w"], list(node.output), name=node.name),
         ]
         done.append(node.name)
-    still_used = {name for n in nodes for name in n.input}
-    kept = [i for i in graph.initializer if i.name not in dropped or i.name in still_used]
-    del graph.node[:]
-    graph.node.extend(nodes)
-    del graph.initializer[:]
-    graph.initializer.extend(kept + new_inits)
-    onnx.save(model, str(dst))
+    save_rewritten(model, nodes, new_inits, dropped, dst)
     return done
