@@ -256,8 +256,7 @@ def markdown(report: dict[str, Any]) -> str:
     cpu = report["machine"]["cpu"]
     lines = [
         f"CPU: {cpu['model']}; flags: {' '.join(cpu['flags'])}; usable cores {report['machine']['usable_cores']}; "
-        f"load average start {report['machine']['load_average_start']}, end {report['machine']['load_average_end']} "
-        "(2 cores shared with other engineers' test runs: a loaded machine)",
+        f"load average start {report['machine']['load_average_start']}, end {report['machine']['load_average_end']}",
         f"{report['n']} texts (benchmarks/corpus.py mixed), batch {report['batch_size']}, {report['threads']} threads, "
         f"median of {report['repeats']} interleaved rounds; command: `{report['command']}`",
         "",

@@ -33,6 +33,9 @@ ENV_BACKEND = "LIGHTEMBED_BACKEND"
 ENV_CACHE = "LIGHTEMBED_OPENVINO_CACHE"
 AUTO_MIN_COSINE = 0.9999  # near-lossless: what the automatic choice demands of the exporter's bf16 measurement
 INT8_MARGIN = 0.001  # how much below its onnxruntime fidelity an int8 file may be on OpenVINO and still be picked
+# The exporter also runs each file on OpenVINO and onnxruntime over its calibration texts (long passages included):
+# 17 probes once let all-mpnet-base-v2 through at 0.99992 while 500 real texts reached 0.99955.
+TEXTS_MIN_COSINE = AUTO_MIN_COSINE
 _OV_INT_TYPES = {"i64": "int64", "i32": "int32"}
 _KNOWN_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "position_ids")
 
@@ -100,8 +103,9 @@ def choose_backend(
 ) -> tuple[str, str]:
     """The backend to run and why. An explicit "onnx"/"openvino" is kept (openvino must be installed and on CPU);
     None follows LIGHTEMBED_BACKEND when it names one, else picks "openvino" only when all hold: the model runs on
-    CPU, the extra is installed, the CPU has AMX-BF16, and the exporter recorded min cosine >= `auto_bar` for the
-    file in bf16 (its probes, lightembed.json); else "onnx"."""
+    CPU, the extra is installed, the CPU has AMX-BF16, and the exporter recorded for the file in bf16 min cosine
+    >= `auto_bar` to torch on its probes and >= `texts_bar` to the fp32 file on onnxruntime on its calibration texts
+    (lightembed.json); else "onnx"."""
     if backend is not None and backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS} (or None to choose), got {backend!r}.")
     if backend is None:
@@ -123,8 +127,18 @@ def choose_backend(
         return "onnx", "lightembed.json has no OpenVINO bf16 measurement for this file (export with openvino installed)"
     bar = auto_bar(manifest_entry)
     if cosine < bar:
-        return "onnx", f"OpenVINO bf16 min cosine {cosine:.6f} < {bar} for this file"
-    return "openvino", f"AMX-BF16 CPU, exporter measured bf16 min cosine {cosine:.6f}"
+        return "onnx", f"OpenVINO bf16 min cosine {cosine:.6f} < {bar} for this file on the exporter's probes"
+    texts = (manifest_entry or {}).get("openvino", {}).get("texts_check")
+    value = texts.get("min_cosine") if isinstance(texts, Mapping) else None
+    if not isinstance(value, (int, float)):
+        return "onnx", "lightembed.json has no OpenVINO check on the calibration texts for this file (re-export it)"
+    bar_texts = texts_bar(texts)
+    if value < bar_texts:
+        return "onnx", (
+            f"OpenVINO bf16 min cosine {value:.6f} < {bar_texts:.6g} to onnxruntime fp32 on the exporter's "
+            f"{texts.get('texts')} calibration texts for this file"
+        )
+    return "openvino", f"AMX-BF16 CPU, exporter measured bf16 min cosine {cosine:.6f} (probes), {value:.6f} (texts)"
 
 
 def auto_bar(entry: Mapping[str, Any] | None) -> float:
@@ -136,6 +150,16 @@ def auto_bar(entry: Mapping[str, Any] | None) -> float:
     if entry.get("quantization") and isinstance(measured, (int, float)):
         return min(AUTO_MIN_COSINE, float(measured) - INT8_MARGIN)
     return AUTO_MIN_COSINE
+
+
+def texts_bar(texts_check: Mapping[str, Any]) -> float:
+    """The min cosine to fp32 on the exporter's calibration texts that a file must keep on OpenVINO: TEXTS_MIN_COSINE
+    for a float file; for an int8 file what it keeps on onnxruntime, less INT8_MARGIN (TEXTS_MIN_COSINE when that
+    was not recorded)."""
+    own = texts_check.get("onnxruntime_min_cosine")
+    if isinstance(own, (int, float)):
+        return min(TEXTS_MIN_COSINE, float(own) - INT8_MARGIN)
+    return TEXTS_MIN_COSINE
 
 
 def _explicit(backend: str, cpu_only: bool, why: str) -> tuple[str, str]:

@@ -18,9 +18,10 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parent.parent
 THROUGHPUT_COLUMNS = ["variant", "texts/s", "real tok/s", "padded/real", "x st-torch", "cos min", "cos mean", "runs (s)"]
 ALWAYS = [
-    "st_torch", "st_onnx_fp32", "st_onnx_quint8", "st_onnx_qint8", "le_fp32", "le_O3", "le_quint8", "le_qint8", "le_static"
+    "st_torch", "st_onnx_fp32", "st_onnx_quint8", "st_onnx_qint8", "le_fp32", "le_O3", "le_quint8", "le_qint8", "le_static",
+    "le_default",
 ]
-FASTEMBED = ["fe_fp32", "fe_fp32_256"]
+FASTEMBED = ["fe_fp32", "fe_fp32_256", "fe_qint8"]
 
 
 def need(*modules: str) -> None:
@@ -185,6 +186,9 @@ def test_quality_invariance_latency_coldstart_sections(quick_run):
     assert all(r["p50_ms"] <= r["p99_ms"] for r in lat.values() if "skipped" not in r)
     cold = results["coldstart"]
     assert cold["le_fp32"]["runs"] == 1 and cold["le_fp32"]["wall_s"] > 0
+    # the pre-optimized copy against the exported file optimized at load, and fastembed on the same int8 file
+    assert cold["le_fp32_plain"]["runs"] == 1 and cold["le_qint8_plain"]["runs"] == 1
+    assert cold["fe_qint8"]["runs"] == 1
     assert "rss" not in results  # quick mode skips it
     assert any("installed size" in s for s in results["skipped_steps"])
     assert {"corpus", "throughput", "int8", "quality", "invariance", "coldstart", "latency", "flops"} <= set(

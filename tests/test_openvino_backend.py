@@ -17,7 +17,10 @@ from lightembed import openvino_backend as ovb
 
 AMX = frozenset({"avx2", "avx512f", "avx512_vnni", "amx_tile", "amx_bf16", "amx_int8"})
 AVX2_ONLY = frozenset({"sse4_2", "avx", "avx2", "fma"})  # AMD Zen 3
-GOOD = {"openvino": {"inference_precision": "bf16", "metrics": {"min_cosine": 0.99995}, "passed": True}}
+TEXTS_OK = {"texts": 56, "min_cosine": 0.99995}
+GOOD = {
+    "openvino": {"inference_precision": "bf16", "metrics": {"min_cosine": 0.99995}, "texts_check": TEXTS_OK, "passed": True}
+}
 TEXTS = ["A man is eating food.", "hello world", "Ünïcödé and emoji 🎉", "", "a much longer text " * 20]
 
 
@@ -45,6 +48,10 @@ def test_auto_picks_openvino_on_amx_with_a_passing_record():
         (True, {"openvino": {"inference_precision": "f32", "metrics": {"min_cosine": 1.0}}}, AMX, "no OpenVINO bf16"),
         (True, {"openvino": {"inference_precision": "bf16", "metrics": {"min_cosine": 0.9995}}}, AMX, "< 0.9999"),
         (True, {"openvino": {"inference_precision": "bf16", "metrics": None, "error": "x"}}, AMX, "no OpenVINO bf16"),
+        # near-lossless on the 17 probes, not on the longer calibration texts (all-mpnet-base-v2 did this)
+        (True, {"openvino": {**GOOD["openvino"], "texts_check": {"texts": 56, "min_cosine": 0.99987}}}, AMX,
+         "0.999870 < 0.9999 to onnxruntime fp32 on the exporter's 56 calibration texts"),
+        (True, {"openvino": {**GOOD["openvino"], "texts_check": None}}, AMX, "no OpenVINO check on the calibration"),
     ],
 )
 def test_auto_keeps_onnx(cpu_only, entry, flags, reason):
@@ -164,7 +171,11 @@ def test_exporter_records_openvino_fidelity(exported_tiny):
     record = entry["openvino"]
     assert record["error"] is None and record["inference_precision"] in ("bf16", "f32")
     assert 0.99 < record["metrics"]["min_cosine"] <= 1.0 + 1e-9
-    assert record["passed"] == (record["metrics"]["min_cosine"] >= ovb.AUTO_MIN_COSINE)
+    texts = record["texts_check"]
+    assert texts["texts"] > 50 and 0.99 < texts["min_cosine"] <= 1.0 + 1e-9
+    assert record["passed"] == (
+        record["metrics"]["min_cosine"] >= ovb.AUTO_MIN_COSINE and texts["min_cosine"] >= ovb.TEXTS_MIN_COSINE
+    )
 
 
 def test_no_options_picks_openvino_only_when_the_record_says_near_lossless(exported_tiny, monkeypatch, tmp_path):
@@ -181,6 +192,8 @@ def test_no_options_picks_openvino_only_when_the_record_says_near_lossless(expor
     assert model.encode(TEXTS).shape[0] == len(TEXTS)
     assert SentenceTransformer(folder, device="cpu", backend="onnx").get_backend() == "onnx"
     _set_record(folder, {**GOOD["openvino"], "metrics": {"min_cosine": 0.999}})
+    assert SentenceTransformer(folder).get_backend() == "onnx"
+    _set_record(folder, {**GOOD["openvino"], "texts_check": {"texts": 56, "min_cosine": 0.9998}})
     assert SentenceTransformer(folder).get_backend() == "onnx"
     _set_record(folder, GOOD["openvino"])
     monkeypatch.setattr(ovb, "cpu_flags", lambda *a: AVX2_ONLY)
@@ -216,3 +229,15 @@ def test_onnx_metadata_without_onnx(exported_tiny, tmp_path):
     (tmp_path / "junk.onnx").write_bytes(b"\xff\xff\xff")
     assert ovb.onnx_metadata(tmp_path / "junk.onnx") == {}
     assert ovb.onnx_metadata(tmp_path / "missing.onnx") == {}
+
+
+def test_an_int8_file_is_held_to_what_it_keeps_on_onnxruntime():
+    int8 = {"quantization": {"target": "weights"}, "metrics": {"min_cosine": 0.995}}
+    texts = {"texts": 56, "min_cosine": 0.9985, "onnxruntime_min_cosine": 0.9990}
+    record = {"inference_precision": "bf16", "metrics": {"min_cosine": 0.996}, "texts_check": texts}
+    assert ovb.choose_backend(None, cpu_only=True, manifest_entry={**int8, "openvino": record}, flags=AMX)[0] == "openvino"
+    worse = {**record, "texts_check": {**texts, "min_cosine": 0.9975}}  # loses more than INT8_MARGIN on OpenVINO
+    backend, why = ovb.choose_backend(None, cpu_only=True, manifest_entry={**int8, "openvino": worse}, flags=AMX)
+    assert backend == "onnx" and "0.997500 < 0.998" in why
+    unknown = {**record, "texts_check": {"texts": 56, "min_cosine": 0.9985}}  # no onnxruntime figure: near-lossless bar
+    assert ovb.choose_backend(None, cpu_only=True, manifest_entry={**int8, "openvino": unknown}, flags=AMX)[0] == "onnx"

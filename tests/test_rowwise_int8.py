@@ -128,6 +128,9 @@ def test_exporter_writes_int8_weights_behind_dequantize(weights_exported):
     # the exporter measured it on OpenVINO too (openvino is installed wherever the tests run), at the file's own bar
     record = entry["openvino"]
     assert record["metrics"]["min_cosine"] >= entry["metrics"]["min_cosine"] - 0.001 and record["passed"] is True
+    texts = record["texts_check"]
+    assert texts["against"] == "onnx/model.onnx on onnxruntime" and texts["texts"] > 50
+    assert texts["min_cosine"] >= texts["onnxruntime_min_cosine"] - 0.001
 
 
 @pytest.mark.parametrize("backend", ["onnx", "openvino"])
@@ -158,7 +161,13 @@ def test_no_options_runs_the_weights_file_on_openvino_on_amx_at_its_own_bar(weig
     assert ovb.auto_bar(entry) == bar < ovb.AUTO_MIN_COSINE  # held to its own drift, not the near-lossless bar
 
     def record(min_cosine: float) -> None:  # the measurement as an AMX machine would have written it
-        entry["openvino"] = {"inference_precision": "bf16", "metrics": {"min_cosine": min_cosine}, "passed": True}
+        entry["openvino"] = {
+            "inference_precision": "bf16",
+            "metrics": {"min_cosine": min_cosine},
+            # on the calibration texts: within INT8_MARGIN of what the file keeps on onnxruntime
+            "texts_check": {"texts": 56, "min_cosine": 0.9985, "onnxruntime_min_cosine": 0.9980},
+            "passed": True,
+        }
         (folder / "lightembed.json").write_text(json.dumps(manifest))
 
     monkeypatch.delenv("LIGHTEMBED_BACKEND", raising=False)
