@@ -36,20 +36,28 @@ def _tiny(tmp_path):
     return _tiny_st(tmp_path / "tiny-st")
 
 
-def test_auto_falls_back_to_per_token_when_dynamic_fails(tmp_path, monkeypatch):
+@pytest.mark.parametrize(
+    "amx, kept",
+    [(False, "onnx/model_qint8_rowwise.onnx"), (True, "onnx/model_qint8_weights.onnx")],
+)
+def test_auto_falls_back_to_the_best_recipe_for_the_machine_when_dynamic_fails(tmp_path, monkeypatch, amx, kept):
+    """Per-token int8 first; where OpenVINO will run it (extra installed, AMX-BF16), the int8-weights file first."""
+    from lightembed import openvino_backend
     from lightembed_export import export_model
 
+    assert openvino_backend.is_installed()  # the openvino extra is part of the test install
+    monkeypatch.setattr(openvino_backend, "has_amx_bf16", lambda flags=None: amx)
     monkeypatch.setattr(quantizing, "quantize_file", _broken_dynamic(quantizing.quantize_file))
     out = tmp_path / "out"
     export_model(_tiny(tmp_path), out, quantize=["auto"], verbose=False)
     manifest = json.loads((out / "lightembed.json").read_text())
     paths = {f["path"]: f for f in manifest["files"]}
-    assert "onnx/model_qint8_rowwise.onnx" in paths and paths["onnx/model_qint8_rowwise.onnx"]["passed"]
+    assert kept in paths and paths[kept]["passed"]
     assert all(f["passed"] for f in manifest["files"])
     dynamic = quantizing.file_name(quantizing.detect_cpu_target()[0])
     assert not (out / "onnx" / dynamic).exists()  # the failing file is gone
     record = manifest["quantize_auto"]
-    assert record["kept"] == "onnx/model_qint8_rowwise.onnx"
+    assert record["kept"] == kept
     assert [t["passed"] for t in record["tried"]] == [False, True]
 
 

@@ -15,6 +15,9 @@ from typing import Any, Callable
 from lightembed_export import quantize as quantizing
 
 FALLBACKS: tuple[str, ...] = (quantizing.ROWWISE, quantizing.WEIGHTS)
+"""The order on most machines; where OpenVINO will run the weights file (its extra installed, an AMX-BF16 CPU)
+that recipe comes first: on all-mpnet-base-v2 it kept the Lee Spearman of fp32 at 1.96x fp32, where per-token int8
+lost 0.009 of it (benchmarks/RESULTS.md, "Issue 13, round 2")."""
 _WRITERS = {quantizing.ROWWISE: "quantize_rowwise_file", quantizing.WEIGHTS: "quantize_weights_file"}
 
 
@@ -57,7 +60,7 @@ def settle(
     for info in failing:
         _remove(output, info)
     files = [f for f in files if f not in failing]
-    for target in FALLBACKS:
+    for target in fallbacks():
         existing = next((f for f in files if (f.get("quantization") or {}).get("target") == target), None)
         if existing is not None:  # asked for explicitly as well: already written and verified
             tried.append(_summary(existing))
@@ -77,6 +80,15 @@ def settle(
     why = "; ".join(f"{t['target']}: {_describe(t)}" for t in tried)
     say(f"quantize auto: no int8 recipe passes its check ({why}); no int8 file written")
     return files, {"kept": None, "tried": tried, "why": why}
+
+
+def fallbacks() -> tuple[str, ...]:
+    """FALLBACKS in the order for this machine."""
+    from lightembed import openvino_backend
+
+    if openvino_backend.is_installed() and openvino_backend.has_amx_bf16():
+        return (quantizing.WEIGHTS, quantizing.ROWWISE)
+    return FALLBACKS
 
 
 def _describe(summary: dict[str, Any]) -> str:
