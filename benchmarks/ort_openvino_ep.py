@@ -11,7 +11,6 @@ returns into its fidelity column.
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import sys
@@ -19,6 +18,7 @@ import time
 
 import numpy as np
 import onnxruntime as ort
+from peer_args import peer_parser  # beside this script on sys.path
 from tokenizers import Tokenizer
 
 
@@ -53,19 +53,13 @@ def encode(sess: ort.InferenceSession, tok: Tokenizer, texts: list[str], batch: 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("model_dir")
-    parser.add_argument("texts")
-    parser.add_argument("out")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser = peer_parser(__doc__.splitlines()[0], "the exported model folder")
     args = parser.parse_args(argv)
     texts = json.loads(open(args.texts, encoding="utf-8").read())
-    tok = Tokenizer.from_file(f"{args.model_dir}/tokenizer.json")
+    tok = Tokenizer.from_file(f"{args.source}/tokenizer.json")
     tok.enable_truncation(max_length=256)
     tok.enable_padding()
-    path = f"{args.model_dir}/onnx/model.onnx"
+    path = f"{args.source}/onnx/model.onnx"
     variants = {"ort_cpu_fp32": session(path, "CPUExecutionProvider", args.threads)}
     available = ort.get_available_providers()
     if "OpenVINOExecutionProvider" in available:

@@ -8,23 +8,17 @@ benchmarks/amx.py calls it with `--st-openvino-python v/bin/python` and maps its
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import sys
 import time
 
 import numpy as np
+from peer_args import peer_parser  # beside this script on sys.path
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("torch_dir")
-    parser.add_argument("texts")
-    parser.add_argument("out")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser = peer_parser(__doc__.splitlines()[0], "the sentence-transformers (torch) folder")
     args = parser.parse_args(argv)
     import torch
     from sentence_transformers import SentenceTransformer, __version__
@@ -32,11 +26,13 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     texts = json.loads(open(args.texts, encoding="utf-8").read())
     models = {
-        "st_torch_fp32": SentenceTransformer(args.torch_dir, device="cpu"),
-        "st_torch_bf16": SentenceTransformer(args.torch_dir, device="cpu").bfloat16(),
+        "st_torch_fp32": SentenceTransformer(args.source, device="cpu"),
+        "st_torch_bf16": SentenceTransformer(args.source, device="cpu").bfloat16(),
         "st_openvino": SentenceTransformer(
-            args.torch_dir, device="cpu", backend="openvino", model_kwargs={"ov_config": {"NUM_STREAMS": "1",
-                                                                                          "INFERENCE_NUM_THREADS": str(args.threads)}}
+            args.source,
+            device="cpu",
+            backend="openvino",
+            model_kwargs={"ov_config": {"NUM_STREAMS": "1", "INFERENCE_NUM_THREADS": str(args.threads)}},
         ),
     }
     seconds: dict[str, list[float]] = {k: [] for k in models}

@@ -311,23 +311,32 @@ def quantize_static_file(
     return QuantizedFile(fp32_path.parent / name, STATIC, reported)
 
 
+def _batch_invariant_record(target: str, quantized: int, **facts: Any) -> dict[str, Any]:
+    """The quantization record of a batch-invariant recipe (per-channel int8 weights on every weight MatMul)."""
+    return {
+        "target": target,
+        "is_static": False,
+        "batch_invariant": True,
+        "weights_dtype": "QInt8",
+        **facts,
+        "per_channel": True,
+        "operators_to_quantize": ["MatMul"],
+        "quantized_nodes": quantized,
+    }
+
+
 def quantize_rowwise_file(fp32_path: Path) -> QuantizedFile:
     """Write model_qint8_rowwise.onnx next to `fp32_path`: every weight MatMul in per-token int8 (see rowwise)."""
     from lightembed_export.rowwise import quantize_rowwise
 
     path = fp32_path.parent / file_name(ROWWISE)
     done = quantize_rowwise(fp32_path, path)
-    reported = {
-        "target": ROWWISE,
-        "is_static": False,
-        "batch_invariant": True,
-        "weights_dtype": "QInt8",
-        "activations_dtype": "QUInt8 (zero point 128: symmetric)",
-        "per_channel": True,
-        "activation_scale": "per token (row), from its own absolute maximum",
-        "operators_to_quantize": ["MatMul"],
-        "quantized_nodes": len(done["quantized"]),
-    }
+    reported = _batch_invariant_record(
+        ROWWISE,
+        len(done["quantized"]),
+        activations_dtype="QUInt8 (zero point 128: symmetric)",
+        activation_scale="per token (row), from its own absolute maximum",
+    )
     return QuantizedFile(path, ROWWISE, reported)
 
 
@@ -337,15 +346,10 @@ def quantize_weights_file(fp32_path: Path) -> QuantizedFile:
 
     path = fp32_path.parent / file_name(WEIGHTS)
     done = quantize_weights(fp32_path, path)
-    reported = {
-        "target": WEIGHTS,
-        "is_static": False,
-        "batch_invariant": True,
-        "weights_dtype": "QInt8",
-        "activations_dtype": "float (OpenVINO may quantize them per token group)",
-        "per_channel": True,
-        "runs_best_on": "OpenVINO (backend='openvino'); onnxruntime dequantizes the weights at each run",
-        "operators_to_quantize": ["MatMul"],
-        "quantized_nodes": len(done),
-    }
+    reported = _batch_invariant_record(
+        WEIGHTS,
+        len(done),
+        activations_dtype="float (OpenVINO may quantize them per token group)",
+        runs_best_on="OpenVINO (backend='openvino'); onnxruntime dequantizes the weights at each run",
+    )
     return QuantizedFile(path, WEIGHTS, reported)
