@@ -117,12 +117,19 @@ class ImageTower:
         self.path = model_dir / partner
         if not self.path.is_file():
             raise FileNotFoundError(f"{model_dir} has the CLIP text tower {relative} but no vision tower {partner}.")
+        from lightembed import preoptimized
+        from lightembed.integrity import check_file, manifest_entry
+
+        self.preoptimized_file: Path | None = None  # the tower's pre-optimized CPU copy, when one is run
+        if sessions.provider_names(providers) == [sessions.CPU]:
+            entry = manifest_entry(model_dir, self.path)
+            record = entry.preoptimized if entry is not None else None
+            self.preoptimized_file = preoptimized.companion_for(model_dir, self.path, record)
         self.verified = False
         if verify:
-            from lightembed.integrity import check_file
-
-            self.verified = check_file(model_dir, self.path) is not None
-        self.session = sessions.create_session(self.path, providers, threads)
+            self.verified = check_file(model_dir, self.path, companion=self.preoptimized_file) is not None
+        companion = self.preoptimized_file
+        self.session = sessions.create_session(companion or self.path, providers, threads, optimize=companion is None)
         names = [node.name for node in self.session.get_inputs()]
         if names != ["pixel_values"]:
             raise ValueError(f"{self.path} takes {names}; a CLIP vision tower takes pixel_values only.")

@@ -117,8 +117,8 @@ def write(model_dir: Path, onnx_path: Path, texts: Sequence[str] | None = None) 
         "made_for": machine(),
         "optimization_level": "extended",
     }
-    feeds = _probe_feeds(model_dir, texts)
     reference = create_session(onnx_path, ["CPUExecutionProvider"], 1)
+    feeds = _probe_feeds(model_dir, texts, reference)
     candidate = create_session(target, ["CPUExecutionProvider"], 1, optimize=False)
     metrics = compare_sessions(reference, candidate, feeds)
     passed = metrics["min_cosine"] >= MIN_COSINE
@@ -126,7 +126,8 @@ def write(model_dir: Path, onnx_path: Path, texts: Sequence[str] | None = None) 
     if not passed:
         for path in (target, data):
             path.unlink(missing_ok=True)
-        record["error"] = f"outputs differ from {onnx_path.name}'s (min cosine {metrics['min_cosine']:.7f} < {MIN_COSINE})"
+        cosine = metrics["min_cosine"]
+        record["error"] = f"outputs differ from {onnx_path.name}'s (min cosine {cosine:.7f} < {MIN_COSINE})"
     return record
 
 
@@ -139,25 +140,36 @@ _DEFAULT_TEXTS = (
 )
 
 
-def _probe_feeds(model_dir: Path, texts: Sequence[str] | None) -> list[dict[str, np.ndarray]]:
-    """Two padded batches of the probe texts, as graph inputs (position_ids added where a graph takes them)."""
+def _probe_feeds(model_dir: Path, texts: Sequence[str] | None, session: Any) -> list[dict[str, np.ndarray]]:
+    """Two batches of graph inputs: the probe texts tokenized and padded (position_ids added where a graph takes
+    them), and, for a graph that takes images (a CLIP vision tower's pixel_values), seeded random pixels of the
+    shape it declares."""
+    from lightembed.config import position_limit
     from lightembed.session import position_ids
     from lightembed.tokenize import Tokenizer
 
-    tokenizer = Tokenizer.from_dir(model_dir, 512)
+    wanted = {node.name: node for node in session.get_inputs()}
     texts = list(texts or _DEFAULT_TEXTS)
+    rng = np.random.default_rng(0)
     feeds = []
     for chunk in (texts[: max(1, len(texts) // 2)], texts):
-        batch = tokenizer(chunk)
-        mask = batch.attention_mask
-        feeds.append(
-            {
+        feed: dict[str, np.ndarray] = {}
+        if "input_ids" in wanted:
+            batch = Tokenizer.from_dir(model_dir, min(512, position_limit(model_dir) or 512))(chunk)
+            mask = batch.attention_mask
+            feed = {
                 "input_ids": batch.input_ids,
                 "attention_mask": mask,
                 "token_type_ids": batch.token_type_ids,
                 "position_ids": position_ids(mask),
             }
-        )
+        for name, node in wanted.items():
+            if name not in feed and node.type == "tensor(float)":
+                shape = [len(chunk) if i == 0 else dim for i, dim in enumerate(node.shape)]
+                if not all(isinstance(dim, int) for dim in shape):
+                    raise ValueError(f"cannot make probe inputs for {name} of shape {node.shape}")
+                feed[name] = rng.standard_normal(shape).astype(np.float32)
+        feeds.append(feed)
     return feeds
 
 
@@ -168,8 +180,9 @@ def compare_sessions(reference: Any, candidate: Any, feeds: list[dict[str, np.nd
     min_cos, max_abs = 1.0, 0.0
     for feed in feeds:
         feed = {k: v for k, v in feed.items() if k in wanted}
+        rows = len(next(iter(feed.values())))
         for a, b in zip(reference.run(names, feed), candidate.run(names, feed)):
-            a = np.asarray(a, dtype=np.float64).reshape(len(next(iter(feed.values()))), -1)
+            a = np.asarray(a, dtype=np.float64).reshape(rows, -1)
             b = np.asarray(b, dtype=np.float64).reshape(a.shape)
             max_abs = max(max_abs, float(np.abs(a - b).max(initial=0.0)))
             norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
@@ -225,10 +238,20 @@ def write_all(
             )
     records = {}
     for name in chosen:
-        records[name] = record = write(model_dir, model_dir / name)
+        try:
+            record = write(model_dir, model_dir / name)
+        except Exception as exc:  # noqa: BLE001 - a copy that cannot be made is recorded as failed, never loaded
+            copy = path_of(model_dir / name)
+            for stale in (copy, copy.with_name(copy.name + ".data")):
+                stale.unlink(missing_ok=True)
+            error = f"{type(exc).__name__}: {exc}"
+            record = {"path": copy.relative_to(model_dir).as_posix(), "passed": False, "error": error, "metrics": None}
+        records[name] = record
         if say is not None:
-            state = "ok" if record["passed"] else f"FAILED ({record['error']}), not kept"
-            say(f"{record['path']}: {state}; max abs diff to {name}: {record['metrics']['max_abs_diff']:.2e}")
+            if record["passed"]:
+                say(f"{record['path']}: ok; max abs diff to {name}: {record['metrics']['max_abs_diff']:.2e}")
+            else:
+                say(f"{record['path']}: FAILED ({record['error']}), not kept; {name} loads as it is")
     add_to_manifest(model_dir, records)
     return records
 

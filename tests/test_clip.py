@@ -224,9 +224,10 @@ def test_without_pillow_the_error_names_the_extra(monkeypatch):
         images.pil()
 
 
-def test_failed_or_damaged_vision_file_is_not_loadable(exported, tmp_path):
+def test_failed_or_damaged_vision_file_is_not_loadable(exported, tmp_path, monkeypatch):
     import lightembed
 
+    monkeypatch.setenv("LIGHTEMBED_PREOPTIMIZED", "0")  # the exported towers themselves, not their CPU copies
     _, out, _ = exported
     copy = tmp_path / "copy"
     shutil.copytree(out, copy)
@@ -265,3 +266,34 @@ def test_exporter_refuses_int8_for_clip(exported, tmp_path):
     with pytest.raises(UnsupportedModelError, match="int8 quantization .* is not offered for CLIP"):
         export_model(src, tmp_path / "q", quantize=["avx2_qint8"], verbose=False)
     assert not (tmp_path / "q").exists()
+
+
+def test_both_towers_run_their_preoptimized_copies_with_the_same_vectors(exported, pictures, monkeypatch):
+    import lightembed
+
+    _, out, report = exported
+    records = {e["path"]: e["cpu_preoptimized"] for e in report["files"]}
+    assert all(r["passed"] for r in records.values()) and len(records) == 4  # fp32 and O2, text and vision
+    fast = lightembed.SentenceTransformer(str(out))
+    assert fast.runtime_info.preoptimized_file == "onnx/text_model.onnx.cpu"
+    assert fast.image_tower.preoptimized_file == out / "onnx" / "vision_model.onnx.cpu"
+    monkeypatch.setenv("LIGHTEMBED_PREOPTIMIZED", "0")
+    plain = lightembed.SentenceTransformer(str(out))
+    assert plain.image_tower.preoptimized_file is None
+    inputs = ["a photo of a cat", pictures[0], "two dogs", pictures[1]]
+    np.testing.assert_allclose(fast.encode(inputs), plain.encode(inputs), atol=1e-6)
+
+
+def test_a_damaged_vision_copy_is_refused(exported, tmp_path):
+    import lightembed
+    from lightembed.integrity import IntegrityError
+
+    _, out, _ = exported
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    data = copy / "onnx" / "vision_model.onnx.cpu.data"
+    raw = bytearray(data.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    data.write_bytes(bytes(raw))
+    with pytest.raises(IntegrityError, match="vision_model.onnx.cpu.data"):
+        lightembed.SentenceTransformer(str(copy))

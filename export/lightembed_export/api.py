@@ -107,7 +107,9 @@ def export_model(
 
     if clip.is_clip_layout(layout):  # two towers, text and vision: its own flow
         say(f"source: {source.model_id} ({layout.architecture}; text and image embedding model){clock.lap()}")
-        return clip.export_clip(source, layout, output, levels, targets, opset, overwrite, external_data, say)
+        return clip.export_clip(
+            source, layout, output, levels, targets, opset, overwrite, external_data, say, preoptimize
+        )
     task, task_reason = resolve_task(task, layout.facts)
     where = f"{source.model_id}@{source.revision}" if source.revision else str(source.path)
     say(f"source: {where} ({layout.architecture}; {TASK_INFO[task].what}: {task_reason}){clock.lap()}")
@@ -172,13 +174,7 @@ def export_model(
         manifest["quantize_auto"] = extra["quantize_auto"]
     write_manifest(output, manifest)
     if preoptimize:
-        from lightembed import preoptimized
-        from lightembed_export.manifest import read_manifest
-
-        if preoptimized.candidates(output):
-            preoptimized.write_all(output, say=lambda line: say(f"preoptimize: {line}"))
-            manifest = read_manifest(output)
-            say(f"preoptimize: done{clock.lap()}")
+        manifest = write_preoptimized(output, say, clock)
     from lightembed_export.verify import format_table
 
     say(format_table(files, task))
@@ -291,6 +287,18 @@ def _write_files(
         f"sentence-transformers {TASK_INFO[task].st_class} (torch){clock.lap()}"
     )
     return files, extra
+
+
+def write_preoptimized(output: Path, say: Callable[[str], None], clock: _Clock) -> dict[str, Any]:
+    """Save the pre-optimized CPU copy of every passed CPU file in `output` (lightembed.preoptimized) and record
+    them; returns the manifest as it now is."""
+    from lightembed import preoptimized
+    from lightembed_export.manifest import read_manifest
+
+    if preoptimized.candidates(output):
+        preoptimized.write_all(output, say=lambda line: say(f"preoptimize: {line}"))
+        say(f"preoptimize: done{clock.lap()}")
+    return read_manifest(output)
 
 
 def _announce_remote_code(model_dir: Path) -> None:

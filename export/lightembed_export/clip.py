@@ -220,6 +220,7 @@ def export_clip(
     overwrite: bool,
     external_data: bool,
     say: Callable[[str], None],
+    preoptimize: bool = True,
 ) -> dict[str, Any]:
     """export_model() for a CLIP folder: both towers at fp32 and each level in `levels`, verified; returns the
     manifest written to `output`/lightembed.json. VerificationError (after writing) if a file misses its bar."""
@@ -267,6 +268,8 @@ def export_clip(
             raise
     manifest = _manifest(source, clip, model, files, texts, len(images))
     write_manifest(output, manifest)
+    if preoptimize:
+        manifest = api.write_preoptimized(output, say, clock)
     say(format_table(files))
     say("int8: not offered for CLIP models (fp32 and optimized files only)")
     say(f"wrote {output} ({MANIFEST_NAME}) in {clock.total():.1f} s")
