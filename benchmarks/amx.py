@@ -34,7 +34,6 @@ from benchmarks.paths import BATCH_SIZE, QINT8_FILE, THREADS
 from benchmarks.quality import spearman
 from benchmarks.runners import FastembedAsLoaded, Lightembed, ModelPaths, Runner, SentenceTransformersTorch
 from benchmarks.system import load_average, machine, versions
-from lightembed.openvino_backend import manifest_entry
 from benchmarks.timing import cosines, measure_throughput
 
 NEAR_LOSSLESS = 0.9999
@@ -55,31 +54,9 @@ class TorchBf16(SentenceTransformersTorch):
         return np.stack([v.float().numpy() for v in out]).astype(np.float32)
 
 
-class LightembedWith(Lightembed):
-    """lightembed with a given backend (None: its own choice) and OpenVINO settings."""
-
-    backend: str | None = "onnx"
-    ov_config: dict[str, Any] | None = None
-
-    def _load(self) -> None:
-        from lightembed import SentenceTransformer
-
-        kwargs: dict[str, Any] = {"backend": self.backend, "threads": self.threads}
-        entry = manifest_entry(self.paths.onnx_dir, self.paths.onnx_dir / (self.file or "onnx/model.onnx"))
-        if entry is not None and entry.get("passed") is False:  # measured anyway, to show what failed and by how much
-            kwargs["verify"] = False
-            self.notes.append("this file FAILED its export check; loaded with verify=False only to measure it")
-        if self.ov_config:
-            kwargs["model_kwargs"] = {"ov_config": self.ov_config}
-        if self.file:
-            kwargs["file_name"] = self.file
-        self.model = SentenceTransformer(self.paths.onnx_dir, **kwargs)
-        self.notes.append(f"backend={self.model.get_backend()} ({self.model.backend_reason}); "
-                          f"providers={self.model.runtime_info.providers}")
-
-
 def _variant(key: str, name: str, backend: str | None, file: str | None = None, ov: dict | None = None) -> type:
-    return type(key, (LightembedWith,), {"key": key, "name": name, "backend": backend, "file": file, "ov_config": ov})
+    attrs = {"key": key, "name": name, "backend": backend, "file": file, "ov_config": ov, "inspect_failed": True}
+    return type(key, (Lightembed,), attrs)
 
 
 VARIANTS: dict[str, type[Runner]] = {

@@ -84,23 +84,32 @@ class Lightembed(Runner):
     batching = "tokens"  # lightembed sorts by token count, longest first
     backend: str | None = "onnx"  # the file on onnxruntime; None: what lightembed picks with no options
     preoptimized = True  # False: LIGHTEMBED_PREOPTIMIZED=0, the exported file optimized at load
+    ov_config: dict[str, Any] | None = None  # OpenVINO settings (backend="openvino")
+    inspect_failed = False  # True: a file that failed its export check is loaded with verify=False to measure it
 
     def import_library(self) -> None:
         from lightembed import SentenceTransformer  # noqa: F401
 
     def _load(self) -> None:
         from lightembed import SentenceTransformer
+        from lightembed.openvino_backend import manifest_entry
 
+        kwargs: dict[str, Any] = {"backend": self.backend, "threads": self.threads, "file_name": self.file}
+        if self.ov_config:
+            kwargs["model_kwargs"] = {"ov_config": self.ov_config}
+        entry = manifest_entry(self.paths.onnx_dir, self.paths.onnx_dir / (self.file or "onnx/model.onnx"))
+        if self.inspect_failed and entry is not None and entry.get("passed") is False:
+            kwargs["verify"] = False
+            self.notes.append("this file FAILED its export check; loaded with verify=False only to measure it")
         if not self.preoptimized:
             os.environ["LIGHTEMBED_PREOPTIMIZED"] = "0"
         try:
-            self.model = SentenceTransformer(
-                self.paths.onnx_dir, device="cpu", file_name=self.file, threads=self.threads, backend=self.backend
-            )
+            self.model = SentenceTransformer(self.paths.onnx_dir, device="cpu", **kwargs)
         finally:
             os.environ.pop("LIGHTEMBED_PREOPTIMIZED", None)
         info = self.model.runtime_info
-        self.notes.append(f"ran {info.preoptimized_file or info.onnx_file} on {info.providers[0]}")
+        self.notes.append(f"backend={self.model.get_backend()} ({self.model.backend_reason}); ran "
+                          f"{info.preoptimized_file or info.onnx_file} on {info.providers[0]}")
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         return np.asarray(self.model.encode(list(texts), batch_size=self.batch_size), dtype=np.float32)

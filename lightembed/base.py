@@ -27,7 +27,7 @@ from lightembed.compat import TorchCompat, _relative
 from lightembed.config import TransformerSettings
 from lightembed.hub import resolve
 from lightembed.inputs import check_int, merge_prompts, resolve_prompt
-from lightembed.integrity import check_in_background, manifest_entry
+from lightembed.integrity import check_in_background
 from lightembed.progress import progress
 from lightembed.tokenize import Batch, TextInput, Tokenizer, plan_batches, token_counts
 
@@ -240,13 +240,9 @@ class BaseModel(TorchCompat):
 
     def _companion(self, onnx_path: Path, providers: list[Any]) -> Path | None:
         """The pre-optimized copy of `onnx_path` to run instead (onnxruntime on the CPU only), or None."""
-        if getattr(self, "_backend", "onnx") != "onnx" or sessions.provider_names(providers) != [sessions.CPU]:
+        if getattr(self, "_backend", "onnx") != "onnx":
             return None
-        return preoptimized.companion_for(self.model_dir, onnx_path, self._manifest_record(onnx_path))
-
-    def _manifest_record(self, onnx_path: Path) -> dict[str, Any] | None:
-        entry = manifest_entry(self.model_dir, onnx_path)
-        return entry.preoptimized if entry is not None else None
+        return preoptimized.companion_on(self.model_dir, onnx_path, providers)
 
     def _make_graph(self, onnx_path: Path, providers: list[Any], companion: Path | None = None) -> Any:
         """The graph for `onnx_path`: an onnxruntime session (on `companion`, its pre-optimized copy, when given),

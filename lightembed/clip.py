@@ -118,13 +118,10 @@ class ImageTower:
         if not self.path.is_file():
             raise FileNotFoundError(f"{model_dir} has the CLIP text tower {relative} but no vision tower {partner}.")
         from lightembed import preoptimized
-        from lightembed.integrity import check_file, manifest_entry
+        from lightembed.integrity import check_file
 
-        self.preoptimized_file: Path | None = None  # the tower's pre-optimized CPU copy, when one is run
-        if sessions.provider_names(providers) == [sessions.CPU]:
-            entry = manifest_entry(model_dir, self.path)
-            record = entry.preoptimized if entry is not None else None
-            self.preoptimized_file = preoptimized.companion_for(model_dir, self.path, record)
+        # the tower's pre-optimized CPU copy, when one is run
+        self.preoptimized_file = preoptimized.companion_on(model_dir, self.path, providers)
         self.verified = False
         if verify:
             self.verified = check_file(model_dir, self.path, companion=self.preoptimized_file) is not None

@@ -64,12 +64,6 @@ def enabled() -> bool:
     return os.environ.get(ENV, "1").strip().lower() not in ("0", "false", "no", "off")
 
 
-def record_of(entry: dict[str, Any] | None) -> dict[str, Any] | None:
-    """The companion record inside a file's manifest entry, if any."""
-    record = (entry or {}).get(RECORD)
-    return record if isinstance(record, dict) else None
-
-
 def companion_for(model_dir: Path, onnx_path: Path, record: dict[str, Any] | None) -> Path | None:
     """The companion to load instead of `onnx_path` on this machine's CPU, or None: none recorded, its check
     failed, it was made for another machine or onnxruntime, its files are absent, or LIGHTEMBED_PREOPTIMIZED=0."""
@@ -81,6 +75,17 @@ def companion_for(model_dir: Path, onnx_path: Path, record: dict[str, Any] | Non
     if path.parent != onnx_path.parent or not path.is_file():
         return None
     return path
+
+
+def companion_on(model_dir: Path, onnx_path: Path, providers: Sequence[Any]) -> Path | None:
+    """`companion_for` for a session on `providers`: only onnxruntime's CPU provider alone runs a companion."""
+    from lightembed.integrity import manifest_entry
+    from lightembed.session import CPU, provider_names
+
+    if provider_names(providers) != [CPU]:
+        return None
+    entry = manifest_entry(model_dir, onnx_path)
+    return companion_for(model_dir, onnx_path, entry.preoptimized if entry is not None else None)
 
 
 def write(model_dir: Path, onnx_path: Path, texts: Sequence[str] | None = None) -> dict[str, Any]:
@@ -151,11 +156,14 @@ def _probe_feeds(model_dir: Path, texts: Sequence[str] | None, session: Any) -> 
     wanted = {node.name: node for node in session.get_inputs()}
     texts = list(texts or _DEFAULT_TEXTS)
     rng = np.random.default_rng(0)
+    tokenizer = None
+    if "input_ids" in wanted:
+        tokenizer = Tokenizer.from_dir(model_dir, min(512, position_limit(model_dir) or 512))
     feeds = []
     for chunk in (texts[: max(1, len(texts) // 2)], texts):
         feed: dict[str, np.ndarray] = {}
-        if "input_ids" in wanted:
-            batch = Tokenizer.from_dir(model_dir, min(512, position_limit(model_dir) or 512))(chunk)
+        if tokenizer is not None:
+            batch = tokenizer(chunk)
             mask = batch.attention_mask
             feed = {
                 "input_ids": batch.input_ids,
