@@ -66,10 +66,7 @@ class Encoder:
         self.threads = threads
 
     def use(self, path: Path) -> None:
-        from lightembed import session as sessions
-
-        session = sessions.create_session(path, [sessions.CPU], self.threads)
-        self.model._graph = sessions.OnnxGraph(session, type(self.model)._preferred_outputs)
+        self.model._switch(onnx_path=path)
 
     def encode(self, texts: list[str]) -> np.ndarray:
         return self.model.encode(texts, batch_size=32)

@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=7)
     args = parser.parse_args(argv)
     from benchmarks.system import machine
-    from lightembed.integrity import sha256_of
+    from lightembed.graphs.integrity import sha256_of
 
     times: dict[str, list[float]] = {"verify=True": [], "verify=False": []}
     for _ in range(args.runs):

@@ -25,7 +25,8 @@ def _swap_session(model: Any, **config: str | bool) -> None:
     """Give `model` a new session on the same file with `config` applied to the default session options."""
     import onnxruntime as ort
 
-    from lightembed.session import OnnxGraph, usable_cores
+    from lightembed.graphs.onnxruntime import OnnxGraph
+    from lightembed.machine import usable_cores
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = model.runtime_info.intra_op_threads or usable_cores()

@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
 
     from lightembed import SentenceTransformer
-    from lightembed.session import usable_cores
+    from lightembed.machine import usable_cores
 
     cores = usable_cores()
     ks = args.workers or sorted({k for k in (1, 2, 4, 8, 16) if k <= cores} | {cores})

@@ -92,21 +92,17 @@ class Lightembed(Runner):
 
     def _load(self) -> None:
         from lightembed import SentenceTransformer
-        from lightembed.openvino_backend import manifest_entry
+        from lightembed import manifest
 
         kwargs: dict[str, Any] = {"backend": self.backend, "threads": self.threads, "file_name": self.file}
         if self.ov_config:
             kwargs["model_kwargs"] = {"ov_config": self.ov_config}
-        entry = manifest_entry(self.paths.onnx_dir, self.paths.onnx_dir / (self.file or "onnx/model.onnx"))
-        if self.inspect_failed and entry is not None and entry.get("passed") is False:
+        found = manifest.read(self.paths.onnx_dir, strict=False)
+        entry = found.record(self.paths.onnx_dir / (self.file or "onnx/model.onnx")) if found else None
+        if self.inspect_failed and entry is not None and entry.passed is False:
             kwargs["verify"] = False
             self.notes.append("this file FAILED its export check; loaded with verify=False only to measure it")
-        if not self.preoptimized:
-            os.environ["LIGHTEMBED_PREOPTIMIZED"] = "0"
-        try:
-            self.model = SentenceTransformer(self.paths.onnx_dir, device="cpu", **kwargs)
-        finally:
-            os.environ.pop("LIGHTEMBED_PREOPTIMIZED", None)
+        self.model = SentenceTransformer(self.paths.onnx_dir, device="cpu", preoptimized=self.preoptimized, **kwargs)
         info = self.model.runtime_info
         self.notes.append(f"backend={self.model.get_backend()} ({self.model.backend_reason}); ran "
                           f"{info.preoptimized_file or info.onnx_file} on {info.providers[0]}")

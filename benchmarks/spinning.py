@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from lightembed import SentenceTransformer
-    from lightembed.session import usable_cores
+    from lightembed.machine import usable_cores
 
     texts = headlines()[: args.n]
     cores = usable_cores()
@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     for threads in sorted({1, cores}):
         for spin in (True, False):
             model = SentenceTransformer(args.model, device="cpu", threads=threads)
-            from lightembed.session import OnnxGraph, create_session
+            from lightembed.graphs.onnxruntime import OnnxGraph, create_session
 
             model._graph = OnnxGraph(create_session(model.onnx_path, ["CPUExecutionProvider"], threads, spin),
                                      model._preferred_outputs)

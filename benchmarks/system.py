@@ -43,7 +43,7 @@ def cpu_info() -> dict:
 
 def usable_cores() -> int:
     try:
-        from lightembed.session import usable_cores as lightembed_cores
+        from lightembed.machine import usable_cores as lightembed_cores
 
         return int(lightembed_cores())
     except Exception:

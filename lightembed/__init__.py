@@ -11,6 +11,7 @@ __all__ = [
     "PrecisionWarning",
     "SentenceTransformer",
     "SparseEncoder",
+    "quantize_embeddings",
     "util",
     "__version__",
 ]
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from lightembed.encoder import SentenceTransformer
     from lightembed.sparse_encoder import SparseEncoder
     from lightembed.unsupported import NotSupportedError
+    from lightembed.util import quantize_embeddings
 
 
 def __getattr__(name: str) -> Any:
@@ -39,13 +41,17 @@ def __getattr__(name: str) -> Any:
 
         return SparseEncoder
     if name == "NotSupportedError":
-        from lightembed.unsupported import NotSupportedError
+        from lightembed.errors import NotSupportedError
 
         return NotSupportedError
     if name == "PrecisionWarning":
         from lightembed.compat import PrecisionWarning
 
         return PrecisionWarning
+    if name == "quantize_embeddings":  # sentence-transformers exports it at the top level too
+        from lightembed.util import quantize_embeddings
+
+        return quantize_embeddings
     if name == "util":
         import importlib
 

@@ -12,22 +12,22 @@ server's batcher) runs the same stages on its own batches.
 
 from __future__ import annotations
 
-import os
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Iterator, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterator, Literal, Sequence
 
 import numpy as np
 from tokenizers import Encoding
 
-from lightembed import openvino_backend, preoptimized
-from lightembed import session as sessions
+from lightembed import env
+from lightembed import manifest as manifests
 from lightembed.compat import TorchCompat, _relative
 from lightembed.config import TransformerSettings
+from lightembed.errors import LightembedValueError
+from lightembed.graphs import Graph, GraphOptions, open_graph, resolve_providers
 from lightembed.hub import resolve
 from lightembed.inputs import check_int, merge_prompts, resolve_prompt
-from lightembed.integrity import check_in_background
 from lightembed.progress import progress
 from lightembed.tokenize import Batch, TextInput, Tokenizer, plan_batches, token_counts
 
@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 # model_kwargs keys with a meaning for an ONNX model; others (torch_dtype, attn_implementation ...) only mean
 # something to torch/transformers and are ignored with a warning.
 ONNX_MODEL_KWARGS = ("file_name", "provider", "providers", "subfolder", "export", "ov_config")
+# processor_kwargs (tokenizer_kwargs) keys with a meaning for the tokenizer lightembed runs, and what they set.
+PROCESSOR_KWARGS = {"model_max_length": "max_seq_length"}
 SIMILARITY_NAMES = ("cosine", "dot", "euclidean", "manhattan")
 DOCUMENT_PROMPTS = ("document", "passage", "corpus")
 
@@ -78,6 +80,21 @@ def default_batch_tokens(device: str) -> int:
     return 32768 if device == "cuda" else 2048
 
 
+def _from_processor_kwargs(processor_kwargs: dict[str, Any] | None, max_seq_length: int | None) -> int | None:
+    """max_seq_length after `processor_kwargs` (sentence-transformers' tokenizer/processor arguments): the keys
+    that mean something for lightembed's tokenizer are applied, any other is refused by name."""
+    if not processor_kwargs:
+        return max_seq_length
+    unknown = sorted(set(processor_kwargs) - set(PROCESSOR_KWARGS))
+    if unknown:
+        raise LightembedValueError(
+            f"processor_kwargs {unknown} cannot be applied: lightembed's tokenizer takes only {sorted(PROCESSOR_KWARGS)} "
+            "(the tokenizer.json of the exported folder defines the rest)."
+        )
+    value = processor_kwargs.get("model_max_length")
+    return max_seq_length if value is None or max_seq_length is not None else check_int(value, "model_max_length")
+
+
 class BaseModel(TorchCompat):
     """Shared by the three model classes: resolve a folder or Hub id, check the file against its manifest,
     open the ONNX session and the tokenizer, hold the prompts and the properties users read."""
@@ -98,20 +115,25 @@ class BaseModel(TorchCompat):
         providers: Sequence[Any] | None = None,
         threads: int | None = None,
         model_kwargs: dict[str, Any] | None = None,
-        backend: str | None = "onnx",
+        backend: str | None = None,
         prompts: dict[str, str] | None = None,
         default_prompt_name: str | None = None,
         similarity_fn_name: str | None = None,
         max_seq_length: int | None = None,
         max_batch_tokens: int | Literal["auto"] | None = "auto",
         verify: bool | None = None,
+        preoptimized: bool | None = None,
+        spinning: bool | None = None,
+        processor_kwargs: dict[str, Any] | None = None,
+        config_kwargs: dict[str, Any] | None = None,
     ) -> None:
         if verify is None:  # images that ran `lightembed verify` at build time may skip the hash at each start
-            verify = os.environ.get("LIGHTEMBED_VERIFY", "1").strip().lower() not in ("0", "false", "no", "off")
-        if backend not in (None, *openvino_backend.BACKENDS):
-            raise ValueError(
-                f"lightembed runs ONNX files on onnxruntime (backend='onnx') or OpenVINO (backend='openvino'); "
-                f"backend=None chooses; got {backend!r}."
+            verify = env.flag("LIGHTEMBED_VERIFY", True) is not False
+        max_seq_length = _from_processor_kwargs(processor_kwargs, max_seq_length)
+        if config_kwargs:
+            raise LightembedValueError(
+                f"config_kwargs {sorted(config_kwargs)} cannot be applied: an exported ONNX graph's configuration is "
+                "fixed at export; export the model again with the configuration you want."
             )
         model_kwargs = dict(model_kwargs or {})
         ignored = sorted(set(model_kwargs) - set(ONNX_MODEL_KWARGS))
@@ -133,14 +155,22 @@ class BaseModel(TorchCompat):
             token=token,
         )
         self._threads, self._verify = threads, verify
-        self._ov_config = dict(model_kwargs.get("ov_config") or {})
-        providers = sessions.resolve_providers(device, providers)
-        self._backend, self.backend_reason = openvino_backend.choose_backend(
-            backend,
-            cpu_only=sessions.provider_names(providers) == [sessions.CPU],
-            manifest_entry=openvino_backend.manifest_entry(self.model_dir, self.onnx_path),
+        self.manifest: manifests.Manifest | None = manifests.read(self.model_dir, strict=verify)
+        """The folder's lightembed.json (lightembed.manifest), read once at load; None when it has none."""
+        options = GraphOptions.for_device(
+            device,
+            providers,
+            backend=backend,
+            threads=threads,
+            verify=verify,
+            preoptimized=preoptimized,
+            spinning=spinning,
+            ov_config=dict(model_kwargs.get("ov_config") or {}),
+            preferred_outputs=self._preferred_outputs,
         )
-        self._open(self.onnx_path, providers)
+        self._opened = open_graph(self.model_dir, self.onnx_path, options, self.manifest)
+        self.backend_reason: str = self._opened.backend_reason
+        """Why this backend runs (lightembed.graphs.policy): the request, the environment, or the measured record."""
         self._loaded_path = self.onnx_path
 
         self._auto_batch_tokens = max_batch_tokens == "auto"
@@ -204,60 +234,60 @@ class BaseModel(TorchCompat):
     def runtime_info(self) -> RuntimeInfo:
         """What this model runs: ONNX file, providers, threads, graph inputs and output, fused pooling, whether
         the file was checked against lightembed.json."""
-        session = self._graph.session
+        opened = self._opened
         return RuntimeInfo(
             model_dir=str(self.model_dir),
             onnx_file=_relative(self.onnx_path, self.model_dir),
             device=self.device,
-            providers=session.get_providers(),
-            intra_op_threads=session.get_session_options().intra_op_num_threads,
-            graph_inputs=self._graph.input_names,
-            graph_output=self._graph.output_name,
+            providers=opened.graph.providers,
+            intra_op_threads=opened.graph.threads,
+            graph_inputs=opened.graph.input_names,
+            graph_output=opened.graph.output_name,
             pooled_output=bool(getattr(self, "has_pooled_output", False)),
-            verified=self._verified,
-            preoptimized_file=(
-                _relative(self.graph_path, self.model_dir) if self.graph_path != self.onnx_path else None
-            ),
+            verified=opened.verified,
+            preoptimized_file=_relative(opened.run_path, self.model_dir) if opened.preoptimized else None,
         )
 
-    # ----- device and precision: torch's Module methods, answered by choosing a file and a provider ------
-    def _open(self, onnx_path: Path, providers: list[Any]) -> None:
-        """Open the session for `onnx_path` on `providers` (the manifest check overlapping session creation) and
-        set the graph, file, providers and device from it; __init__ and every later switch come through here."""
-        companion = self._companion(onnx_path, providers)
-        verified = check_in_background(self.model_dir, onnx_path, companion) if self._verify else None
-        try:
-            graph = self._make_graph(onnx_path, providers, companion)
-        except ValueError:
-            if verified is not None:
-                verified()  # a damaged file: say so rather than onnxruntime's parse error
-            raise
-        self._verified = verified() is not None if verified is not None else False
-        self._graph = graph
-        self.onnx_path, self.graph_path = onnx_path, companion or onnx_path
-        self.providers = providers
-        self.device = "cuda" if sessions.CUDA in graph.session.get_providers() else "cpu"
+    # ----- the open graph (lightembed.graphs) ---------------------------------------------------------------
+    @property
+    def _graph(self) -> Graph:
+        return self._opened.graph
 
-    def _companion(self, onnx_path: Path, providers: list[Any]) -> Path | None:
-        """The pre-optimized copy of `onnx_path` to run instead (onnxruntime on the CPU only), or None."""
-        if getattr(self, "_backend", "onnx") != "onnx":
-            return None
-        return preoptimized.companion_on(self.model_dir, onnx_path, providers)
+    @_graph.setter
+    def _graph(self, graph: Graph) -> None:  # a wrapper around the open graph (tests record what it is fed)
+        self._opened = replace(self._opened, graph=graph)
 
-    def _make_graph(self, onnx_path: Path, providers: list[Any], companion: Path | None = None) -> Any:
-        """The graph for `onnx_path`: an onnxruntime session (on `companion`, its pre-optimized copy, when given),
-        or the file compiled by OpenVINO (backend="openvino")."""
-        if getattr(self, "_backend", "onnx") == "openvino":
-            if sessions.provider_names(providers) != [sessions.CPU]:
-                raise ValueError("backend='openvino' runs on the CPU only; load with backend='onnx' for CUDA.")
-            return openvino_backend.OpenVinoGraph(
-                onnx_path, self._threads, None, self._preferred_outputs, getattr(self, "_ov_config", None)
-            )
-        if companion is not None:
-            session = sessions.create_session(companion, providers, self._threads, optimize=False)
-        else:
-            session = sessions.create_session(onnx_path, providers, self._threads)
-        return sessions.OnnxGraph(session, self._preferred_outputs)
+    @property
+    def onnx_path(self) -> Path:
+        """The ONNX file this model runs (its pre-optimized copy may run in its place: runtime_info)."""
+        return self._opened.path if hasattr(self, "_opened") else self._requested_path
+
+    @onnx_path.setter
+    def onnx_path(self, value: Path) -> None:
+        self._requested_path = value
+
+    @property
+    def graph_path(self) -> Path:
+        """The file the graph was opened from: onnx_path, or its pre-optimized copy."""
+        return self._opened.run_path
+
+    @property
+    def providers(self) -> list[Any]:
+        """The onnxruntime providers list the graph was opened with."""
+        return list(self._opened.options.providers)
+
+    @property
+    def device(self) -> str:
+        """"cpu" or "cuda": where the graph runs."""
+        return self._opened.device
+
+    @property
+    def _backend(self) -> str:
+        return self._opened.backend
+
+    @property
+    def _verified(self) -> bool:
+        return self._opened.verified
 
     def _switch(
         self,
@@ -269,28 +299,50 @@ class BaseModel(TorchCompat):
         """Re-open the graph on another file, providers and/or backend (OpenVINO with INFERENCE_PRECISION_HINT
         `ov_precision`); nothing happens when all are the current ones, and a failed switch leaves the model as it
         was."""
-        onnx_path = self.onnx_path if onnx_path is None else onnx_path
-        providers = self.providers if providers is None else providers
-        old_backend, old_config = getattr(self, "_backend", "onnx"), dict(getattr(self, "_ov_config", {}))
-        config = dict(old_config)
+        before = self._opened
+        config = dict(before.options.ov_config)
         if ov_precision is not None:
             config["INFERENCE_PRECISION_HINT"] = ov_precision
-        backend = backend or old_backend
-        if (onnx_path, providers, backend, config) == (self.onnx_path, self.providers, old_backend, old_config):
+        options = replace(
+            before.options,
+            providers=tuple(before.options.providers if providers is None else providers),
+            backend=backend or before.backend,
+            ov_config=config,
+            optimize=True,
+        )
+        target = before.path if onnx_path is None else onnx_path
+        if (target, options.providers, options.backend, config) == (
+            before.path, before.options.providers, before.backend, before.options.ov_config
+        ):
             return self
-        before = self._graph
-        self._backend, self._ov_config = backend, config
-        try:
-            self._open(onnx_path, providers)
-        except BaseException:
-            self._backend, self._ov_config = old_backend, old_config
-            raise
+        self._opened = open_graph(self.model_dir, target, options, self.manifest)
         if self._auto_batch_tokens:
             self.max_batch_tokens = default_batch_tokens(self.device)
-        self._reopened(before)
+        self._reopened(before.graph)
         return self
 
-    def _reopened(self, before: sessions.OnnxGraph) -> None:
+    def state_without_graph(self) -> dict[str, Any]:
+        """Everything the model holds but its open graph (which cannot be pickled), for `from_state`."""
+        state = {k: v for k, v in self.__dict__.items() if k != "_opened"}
+        state["_graph_options"] = self._opened.options
+        state["_requested_path"] = self._opened.path
+        return state
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any], device: str, threads: int | None = None, io_binding: bool = False) -> Self:
+        """The model `state_without_graph()` described, with its file opened again on `device` with `threads`
+        intra-op threads: how a pool worker rebuilds the model it was sent (lightembed.pool)."""
+        model = cls.__new__(cls)
+        model.__dict__.update(state)
+        options = replace(
+            model.__dict__.pop("_graph_options"), providers=tuple(resolve_providers(device)), threads=threads
+        )
+        model._threads = threads
+        model._opened = open_graph(model.model_dir, model._requested_path, options, model.manifest)
+        model._opened.graph.io_binding = io_binding
+        return model
+
+    def _reopened(self, before: Graph) -> None:
         """Refresh what a class derives from the graph after `_switch` (`before` is the previous graph)."""
 
     # ----- checks shared by encode()/predict() ------------------------------------------------------
@@ -341,9 +393,13 @@ class BaseModel(TorchCompat):
         """Stage 3: one padded batch of int64 arrays."""
         return self.tokenizer_wrapper.pad(encodings)
 
-    def forward(self, batch: Batch, **options: Any) -> Any:
-        """Stage 4: run the graph on a padded batch and post-process its rows (per class)."""
-        raise NotImplementedError
+    if TYPE_CHECKING:  # each class has its own keywords and return type
+        forward: Callable[..., Any]
+    else:
+
+        def forward(self, batch: Batch, **options: Any) -> Any:
+            """Stage 4: run the graph on a padded batch and post-process its rows (per class)."""
+            raise NotImplementedError
 
     def _batches(
         self, items: Sequence[TextInput], batch_size: int, show_progress_bar: bool | None
@@ -361,7 +417,7 @@ class BaseModel(TorchCompat):
             "path": str(self.model_dir),
             "onnx": self.onnx_path.name,
             **self._repr_fields(),
-            "providers": self._graph.session.get_providers(),
+            "providers": self._graph.providers,
         }
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in fields.items())})"
 
@@ -372,8 +428,12 @@ class BaseModel(TorchCompat):
 class EmbeddingModel(BaseModel):
     """A base model with encode(): adds the query/document prompt helpers."""
 
-    def encode(self, inputs: Any = None, **kwargs: Any) -> Any:  # pragma: no cover - overridden
-        raise NotImplementedError
+    if TYPE_CHECKING:  # each class has its own overloads
+        encode: Callable[..., Any]
+    else:
+
+        def encode(self, inputs: Any = None, **kwargs: Any) -> Any:  # pragma: no cover - overridden
+            raise NotImplementedError
 
     def encode_multi_process(
         self, sentences: Sequence[str], pool: Any, chunk_size: int | None = None, **kwargs: Any

@@ -137,21 +137,24 @@ def _encode(args: argparse.Namespace) -> int:
 def _verify(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from lightembed import manifest as manifests
+    from lightembed.graphs.integrity import check_file
     from lightembed.hub import resolve
-    from lightembed.integrity import check_file
 
     folder, _ = resolve(args.model, revision=args.revision, file_name=args.file_name)
+    manifest = manifests.read(folder)
     files = [args.file_name] if args.file_name else sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.onnx"))
     checked = 0
     for name in files:
         path = Path(folder) / name if (Path(folder) / name).is_file() else Path(folder) / "onnx" / name
-        entry = check_file(Path(folder), path, hash_external_data=True)  # IntegrityError (a ValueError) on a mismatch
+        record = manifest.record(path) if manifest is not None else None
+        entry = check_file(Path(folder), path, record, hash_external_data=True)  # IntegrityError on a mismatch
         status = "not listed in lightembed.json (not checked)" if entry is None else "ok (sha256 and check match)"
         checked += entry is not None
         print(f"{path.relative_to(folder).as_posix()}: {status}")
         companion = folder / str(entry.preoptimized.get("path")) if entry and entry.preoptimized else None
         if companion is not None and companion.is_file():
-            check_file(Path(folder), path, companion=companion)
+            check_file(Path(folder), path, record, companion=companion)
             print(f"{companion.relative_to(folder).as_posix()}: ok (pre-optimized copy; sha256 of it and its data match)")
     if not checked:
         raise CliError(f"{folder} has no lightembed.json entry for {files}: nothing could be verified.")
@@ -161,7 +164,7 @@ def _verify(args: argparse.Namespace) -> int:
 def _preoptimize(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from lightembed import preoptimized
+    from lightembed.graphs import preoptimized
 
     folder = Path(args.model)
     if not folder.is_dir():

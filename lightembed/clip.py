@@ -8,13 +8,14 @@ usual stages (tokenize_inputs, plan, pad, forward) and images through `ImageTowe
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from lightembed import session as sessions
+from lightembed.graphs import GraphOptions, open_graph
+from lightembed.manifest import Manifest
 from lightembed.images import ImageProcessor, is_image_input, is_pil_image, open_image
 
 TEXT_MODEL = "onnx/text_model.onnx"
@@ -105,8 +106,10 @@ def image_inputs_in(inputs: Any) -> list[int]:
 class ImageTower:
     """The vision graph of a CLIP folder and the preprocessing in front of it: images in, image embeddings out."""
 
-    def __init__(self, model_dir: Path, text_path: Path, providers: Sequence[Any], threads: int | None,
-                 verify: bool, processor_dir: Path) -> None:  # fmt: skip
+    def __init__(self, model_dir: Path, text_path: Path, options: GraphOptions, manifest: Manifest | None,
+                 processor_dir: Path) -> None:  # fmt: skip
+        """Open the vision tower paired with the text tower `text_path`, with the text tower's options (on
+        onnxruntime: OpenVINO runs text towers only)."""
         relative = text_path.resolve().relative_to(model_dir.resolve()).as_posix()
         partner = vision_file_name(relative)
         if partner is None:
@@ -117,21 +120,11 @@ class ImageTower:
         self.path = model_dir / partner
         if not self.path.is_file():
             raise FileNotFoundError(f"{model_dir} has the CLIP text tower {relative} but no vision tower {partner}.")
-        from lightembed import preoptimized
-        from lightembed.integrity import check_file
-
-        # the tower's pre-optimized CPU copy, when one is run
-        self.preoptimized_file = preoptimized.companion_on(model_dir, self.path, providers)
-        self.verified = False
-        if verify:
-            self.verified = check_file(model_dir, self.path, companion=self.preoptimized_file) is not None
-        companion = self.preoptimized_file
-        self.session = sessions.create_session(companion or self.path, providers, threads, optimize=companion is None)
-        names = [node.name for node in self.session.get_inputs()]
-        if names != ["pixel_values"]:
-            raise ValueError(f"{self.path} takes {names}; a CLIP vision tower takes pixel_values only.")
-        outputs = [node.name for node in self.session.get_outputs()]
-        self.output = IMAGE_OUTPUT if IMAGE_OUTPUT in outputs else outputs[0]
+        vision = replace(options, backend="onnx", modality="image", preferred_outputs=(IMAGE_OUTPUT,), optimize=True)
+        self.opened = open_graph(model_dir, self.path, vision, manifest)
+        self.verified = self.opened.verified
+        self.preoptimized_file: Path | None = self.opened.run_path if self.opened.preoptimized else None
+        """The tower's pre-optimized CPU copy, when one runs."""
         self.processor = ImageProcessor.from_dir(processor_dir)
 
     def batches(self, images: Sequence[Any], positions: np.ndarray, batch_size: int, name: str = "inputs",
@@ -145,5 +138,4 @@ class ImageTower:
 
     def embed(self, pixel_values: np.ndarray) -> np.ndarray:
         """Image embeddings (n, dim) of preprocessed pixel values (n, 3, H, W)."""
-        (out,) = self.session.run([self.output], {"pixel_values": pixel_values.astype(np.float32, copy=False)})
-        return out if out.dtype == np.float32 else out.astype(np.float32)
+        return self.opened.graph({"pixel_values": pixel_values})

@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Sequence
 
 import numpy as np
 
-from lightembed import openvino_backend, variants
-from lightembed import session as sessions
+from lightembed import machine, variants
+from lightembed.graphs import openvino, resolve_providers
 from lightembed.unsupported import TRAIN_WITH_ST, NotSupportedError, refusal
 
 if TYPE_CHECKING:
     from typing_extensions import Self
+
+    from lightembed.manifest import Precision
 
 _CLASSES = ("SentenceTransformer", "CrossEncoder", "SparseEncoder")
 
@@ -30,11 +32,41 @@ class PrecisionWarning(UserWarning):
 class TorchCompat:
     """What sentence-transformers code calls beyond encode()/predict(); needs BaseModel's attributes."""
 
+    if TYPE_CHECKING:  # what BaseModel provides
+        from lightembed.graphs import Graph
+        from lightembed.manifest import Manifest
+
+        model_dir: Path
+        onnx_path: Path
+        _loaded_path: Path
+        manifest: Manifest | None
+        prompts: dict[str, str]
+        default_prompt_name: str | None
+        similarity_fn_name: str
+        _default_similarity: ClassVar[str | None]
+
+        @property
+        def device(self) -> str: ...
+        @property
+        def _graph(self) -> Graph: ...
+        @property
+        def _backend(self) -> str: ...
+        @property
+        def tokenizer(self) -> Any: ...
+        def __init__(self, model_name_or_path: str | Path, *args: Any, **kwargs: Any) -> None: ...
+        def _switch(
+            self,
+            onnx_path: Path | None = None,
+            providers: list[Any] | None = None,
+            backend: str | None = None,
+            ov_precision: str | None = None,
+        ) -> Self: ...
+
     @property
     def precision(self) -> str:
         """What the model computes in: "float32", "float16", "bfloat16" or "int8": the ONNX file's (its
         lightembed.json record, else its name), or "bfloat16" where OpenVINO runs an fp32 file in bf16."""
-        found = variants.precision_of(self.model_dir, self.onnx_path)
+        found = variants.precision_of(self.model_dir, self.onnx_path, self.manifest)
         if found == "float32" and "bf16" in str(getattr(self._graph, "inference_precision", "")):
             return "bfloat16"
         return found
@@ -88,7 +120,7 @@ class TorchCompat:
             device = f"cuda:{device}"
         elif not isinstance(device, str):
             device = str(device)  # torch.device("cuda", 1) -> "cuda:1"
-        return self._switch(providers=sessions.resolve_providers(device))
+        return self._switch(providers=resolve_providers(device))
 
     def half(self) -> Self:
         """Run the folder's fp16 file (onnx/model_O4.onnx, the exporter's O4) when on CUDA. On CPU, or with no fp16
@@ -107,7 +139,7 @@ class TorchCompat:
         weights alone too)."""
         return self._to_precision("float32")
 
-    def _to_precision(self, wanted: str) -> Self:
+    def _to_precision(self, wanted: Precision) -> Self:
         current = self.precision
         if wanted == current or (wanted == "float32" and current == "int8"):
             return self
@@ -122,12 +154,12 @@ class TorchCompat:
                 stacklevel=3,
             )
             return self
-        if wanted == "float32" and variants.precision_of(self.model_dir, self.onnx_path) == "float32":
+        if wanted == "float32" and variants.precision_of(self.model_dir, self.onnx_path, self.manifest) == "float32":
             return self._switch(ov_precision="f32")  # OpenVINO ran this fp32 file in bf16
-        if wanted == "float32" and variants.precision_of(self.model_dir, self._loaded_path) == "float32":
+        if wanted == "float32" and variants.precision_of(self.model_dir, self._loaded_path, self.manifest) == "float32":
             target: Path | None = self._loaded_path  # back to the fp32 file the user chose (O3, say)
         else:
-            target = variants.find_file(self.model_dir, wanted)
+            target = variants.find_file(self.model_dir, wanted, self.manifest)
         if target is None and wanted == "bfloat16":
             missing = self._bf16_path_missing()
             if missing is None:  # the CPU bf16 path: OpenVINO on AMX-BF16 (lightembed/openvino_backend.py)
@@ -156,10 +188,10 @@ class TorchCompat:
         """Why this model cannot run its fp32 file in bf16 through OpenVINO here (None: it can)."""
         if self.device != "cpu":
             return "the bf16 path is OpenVINO's, on the CPU"
-        if not openvino_backend.has_amx_bf16():
+        if not machine.has_amx_bf16():
             return "the bf16 path needs a CPU with AMX-BF16 (Intel Sapphire Rapids or later), which this one lacks"
-        if not openvino_backend.is_installed():
-            return f"the bf16 path on this AMX-BF16 CPU is OpenVINO, not installed ({openvino_backend.EXTRA_HINT})"
+        if not openvino.is_installed():
+            return f"the bf16 path on this AMX-BF16 CPU is OpenVINO, not installed ({openvino.EXTRA_HINT})"
         return None
 
     def eval(self) -> Self:
@@ -177,7 +209,7 @@ class TorchCompat:
     # ----- the rest of sentence-transformers' public names ------------------------------------------------
     def get_backend(self) -> Literal["onnx", "openvino"]:
         """The inference backend: "onnx" (onnxruntime) or "openvino" (`backend_reason` says why it was chosen)."""
-        return getattr(self, "_backend", "onnx")
+        return self._backend  # type: ignore[return-value]  # one of graphs.policy.BACKENDS
 
     def is_singular_input(self, inputs: Any) -> bool:
         """Whether `inputs` is one text (True) or a batch (a list, tuple or 1-D+ string array), by
@@ -250,7 +282,7 @@ class TorchCompat:
         (see lightembed/saving.py). `safe_serialization` and `train_datasets` have no effect (no torch weights)."""
         from lightembed.saving import save_model
 
-        save_model(self, path, model_name=model_name, create_model_card=create_model_card)
+        save_model(self, path, model_name=model_name, create_model_card=create_model_card)  # type: ignore[arg-type]
 
     save_pretrained = save  # sentence-transformers' other name for it
 
@@ -273,7 +305,7 @@ class TorchCompat:
         from lightembed.saving import push_to_hub
 
         return push_to_hub(
-            self,
+            self,  # type: ignore[arg-type]
             repo_id,
             token=token,
             private=private,

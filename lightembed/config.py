@@ -2,36 +2,17 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
+from lightembed.jsonfiles import read_json, read_json_file  # noqa: F401 - also read from here
 from lightembed.modules import Dense, Normalize
 from lightembed.pooling import PoolingConfig
 
 _LARGE = 10**8
-
-
-def read_json_file(path: Path, missing: Any = None) -> Any:
-    """The JSON value in `path` (`missing` if there is no such file); ValueError naming the file if it is broken."""
-    if not path.is_file():
-        return missing
-    try:
-        with path.open(encoding="utf-8") as handle:
-            return json.load(handle)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path} is not valid JSON: {exc}") from None
-
-
-def read_json(path: Path) -> dict[str, Any]:
-    """A JSON object from `path`, {} if the file does not exist, ValueError naming the file if it is broken."""
-    data = read_json_file(path, {})
-    if not isinstance(data, dict):
-        raise ValueError(f"{path} must hold a JSON object.")
-    return data
 
 
 class HFConfig(dict):

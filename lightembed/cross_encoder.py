@@ -17,74 +17,11 @@ from lightembed import activations
 from lightembed.activations import Identity, ReLU, Sigmoid, Softmax, Tanh, as_activation, softmax
 from lightembed.base import BaseModel, ModelSetup
 from lightembed.config import HFConfig, read_json, read_model_settings, read_transformer_settings
-from lightembed.inputs import check_batch_size, check_int, pop_legacy, take_sentences
+from lightembed.inputs import as_pairs, check_batch_size, check_int, check_text, pop_legacy, take_sentences
 from lightembed.tokenize import Batch
 from lightembed.unsupported import torch_only
 
 __all__ = ["CrossEncoder", "Sigmoid", "Identity", "Tanh", "ReLU", "Softmax", "as_activation"]
-
-
-# ----- inputs ------------------------------------------------------------------------------------------
-def _check_text(value: Any, where: str) -> str:
-    if isinstance(value, str):
-        return value
-    if value is None:
-        raise TypeError(f"{where} is None; every pair needs two strings.")
-    if isinstance(value, (bytes, bytearray)):
-        raise TypeError(f"{where} is {type(value).__name__}; decode it to str first (e.g. .decode('utf-8')).")
-    if isinstance(value, np.str_):
-        return str(value)
-    raise TypeError(f"{where} must be a string, got {type(value).__name__}.")
-
-
-def _check_pair(pair: Any, where: str) -> tuple[str, str]:
-    if isinstance(pair, np.ndarray):
-        pair = pair.tolist()
-    if isinstance(pair, str):
-        raise TypeError(
-            f"{where} is a single string; a CrossEncoder scores (text, text) pairs: pass [(query, document), ...]."
-        )
-    if not isinstance(pair, (list, tuple)):
-        kind = "None" if pair is None else type(pair).__name__
-        raise TypeError(f"{where} must be a (text, text) pair, got {kind}.")
-    if len(pair) != 2:
-        raise ValueError(
-            f"{where} has {len(pair)} items; a pair must have exactly 2 texts. "
-            "To score several pairs, pass a list of pairs: [(query, doc1), (query, doc2), ...]."
-        )
-    return _check_text(pair[0], f"{where}[0]"), _check_text(pair[1], f"{where}[1]")
-
-
-def as_pairs(inputs: Any) -> tuple[list[tuple[str, str]], bool]:
-    """(pairs, was_single_pair) with sentence-transformers' rule: a list/tuple whose first item is not itself a
-    list/tuple is one pair; otherwise it is a batch of pairs. Errors name the offending index."""
-    if inputs is None:
-        raise TypeError("inputs must be a (text, text) pair or a list of pairs, got None.")
-    if isinstance(inputs, (str, bytes, bytearray)):
-        raise TypeError(
-            f"inputs is a single {type(inputs).__name__}; a CrossEncoder scores (text, text) pairs: "
-            "pass (query, document) or [(query, document), ...]."
-        )
-    if isinstance(inputs, dict):
-        raise TypeError("inputs must be a (text, text) pair or a list of pairs, got a dict.")
-    if isinstance(inputs, np.ndarray):
-        if inputs.size == 0:
-            return [], False
-        if inputs.ndim == 1:
-            return [_check_pair(inputs.tolist(), "inputs")], True
-        inputs = inputs.tolist()
-    elif not isinstance(inputs, (list, tuple)):
-        try:
-            inputs = list(inputs)
-        except TypeError:
-            raise TypeError(
-                f"inputs must be a (text, text) pair or a list of pairs, got {type(inputs).__name__}."
-            ) from None
-        if inputs and not isinstance(inputs[0], (list, tuple, np.ndarray)):
-            raise TypeError(f"inputs[0] must be a (text, text) pair, got {type(inputs[0]).__name__}.")
-    if len(inputs) > 0 and not isinstance(inputs[0], (list, tuple, np.ndarray)):
-        return [_check_pair(inputs, "inputs")], True
-    return [_check_pair(pair, f"inputs[{i}]") for i, pair in enumerate(inputs)], False
 
 
 _IGNORED_INIT = ("classifier_dropout", "model_card_data", "modules")
@@ -134,6 +71,8 @@ class CrossEncoder(BaseModel):
         trust_remote_code: bool = False,
         max_batch_tokens: int | Literal["auto"] | None = "auto",
         verify: bool | None = None,
+        preoptimized: bool | None = None,
+        spinning: bool | None = None,
         **kwargs: Any,
     ) -> None:
         model_name_or_path = pop_legacy(kwargs, model_name_or_path, "model_name")
@@ -176,6 +115,8 @@ class CrossEncoder(BaseModel):
             max_seq_length=max_length,
             max_batch_tokens=max_batch_tokens,
             verify=verify,
+            preoptimized=preoptimized,
+            spinning=spinning,
         )
         if activation_fn is not None:
             self.activation_fn = as_activation(activation_fn)
@@ -190,10 +131,10 @@ class CrossEncoder(BaseModel):
                 f"{self.model_dir} is a {settings.transformer_task!r} model (sentence_bert_config.json), not a "
                 "cross-encoder (sequence-classification)."
             )
-        out = next(o for o in self._graph.session.get_outputs() if o.name == self._graph.output_name)
-        if out.shape is not None and len(out.shape) != 2:
+        name, shape = self._graph.output_name, self._graph.output_shape()
+        if shape is not None and len(shape) != 2:
             raise ValueError(
-                f"The ONNX graph's output {out.name!r} has shape {out.shape}; a CrossEncoder needs (batch, num_labels) "
+                f"The ONNX graph's output {name!r} has shape {shape}; a CrossEncoder needs (batch, num_labels) "
                 "logits from a sequence-classification export. Is this an embedding model? Use SentenceTransformer."
             )
         self._num_labels = self._find_num_labels(self._requested_labels)
@@ -410,7 +351,7 @@ class CrossEncoder(BaseModel):
                 f"CrossEncoder.rank() only works for models with num_labels=1; this model has {self.num_labels}. "
                 "Use CrossEncoder.predict() with (query, document) pairs instead."
             )
-        query = _check_text(query, "query")
+        query = check_text(query, "query")
         if documents is None or isinstance(documents, (str, bytes, bytearray)):
             raise TypeError(
                 f"documents must be a list of strings, got {'None' if documents is None else type(documents).__name__}."
@@ -419,7 +360,7 @@ class CrossEncoder(BaseModel):
             documents = documents.tolist()
         documents = list(documents)
         for i, doc in enumerate(documents):
-            _check_text(doc, f"documents[{i}]")
+            check_text(doc, f"documents[{i}]")
         if top_k is not None:
             if isinstance(top_k, (bool, np.bool_)) or not isinstance(top_k, (int, np.integer)):
                 raise TypeError(f"top_k must be an integer or None, got {type(top_k).__name__}.")

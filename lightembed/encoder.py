@@ -14,6 +14,7 @@ from lightembed.base import EmbeddingModel, ModelSetup
 from lightembed.clip import TEXT_OUTPUT, ImageTower, SplitInputs, image_inputs_in, split_inputs
 from lightembed.config import ModelConfig, load_config, read_json, read_modules
 from lightembed.inputs import (
+    pop_legacy,
     OUTPUT_VALUES,
     as_text_list,
     check_batch_size,
@@ -65,8 +66,18 @@ class SentenceTransformer(EmbeddingModel):
         trust_remote_code: bool = False,
         max_batch_tokens: int | Literal["auto"] | None = "auto",
         verify: bool | None = None,
+        processor_kwargs: dict[str, Any] | None = None,
+        config_kwargs: dict[str, Any] | None = None,
+        model_card_data: Any = None,
+        preoptimized: bool | None = None,
+        spinning: bool | None = None,
+        **kwargs: Any,
     ) -> None:
-        del trust_remote_code  # an exported graph runs no Python code from the model folder
+        processor_kwargs = pop_legacy(kwargs, processor_kwargs, "tokenizer_kwargs")
+        token = pop_legacy(kwargs, token, "use_auth_token")
+        if kwargs:
+            raise TypeError(f"SentenceTransformer() got unexpected keyword arguments: {sorted(kwargs)}.")
+        del trust_remote_code, model_card_data  # an exported graph runs no Python code from the model folder
         self.truncate_dim = check_truncate_dim(truncate_dim)
         super().__init__(
             model_name_or_path,
@@ -85,6 +96,10 @@ class SentenceTransformer(EmbeddingModel):
             similarity_fn_name=similarity_fn_name,
             max_batch_tokens=max_batch_tokens,
             verify=verify,
+            preoptimized=preoptimized,
+            spinning=spinning,
+            processor_kwargs=processor_kwargs,
+            config_kwargs=config_kwargs,
         )
         hidden = read_json(self.config.transformer_dir / "config.json")
         self._hidden_size = self._graph.output_width or hidden.get("hidden_size") or hidden.get("d_model")
@@ -100,7 +115,7 @@ class SentenceTransformer(EmbeddingModel):
     def _open_image_tower(self) -> ImageTower | None:
         if not self.config.is_clip:
             return None
-        return ImageTower(self.model_dir, self.onnx_path, self.providers, self._threads, self._verify,
+        return ImageTower(self.model_dir, self.onnx_path, self._opened.options, self.manifest,
                           self.config.transformer_dir)  # fmt: skip
 
     @property
@@ -400,7 +415,7 @@ class SentenceTransformer(EmbeddingModel):
             if output_value is None:
                 for row, i in enumerate(idx):
                     records[i] = {
-                        "sentence_embedding": embeddings[i],
+                        "sentence_embedding": embeddings[i],  # type: ignore[index]  # store() just filled it
                         "token_embeddings": tokens[i],
                         "input_ids": batch.input_ids[row, : batch.lengths[row]],
                         "attention_mask": batch.attention_mask[row],
@@ -424,6 +439,8 @@ class SentenceTransformer(EmbeddingModel):
             out = np.zeros((0, min(dim, truncate_dim) if truncate_dim else dim), dtype=np.float32)
         if precision != "float32":
             from lightembed.util import quantize_embeddings
+
+            precision = check_precision(precision)  # its checked Literal type for quantize_embeddings
 
             if len(out):
                 out = quantize_embeddings(out, precision=precision)

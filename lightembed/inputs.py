@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal, cast
 
 import numpy as np
 
+PrecisionName = Literal["float32", "int8", "uint8", "binary", "ubinary"]
 ALLOWED_PRECISIONS = ("float32", "int8", "uint8", "binary", "ubinary")
 OUTPUT_VALUES = ("sentence_embedding", "token_embeddings", None)
 
@@ -52,10 +53,11 @@ def check_batch_size(batch_size: Any) -> int:
     return check_int(batch_size, "batch_size")
 
 
-def check_precision(precision: Any) -> str:
+def check_precision(precision: Any) -> PrecisionName:
+    """`precision` if encode() supports it; ValueError naming the choices otherwise."""
     if precision not in ALLOWED_PRECISIONS:
         raise ValueError(f"Precision {precision!r} is not supported, must be one of {ALLOWED_PRECISIONS}.")
-    return precision
+    return cast(PrecisionName, precision)
 
 
 def check_truncate_dim(truncate_dim: Any) -> int | None:
@@ -126,3 +128,67 @@ def merge_prompts(
     if default is not None and default not in merged:
         raise ValueError(f"Default prompt name {default!r} is not in the prompts {list(merged)}.")
     return merged, default
+
+
+# ----- (text, text) pairs: a CrossEncoder's inputs ------------------------------------------------------------------------------------------
+def check_text(value: Any, where: str) -> str:
+    """`value` as a str (a NumPy string too); TypeError naming `where` for anything else."""
+    if isinstance(value, str):
+        return value
+    if value is None:
+        raise TypeError(f"{where} is None; every pair needs two strings.")
+    if isinstance(value, (bytes, bytearray)):
+        raise TypeError(f"{where} is {type(value).__name__}; decode it to str first (e.g. .decode('utf-8')).")
+    if isinstance(value, np.str_):
+        return str(value)
+    raise TypeError(f"{where} must be a string, got {type(value).__name__}.")
+
+
+def _check_pair(pair: Any, where: str) -> tuple[str, str]:
+    if isinstance(pair, np.ndarray):
+        pair = pair.tolist()
+    if isinstance(pair, str):
+        raise TypeError(
+            f"{where} is a single string; a CrossEncoder scores (text, text) pairs: pass [(query, document), ...]."
+        )
+    if not isinstance(pair, (list, tuple)):
+        kind = "None" if pair is None else type(pair).__name__
+        raise TypeError(f"{where} must be a (text, text) pair, got {kind}.")
+    if len(pair) != 2:
+        raise ValueError(
+            f"{where} has {len(pair)} items; a pair must have exactly 2 texts. "
+            "To score several pairs, pass a list of pairs: [(query, doc1), (query, doc2), ...]."
+        )
+    return check_text(pair[0], f"{where}[0]"), check_text(pair[1], f"{where}[1]")
+
+
+def as_pairs(inputs: Any) -> tuple[list[tuple[str, str]], bool]:
+    """(pairs, was_single_pair) with sentence-transformers' rule: a list/tuple whose first item is not itself a
+    list/tuple is one pair; otherwise it is a batch of pairs. Errors name the offending index."""
+    if inputs is None:
+        raise TypeError("inputs must be a (text, text) pair or a list of pairs, got None.")
+    if isinstance(inputs, (str, bytes, bytearray)):
+        raise TypeError(
+            f"inputs is a single {type(inputs).__name__}; a CrossEncoder scores (text, text) pairs: "
+            "pass (query, document) or [(query, document), ...]."
+        )
+    if isinstance(inputs, dict):
+        raise TypeError("inputs must be a (text, text) pair or a list of pairs, got a dict.")
+    if isinstance(inputs, np.ndarray):
+        if inputs.size == 0:
+            return [], False
+        if inputs.ndim == 1:
+            return [_check_pair(inputs.tolist(), "inputs")], True
+        inputs = inputs.tolist()
+    elif not isinstance(inputs, (list, tuple)):
+        try:
+            inputs = list(inputs)
+        except TypeError:
+            raise TypeError(
+                f"inputs must be a (text, text) pair or a list of pairs, got {type(inputs).__name__}."
+            ) from None
+        if inputs and not isinstance(inputs[0], (list, tuple, np.ndarray)):
+            raise TypeError(f"inputs[0] must be a (text, text) pair, got {type(inputs[0]).__name__}.")
+    if len(inputs) > 0 and not isinstance(inputs[0], (list, tuple, np.ndarray)):
+        return [_check_pair(inputs, "inputs")], True
+    return [_check_pair(pair, f"inputs[{i}]") for i, pair in enumerate(inputs)], False

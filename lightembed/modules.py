@@ -31,7 +31,7 @@ class Dense:
 
     @classmethod
     def from_dir(cls, folder: Path) -> "Dense":
-        from lightembed.config import read_json  # config imports this module
+        from lightembed.jsonfiles import read_json
 
         config_path = folder / "config.json"
         if not config_path.is_file():

@@ -25,15 +25,14 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from lightembed import machine
+from lightembed.errors import PoolError, kind
+
 # Parent-side poll interval while waiting on workers: how quickly a dead worker is noticed.
 _POLL_S = 0.2
 _STOP_TIMEOUT_S = 5.0
 # Exceptions re-raised with their own type in the caller; others become RuntimeError (their type is named).
 _PASS_THROUGH = {"ValueError": ValueError, "TypeError": TypeError, "KeyError": KeyError, "IndexError": IndexError}
-
-
-class PoolError(RuntimeError):
-    """A pool worker died or could not start; the message names the worker."""
 
 
 def default_target_devices() -> list[str]:
@@ -46,28 +45,15 @@ def default_target_devices() -> list[str]:
     import onnxruntime as ort
 
     if "CUDAExecutionProvider" in ort.get_available_providers():
-        return [f"cuda:{i}" for i in range(max(1, _gpu_count()))]
+        return [f"cuda:{i}" for i in range(max(1, machine.gpu_count()))]
     return ["cpu"]
-
-
-def _gpu_count() -> int:
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if visible is not None:
-        return len([d for d in visible.split(",") if d.strip() and d.strip() != "-1"])
-    try:
-        import subprocess
-
-        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20).stdout
-        return sum(1 for line in out.splitlines() if line.startswith("GPU "))
-    except (OSError, subprocess.SubprocessError):
-        return 1
 
 
 def cpu_shares(n_workers: int, cores: Sequence[int] | None = None) -> list[list[int]]:
     """The cores each of `n_workers` CPU workers is pinned to: contiguous, near-equal shares of `cores` (default:
     this process's affinity); with more workers than cores, workers share single cores round-robin."""
     if cores is None:
-        cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
+        cores = machine.affinity()
     cores = list(cores)
     if n_workers <= len(cores):
         return [[int(c) for c in part] for part in np.array_split(np.array(cores), n_workers)]
@@ -90,11 +76,9 @@ def _check_devices(target_devices: Sequence[str]) -> list[str]:
 
 
 def _model_state(model: Any) -> dict[str, Any]:
-    """Everything the model holds except its ONNX session, which each worker opens again from the same file."""
-    state = {}
-    for key, value in model.__dict__.items():
-        if key == "_graph":
-            continue
+    """Everything the model holds except its open graph, which each worker opens again from the same file."""
+    state = model.state_without_graph()
+    for key, value in state.items():
         try:
             pickle.dumps(value)
         except Exception as exc:  # noqa: BLE001 - any pickling failure means the same thing here
@@ -102,26 +86,7 @@ def _model_state(model: Any) -> dict[str, Any]:
                 f"{type(model).__name__}.{key} ({type(value).__name__}) cannot be sent to pool workers: {exc}. "
                 "Use a picklable value (e.g. a named function, not a lambda)."
             ) from None
-        state[key] = value
     return state
-
-
-def _rebuild(cls: type, state: dict[str, Any], device: str, threads: int, io_binding: bool) -> Any:
-    from lightembed import session as sessions
-
-    model = cls.__new__(cls)
-    model.__dict__.update(state)
-    providers = sessions.resolve_providers(device)
-    if hasattr(model, "_make_graph"):  # the model's own way to open its file (onnxruntime or OpenVINO)
-        model._threads = threads
-        graph = model._make_graph(model.onnx_path, providers, model._companion(model.onnx_path, providers))
-    else:
-        graph = sessions.OnnxGraph(sessions.create_session(model.onnx_path, providers, threads), cls._preferred_outputs)
-    if hasattr(graph, "io_binding"):
-        graph.io_binding = io_binding
-    model._graph, model.providers = graph, providers
-    model.device = "cuda" if sessions.CUDA in graph.session.get_providers() else "cpu"
-    return model
 
 
 def _worker(
@@ -129,7 +94,7 @@ def _worker(
     device: str,
     cores: list[int] | None,
     threads: int,
-    cls: type,
+    cls: Any,
     state: dict[str, Any],
     io_binding: bool,
     tasks: Any,
@@ -142,10 +107,10 @@ def _worker(
         if cores is not None and hasattr(os, "sched_setaffinity"):
             os.sched_setaffinity(0, cores)
         started = time.perf_counter()
-        model = _rebuild(cls, state, device, threads, io_binding)
+        model = cls.from_state(state, device, threads, io_binding)
         results.put(("ready", index, os.getpid(), time.perf_counter() - started))
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises it
-        results.put(("failed", index, f"{type(exc).__name__}: {exc}"))
+        results.put(("failed", index, f"{kind(exc)}: {exc}"))
         return
     parent = mp.parent_process()
     while True:
@@ -165,7 +130,7 @@ def _worker(
             results.put(("ok", call_id, chunk_id, out))
         except Exception as exc:  # noqa: BLE001 - sent back and raised in the caller
             detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-            results.put(("error", call_id, chunk_id, type(exc).__name__, str(exc), detail))
+            results.put(("error", call_id, chunk_id, kind(exc), str(exc), detail))
 
 
 def _shutdown(processes: list[Any], tasks: Any, results: Any) -> None:
@@ -199,10 +164,8 @@ class MultiProcessPool(dict):
         devices = _check_devices(default_target_devices() if target_devices is None else target_devices)
         cpu_workers = [i for i, d in enumerate(devices) if d == "cpu"]
         shares = cpu_shares(len(cpu_workers)) if cpu_workers else []
-        from lightembed.session import usable_cores
-
         # A cgroup CPU quota can be smaller than the affinity set: threads never exceed each worker's share of it.
-        per_worker = max(1, usable_cores() // max(1, len(devices)))
+        per_worker = max(1, machine.usable_cores() // max(1, len(devices)))
         state = _model_state(model)
         io_binding = bool(getattr(model._graph, "io_binding", False))
         ctx = mp.get_context("spawn")
@@ -363,7 +326,7 @@ class MultiProcessPool(dict):
         return f"MultiProcessPool({self.model_class.__name__}, devices={self.devices}, cores={self.cores}, {state})"
 
     # A dict subclass would otherwise compare by content and be unhashable; a pool is one thing.
-    __hash__ = object.__hash__
+    __hash__ = object.__hash__  # type: ignore[assignment]  # dict sets it to None
 
     def __eq__(self, other: object) -> bool:
         return self is other
@@ -481,7 +444,7 @@ def predict_scores(
     **predict_kwargs: Any,
 ) -> Any:
     """CrossEncoder.predict(pool=...): workers return score arrays, joined here in input order."""
-    from lightembed.cross_encoder import as_pairs
+    from lightembed.inputs import as_pairs
 
     model._check_call("predict()", None, kwargs)
     pairs, single = as_pairs(inputs)

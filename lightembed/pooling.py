@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from typing import Any
+
 import numpy as np
 
 POOLING_MODES = ("cls", "max", "mean", "mean_sqrt_len_tokens", "weightedmean", "lasttoken")
@@ -73,7 +75,8 @@ def pool(
     x = token_embeddings
     mask = attention_mask.astype(x.dtype, copy=False)
     outputs: list[np.ndarray] = []
-    mean_sum = counts = None
+    mean_sum: np.ndarray | None = None
+    counts: Any = None  # set with mean_sum
     for mode in modes:
         if mode == "cls":
             first = attention_mask.argmax(axis=1)

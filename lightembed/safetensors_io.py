@@ -44,7 +44,7 @@ def load_safetensors(path: str | Path) -> dict[str, np.ndarray]:
         dtype = info["dtype"]
         if dtype == "BF16":
             bits = np.frombuffer(raw, dtype="<u2").astype(np.uint32) << 16
-            array = bits.view(np.float32)
+            array: np.ndarray = bits.view(np.float32)
         elif dtype in _DTYPES:
             array = np.frombuffer(raw, dtype=np.dtype(_DTYPES[dtype]).newbyteorder("<")).copy()
         else:

@@ -15,7 +15,9 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lightembed.integrity import MANIFEST_NAME, check_file, sha256_of
+from lightembed import manifest as manifests
+from lightembed.graphs.integrity import check_file, sha256_of
+from lightembed.manifest import MANIFEST_NAME
 
 if TYPE_CHECKING:
     from lightembed.base import BaseModel
@@ -90,7 +92,7 @@ def save_model(
         del st_config["truncate_dim"]
     _write_json(st_config_path, st_config)
 
-    transformer_dir = Path(getattr(model.config, "transformer_dir", source))
+    transformer_dir = Path(getattr(getattr(model, "config", None), "transformer_dir", source))
     try:
         transformer_rel = transformer_dir.resolve().relative_to(source)
     except ValueError:
@@ -101,10 +103,10 @@ def save_model(
     _write_json(sbert_path, sbert)
     model._save_extra(target)
 
-    manifest = _read_json(source / MANIFEST_NAME)
-    entry = next(
-        (dict(e) for e in manifest.get("files") or [] if isinstance(e, dict) and e.get("path") == used_rel), None
-    )
+    found = model.manifest or manifests.read(source, strict=False)
+    manifest = dict(found.data) if found is not None else {}
+    record = found.files.get(used_rel) if found is not None else None
+    entry = dict(record.raw) if record is not None else None
     if entry is None or not entry.get("sha256"):
         entry = dict(entry or {}, sha256=sha256_of(saved_onnx), size=saved_onnx.stat().st_size)
     entry["path"] = SAVED_ONNX
@@ -124,8 +126,10 @@ def save_model(
         "precision": model.precision,
         "settings": {"max_seq_length": model.max_seq_length, **model._model_config()},
     }
-    _write_json(target / MANIFEST_NAME, manifest)
-    check_file(target, saved_onnx)  # the copy has the recorded bytes (an interrupted copy is caught here)
+    manifests.write(target, manifest)
+    saved = manifests.read(target)
+    # the copy has the recorded bytes (an interrupted copy is caught here)
+    check_file(target, saved_onnx, saved.record(saved_onnx) if saved is not None else None)
 
     readme = target / "README.md"
     if create_model_card and not readme.is_file():

@@ -161,10 +161,10 @@ class SparseEmbeddings:
                 raise IndexError(f"row {i} is out of range for {n} rows.")
             return self._row(i % n if n else i)
         if isinstance(key, slice):
-            rows = range(*key.indices(n))
+            rows: range | list[int] = range(*key.indices(n))
         else:
-            rows = np.arange(n)[np.asarray(key)]
-            rows = rows.tolist() if rows.ndim else [int(rows)]
+            picked = np.arange(n)[np.asarray(key)]
+            rows = picked.tolist() if picked.ndim else [int(picked)]
         return SparseEmbeddings.from_rows([self._row(i) for i in rows], self.shape[1])
 
     def __iter__(self) -> Iterator[SparseVector]:

@@ -189,6 +189,8 @@ class SparseEncoder(EmbeddingModel):
         max_logits_bytes: int = DEFAULT_MAX_LOGITS_BYTES,
         max_batch_tokens: int | Literal["auto"] | None = "auto",
         verify: bool | None = None,
+        preoptimized: bool | None = None,
+        spinning: bool | None = None,
         **kwargs: Any,
     ) -> None:
         processor_kwargs = pop_legacy(kwargs, processor_kwargs, "tokenizer_kwargs")
@@ -219,20 +221,22 @@ class SparseEncoder(EmbeddingModel):
             max_seq_length=max_length,
             max_batch_tokens=max_batch_tokens,
             verify=verify,
+            preoptimized=preoptimized,
+            spinning=spinning,
         )
         self._vocab_size = self._find_vocab_size()
 
     def _setup(self) -> ModelSetup:
         self.config = load_splade_config(self.model_dir)
-        out = next(o for o in self._graph.session.get_outputs() if o.name == self._graph.output_name)
-        if out.shape is not None and len(out.shape) != 3:
+        name, shape = self._graph.output_name, self._graph.output_shape()
+        if shape is not None and len(shape) != 3:
             raise ValueError(
-                f"The ONNX graph's output {out.name!r} has shape {out.shape}; SPLADE needs per-token vocabulary "
+                f"The ONNX graph's output {name!r} has shape {shape}; SPLADE needs per-token vocabulary "
                 "logits (batch, seq, vocab) from a fill-mask (masked-LM) export."
             )
-        if out.name in ("last_hidden_state", "sentence_embedding", "pooler_output"):
+        if name in ("last_hidden_state", "sentence_embedding", "pooler_output"):
             raise ValueError(
-                f"The ONNX graph outputs {out.name!r} (hidden states); SPLADE needs per-token vocabulary logits from "
+                f"The ONNX graph outputs {name!r} (hidden states); SPLADE needs per-token vocabulary logits from "
                 "a fill-mask (masked-LM) export. Is this an embedding model? Use SentenceTransformer."
             )
         c = self.config
@@ -297,11 +301,12 @@ class SparseEncoder(EmbeddingModel):
                 dim = int(logits.shape[2])
                 self._vocab_size = dim
                 step = max(1, budget // (width * dim * 4))
+            vocab = int(logits.shape[2])
             pooled = splade_pool(
                 logits, sub["attention_mask"], self.config.pooling_strategy, self.config.activation_function
             )
             del logits
-            rows.extend(SparseVector(*_top_active(pooled[r], max_active_dims), dim) for r in range(stop - start))
+            rows.extend(SparseVector(*_top_active(pooled[r], max_active_dims), vocab) for r in range(stop - start))
             start = stop
         return rows
 

@@ -160,7 +160,7 @@ class Tokenizer:
     def encode(self, texts: Sequence[TextInput]) -> list[Encoding]:
         """Tokenize texts (or text pairs), truncated and unpadded."""
         if self.do_lower_case:
-            texts = [t.lower() if isinstance(t, str) else tuple(s.lower() for s in t) for t in texts]
+            texts = [t.lower() if isinstance(t, str) else (t[0].lower(), t[1].lower()) for t in texts]
         texts = list(texts)
         try:
             return self._tokenizer.encode_batch(texts, add_special_tokens=True)

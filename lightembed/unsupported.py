@@ -5,15 +5,13 @@ from __future__ import annotations
 
 from typing import Any, Callable, NoReturn
 
+from lightembed.errors import NotSupportedError
+
 TRAIN_WITH_ST = (
     "lightembed runs exported models; it does not train or evaluate them. Train and evaluate with "
     "sentence-transformers (pip install sentence-transformers), save the model, then export it with "
     "`lightembed-export <saved_folder> -o <out>` (pip install lightembed-export) and load <out> with lightembed."
 )
-
-
-class NotSupportedError(NotImplementedError):
-    """A sentence-transformers call lightembed deliberately does not answer; the message says what to do instead."""
 
 
 class TorchOnlyAttributeError(NotSupportedError, AttributeError):

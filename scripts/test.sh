@@ -4,4 +4,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 . .venv/bin/activate
+# The type checker first ([tool.mypy] in pyproject.toml): a typing error fails the run like a failing test.
+python -m mypy
 python -m pytest -q -ra "$@"

@@ -26,8 +26,8 @@ from sentence_transformers.base.peft_mixin import PeftAdapterMixin
 
 from lightembed import CrossEncoder, SentenceTransformer, SparseEncoder
 from lightembed.compat import PrecisionWarning
-from lightembed.integrity import IntegrityError
-from lightembed.session import CUDA
+from lightembed.errors import IntegrityError
+from lightembed.graphs.providers import CUDA
 from lightembed.unsupported import NotSupportedError, TorchOnlyAttributeError
 from tests.test_cross_encoder import make_ce
 from tests.test_sparse_encoder import make_splade
@@ -239,9 +239,10 @@ def test_half_on_cuda_switches_to_the_o4_file_and_float_returns(tmp_path: Path) 
 def test_nothing_to_switch_to_is_said_with_what_is_missing(
     models: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from lightembed import openvino_backend
+    from lightembed import machine
+    from lightembed.graphs import openvino as openvino_backend
 
-    monkeypatch.setattr(openvino_backend, "has_amx_bf16", lambda flags=None: False)
+    monkeypatch.setattr(machine, "has_amx_bf16", lambda flags=None: False)
     for model in models.values():
         with pytest.warns(PrecisionWarning, match="no bfloat16 ONNX file.*needs a CPU with AMX-BF16.*half\\(\\)"):
             assert model.bfloat16() is model
@@ -249,18 +250,19 @@ def test_nothing_to_switch_to_is_said_with_what_is_missing(
             warnings.simplefilter("error")  # already fp32: nothing to say
             assert model.float() is model
         assert model.runtime_info.onnx_file == "onnx/model.onnx" and model.precision == "float32"
-    monkeypatch.setattr(openvino_backend, "has_amx_bf16", lambda flags=None: True)
+    monkeypatch.setattr(machine, "has_amx_bf16", lambda flags=None: True)
     monkeypatch.setattr(openvino_backend, "is_installed", lambda: False)
     with pytest.warns(PrecisionWarning, match=r"OpenVINO, not installed \(pip install \"lightembed\[openvino\]\"\)"):
         models["SentenceTransformer"].bfloat16()
 
 
 def test_bfloat16_on_an_amx_cpu_runs_openvino_bf16_and_float_returns(models: dict[str, Any]) -> None:
-    from lightembed import openvino_backend
+    from lightembed import machine
+    from lightembed.graphs import openvino as openvino_backend
 
     model = models["SentenceTransformer"]
     fp32 = model.encode(TEXTS)
-    if not (openvino_backend.has_amx_bf16() and openvino_backend.is_installed()):
+    if not (machine.has_amx_bf16() and openvino_backend.is_installed()):
         with pytest.warns(PrecisionWarning, match="AMX-BF16|OpenVINO"):  # says which of the two is missing
             model.bfloat16()
         assert model.precision == "float32" and model.get_backend() == "onnx"
@@ -552,12 +554,13 @@ def test_issue_snippet_runs_with_only_the_import_changed(minilm: tuple[Path, Pat
 
 def test_bfloat16_on_real_weights(minilm: tuple[Path, Path]) -> None:
     from benchmarks.corpus import mixed
-    from lightembed import openvino_backend
+    from lightembed import machine
+    from lightembed.graphs import openvino as openvino_backend
 
     texts = mixed(32, seed=2)
     model = SentenceTransformer(str(minilm[1]), backend="onnx")
     fp32 = model.encode(texts)
-    if not (openvino_backend.has_amx_bf16() and openvino_backend.is_installed()):
+    if not (machine.has_amx_bf16() and openvino_backend.is_installed()):
         with pytest.warns(PrecisionWarning, match="AMX-BF16|OpenVINO"):
             model.bfloat16()
         np.testing.assert_array_equal(model.encode(texts), fp32)

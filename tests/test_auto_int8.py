@@ -42,11 +42,12 @@ def _tiny(tmp_path):
 )
 def test_auto_falls_back_to_the_best_recipe_for_the_machine_when_dynamic_fails(tmp_path, monkeypatch, amx, kept):
     """Per-token int8 first; where OpenVINO will run it (extra installed, AMX-BF16), the int8-weights file first."""
-    from lightembed import openvino_backend
+    from lightembed import machine
+    from lightembed.graphs import openvino as openvino_backend
     from lightembed_export import export_model
 
     assert openvino_backend.is_installed()  # the openvino extra is part of the test install
-    monkeypatch.setattr(openvino_backend, "has_amx_bf16", lambda flags=None: amx)
+    monkeypatch.setattr(machine, "has_amx_bf16", lambda flags=None: amx)
     monkeypatch.setattr(quantizing, "quantize_file", _broken_dynamic(quantizing.quantize_file))
     out = tmp_path / "out"
     export_model(_tiny(tmp_path), out, quantize=["auto"], verbose=False)

@@ -223,7 +223,7 @@ def test_int8_docstring_says_how_to_quantize_one_text():
 
 # ----- integrity against lightembed.json ----------------------------------------------------------------------
 def _manifest(folder: Path, **entry) -> None:
-    from lightembed.integrity import sha256_of
+    from lightembed.graphs.integrity import sha256_of
 
     onnx = folder / "onnx" / "model.onnx"
     record = {"path": "onnx/model.onnx", "sha256": sha256_of(onnx), "passed": True, "metrics": {"cos_min": 1.0}}

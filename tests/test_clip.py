@@ -286,7 +286,7 @@ def test_both_towers_run_their_preoptimized_copies_with_the_same_vectors(exporte
 
 def test_a_damaged_vision_copy_is_refused(exported, tmp_path):
     import lightembed
-    from lightembed.integrity import IntegrityError
+    from lightembed.errors import IntegrityError
 
     _, out, _ = exported
     copy = tmp_path / "copy"

@@ -9,7 +9,7 @@ import onnxruntime as ort
 import pytest
 
 from lightembed import CrossEncoder, SentenceTransformer
-from lightembed.session import CUDA
+from lightembed.graphs.providers import CUDA
 from tests.tiny import make_model
 
 pytestmark = pytest.mark.skipif(

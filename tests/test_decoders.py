@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lightembed.session import position_ids
+from lightembed.graphs.protocol import position_ids
 from tests import families
 
 

@@ -126,7 +126,10 @@ def test_unsupported_module_type(tmp_path):
 
 def test_bad_constructor_options(tiny_model):
     with pytest.raises(ValueError, match="backend"):
-        SentenceTransformer(tiny_model, backend="torch")
+        SentenceTransformer(tiny_model, backend="tensorflow")
+    # sentence-transformers' own default, passed explicitly by frameworks (Haystack): lightembed's default runtime
+    model = SentenceTransformer(tiny_model, backend="torch")
+    assert model.get_backend() == "onnx" and "backend='torch'" in model.backend_reason
     with pytest.raises(ValueError, match="threads"):
         SentenceTransformer(tiny_model, threads=0)
     with pytest.raises(ValueError, match="device"):

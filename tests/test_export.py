@@ -348,12 +348,13 @@ def test_export_is_deterministic(exported, tmp_path):
 
 def test_every_cpu_file_gets_a_checked_preoptimized_copy_that_the_runtime_loads(exported):
     import lightembed
-    from lightembed import preoptimized
+    from lightembed import machine
+    from lightembed.graphs import preoptimized
 
     _, out, report = exported
     for entry in report["files"]:
         record = entry[preoptimized.RECORD]
-        assert record["passed"] is True and record["made_for"] == preoptimized.machine(), entry["path"]
+        assert record["passed"] is True and record["made_for"] == machine.onnxruntime_build(), entry["path"]
         assert record["metrics"]["max_abs_diff"] <= 1e-6
         model = lightembed.SentenceTransformer(out, device="cpu", file_name=entry["path"])
         assert model.runtime_info.preoptimized_file == entry["path"] + ".cpu"

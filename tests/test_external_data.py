@@ -29,7 +29,7 @@ def test_every_file_keeps_its_weights_in_a_data_file(exported):
     import onnx
     from onnx.external_data_helper import uses_external_data
 
-    from lightembed.integrity import sha256_of
+    from lightembed.graphs.integrity import sha256_of
 
     _, out, report = exported
     assert [f["path"] for f in report["files"]] == [
@@ -71,7 +71,7 @@ def _copy(out: Path, tmp_path: Path) -> Path:
 
 def test_truncated_or_missing_data_file_is_refused_at_load(exported, tmp_path, monkeypatch):
     import lightembed
-    from lightembed.integrity import IntegrityError
+    from lightembed.errors import IntegrityError
 
     monkeypatch.setenv("LIGHTEMBED_PREOPTIMIZED", "0")  # load the exported file itself, not its CPU copy
     _, out, _ = exported
@@ -86,7 +86,9 @@ def test_truncated_or_missing_data_file_is_refused_at_load(exported, tmp_path, m
 
 
 def test_changed_data_file_is_caught_by_the_full_check(exported, tmp_path):
-    from lightembed.integrity import IntegrityError, check_file
+    from lightembed import manifest
+    from lightembed.errors import IntegrityError
+    from lightembed.graphs.integrity import check_file
 
     _, out, _ = exported
     copy = _copy(out, tmp_path)
@@ -95,14 +97,14 @@ def test_changed_data_file_is_caught_by_the_full_check(exported, tmp_path):
     raw[len(raw) // 2] ^= 0xFF
     data.write_bytes(bytes(raw))
     onnx_path = copy / "onnx" / "model.onnx"
-    assert check_file(copy, onnx_path) is not None  # at load: the size only, by design
+    assert check_file(copy, onnx_path, manifest.read(copy).record(onnx_path)) is not None  # at load: the size only, by design
     with pytest.raises(IntegrityError, match="sha256"):
-        check_file(copy, onnx_path, hash_external_data=True)
+        check_file(copy, onnx_path, manifest.read(copy).record(onnx_path), hash_external_data=True)
 
 
 def test_changed_graph_file_is_caught_at_load(exported, tmp_path, monkeypatch):
     import lightembed
-    from lightembed.integrity import IntegrityError
+    from lightembed.errors import IntegrityError
 
     monkeypatch.setenv("LIGHTEMBED_PREOPTIMIZED", "0")  # load the exported file itself, not its CPU copy
     _, out, _ = exported

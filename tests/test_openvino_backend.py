@@ -13,7 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lightembed import openvino_backend as ovb
+from lightembed import machine
+from lightembed.graphs import openvino as ovo
+from lightembed.graphs import policy
 
 AMX = frozenset({"avx2", "avx512f", "avx512_vnni", "amx_tile", "amx_bf16", "amx_int8"})
 AVX2_ONLY = frozenset({"sse4_2", "avx", "avx2", "fma"})  # AMD Zen 3
@@ -26,15 +28,15 @@ TEXTS = ["A man is eating food.", "hello world", "Ünïcödé and emoji 🎉", "
 
 @pytest.fixture(autouse=True)
 def _no_pinned_backend(monkeypatch, tmp_path):
-    monkeypatch.delenv(ovb.ENV_BACKEND, raising=False)  # conftest pins onnx for the rest of the suite
-    monkeypatch.setenv(ovb.ENV_CACHE, str(tmp_path / "ov-cache"))  # not the user's ~/.cache
+    monkeypatch.delenv(policy.ENV_BACKEND, raising=False)  # conftest pins onnx for the rest of the suite
+    monkeypatch.setenv(ovo.ENV_CACHE, str(tmp_path / "ov-cache"))  # not the user's ~/.cache
 
 
 # ----- the choice ------------------------------------------------------------------------------------------
 
 
 def test_auto_picks_openvino_on_amx_with_a_passing_record():
-    backend, why = ovb.choose_backend(None, cpu_only=True, manifest_entry=GOOD, flags=AMX)
+    backend, why = policy.choose_backend(None, cpu_only=True, manifest_entry=GOOD, flags=AMX)
     assert backend == "openvino" and "0.99995" in why
 
 
@@ -55,49 +57,52 @@ def test_auto_picks_openvino_on_amx_with_a_passing_record():
     ],
 )
 def test_auto_keeps_onnx(cpu_only, entry, flags, reason):
-    backend, why = ovb.choose_backend(None, cpu_only=cpu_only, manifest_entry=entry, flags=flags)
+    backend, why = policy.choose_backend(None, cpu_only=cpu_only, manifest_entry=entry, flags=flags)
     assert backend == "onnx" and reason in why
 
 
 def test_auto_keeps_onnx_without_the_extra(monkeypatch):
-    monkeypatch.setattr(ovb, "is_installed", lambda: False)
-    backend, why = ovb.choose_backend(None, cpu_only=True, manifest_entry=GOOD, flags=AMX)
+    monkeypatch.setattr(ovo, "is_installed", lambda: False)
+    backend, why = policy.choose_backend(None, cpu_only=True, manifest_entry=GOOD, flags=AMX)
     assert backend == "onnx" and 'lightembed[openvino]' in why
 
 
 def test_environment_pins_the_default(monkeypatch):
-    monkeypatch.setenv(ovb.ENV_BACKEND, "onnx")
-    assert ovb.choose_backend(None, cpu_only=True, manifest_entry=GOOD, flags=AMX)[0] == "onnx"
-    monkeypatch.setenv(ovb.ENV_BACKEND, "openvino")
-    assert ovb.choose_backend(None, cpu_only=True, manifest_entry=None, flags=AVX2_ONLY)[0] == "openvino"
-    monkeypatch.setenv(ovb.ENV_BACKEND, "auto")
-    assert ovb.choose_backend(None, cpu_only=True, manifest_entry=GOOD, flags=AMX)[0] == "openvino"
-    monkeypatch.setenv(ovb.ENV_BACKEND, "torch")
+    monkeypatch.setenv(policy.ENV_BACKEND, "onnx")
+    assert policy.choose_backend(None, cpu_only=True, manifest_entry=GOOD, flags=AMX)[0] == "onnx"
+    monkeypatch.setenv(policy.ENV_BACKEND, "openvino")
+    assert policy.choose_backend(None, cpu_only=True, manifest_entry=None, flags=AVX2_ONLY)[0] == "openvino"
+    monkeypatch.setenv(policy.ENV_BACKEND, "auto")
+    assert policy.choose_backend(None, cpu_only=True, manifest_entry=GOOD, flags=AMX)[0] == "openvino"
+    monkeypatch.setenv(policy.ENV_BACKEND, "torch")
     with pytest.raises(ValueError, match="LIGHTEMBED_BACKEND"):
-        ovb.choose_backend(None, cpu_only=True, manifest_entry=GOOD, flags=AMX)
+        policy.choose_backend(None, cpu_only=True, manifest_entry=GOOD, flags=AMX)
     # an explicit argument wins over the environment
-    assert ovb.choose_backend("onnx", cpu_only=True, manifest_entry=GOOD, flags=AMX)[0] == "onnx"
+    assert policy.choose_backend("onnx", cpu_only=True, manifest_entry=GOOD, flags=AMX)[0] == "onnx"
 
 
 def test_explicit_choices_and_refusals(monkeypatch):
-    assert ovb.choose_backend("onnx", cpu_only=True, manifest_entry=GOOD, flags=AMX) == ("onnx", "requested")
-    assert ovb.choose_backend("openvino", cpu_only=True, manifest_entry=None, flags=AVX2_ONLY)[0] == "openvino"
+    assert policy.choose_backend("onnx", cpu_only=True, manifest_entry=GOOD, flags=AMX) == ("onnx", "requested")
+    assert policy.choose_backend("openvino", cpu_only=True, manifest_entry=None, flags=AVX2_ONLY)[0] == "openvino"
     with pytest.raises(ValueError, match="CPU only"):
-        ovb.choose_backend("openvino", cpu_only=False, manifest_entry=None)
-    with pytest.raises(ValueError, match="backend must be one of"):
-        ovb.choose_backend("torch", cpu_only=True, manifest_entry=None)
+        policy.choose_backend("openvino", cpu_only=False, manifest_entry=None)
+    with pytest.raises(ValueError, match="backend='onnx'.*got 'tensorflow'"):
+        policy.choose_backend("tensorflow", cpu_only=True, manifest_entry=None)
+    # sentence-transformers' default backend, which frameworks pass explicitly: lightembed's default, said so
+    backend, why = policy.choose_backend("torch", cpu_only=True, manifest_entry=None, flags=AVX2_ONLY)
+    assert backend == "onnx" and why.startswith("backend='torch' (sentence-transformers' default) runs lightembed's default")
     monkeypatch.setitem(sys.modules, "openvino", None)  # the extra is missing
     with pytest.raises(ImportError, match=r'pip install "lightembed\[openvino\]"'):
-        ovb.choose_backend("openvino", cpu_only=True, manifest_entry=None)
+        policy.choose_backend("openvino", cpu_only=True, manifest_entry=None)
 
 
 def test_cpu_flags_from_cpuinfo(tmp_path):
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text("processor\t: 0\nmodel name\t: Xeon\nflags\t\t: fpu avx2 amx_bf16 amx_tile amx_int8\n\n"
                        "processor\t: 1\nflags\t\t: fpu\n")
-    flags = ovb.cpu_flags(cpuinfo)
-    assert {"avx2", "amx_bf16", "amx_tile"} <= flags and ovb.has_amx_bf16(flags)
-    assert not ovb.has_amx_bf16(ovb.cpu_flags(tmp_path / "missing"))
+    flags = machine.cpu_flags(cpuinfo)
+    assert {"avx2", "amx_bf16", "amx_tile"} <= flags and machine.has_amx_bf16(flags)
+    assert not machine.has_amx_bf16(machine.cpu_flags(tmp_path / "missing"))
 
 
 # ----- the runtime on OpenVINO -----------------------------------------------------------------------------
@@ -129,15 +134,15 @@ def test_openvino_graph_from_several_threads(tiny_model):
 
 
 def test_openvino_graph_contract(tiny_model):
-    graph = ovb.OpenVinoGraph(Path(tiny_model) / "onnx" / "model.onnx", threads=1, precision="f32")
+    graph = ovo.OpenVinoGraph(Path(tiny_model) / "onnx" / "model.onnx", threads=1, precision="f32")
     assert graph.input_names[0] == "input_ids" and graph.output_names
     ids = np.array([[1, 5, 6, 2], [1, 7, 2, 0]])
     out = graph({"input_ids": ids, "attention_mask": (ids > 0).astype(np.int64), "token_type_ids": 0 * ids})
     assert out.dtype == np.float32 and out.shape[0] == 2
     with pytest.raises(FileNotFoundError):
-        ovb.OpenVinoGraph(Path(tiny_model) / "missing.onnx")
+        ovo.OpenVinoGraph(Path(tiny_model) / "missing.onnx")
     with pytest.raises(ValueError, match="threads"):
-        ovb.OpenVinoGraph(Path(tiny_model) / "onnx" / "model.onnx", threads=0)
+        ovo.OpenVinoGraph(Path(tiny_model) / "onnx" / "model.onnx", threads=0)
 
 
 # ----- the exporter's record and the automatic choice end to end -------------------------------------------
@@ -174,7 +179,7 @@ def test_exporter_records_openvino_fidelity(exported_tiny):
     texts = record["texts_check"]
     assert texts["texts"] > 50 and 0.99 < texts["min_cosine"] <= 1.0 + 1e-9
     assert record["passed"] == (
-        record["metrics"]["min_cosine"] >= ovb.AUTO_MIN_COSINE and texts["min_cosine"] >= ovb.TEXTS_MIN_COSINE
+        record["metrics"]["min_cosine"] >= policy.AUTO_MIN_COSINE and texts["min_cosine"] >= policy.TEXTS_MIN_COSINE
     )
 
 
@@ -185,7 +190,7 @@ def test_no_options_picks_openvino_only_when_the_record_says_near_lossless(expor
 
     folder = tmp_path / "m"
     shutil.copytree(exported_tiny, folder)
-    monkeypatch.setattr(ovb, "cpu_flags", lambda *a: AMX)
+    monkeypatch.setattr(machine, "cpu_flags", lambda *a: AMX)
     _set_record(folder, GOOD["openvino"])
     model = SentenceTransformer(folder)
     assert model.get_backend() == "openvino" and model.runtime_info.providers[0].startswith("OpenVINO")
@@ -196,7 +201,7 @@ def test_no_options_picks_openvino_only_when_the_record_says_near_lossless(expor
     _set_record(folder, {**GOOD["openvino"], "texts_check": {"texts": 56, "min_cosine": 0.9998}})
     assert SentenceTransformer(folder).get_backend() == "onnx"
     _set_record(folder, GOOD["openvino"])
-    monkeypatch.setattr(ovb, "cpu_flags", lambda *a: AVX2_ONLY)
+    monkeypatch.setattr(machine, "cpu_flags", lambda *a: AVX2_ONLY)
     model = SentenceTransformer(folder)
     assert model.get_backend() == "onnx" and "AMX" in model.backend_reason
 
@@ -204,18 +209,18 @@ def test_no_options_picks_openvino_only_when_the_record_says_near_lossless(expor
 def test_model_cache_is_filled_and_can_be_turned_off(tiny_model, tmp_path, monkeypatch):
     path = Path(tiny_model) / "onnx" / "model.onnx"
     cache = tmp_path / "cache"
-    monkeypatch.setenv(ovb.ENV_CACHE, str(cache))
-    first = ovb.OpenVinoGraph(path, threads=1, precision="f32")
+    monkeypatch.setenv(ovo.ENV_CACHE, str(cache))
+    first = ovo.OpenVinoGraph(path, threads=1, precision="f32")
     assert list(cache.glob("*.blob"))  # what the next load reads instead of compiling
-    again = ovb.OpenVinoGraph(path, threads=1, precision="f32")
+    again = ovo.OpenVinoGraph(path, threads=1, precision="f32")
     ids = np.array([[1, 5, 6, 2]])
     feed = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": 0 * ids}
     np.testing.assert_array_equal(first(feed), again(feed))
-    monkeypatch.setenv(ovb.ENV_CACHE, "0")
-    assert ovb.cache_dir() is None
+    monkeypatch.setenv(ovo.ENV_CACHE, "0")
+    assert ovo.cache_dir() is None
     for blob in cache.glob("*"):
         blob.unlink()
-    ovb.OpenVinoGraph(path, threads=1, precision="f32")
+    ovo.OpenVinoGraph(path, threads=1, precision="f32")
     assert not list(cache.iterdir())
 
 
@@ -224,20 +229,20 @@ def test_onnx_metadata_without_onnx(exported_tiny, tmp_path):
 
     path = exported_tiny / "onnx" / "model.onnx"
     expected = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
-    assert expected and ovb.onnx_metadata(path) == expected
-    assert ovb.OpenVinoGraph(path, threads=1).metadata == expected
+    assert expected and ovo.onnx_metadata(path) == expected
+    assert ovo.OpenVinoGraph(path, threads=1).metadata == expected
     (tmp_path / "junk.onnx").write_bytes(b"\xff\xff\xff")
-    assert ovb.onnx_metadata(tmp_path / "junk.onnx") == {}
-    assert ovb.onnx_metadata(tmp_path / "missing.onnx") == {}
+    assert ovo.onnx_metadata(tmp_path / "junk.onnx") == {}
+    assert ovo.onnx_metadata(tmp_path / "missing.onnx") == {}
 
 
 def test_an_int8_file_is_held_to_what_it_keeps_on_onnxruntime():
     int8 = {"quantization": {"target": "weights"}, "metrics": {"min_cosine": 0.995}}
     texts = {"texts": 56, "min_cosine": 0.9985, "onnxruntime_min_cosine": 0.9990}
     record = {"inference_precision": "bf16", "metrics": {"min_cosine": 0.996}, "texts_check": texts}
-    assert ovb.choose_backend(None, cpu_only=True, manifest_entry={**int8, "openvino": record}, flags=AMX)[0] == "openvino"
+    assert policy.choose_backend(None, cpu_only=True, manifest_entry={**int8, "openvino": record}, flags=AMX)[0] == "openvino"
     worse = {**record, "texts_check": {**texts, "min_cosine": 0.9975}}  # loses more than INT8_MARGIN on OpenVINO
-    backend, why = ovb.choose_backend(None, cpu_only=True, manifest_entry={**int8, "openvino": worse}, flags=AMX)
+    backend, why = policy.choose_backend(None, cpu_only=True, manifest_entry={**int8, "openvino": worse}, flags=AMX)
     assert backend == "onnx" and "0.997500 < 0.998" in why
     unknown = {**record, "texts_check": {"texts": 56, "min_cosine": 0.9985}}  # no onnxruntime figure: near-lossless bar
-    assert ovb.choose_backend(None, cpu_only=True, manifest_entry={**int8, "openvino": unknown}, flags=AMX)[0] == "onnx"
+    assert policy.choose_backend(None, cpu_only=True, manifest_entry={**int8, "openvino": unknown}, flags=AMX)[0] == "onnx"

@@ -9,7 +9,7 @@ import pytest
 
 from lightembed import SentenceTransformer
 from lightembed.pooling import POOLED_METADATA_KEY, POOLED_OUTPUT, pool
-from lightembed.session import OnnxGraph, create_session
+from lightembed.graphs.onnxruntime import OnnxGraph, create_session
 from tests.tiny import HIDDEN, make_model
 
 pytest.importorskip("onnx")

@@ -11,8 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lightembed import SentenceTransformer, preoptimized
-from lightembed.integrity import MANIFEST_NAME, IntegrityError, sha256_of
+from lightembed import SentenceTransformer, machine
+from lightembed.errors import IntegrityError
+from lightembed.graphs import preoptimized
+from lightembed.graphs.integrity import sha256_of
+from lightembed.manifest import MANIFEST_NAME
 from tests.tiny import make_model
 
 TEXTS = ["hello world", "a longer text with more words in it than the first", "x"]
@@ -51,7 +54,7 @@ def test_write_saves_the_copy_with_its_weights_apart_and_records_it(written):
     assert record["path"] == "onnx/model.onnx.cpu" and copy.is_file() and data.is_file()
     assert copy.stat().st_size < data.stat().st_size  # the graph alone; the weights sit in the data file
     assert record["sha256"] == sha256_of(copy) and record["external_data"][0]["sha256"] == sha256_of(data)
-    assert record["made_for"] == preoptimized.machine()
+    assert record["made_for"] == machine.onnxruntime_build()
     assert record["metrics"]["min_cosine"] >= preoptimized.MIN_COSINE
     assert _record(folder) == record  # stored under its file's entry
 
@@ -129,10 +132,14 @@ def test_only_passed_cpu_files_get_a_copy(tmp_path):
 
 def test_other_providers_and_backends_keep_the_file(written):
     folder, _ = written
+    from lightembed.graphs.opener import GraphOptions, pick_companion
+
     model = SentenceTransformer(folder, device="cpu")
-    assert model._companion(model.onnx_path, ["CUDAExecutionProvider", "CPUExecutionProvider"]) is None
-    model._backend = "openvino"
-    assert model._companion(model.onnx_path, ["CPUExecutionProvider"]) is None
+    assert model.runtime_info.preoptimized_file == "onnx/model.onnx.cpu"
+    record, cuda = model._opened.record, GraphOptions(providers=("CUDAExecutionProvider", "CPUExecutionProvider"))
+    assert pick_companion(folder, model.onnx_path, record, "onnx", cuda) is None
+    assert pick_companion(folder, model.onnx_path, record, "onnx", GraphOptions()) is not None
+    assert SentenceTransformer(folder, device="cpu", backend="openvino").runtime_info.preoptimized_file is None
 
 
 def test_save_drops_the_record_of_a_copy_it_does_not_carry(written, tmp_path):
@@ -147,9 +154,9 @@ def test_save_drops_the_record_of_a_copy_it_does_not_carry(written, tmp_path):
 def test_pool_workers_run_the_copy(written):
     folder, _ = written
     model = SentenceTransformer(folder, device="cpu")
-    from lightembed.pool import _model_state, _rebuild
+    from lightembed.pool import _model_state
 
-    rebuilt = _rebuild(type(model), _model_state(model), "cpu", 1, False)
+    rebuilt = type(model).from_state(_model_state(model), "cpu", 1, False)
     assert rebuilt._graph.session.get_session_options().graph_optimization_level.name == "ORT_DISABLE_ALL"
     np.testing.assert_array_equal(rebuilt.encode(TEXTS), model.encode(TEXTS))
 

@@ -150,7 +150,9 @@ def test_no_options_runs_the_weights_file_on_openvino_on_amx_at_its_own_bar(weig
     import shutil
 
     from lightembed import SentenceTransformer
-    from lightembed import openvino_backend as ovb
+    from lightembed import machine
+    from lightembed.graphs import openvino as ovo
+    from lightembed.graphs import policy as ovb
 
     folder = tmp_path / "m"
     shutil.copytree(weights_exported, folder)
@@ -171,13 +173,13 @@ def test_no_options_runs_the_weights_file_on_openvino_on_amx_at_its_own_bar(weig
         (folder / "lightembed.json").write_text(json.dumps(manifest))
 
     monkeypatch.delenv("LIGHTEMBED_BACKEND", raising=False)
-    monkeypatch.setenv(ovb.ENV_CACHE, str(tmp_path / "ov-cache"))
-    monkeypatch.setattr(ovb, "cpu_flags", lambda *a: frozenset({"avx2", "avx512f", "amx_bf16", "amx_tile"}))
+    monkeypatch.setenv(ovo.ENV_CACHE, str(tmp_path / "ov-cache"))
+    monkeypatch.setattr(machine, "cpu_flags", lambda *a: frozenset({"avx2", "avx512f", "amx_bf16", "amx_tile"}))
     record(bar + 0.0005)
     model = SentenceTransformer(folder, file_name=WEIGHTS_FILE)
     assert model.get_backend() == "openvino", model.backend_reason
     record(bar - 0.0005)
     assert SentenceTransformer(folder, file_name=WEIGHTS_FILE).get_backend() == "onnx"
     record(bar + 0.0005)
-    monkeypatch.setattr(ovb, "cpu_flags", lambda *a: frozenset({"avx2", "fma"}))
+    monkeypatch.setattr(machine, "cpu_flags", lambda *a: frozenset({"avx2", "fma"}))
     assert SentenceTransformer(folder, file_name=WEIGHTS_FILE).get_backend() == "onnx"

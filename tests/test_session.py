@@ -8,7 +8,8 @@ import warnings
 import onnxruntime as ort
 import pytest
 
-from lightembed.session import CPU, CUDA, resolve_providers, usable_cores
+from lightembed.graphs.providers import CPU, CUDA, resolve_providers
+from lightembed.machine import usable_cores
 
 
 def test_default_never_picks_another_provider_implicitly():
@@ -67,7 +68,7 @@ def test_threads_reach_the_session(tiny_model):
 # ----- threads follow a cgroup CPU quota (the cgroup files are faked) --------------------------------------
 def _fake_cgroup(monkeypatch, tmp_path, files: dict[str, str], cores: int = 8) -> None:
     """Serve `files` (paths under /sys/fs/cgroup) from tmp_path and pretend `cores` CPUs are in the affinity."""
-    import lightembed.session as sessions
+    import lightembed.machine as sessions
 
     root = tmp_path / "cgroup"
     root.mkdir()
@@ -114,7 +115,7 @@ def test_default_threads_follow_a_cgroup_cpu_quota(monkeypatch, tmp_path, tiny_m
 
 # ----- CUDA never falls back silently (onnxruntime's provider list is faked) -----------------------------
 def _offer(monkeypatch, providers: list[str]) -> None:
-    import lightembed.session as sessions
+    import lightembed.graphs.onnxruntime as sessions
 
     monkeypatch.setattr(sessions.ort, "get_available_providers", lambda: list(providers))
 
@@ -145,7 +146,7 @@ def test_cuda_requested_but_the_session_falls_back_to_cpu_is_an_error(monkeypatc
 
 
 def test_a_cuda_session_that_fails_to_load_names_the_gpu(monkeypatch, tiny_model):
-    import lightembed.session as sessions
+    import lightembed.graphs.onnxruntime as sessions
     from lightembed import SentenceTransformer
 
     def refuse(*args, **kwargs):
@@ -158,7 +159,7 @@ def test_a_cuda_session_that_fails_to_load_names_the_gpu(monkeypatch, tiny_model
 
 
 def test_a_session_that_runs_cuda_is_accepted_and_reported(monkeypatch, tiny_model):
-    import lightembed.session as sessions
+    import lightembed.graphs.onnxruntime as sessions
     from lightembed import SentenceTransformer
 
     real = sessions.ort.InferenceSession

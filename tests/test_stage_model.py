@@ -9,7 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from lightembed import SentenceTransformer, preoptimized
+from lightembed import SentenceTransformer
+from lightembed.graphs import preoptimized
 from tests.test_preoptimized import _with_manifest
 from tests.tiny import make_model
 

@@ -292,7 +292,7 @@ def _write_files(
 def write_preoptimized(output: Path, say: Callable[[str], None], clock: _Clock) -> dict[str, Any]:
     """Save the pre-optimized CPU copy of every passed CPU file in `output` (lightembed.preoptimized) and record
     them; returns the manifest as it now is."""
-    from lightembed import preoptimized
+    from lightembed.graphs import preoptimized
     from lightembed_export.manifest import read_manifest
 
     if preoptimized.candidates(output):

@@ -84,9 +84,10 @@ def settle(
 
 def fallbacks() -> tuple[str, ...]:
     """FALLBACKS in the order for this machine."""
-    from lightembed import openvino_backend
+    from lightembed import machine
+    from lightembed.graphs import openvino as openvino_backend
 
-    if openvino_backend.is_installed() and openvino_backend.has_amx_bf16():
+    if openvino_backend.is_installed() and machine.has_amx_bf16():
         return (quantizing.WEIGHTS, quantizing.ROWWISE)
     return FALLBACKS
 

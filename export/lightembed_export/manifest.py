@@ -10,8 +10,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-MANIFEST_NAME = "lightembed.json"
-FORMAT_VERSION = 1
+from lightembed import manifest as runtime_manifest
+from lightembed.manifest import FORMAT_VERSION, MANIFEST_NAME  # noqa: F401 - the runtime's schema, re-exported
 PACKAGES: tuple[str, ...] = (
     "torch",
     "transformers",
@@ -72,10 +72,8 @@ def probes_digest(probes: Sequence[Any]) -> str:
 
 
 def write_manifest(output_dir: Path, manifest: dict[str, Any]) -> Path:
-    """Write `manifest` as OUT/lightembed.json (UTF-8, indented, keys in insertion order)."""
-    path = output_dir / MANIFEST_NAME
-    path.write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    return path
+    """Write `manifest` as OUT/lightembed.json through the runtime's one (atomic) writer."""
+    return runtime_manifest.write(output_dir, manifest)
 
 
 def read_manifest(output_dir: Path) -> dict[str, Any]:

@@ -39,9 +39,9 @@ def applies(info: dict[str, Any], task: str) -> bool:
 def measure(model_dir: Path, file_name: str, reference: np.ndarray, info: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run `file_name` on OpenVINO with its default precision for this CPU, on the probes (against torch's
     `reference`) and on the built-in calibration texts (against the same file on onnxruntime); the record for
-    lightembed.json. It passes at the bars `backend=None` holds it to (lightembed.openvino_backend.choose_backend)."""
+    lightembed.json. It passes at the bars `backend=None` holds it to (lightembed.graphs.policy.choose_backend)."""
     from lightembed import SentenceTransformer
-    from lightembed.openvino_backend import auto_bar, texts_bar
+    from lightembed.graphs.policy import auto_bar, texts_bar
     from lightembed_export.calibration import DEFAULT_TEXTS
     from lightembed_export.verify import BATCH_SIZE, PROBES, compare
 

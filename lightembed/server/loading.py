@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 Kind = Literal["embed", "rerank", "sparse"]
-KIND_CLASS = {"embed": "SentenceTransformer", "rerank": "CrossEncoder", "sparse": "SparseEncoder"}
+KIND_CLASS: dict[Kind, str] = {"embed": "SentenceTransformer", "rerank": "CrossEncoder", "sparse": "SparseEncoder"}
+CLASS_KIND: dict[str, Kind] = {name: kind for kind, name in KIND_CLASS.items()}
 
 
 @dataclass(frozen=True)
@@ -40,13 +41,19 @@ def _json(path: Path) -> dict[str, Any]:
 def model_kind(folder: str | Path, onnx_file: str | Path | None = None) -> Kind:
     """"embed" (SentenceTransformer), "rerank" (CrossEncoder) or "sparse" (SparseEncoder) for a model folder.
 
-    In order: sentence_bert_config.json's transformer_task (fill-mask: sparse, sequence-classification:
+    The class the exporter recorded in lightembed.json decides. For a folder without one, in order:
+    sentence_bert_config.json's transformer_task (fill-mask: sparse, sequence-classification:
     rerank); modules.json (a SpladePooling or MLMTransformer module: sparse; a Pooling module: embed);
     config_sentence_transformers.json's model_type; config.json's architectures (...ForSequenceClassification:
     rerank, ...ForMaskedLM: sparse); then the ONNX graph's output (2-D logits: rerank, `logits` 3-D: sparse,
     else embed).
     """
+    from lightembed import manifest as manifests
+
     folder = Path(folder)
+    recorded = manifests.read(folder, strict=False)
+    if recorded is not None and recorded.model_class in CLASS_KIND:
+        return CLASS_KIND[recorded.model_class]
     task = _json(folder / "sentence_bert_config.json").get("transformer_task")
     if task == "fill-mask":
         return "sparse"
@@ -63,22 +70,21 @@ def model_kind(folder: str | Path, onnx_file: str | Path | None = None) -> Kind:
         if any(t.endswith(".Pooling") or t == "Pooling" for t in types):
             return "embed"
     model_type = str(_json(folder / "config_sentence_transformers.json").get("model_type", ""))
-    if model_type in ("SparseEncoder", "CrossEncoder", "SentenceTransformer"):
-        return {"SparseEncoder": "sparse", "CrossEncoder": "rerank", "SentenceTransformer": "embed"}[model_type]  # type: ignore[return-value]
+    if model_type in CLASS_KIND:
+        return CLASS_KIND[model_type]
     architectures = _json(folder / "config.json").get("architectures") or []
     if any(str(a).endswith("ForSequenceClassification") for a in architectures):
         return "rerank"
     if any(str(a).endswith("ForMaskedLM") for a in architectures):
         return "sparse"
     if onnx_file is not None:
-        import onnxruntime as ort
+        from lightembed.graphs.onnxruntime import output_shapes
 
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-        outputs = ort.InferenceSession(str(onnx_file), options, providers=["CPUExecutionProvider"]).get_outputs()
-        if any(o.name == "logits" and len(o.shape or ()) == 3 for o in outputs):
+        shapes = output_shapes(Path(onnx_file))
+        rank = len(shapes["logits"] or ()) if "logits" in shapes else None
+        if rank == 3:
             return "sparse"
-        if any(o.name == "logits" and len(o.shape or ()) == 2 for o in outputs):
+        if rank == 2:
             return "rerank"
     return "embed"
 
@@ -100,7 +106,7 @@ def load_model(spec: ModelSpec, *, threads: int | None = None, device: str | Non
     source, file_name = split_onnx_path(spec.source)
     folder, onnx_file = resolve(source, file_name=file_name)
     kind = model_kind(folder, onnx_file)
-    options = {"device": device, "threads": threads, "file_name": file_name}
+    options: dict[str, Any] = {"device": device, "threads": threads, "file_name": file_name}
     if kind == "rerank":
         from lightembed.cross_encoder import CrossEncoder
 

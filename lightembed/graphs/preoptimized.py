@@ -16,42 +16,23 @@ and the record passed; anywhere else the file itself loads as before. The export
 
 from __future__ import annotations
 
-import os
-import platform
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from lightembed.integrity import MANIFEST_NAME, sha256_of
+from lightembed import env, machine, manifest
+from lightembed.errors import LightembedValueError
+from lightembed.graphs.integrity import sha256_of
+from lightembed.graphs.onnxruntime import create_session, save_optimized
+from lightembed.graphs.protocol import position_ids
+from lightembed.manifest import MANIFEST_NAME
 
 SUFFIX = ".cpu"
-RECORD = "cpu_preoptimized"
+RECORD = manifest.PREOPTIMIZED
 ENV = "LIGHTEMBED_PREOPTIMIZED"  # 0 ignores companions (loads the exported file itself)
 MIN_COSINE = 0.999999  # the companion holds the same fusions onnxruntime applies at load: it must agree
-# Flags whose presence changes which kernels or rewrites onnxruntime picks (x86 and arm64 spellings).
-_ISA_FLAGS = frozenset(
-    {
-        "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx_vnni",
-        "avx512_bf16", "avx512_fp16", "amx_tile", "amx_int8", "amx_bf16",
-        "asimd", "asimddp", "asimdhp", "i8mm", "bf16", "sve", "sve2",
-    }
-)  # fmt: skip
-
-
-def machine() -> dict[str, Any]:
-    """What a companion is tied to on this machine: architecture, onnxruntime version, instruction-set flags."""
-    import onnxruntime
-
-    from lightembed.openvino_backend import cpu_flags
-
-    return {
-        "machine": platform.machine(),
-        "onnxruntime": onnxruntime.__version__,
-        "isa": sorted(cpu_flags() & _ISA_FLAGS),
-    }
 
 
 def path_of(onnx_path: Path) -> Path:
@@ -59,17 +40,22 @@ def path_of(onnx_path: Path) -> Path:
     return onnx_path.with_name(onnx_path.name + SUFFIX)
 
 
-def enabled() -> bool:
-    """False when LIGHTEMBED_PREOPTIMIZED=0 turns companions off."""
-    return os.environ.get(ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+def enabled(preoptimized: bool | None = None) -> bool:
+    """Whether companions may load: `preoptimized` when given, else False only when LIGHTEMBED_PREOPTIMIZED=0."""
+    if preoptimized is not None:
+        return preoptimized
+    return env.flag(ENV, True) is not False
 
 
-def companion_for(model_dir: Path, onnx_path: Path, record: dict[str, Any] | None) -> Path | None:
+def companion_for(
+    model_dir: Path, onnx_path: Path, record: dict[str, Any] | None, preoptimized: bool | None = None
+) -> Path | None:
     """The companion to load instead of `onnx_path` on this machine's CPU, or None: none recorded, its check
-    failed, it was made for another machine or onnxruntime, its files are absent, or LIGHTEMBED_PREOPTIMIZED=0."""
-    if record is None or record.get("passed") is not True or not enabled():
+    failed, it was made for another machine or onnxruntime, its files are absent, or companions are off
+    (`preoptimized=False`, LIGHTEMBED_PREOPTIMIZED=0)."""
+    if record is None or record.get("passed") is not True or not enabled(preoptimized):
         return None
-    if record.get("made_for") != machine():
+    if record.get("made_for") != machine.onnxruntime_build():
         return None
     path = model_dir / str(record.get("path"))
     if path.parent != onnx_path.parent or not path.is_file():
@@ -77,37 +63,15 @@ def companion_for(model_dir: Path, onnx_path: Path, record: dict[str, Any] | Non
     return path
 
 
-def companion_on(model_dir: Path, onnx_path: Path, providers: Sequence[Any]) -> Path | None:
-    """`companion_for` for a session on `providers`: only onnxruntime's CPU provider alone runs a companion."""
-    from lightembed.integrity import manifest_entry
-    from lightembed.session import CPU, provider_names
-
-    if provider_names(providers) != [CPU]:
-        return None
-    entry = manifest_entry(model_dir, onnx_path)
-    return companion_for(model_dir, onnx_path, entry.preoptimized if entry is not None else None)
-
-
 def write(model_dir: Path, onnx_path: Path, texts: Sequence[str] | None = None) -> dict[str, Any]:
     """Save the companion of `onnx_path` (inside `model_dir`) for this machine, compare its outputs with the file's
     own on `texts` (tokenized with the folder's tokenizer), and return its manifest record. A companion that
     disagrees is deleted and recorded with passed=False and the reason."""
-    import onnxruntime as ort
-
-    from lightembed.session import create_session
-
     target = path_of(onnx_path)
     data_name = target.name + ".data"
     for stale in (target, target.with_name(data_name)):
         stale.unlink(missing_ok=True)
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    # EXTENDED, not ALL: ALL adds layout rewrites that are only valid for the session that made them.
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
-    options.optimized_model_filepath = str(target)
-    options.add_session_config_entry("session.optimized_model_external_initializers_file_name", data_name)
-    options.add_session_config_entry("session.optimized_model_external_initializers_min_size_in_bytes", "128")
-    ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+    save_optimized(onnx_path, target, data_name)
 
     data = target.with_name(data_name)
     record: dict[str, Any] = {
@@ -119,7 +83,7 @@ def write(model_dir: Path, onnx_path: Path, texts: Sequence[str] | None = None) 
         ]
         if data.is_file()
         else [],
-        "made_for": machine(),
+        "made_for": machine.onnxruntime_build(),
         "optimization_level": "extended",
     }
     reference = create_session(onnx_path, ["CPUExecutionProvider"], 1)
@@ -150,7 +114,6 @@ def _probe_feeds(model_dir: Path, texts: Sequence[str] | None, session: Any) -> 
     them), and, for a graph that takes images (a CLIP vision tower's pixel_values), seeded random pixels of the
     shape it declares."""
     from lightembed.config import position_limit
-    from lightembed.session import position_ids
     from lightembed.tokenize import Tokenizer
 
     wanted = {node.name: node for node in session.get_inputs()}
@@ -201,17 +164,7 @@ def compare_sessions(reference: Any, candidate: Any, feeds: list[dict[str, np.nd
 
 def add_to_manifest(model_dir: Path, records: dict[str, dict[str, Any]]) -> None:
     """Store companion records (keyed by their file's manifest path) in `model_dir`'s lightembed.json."""
-    import json
-
-    manifest_path = model_dir / MANIFEST_NAME
-    manifest = _read_manifest(model_dir)
-    for entry in manifest.get("files", []):
-        if isinstance(entry, dict) and entry.get("path") in records:
-            entry[RECORD] = records[entry["path"]]
-    # Written beside and renamed, so an interrupted write never leaves a half manifest.
-    with tempfile.NamedTemporaryFile("w", dir=model_dir, suffix=".tmp", delete=False, encoding="utf-8") as handle:
-        handle.write(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
-    os.replace(handle.name, manifest_path)
+    manifest.set_file_blocks(model_dir, RECORD, records)
 
 
 def candidates(model_dir: Path) -> list[str]:
@@ -219,14 +172,11 @@ def candidates(model_dir: Path) -> list[str]:
     files are for CUDA)."""
     from lightembed.variants import precision_of
 
-    manifest = _read_manifest(model_dir)
     found = []
-    for entry in manifest.get("files", []):
-        if not isinstance(entry, dict) or entry.get("passed") is not True:
-            continue
-        path = model_dir / str(entry.get("path"))
-        if path.is_file() and precision_of(model_dir, path) in ("float32", "int8"):
-            found.append(str(entry["path"]))
+    for record in _read_manifest(model_dir).files.values():
+        path = model_dir / record.path
+        if record.passed is True and path.is_file() and precision_of(model_dir, path) in ("float32", "int8"):
+            found.append(record.path)
     return found
 
 
@@ -240,7 +190,7 @@ def write_all(
     chosen = list(files) if files else allowed
     for name in chosen:
         if name not in allowed:
-            raise ValueError(
+            raise LightembedValueError(
                 f"{name} is not a file of {model_dir}'s {MANIFEST_NAME} that passed its check and runs on the CPU "
                 f"(those are: {allowed or 'none'})."
             )
@@ -264,10 +214,10 @@ def write_all(
     return records
 
 
-def _read_manifest(model_dir: Path) -> dict[str, Any]:
-    from lightembed.config import read_json_file
-
-    data = read_json_file(model_dir / MANIFEST_NAME)
-    if not isinstance(data, dict):
-        raise ValueError(f"{model_dir} has no readable {MANIFEST_NAME}: companions are made for exported folders.")
-    return data
+def _read_manifest(model_dir: Path) -> manifest.Manifest:
+    found = manifest.read(model_dir, strict=False)
+    if found is None or not found.data:
+        raise LightembedValueError(
+            f"{model_dir} has no readable {MANIFEST_NAME}: companions are made for exported folders."
+        )
+    return found

@@ -1,4 +1,4 @@
-"""Checks an ONNX file against the lightembed.json the exporter wrote beside it: its sha256, and whether it
+"""Checks an ONNX file against its record in the lightembed.json the exporter wrote beside it: its sha256, and whether it
 passed the exporter's comparison with sentence-transformers.
 
 A file the manifest does not list (a folder exported by other tools, a file added by hand) is not checked.
@@ -14,58 +14,13 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from lightembed.config import read_json_file
+from lightembed.errors import IntegrityError
+from lightembed.manifest import MANIFEST_NAME, DataFile, FileRecord
 
-MANIFEST_NAME = "lightembed.json"
 _CHUNK = 1 << 22
-
-
-class IntegrityError(ValueError):
-    """The ONNX file is not the one the manifest describes, or the manifest says it failed its check."""
-
-
-@dataclass(frozen=True)
-class FileCheck:
-    """One ONNX file's manifest record, as far as loading needs it."""
-
-    path: str
-    sha256: str | None
-    passed: bool | None
-    drift: dict[str, Any] | None
-    external_data: tuple[dict[str, Any], ...] = ()
-    """The manifest's records (path, sha256, size) of the file's external data files, if any."""
-    preoptimized: dict[str, Any] | None = None
-    """The record of the file's CPU companion (lightembed.preoptimized), if the exporter wrote one."""
-
-
-def manifest_entry(model_dir: Path, onnx_path: Path) -> FileCheck | None:
-    """The manifest's record of `onnx_path`, or None when there is no manifest or it does not list the file."""
-    data = read_json_file(model_dir / MANIFEST_NAME)
-    if data is None:
-        return None
-    try:
-        relative = onnx_path.resolve().relative_to(model_dir.resolve()).as_posix()
-    except ValueError:
-        return None
-    files = data.get("files") if isinstance(data, dict) else None
-    for entry in files if isinstance(files, list) else []:
-        if isinstance(entry, dict) and entry.get("path") == relative:
-            data = entry.get("external_data")
-            data = tuple(d for d in data if isinstance(d, dict)) if isinstance(data, list) else ()
-            companion = entry.get("cpu_preoptimized")
-            return FileCheck(
-                relative,
-                entry.get("sha256"),
-                entry.get("passed"),
-                entry.get("metrics"),
-                data,
-                companion if isinstance(companion, dict) else None,
-            )
-    return None
 
 
 def sha256_of(path: Path) -> str:
@@ -78,22 +33,26 @@ def sha256_of(path: Path) -> str:
 
 
 def check_file(
-    model_dir: Path, onnx_path: Path, hash_external_data: bool = False, companion: Path | None = None
-) -> FileCheck | None:
-    """Raise IntegrityError when the manifest says `onnx_path` failed its check, its bytes differ from the
-    recorded sha256, or one of its external data files is missing or has another size (or, with
+    model_dir: Path,
+    onnx_path: Path,
+    record: FileRecord | None,
+    hash_external_data: bool = False,
+    companion: Path | None = None,
+) -> FileRecord | None:
+    """Raise IntegrityError when `record` (the file's manifest record) says `onnx_path` failed its check, its bytes
+    differ from the recorded sha256, or one of its external data files is missing or has another size (or, with
     `hash_external_data`, another sha256); return the record (None when the manifest does not list the file).
 
-    With `companion` (the pre-optimized copy that will be loaded instead, lightembed.preoptimized), that copy's
-    bytes and its data file's are checked against its record in place of `onnx_path`'s: the data file is hashed
-    in full, as the weights inside a single .onnx file are."""
-    entry = manifest_entry(model_dir, onnx_path)
+    With `companion` (the pre-optimized copy that will be loaded instead, lightembed.graphs.preoptimized), that
+    copy's bytes and its data file's are checked against its record in place of `onnx_path`'s: the data file is
+    hashed in full, as the weights inside a single .onnx file are."""
+    entry = record
     if entry is None:
         return None
     if entry.passed is False:
         raise IntegrityError(
             f"{entry.path} failed the exporter's comparison with sentence-transformers "
-            f"({MANIFEST_NAME} records metrics {entry.drift}); it would give wrong embeddings. Load another file "
+            f"({MANIFEST_NAME} records metrics {entry.metrics}); it would give wrong embeddings. Load another file "
             "(`lightembed info` lists them) or re-export; pass verify=False only to inspect it."
         )
     if companion is not None:
@@ -121,46 +80,47 @@ def _check_companion(model_dir: Path, path: Path, record: dict[str, Any]) -> Non
             "`lightembed preoptimize`."
         )
     for data in record.get("external_data") or []:
-        if isinstance(data, dict):
-            _check_external_data(model_dir, data, True)
+        parsed = DataFile.parse(data)
+        if parsed is not None:
+            _check_external_data(model_dir, parsed, True)
 
 
-def _check_external_data(model_dir: Path, data: dict[str, Any], hash_it: bool) -> None:
-    path = model_dir / str(data.get("path"))
+def _check_external_data(model_dir: Path, data: DataFile, hash_it: bool) -> None:
+    path = model_dir / data.path
     again = "fetch or export it again (a Hub download must include the .onnx_data file beside the .onnx file)."
     if not path.is_file():
         raise IntegrityError(f"the external data file {path} that {MANIFEST_NAME} lists is missing; {again}")
     size = path.stat().st_size
-    if isinstance(data.get("size"), int) and size != data["size"]:
+    if data.size is not None and size != data.size:
         raise IntegrityError(
-            f"{path} does not match {MANIFEST_NAME}: {size} bytes instead of {data['size']} (an interrupted copy or "
+            f"{path} does not match {MANIFEST_NAME}: {size} bytes instead of {data.size} (an interrupted copy or "
             f"download?); {again}"
         )
-    if hash_it and data.get("sha256"):
+    if hash_it and data.sha256:
         actual = sha256_of(path)
-        if actual != data["sha256"]:
+        if actual != data.sha256:
             raise IntegrityError(
-                f"{path} does not match {MANIFEST_NAME}: sha256 {actual} instead of {data['sha256']}; {again}"
+                f"{path} does not match {MANIFEST_NAME}: sha256 {actual} instead of {data.sha256}; {again}"
             )
 
 
 def check_in_background(
-    model_dir: Path, onnx_path: Path, companion: Path | None = None
-) -> Callable[[], FileCheck | None]:
+    model_dir: Path, onnx_path: Path, record: FileRecord | None, companion: Path | None = None
+) -> Callable[[], FileRecord | None]:
     """Start `check_file` on a thread (hashing overlaps session creation); the returned function waits for it
     and raises what it raised."""
     result: dict[str, Any] = {}
 
     def work() -> None:
         try:
-            result["entry"] = check_file(model_dir, onnx_path, companion=companion)
+            result["entry"] = check_file(model_dir, onnx_path, record, companion=companion)
         except BaseException as exc:  # handed to the caller's thread
             result["error"] = exc
 
     thread = threading.Thread(target=work, name="lightembed-verify", daemon=True)
     thread.start()
 
-    def wait() -> FileCheck | None:
+    def wait() -> FileRecord | None:
         thread.join()
         if "error" in result:
             raise result["error"]

@@ -1,0 +1,198 @@
+"""lightembed.json, the manifest the exporter writes beside the files it made: the one reader and the one (atomic)
+writer, for the runtime, `lightembed preoptimize`/`save()` and the exporter alike.
+
+What it holds, top level: `format_version`, `source`, `exporter`, `versions`, `model` (the task and the runtime
+`class` the folder loads as), `verification`, and `files`, one record per ONNX file: its `path`, `sha256`,
+whether it `passed` the comparison with sentence-transformers and its `metrics`, `external_data` files, and the
+optional blocks `optimization`, `quantization`, `openvino` (its measurement on OpenVINO) and `cpu_preoptimized`
+(its pre-optimized copy, lightembed.graphs.preoptimized).
+
+One error policy: with `strict=True` (a model loaded with verify=True) a manifest that is present but cannot be
+trusted (broken JSON, not an object, `files` not a list, a record without a path, a passed record without a
+sha256) is an IntegrityError naming what is wrong, so a damaged manifest never turns the check off silently;
+`strict=False` (verify=False, or a reader that only wants hints such as a file's precision) reads what it can.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+from lightembed.errors import IntegrityError
+
+MANIFEST_NAME = "lightembed.json"
+FORMAT_VERSION = 1
+PREOPTIMIZED = "cpu_preoptimized"
+Precision = Literal["float32", "float16", "bfloat16", "int8"]
+
+
+@dataclass(frozen=True)
+class DataFile:
+    """An external data file of an ONNX file (or of its pre-optimized copy): path in the folder, sha256, size."""
+
+    path: str
+    sha256: str | None
+    size: int | None
+
+    @classmethod
+    def parse(cls, raw: Any) -> DataFile | None:
+        if not isinstance(raw, Mapping) or not isinstance(raw.get("path"), str):
+            return None
+        size = raw.get("size")
+        sha = raw.get("sha256")
+        return cls(raw["path"], sha if isinstance(sha, str) else None, size if isinstance(size, int) else None)
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    """One ONNX file's record."""
+
+    path: str
+    sha256: str | None
+    passed: bool | None
+    metrics: dict[str, Any] | None
+    external_data: tuple[DataFile, ...] = ()
+    preoptimized: dict[str, Any] | None = None
+    """The record of the file's pre-optimized CPU copy, if one was written."""
+    openvino: dict[str, Any] | None = None
+    """The exporter's measurement of the file on OpenVINO, if it made one."""
+    quantization: dict[str, Any] | None = None
+    optimization: dict[str, Any] | None = None
+    kind: str | None = None
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, Any]) -> FileRecord:
+        def block(key: str) -> dict[str, Any] | None:
+            value = raw.get(key)
+            return dict(value) if isinstance(value, Mapping) else None
+
+        data = raw.get("external_data")
+        files = tuple(d for d in (DataFile.parse(x) for x in data) if d) if isinstance(data, list) else ()
+        passed = raw.get("passed")
+        sha = raw.get("sha256")
+        return cls(
+            path=str(raw["path"]),
+            sha256=sha if isinstance(sha, str) else None,
+            passed=passed if isinstance(passed, bool) else None,
+            metrics=block("metrics"),
+            external_data=files,
+            preoptimized=block(PREOPTIMIZED),
+            openvino=block("openvino"),
+            quantization=block("quantization"),
+            optimization=block("optimization"),
+            kind=str(raw["kind"]) if raw.get("kind") is not None else None,
+            raw=dict(raw),
+        )
+
+    @property
+    def precision(self) -> Precision | None:
+        """What the file computes in, as its record says (None when the record does not say)."""
+        kind = self.kind or ""
+        if kind in ("fp16", "float16"):
+            return "float16"
+        if kind in ("bf16", "bfloat16"):
+            return "bfloat16"
+        if self.quantization:
+            return "int8"
+        if self.optimization is not None:
+            if self.optimization.get("bf16"):
+                return "bfloat16"
+            if self.optimization.get("fp16"):
+                return "float16"
+            return "float32"
+        return "float32" if kind == "fp32" else None
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A folder's lightembed.json, read once."""
+
+    folder: Path
+    data: dict[str, Any]
+    files: dict[str, FileRecord]
+
+    @property
+    def model_class(self) -> str | None:
+        """The runtime class the exporter recorded for the folder ("SentenceTransformer", "CrossEncoder", ...)."""
+        model = self.data.get("model")
+        value = model.get("class") if isinstance(model, Mapping) else None
+        return value if isinstance(value, str) else None
+
+    def record(self, onnx_path: Path) -> FileRecord | None:
+        """The record of `onnx_path` (a path inside the folder), or None when the manifest does not list it."""
+        relative = relative_path(self.folder, onnx_path)
+        return self.files.get(relative) if relative is not None else None
+
+
+def relative_path(folder: Path, path: Path) -> str | None:
+    """`path` relative to `folder` in POSIX form, or None when it lies outside."""
+    try:
+        return Path(path).resolve().relative_to(Path(folder).resolve()).as_posix()
+    except ValueError:
+        return None
+
+
+def read(folder: str | Path, strict: bool = True) -> Manifest | None:
+    """The folder's manifest, or None when it has none. See the module docstring for the error policy."""
+    folder = Path(folder)
+    path = folder / MANIFEST_NAME
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        return _distrust(strict, folder, f"{path} cannot be read as JSON ({exc})")
+    if not isinstance(data, dict):
+        return _distrust(strict, folder, f"{path} holds a JSON {type(data).__name__}, not an object")
+    raw_files = data.get("files", [])
+    if not isinstance(raw_files, list):
+        return _distrust(strict, folder, f"{path}: `files` is a {type(raw_files).__name__}, not a list")
+    files: dict[str, FileRecord] = {}
+    for i, raw in enumerate(raw_files):
+        if not isinstance(raw, dict) or not isinstance(raw.get("path"), str):
+            if strict:
+                raise IntegrityError(f"{path}: files[{i}] is not a record with a path; {_AGAIN}")
+            continue
+        record = FileRecord.parse(raw)
+        if strict and record.passed is not False and record.sha256 is None:
+            raise IntegrityError(f"{path}: files[{i}] ({record.path}) records no sha256 to check it by; {_AGAIN}")
+        files[record.path] = record
+    return Manifest(folder, data, files)
+
+
+_AGAIN = "the manifest was damaged or edited: fetch or export the model again (verify=False loads it unchecked)."
+
+
+def _distrust(strict: bool, folder: Path, why: str) -> Manifest | None:
+    if strict:
+        raise IntegrityError(f"{why}; {_AGAIN}")
+    return Manifest(folder, {}, {})
+
+
+def write(folder: str | Path, data: Mapping[str, Any]) -> Path:
+    """Write `data` as the folder's lightembed.json (UTF-8, indented, keys in insertion order), beside and
+    renamed, so an interrupted write never leaves half a manifest."""
+    folder = Path(folder)
+    target = folder / MANIFEST_NAME
+    text = json.dumps(dict(data), indent=2, ensure_ascii=False) + "\n"
+    with tempfile.NamedTemporaryFile("w", dir=folder, suffix=".tmp", delete=False, encoding="utf-8") as handle:
+        handle.write(text)
+    os.replace(handle.name, target)
+    return target
+
+
+def set_file_blocks(folder: str | Path, key: str, blocks: Mapping[str, Any]) -> None:
+    """Store `blocks[path]` under `key` in the record of each listed file of the folder's manifest."""
+    manifest = read(folder, strict=False)
+    if manifest is None or not manifest.data:
+        raise IntegrityError(f"{folder} has no readable {MANIFEST_NAME}.")
+    data = manifest.data
+    for entry in data.get("files", []):
+        if isinstance(entry, dict) and entry.get("path") in blocks:
+            entry[key] = blocks[entry["path"]]
+    write(folder, data)
