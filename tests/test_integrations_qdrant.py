@@ -114,8 +114,8 @@ def test_openai_client_vectors_over_http_in_points(folders, models_):
         api = openai.OpenAI(base_url=server.url + "/v1", api_key="unused")
         vectors = [d.embedding for d in api.embeddings.create(model="emb", input=DOCS).data]
         client = QdrantClient(":memory:")
-        client.create_collection("http", vectors_config=models.VectorParams(size=len(vectors[0]),
-                                                                           distance=models.Distance.COSINE))  # fmt: skip
+        params = models.VectorParams(size=len(vectors[0]), distance=models.Distance.COSINE)
+        client.create_collection("http", vectors_config=params)
         client.upsert("http", [models.PointStruct(id=i, vector=v, payload={"text": t})
                                for i, (v, t) in enumerate(zip(vectors, DOCS))])  # fmt: skip
         np.testing.assert_allclose(np.array(vectors, dtype=np.float32),

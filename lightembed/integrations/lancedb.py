@@ -61,8 +61,9 @@ class LightembedEmbeddings(TextEmbeddingFunction):
 
     def _embed(self, texts: Union[List[str], np.ndarray], role: _shared.Role) -> List[List[float]]:
         texts = [str(t) for t in (texts.tolist() if isinstance(texts, np.ndarray) else texts)]
-        return _shared.embed(self.client, texts, role, batch_size=self.batch_size,
-                             normalize_embeddings=self.normalize, show_progress_bar=self.show_progress).tolist()  # fmt: skip
+        vectors = _shared.embed(self.client, texts, role, batch_size=self.batch_size,
+                                normalize_embeddings=self.normalize, show_progress_bar=self.show_progress)  # fmt: skip
+        return vectors.tolist()
 
     def generate_embeddings(self, texts: Union[List[str], np.ndarray], *args: Any, **kwargs: Any) -> List[Any]:
         """Embeddings of the source column's texts (with the model's document prompt, if it has one)."""

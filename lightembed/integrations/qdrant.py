@@ -135,5 +135,5 @@ class QdrantEmbedder:
                                        **kwargs).points  # fmt: skip
         per_branch = prefetch_limit or 4 * limit
         prefetch = [models.Prefetch(query=vec, using=name, limit=per_branch) for name, vec in vectors.items()]
-        return client.query_points(collection_name, prefetch=prefetch, query=models.FusionQuery(fusion=models.Fusion.RRF),
-                                   limit=limit, **kwargs).points  # fmt: skip
+        fused = models.FusionQuery(fusion=models.Fusion.RRF)
+        return client.query_points(collection_name, prefetch=prefetch, query=fused, limit=limit, **kwargs).points
