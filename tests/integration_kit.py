@@ -3,10 +3,14 @@ brute-force answers the frameworks' stores must match, and a `lightembed serve` 
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
+import pytest
 
+from lightembed import SentenceTransformer
 from tests.test_cross_encoder import make_ce
 from tests.test_server import Server
 from tests.test_sparse_encoder import make_splade
@@ -47,6 +51,22 @@ def dense_answers(model, docs=DOCS, queries=QUERIES) -> list[int]:
     return [cosine_top1(model.encode_query(q), d) for q in queries]
 
 
-def serve(folder: Path, name: str = "emb", *extra: str) -> Server:
-    """`lightembed serve FOLDER=NAME` on a free loopback port (stop() it when done)."""
-    return Server([f"{folder}={name}", *extra])
+@contextmanager
+def served(folder: Path, name: str = "emb", *extra: str) -> Iterator[Server]:
+    """`lightembed serve FOLDER=NAME` on a free loopback port, stopped on leaving the block."""
+    server = Server([f"{folder}={name}", *extra])
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+# Fixtures the test modules import (`from tests.integration_kit import dense, folders`).
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory) -> dict[str, Path]:
+    return make_folders(tmp_path_factory.mktemp("integration"))
+
+
+@pytest.fixture(scope="module")
+def dense(folders) -> SentenceTransformer:
+    return SentenceTransformer(folders["dense"])

@@ -13,8 +13,8 @@ import uuid  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from lightembed import SentenceTransformer, SparseEncoder  # noqa: E402
-from tests.integration_kit import DOCS, QUERIES, dense_answers, make_folders, serve  # noqa: E402
+from lightembed import SparseEncoder  # noqa: E402
+from tests.integration_kit import DOCS, QUERIES, dense, dense_answers, folders, served  # noqa: F401, E402
 
 import chromadb  # noqa: E402
 
@@ -22,16 +22,6 @@ from lightembed.integrations.chroma import (  # noqa: E402
     LightembedEmbeddingFunction,
     LightembedSparseEmbeddingFunction,
 )
-
-
-@pytest.fixture(scope="module")
-def folders(tmp_path_factory):
-    return make_folders(tmp_path_factory.mktemp("chroma"))
-
-
-@pytest.fixture(scope="module")
-def dense(folders):
-    return SentenceTransformer(folders["dense"])
 
 
 def fresh_name() -> str:
@@ -97,10 +87,7 @@ def test_sparse_function_equals_sparse_encoder_and_round_trips_its_config(folder
 def test_openai_function_over_http_equals_encode(folders, dense):
     from chromadb.utils.embedding_functions import OpenAIEmbeddingFunction
 
-    server = serve(folders["dense"], "emb")
-    try:
+    with served(folders["dense"], "emb") as server:
         ef = OpenAIEmbeddingFunction(api_key="unused", model_name="emb", api_base=server.url + "/v1")
         got = np.stack(ef(DOCS)).astype(np.float32)
         np.testing.assert_allclose(got, dense.encode(DOCS, normalize_embeddings=True), atol=1e-6)
-    finally:
-        server.stop()

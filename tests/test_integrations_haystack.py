@@ -12,8 +12,8 @@ os.environ.setdefault("HAYSTACK_TELEMETRY_ENABLED", "False")  # no posthog calls
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from lightembed import CrossEncoder, SentenceTransformer, SparseEncoder  # noqa: E402
-from tests.integration_kit import DOCS, QUERIES, dense_answers, make_folders, serve  # noqa: E402
+from lightembed import CrossEncoder, SparseEncoder  # noqa: E402
+from tests.integration_kit import DOCS, QUERIES, dense, dense_answers, folders, served  # noqa: F401, E402
 
 from haystack import Document, Pipeline  # noqa: E402
 from haystack.components.retrievers.in_memory import InMemoryEmbeddingRetriever  # noqa: E402
@@ -27,16 +27,6 @@ from lightembed.integrations.haystack import (  # noqa: E402
     LightembedSparseTextEmbedder,
     LightembedTextEmbedder,
 )
-
-
-@pytest.fixture(scope="module")
-def folders(tmp_path_factory):
-    return make_folders(tmp_path_factory.mktemp("haystack"))
-
-
-@pytest.fixture(scope="module")
-def dense(folders):
-    return SentenceTransformer(folders["dense"])
 
 
 def test_warm_up_loads_and_vectors_equal_encode_with_the_role_prompts(folders, dense):
@@ -136,8 +126,7 @@ def test_openai_embedders_over_http_equal_encode(folders, dense):
     from haystack.components.embedders import OpenAIDocumentEmbedder, OpenAITextEmbedder
     from haystack.utils import Secret
 
-    server = serve(folders["dense"], "emb")
-    try:
+    with served(folders["dense"], "emb") as server:
         key, base = Secret.from_token("unused"), server.url + "/v1"
         text = OpenAITextEmbedder(api_key=key, model="emb", api_base_url=base)
         got = np.array(text.run("hello")["embedding"], dtype=np.float32)
@@ -146,5 +135,3 @@ def test_openai_embedders_over_http_equal_encode(folders, dense):
         out = docs.run([Document(content=t) for t in DOCS])["documents"]
         got = np.array([d.embedding for d in out], dtype=np.float32)
         np.testing.assert_allclose(got, dense.encode(DOCS, normalize_embeddings=True), atol=1e-6)
-    finally:
-        server.stop()

@@ -7,24 +7,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lightembed import SentenceTransformer
-from tests.integration_kit import DOCS, QUERIES, dense_answers, make_folders, serve
+from tests.integration_kit import DOCS, QUERIES, dense, dense_answers, folders, served  # noqa: F401 (fixtures)
 
 import lancedb  # noqa: E402
 from lancedb.embeddings import get_registry  # noqa: E402
 from lancedb.pydantic import LanceModel, Vector  # noqa: E402
 
 from lightembed.integrations.lancedb import LightembedEmbeddings  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def folders(tmp_path_factory):
-    return make_folders(tmp_path_factory.mktemp("lancedb"))
-
-
-@pytest.fixture(scope="module")
-def dense(folders):
-    return SentenceTransformer(folders["dense"])
 
 
 def table_of(func, db, name: str):
@@ -67,8 +56,8 @@ def test_table_search_top1_equals_brute_force_and_reopens(folders, dense, tmp_pa
 
 
 def test_openai_function_over_http_under_an_openai_model_name(folders, dense, tmp_path):
-    server = serve(folders["dense"], "text-embedding-3-small")  # LanceDB's "openai" knows OpenAI's names only
-    try:
+    # LanceDB's "openai" function knows OpenAI's model names only: serve the model under one.
+    with served(folders["dense"], "text-embedding-3-small") as server:
         get_registry().set_var("lightembed-test-key", "unused")  # LanceDB refuses a literal api_key
         func = get_registry().get("openai").create(name="text-embedding-3-small", dim=8, base_url=server.url + "/v1",
                                                    api_key="$var:lightembed-test-key")  # fmt: skip
@@ -78,5 +67,3 @@ def test_openai_function_over_http_under_an_openai_model_name(folders, dense, tm
         hit = table.search(QUERIES[2]).distance_type("cosine").limit(1).to_list()[0]["text"]
         docs = dense.encode(DOCS, normalize_embeddings=True)
         assert hit == DOCS[int(np.argmax(docs @ dense.encode(QUERIES[2], normalize_embeddings=True)))]
-    finally:
-        server.stop()

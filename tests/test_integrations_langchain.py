@@ -9,24 +9,14 @@ import asyncio
 import numpy as np
 import pytest
 
-from lightembed import CrossEncoder, SentenceTransformer, SparseEncoder
+from lightembed import CrossEncoder, SparseEncoder
 from lightembed.integrations import _shared
-from tests.integration_kit import DOCS, QUERIES, dense_answers, make_folders, serve
+from tests.integration_kit import DOCS, QUERIES, dense, dense_answers, folders, served  # noqa: F401 (fixtures)
 
 from langchain_core.documents import Document  # noqa: E402
 from langchain_core.vectorstores import InMemoryVectorStore  # noqa: E402
 
 from lightembed.integrations.langchain import LightembedEmbeddings, LightembedReranker  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def folders(tmp_path_factory):
-    return make_folders(tmp_path_factory.mktemp("langchain"))
-
-
-@pytest.fixture(scope="module")
-def dense(folders):
-    return SentenceTransformer(folders["dense"])
 
 
 def test_vectors_equal_encode_with_the_role_prompts(folders, dense):
@@ -123,16 +113,13 @@ def test_missing_langchain_qdrant_names_the_extra(monkeypatch):
 def test_openai_embeddings_over_http_equal_encode(folders, dense):
     from langchain_openai import OpenAIEmbeddings
 
-    server = serve(folders["dense"], "emb")
-    try:
+    with served(folders["dense"], "emb") as server:
         emb = OpenAIEmbeddings(model="emb", base_url=server.url + "/v1", api_key="unused",
                                check_embedding_ctx_length=False)  # fmt: skip
         got = np.array(emb.embed_documents(DOCS), dtype=np.float32)
         np.testing.assert_allclose(got, dense.encode(DOCS, normalize_embeddings=True), atol=1e-6)
         got = np.array(asyncio.run(emb.aembed_query("hello")), dtype=np.float32)
         np.testing.assert_allclose(got, dense.encode("hello", normalize_embeddings=True), atol=1e-6)
-    finally:
-        server.stop()
 
 
 def test_clear_cache_forgets_models(folders):

@@ -9,23 +9,13 @@ import asyncio
 import numpy as np
 import pytest
 
-from lightembed import CrossEncoder, SentenceTransformer
-from tests.integration_kit import DOCS, QUERIES, dense_answers, make_folders, serve
+from lightembed import CrossEncoder
+from tests.integration_kit import DOCS, QUERIES, dense, dense_answers, folders, served  # noqa: F401 (fixtures)
 
 from llama_index.core import VectorStoreIndex  # noqa: E402
 from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode  # noqa: E402
 
 from lightembed.integrations.llama_index import LightembedEmbedding, LightembedRerank  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def folders(tmp_path_factory):
-    return make_folders(tmp_path_factory.mktemp("llama_index"))
-
-
-@pytest.fixture(scope="module")
-def dense(folders):
-    return SentenceTransformer(folders["dense"])
 
 
 def test_vectors_equal_encode_with_the_role_prompts(folders, dense):
@@ -80,12 +70,9 @@ def test_rerank_postprocessor_equals_cross_encoder_rank(folders):
 def test_openai_like_embedding_over_http_equals_encode(folders, dense):
     from llama_index.embeddings.openai_like import OpenAILikeEmbedding
 
-    server = serve(folders["dense"], "emb")
-    try:
+    with served(folders["dense"], "emb") as server:
         emb = OpenAILikeEmbedding(model_name="emb", api_base=server.url + "/v1", api_key="unused")
         got = np.array(emb.get_text_embedding_batch(DOCS), dtype=np.float32)
         np.testing.assert_allclose(got, dense.encode(DOCS, normalize_embeddings=True), atol=1e-6)
         got = np.array(asyncio.run(emb.aget_query_embedding("hello")), dtype=np.float32)
         np.testing.assert_allclose(got, dense.encode("hello", normalize_embeddings=True), atol=1e-6)
-    finally:
-        server.stop()

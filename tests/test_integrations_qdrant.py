@@ -9,17 +9,12 @@ import numpy as np
 import pytest
 
 from lightembed import SentenceTransformer, SparseEncoder
-from tests.integration_kit import DOCS, QUERIES, dense_answers, make_folders, serve
+from tests.integration_kit import DOCS, QUERIES, dense, dense_answers, folders, served  # noqa: F401 (fixtures)
 
 from qdrant_client import QdrantClient, models  # noqa: E402
 from qdrant_client.hybrid.fusion import DEFAULT_RANKING_CONSTANT_K  # noqa: E402
 
 from lightembed.integrations.qdrant import QdrantEmbedder  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def folders(tmp_path_factory):
-    return make_folders(tmp_path_factory.mktemp("qdrant"))
 
 
 @pytest.fixture(scope="module")
@@ -109,8 +104,7 @@ def test_openai_client_vectors_over_http_in_points(folders, models_):
     import openai
 
     dense, _ = models_
-    server = serve(folders["dense"], "emb")
-    try:
+    with served(folders["dense"], "emb") as server:
         api = openai.OpenAI(base_url=server.url + "/v1", api_key="unused")
         vectors = [d.embedding for d in api.embeddings.create(model="emb", input=DOCS).data]
         client = QdrantClient(":memory:")
@@ -124,5 +118,3 @@ def test_openai_client_vectors_over_http_in_points(folders, models_):
         top = client.query_points("http", query=query, limit=1).points[0]
         d = dense.encode(DOCS, normalize_embeddings=True)
         assert top.payload["text"] == DOCS[int(np.argmax(d @ dense.encode(QUERIES[1], normalize_embeddings=True)))]
-    finally:
-        server.stop()

@@ -11,7 +11,7 @@ import pytest
 
 from lightembed import SentenceTransformer, SparseEncoder
 from lightembed.integrations import _shared
-from tests.integration_kit import DOCS, make_folders
+from tests.integration_kit import DOCS, folders  # noqa: F401 (fixtures)
 
 
 @pytest.mark.parametrize(
@@ -31,11 +31,6 @@ def test_a_missing_framework_names_the_extra(monkeypatch, module, framework, ext
     monkeypatch.delitem(sys.modules, name, raising=False)
     with pytest.raises(ImportError, match=rf'pip install "lightembed\[{extra}\]"'):
         importlib.import_module(name)
-
-
-@pytest.fixture(scope="module")
-def folders(tmp_path_factory):
-    return make_folders(tmp_path_factory.mktemp("shared"))
 
 
 def test_one_model_per_folder_and_options_in_a_bounded_cache(folders, monkeypatch):

@@ -69,6 +69,17 @@ class _Persisted:
         kwargs = config.pop("kwargs", None) or {}
         return cls(**config, **kwargs)
 
+    def _embed(self, input: Documents, role: _shared.Role) -> Any:
+        raise NotImplementedError
+
+    def __call__(self, input: Documents) -> Any:
+        """Embed documents (with the model's document prompt, if it has one)."""
+        return self._embed(input, "document")
+
+    def embed_query(self, input: Documents) -> Any:
+        """Embed queries: `collection.query(query_texts=...)` calls this (with the model's query prompt)."""
+        return self._embed(input, "query")
+
     def validate_config_update(self, old_config: Dict[str, Any], new_config: Dict[str, Any]) -> None:
         # A moved model folder is the same model; only the model's name changing would be a different space.
         return
@@ -96,14 +107,6 @@ class LightembedEmbeddingFunction(_Persisted, EmbeddingFunction[Documents]):
                                 normalize_embeddings=self.normalize_embeddings)  # fmt: skip
         return [np.asarray(v, dtype=np.float32) for v in vectors]
 
-    def __call__(self, input: Documents) -> Embeddings:
-        """Embed documents (with the model's document prompt, if it has one)."""
-        return self._embed(input, "document")
-
-    def embed_query(self, input: Documents) -> Embeddings:
-        """Embed queries (with the model's query prompt, if it has one)."""
-        return self._embed(input, "query")
-
     @staticmethod
     def name() -> str:
         return "lightembed"
@@ -128,14 +131,6 @@ class LightembedSparseEmbeddingFunction(_Persisted, SparseEmbeddingFunction[Docu
     def _embed(self, input: Documents, role: _shared.Role) -> SparseVectors:
         rows = _shared.embed_sparse(self._model, list(input), role, batch_size=self.batch_size)
         return [SparseVector(indices=indices, values=values) for indices, values in rows]
-
-    def __call__(self, input: Documents) -> SparseVectors:
-        """Sparse vectors of documents (with the model's document prompt, if it has one)."""
-        return self._embed(input, "document")
-
-    def embed_query(self, input: Documents) -> SparseVectors:
-        """Sparse vectors of queries (with the model's query prompt, if it has one)."""
-        return self._embed(input, "query")
 
     @staticmethod
     def name() -> str:

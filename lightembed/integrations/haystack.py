@@ -69,6 +69,26 @@ class _Component:
             self.warm_up()
         return self._model
 
+    def _encode(self, texts: list[str], role: _shared.Role) -> list[Any]:
+        """Dense vectors (lists of floats) or SparseEmbeddings of `texts`, with the init parameters' options."""
+        p = self._init_parameters
+        options: dict[str, Any] = {"batch_size": p["batch_size"], "show_progress_bar": p["progress_bar"]}
+        if self._kind == "SparseEncoder":
+            rows = _shared.embed_sparse(self._loaded(), texts, role, **options, **(p["encode_kwargs"] or {}))
+            return [SparseEmbedding(indices=indices, values=values) for indices, values in rows]
+        options.update(normalize_embeddings=p["normalize_embeddings"], truncate_dim=p["truncate_dim"])
+        return _shared.embed(self._loaded(), texts, role, **{**options, **(p["encode_kwargs"] or {})}).tolist()
+
+    def _text(self, text: Any) -> list[str]:
+        if not isinstance(text, str):
+            raise TypeError(f"{type(self).__name__} expects a string; embed Documents with a document embedder.")
+        return [self._init_parameters["prefix"] + text + self._init_parameters["suffix"]]
+
+    def _texts_of(self, documents: Any) -> list[str]:
+        p = self._init_parameters
+        return _document_texts(documents, p["prefix"], p["suffix"], p["meta_fields_to_embed"] or [],
+                               p["embedding_separator"])  # fmt: skip
+
     def to_dict(self) -> dict[str, Any]:
         """The component as Haystack serializes it (type and init parameters)."""
         return default_to_dict(self, **self._init_parameters)
@@ -87,12 +107,6 @@ def _document_texts(documents: Any, prefix: str, suffix: str, meta_fields: list[
         meta = [str(doc.meta[k]) for k in meta_fields if doc.meta.get(k) is not None]
         texts.append(prefix + separator.join([*meta, doc.content or ""]) + suffix)
     return texts
-
-
-def _check_text(text: Any, name: str) -> str:
-    if not isinstance(text, str):
-        raise TypeError(f"{name} expects a string; embed Documents with a document embedder.")
-    return text
 
 
 @component
@@ -118,14 +132,7 @@ class LightembedTextEmbedder(_Component):
     @component.output_types(embedding=list[float])
     def run(self, text: str) -> dict[str, Any]:
         """The embedding of `text`, with the model's query prompt."""
-        p = self._init_parameters
-        vectors = _shared.embed(
-            self._loaded(), [p["prefix"] + _check_text(text, type(self).__name__) + p["suffix"]], "query",
-            batch_size=p["batch_size"], show_progress_bar=p["progress_bar"],
-            normalize_embeddings=p["normalize_embeddings"], truncate_dim=p["truncate_dim"],
-            **(p["encode_kwargs"] or {}),
-        )  # fmt: skip
-        return {"embedding": vectors[0].tolist()}
+        return {"embedding": self._encode(self._text(text), "query")[0]}
 
 
 @component
@@ -153,15 +160,8 @@ class LightembedDocumentEmbedder(_Component):
     @component.output_types(documents=list[Document])
     def run(self, documents: list[Document]) -> dict[str, list[Document]]:
         """The documents with their embeddings (of the meta fields and content), with the model's document prompt."""
-        p = self._init_parameters
-        texts = _document_texts(documents, p["prefix"], p["suffix"], p["meta_fields_to_embed"] or [],
-                                p["embedding_separator"])  # fmt: skip
-        vectors = _shared.embed(
-            self._loaded(), texts, "document", batch_size=p["batch_size"], show_progress_bar=p["progress_bar"],
-            normalize_embeddings=p["normalize_embeddings"], truncate_dim=p["truncate_dim"],
-            **(p["encode_kwargs"] or {}),
-        )  # fmt: skip
-        return {"documents": [replace(doc, embedding=vec.tolist()) for doc, vec in zip(documents, vectors)]}
+        vectors = self._encode(self._texts_of(documents), "document")
+        return {"documents": [replace(doc, embedding=vec) for doc, vec in zip(documents, vectors)]}
 
 
 @component
@@ -187,12 +187,7 @@ class LightembedSparseTextEmbedder(_Component):
     @component.output_types(sparse_embedding=SparseEmbedding)
     def run(self, text: str) -> dict[str, Any]:
         """The sparse embedding of `text`, with the model's query prompt."""
-        p = self._init_parameters
-        [(indices, values)] = _shared.embed_sparse(
-            self._loaded(), [p["prefix"] + _check_text(text, type(self).__name__) + p["suffix"]], "query",
-            batch_size=p["batch_size"], show_progress_bar=p["progress_bar"], **(p["encode_kwargs"] or {}),
-        )  # fmt: skip
-        return {"sparse_embedding": SparseEmbedding(indices=indices, values=values)}
+        return {"sparse_embedding": self._encode(self._text(text), "query")[0]}
 
 
 @component
@@ -220,17 +215,8 @@ class LightembedSparseDocumentEmbedder(_Component):
     @component.output_types(documents=list[Document])
     def run(self, documents: list[Document]) -> dict[str, list[Document]]:
         """The documents with their sparse embeddings, with the model's document prompt."""
-        p = self._init_parameters
-        texts = _document_texts(documents, p["prefix"], p["suffix"], p["meta_fields_to_embed"] or [],
-                                p["embedding_separator"])  # fmt: skip
-        rows = _shared.embed_sparse(self._loaded(), texts, "document", batch_size=p["batch_size"],
-                                    show_progress_bar=p["progress_bar"], **(p["encode_kwargs"] or {}))  # fmt: skip
-        return {
-            "documents": [
-                replace(doc, sparse_embedding=SparseEmbedding(indices=indices, values=values))
-                for doc, (indices, values) in zip(documents, rows)
-            ]
-        }
+        vectors = self._encode(self._texts_of(documents), "document")
+        return {"documents": [replace(doc, sparse_embedding=vec) for doc, vec in zip(documents, vectors)]}
 
 
 @component
@@ -280,12 +266,14 @@ class LightembedRanker(_Component):
             raise ValueError(f"top_k must be > 0, got {top_k}.")
         scale_score = p["scale_score"] if scale_score is None else scale_score
         score_threshold = p["score_threshold"] if score_threshold is None else score_threshold
+        if not isinstance(query, str):
+            raise TypeError(f"query must be a string, got {type(query).__name__}.")
         if not documents:
             return {"documents": []}
         texts = _document_texts(documents, p["document_prefix"], p["document_suffix"],
                                 p["meta_fields_to_embed"] or [], p["embedding_separator"])  # fmt: skip
         ranked = _shared.rerank(
-            self._loaded(), p["query_prefix"] + _check_text(query, "query") + p["query_suffix"], texts,
+            self._loaded(), p["query_prefix"] + query + p["query_suffix"], texts,
             batch_size=p["batch_size"], show_progress_bar=p["progress_bar"],
             activation_fn=Sigmoid() if scale_score else Identity(),
         )  # fmt: skip
