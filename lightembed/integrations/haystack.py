@@ -279,5 +279,5 @@ class LightembedRanker(_Component):
         )  # fmt: skip
         docs = [replace(documents[i], score=score) for i, score in ranked]
         if score_threshold is not None:
-            docs = [d for d in docs if d.score >= score_threshold]
+            docs = [d for d in docs if d.score is not None and d.score >= score_threshold]
         return {"documents": docs[:top_k]}

@@ -110,7 +110,7 @@ def _sparse_class() -> type:
         "langchain_qdrant", "langchain-qdrant", "lightembed.integrations.langchain.LightembedSparseEmbeddings"
     )
 
-    class LightembedSparseEmbeddings(_ModelFields, qdrant.SparseEmbeddings):
+    class LightembedSparseEmbeddings(_ModelFields, qdrant.SparseEmbeddings):  # type: ignore[name-defined]  # imported above, at call time
         """SPLADE vectors from a lightembed SparseEncoder in langchain-qdrant's `SparseVector` shape, for
         `QdrantVectorStore(..., sparse_embedding=..., retrieval_mode=RetrievalMode.SPARSE or HYBRID)`."""
 

@@ -103,7 +103,7 @@ class LightembedRerank(BaseNodePostprocessor):
     _model: Any = PrivateAttr()
 
     def __init__(self, model: str, **kwargs: Any) -> None:
-        super().__init__(model=str(model), **kwargs)
+        super().__init__(model=str(model), **kwargs)  # type: ignore[call-arg]  # pydantic fields declared above
         self._model = _shared.load_model("CrossEncoder", self.model, device=self.device, model_kwargs=self.model_kwargs)
 
     @classmethod
