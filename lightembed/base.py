@@ -26,6 +26,7 @@ from lightembed.compat import TorchCompat, _relative
 from lightembed.config import TransformerSettings
 from lightembed.errors import LightembedValueError
 from lightembed.graphs import Graph, GraphOptions, open_graph, resolve_providers
+from lightembed.graphs.integrity import check_support_files
 from lightembed.hub import resolve
 from lightembed.inputs import check_int, merge_prompts, resolve_prompt
 from lightembed.progress import progress
@@ -169,6 +170,8 @@ class BaseModel(TorchCompat):
             preferred_outputs=self._preferred_outputs,
         )
         self._opened = open_graph(self.model_dir, self.onnx_path, options, self.manifest)
+        if verify and self.manifest is not None:
+            check_support_files(self.model_dir, self.manifest.support_files)
         self.backend_reason: str = self._opened.backend_reason
         """Why this backend runs (lightembed.graphs.policy): the request, the environment, or the measured record."""
         self._loaded_path = self.onnx_path

@@ -8,6 +8,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from lightembed.errors import ModelFileError
 from lightembed.jsonfiles import read_json, read_json_file  # noqa: F401 - also read from here
 from lightembed.modules import Dense, Normalize
 from lightembed.pooling import PoolingConfig
@@ -161,9 +162,25 @@ def read_modules(folder: Path) -> list[tuple[str, Path, str]] | None:
             "its Transformer (delete modules.json to load a bare transformer with mean pooling)."
         )
     return [
-        (_module_kind(str(e.get("type", ""))), folder / e.get("path", ""), str(e.get("type")))
+        (_module_kind(str(e.get("type", ""))), _inside(folder, e.get("path", ""), modules), str(e.get("type")))
         for e in sorted(entries, key=lambda e: e.get("idx", 0))
     ]
+
+
+def _inside(folder: Path, relative: Any, listed_in: Path) -> Path:
+    """`folder / relative`, refused when it is not a relative path that stays inside the model folder (a module
+    read from elsewhere would change the vectors without any file of the model changing)."""
+    if not isinstance(relative, str):
+        raise ModelFileError(f"{listed_in}: a module's path must be a string, got {relative!r}.")
+    path = folder / relative
+    try:
+        path.resolve().relative_to(folder.resolve())
+    except ValueError:
+        raise ModelFileError(
+            f"{listed_in}: the module path {relative!r} leads outside the model folder {folder}; a model's modules "
+            "must live inside its folder."
+        ) from None
+    return path
 
 
 def read_model_settings(folder: Path) -> tuple[dict[str, str], str | None, str | None]:

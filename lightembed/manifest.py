@@ -11,6 +11,9 @@ One error policy: with `strict=True` (a model loaded with verify=True) a manifes
 trusted (broken JSON, not an object, `files` not a list, a record without a path, a passed record without a
 sha256) is an IntegrityError naming what is wrong, so a damaged manifest never turns the check off silently;
 `strict=False` (verify=False, or a reader that only wants hints such as a file's precision) reads what it can.
+
+`support_files` records the sha256 of every other file the runtime reads (configs, tokenizer files, module
+weights), so a scrambled tokenizer.json or an edited config is caught at load like a damaged ONNX file.
 """
 
 from __future__ import annotations
@@ -27,6 +30,11 @@ from lightembed.errors import IntegrityError
 MANIFEST_NAME = "lightembed.json"
 FORMAT_VERSION = 1
 PREOPTIMIZED = "cpu_preoptimized"
+SUPPORT_FILES = "support_files"
+# What the runtime reads besides the ONNX files: configs and tokenizer files anywhere, weights of the modules after
+# the transformer (their folders). The transformer's own torch weights at the top are not read (the ONNX file is).
+_SUPPORT_SUFFIXES = (".json", ".txt", ".model")  # what lightembed.hub downloads besides the ONNX files
+_SKIPPED_DIRS = (".git", ".cache", ".huggingface")
 Precision = Literal["float32", "float16", "bfloat16", "int8"]
 
 
@@ -115,6 +123,8 @@ class Manifest:
     folder: Path
     data: dict[str, Any]
     files: dict[str, FileRecord]
+    support_files: tuple[DataFile, ...] = ()
+    """The other files the runtime reads, with their sha256 (see the module docstring)."""
 
     @property
     def model_class(self) -> str | None:
@@ -162,7 +172,11 @@ def read(folder: str | Path, strict: bool = True) -> Manifest | None:
         if strict and record.passed is not False and record.sha256 is None:
             raise IntegrityError(f"{path}: files[{i}] ({record.path}) records no sha256 to check it by; {_AGAIN}")
         files[record.path] = record
-    return Manifest(folder, data, files)
+    raw_support = data.get(SUPPORT_FILES, [])
+    support = tuple(d for d in (DataFile.parse(x) for x in raw_support) if d) if isinstance(raw_support, list) else ()
+    if strict and (not isinstance(raw_support, list) or len(support) != len(raw_support)):
+        raise IntegrityError(f"{path}: `{SUPPORT_FILES}` is not a list of records with a path; {_AGAIN}")
+    return Manifest(folder, data, files, support)
 
 
 _AGAIN = "the manifest was damaged or edited: fetch or export the model again (verify=False loads it unchecked)."
@@ -172,6 +186,23 @@ def _distrust(strict: bool, folder: Path, why: str) -> Manifest | None:
     if strict:
         raise IntegrityError(f"{why}; {_AGAIN}")
     return Manifest(folder, {}, {})
+
+
+def support_files(folder: str | Path) -> list[dict[str, Any]]:
+    """Records (path, sha256, size) of the files of `folder` the runtime reads besides its ONNX files, for the
+    manifest's `support_files`."""
+    from lightembed.graphs.integrity import sha256_of
+
+    folder = Path(folder)
+    found = []
+    for path in sorted(folder.rglob("*")):
+        rel = path.relative_to(folder)
+        if not path.is_file() or rel.parts[0] in _SKIPPED_DIRS or rel.as_posix() == MANIFEST_NAME:
+            continue
+        weights = path.suffix == ".safetensors" and len(rel.parts) > 1  # a module's (Dense, StaticEmbedding) weights
+        if path.suffix in _SUPPORT_SUFFIXES or weights:
+            found.append({"path": rel.as_posix(), "sha256": sha256_of(path), "size": path.stat().st_size})
+    return found
 
 
 def write(folder: str | Path, data: Mapping[str, Any]) -> Path:

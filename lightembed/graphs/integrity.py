@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from lightembed.errors import IntegrityError
 from lightembed.manifest import MANIFEST_NAME, DataFile, FileRecord
@@ -101,6 +101,22 @@ def _check_external_data(model_dir: Path, data: DataFile, hash_it: bool) -> None
         if actual != data.sha256:
             raise IntegrityError(
                 f"{path} does not match {MANIFEST_NAME}: sha256 {actual} instead of {data.sha256}; {again}"
+            )
+
+
+def check_support_files(model_dir: Path, files: Sequence[DataFile]) -> None:
+    """Raise IntegrityError when one of the configs, tokenizer files or module weights the manifest records is
+    missing or differs from its sha256 (`lightembed.manifest.support_files`)."""
+    for data in files:
+        path = model_dir / data.path
+        if not path.is_file():
+            raise IntegrityError(f"{path}, which {MANIFEST_NAME} lists, is missing; fetch or export the model again.")
+        actual = sha256_of(path)
+        if actual != data.sha256:
+            raise IntegrityError(
+                f"{path} does not match {MANIFEST_NAME}: sha256 {actual} instead of {data.sha256}. A config or "
+                "tokenizer file was changed after export, which changes the vectors; fetch or export it again "
+                "(verify=False loads it unchecked)."
             )
 
 

@@ -85,6 +85,18 @@ def make_feed(arrays: Mapping[str, Any], dtypes: Mapping[str, str]) -> dict[str,
     return {key: np.ascontiguousarray(arrays[key], dtype=dtype) for key, dtype in dtypes.items()}
 
 
+def finite(out: np.ndarray, name: str, path: Any) -> np.ndarray:
+    """`out` as float32, or an error when it holds NaN or infinity: damaged weights give those, and a vector made
+    of them is garbage, never an answer."""
+    out = out if out.dtype == np.float32 else out.astype(np.float32)
+    if not np.isfinite(out).all():
+        raise ModelFileError(
+            f"The graph {path} returned non-finite values (NaN or infinity) in {name!r}: its weights are damaged or "
+            "it overflowed in its precision; fetch or export the model again (or use its fp32 file)."
+        )
+    return out
+
+
 def choose_output(names: Sequence[str], preferred: Sequence[str]) -> str:
     """The first of `preferred` the graph has, else its first output."""
     return next((name for name in preferred if name in names), names[0])
