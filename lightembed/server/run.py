@@ -105,10 +105,13 @@ def build(args: argparse.Namespace) -> tuple[Any, Any]:
         raise ValueError(f"Two models are served under the same name: {names}; give names with MODEL=NAME.")
     for spec in specs:
         kind, model = load_model(spec, threads=args.threads, device=args.device)
+        # The batcher plans with the model's own stage (model.plan), so the server's cap is the model's.
+        model.max_batch_tokens = args.max_batch_tokens or (
+            CPU_BATCH_TOKENS if model.device == "cpu" else model.max_batch_tokens
+        )
         batcher = Batcher(
             model,
             max_items=args.max_batch_items,
-            max_tokens=args.max_batch_tokens or (CPU_BATCH_TOKENS if model.device == "cpu" else model.max_batch_tokens),
             wait_s=args.batch_wait_ms / 1000,
             max_queue=args.max_queue,
             merge=not args.no_batching,

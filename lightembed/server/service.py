@@ -14,6 +14,7 @@ import numpy as np
 from lightembed.server import protocol as p
 from lightembed.server.batcher import Batcher
 from lightembed.server.loading import KIND_CLASS, Kind
+from lightembed.server.model import ServedModel
 
 
 @dataclass
@@ -22,7 +23,7 @@ class Served:
 
     name: str
     kind: Kind
-    model: Any
+    model: ServedModel
     batcher: Batcher
     source: str = ""
 
