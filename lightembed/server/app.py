@@ -16,11 +16,12 @@ from typing import Any, AsyncIterator, Awaitable, Callable
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from lightembed.server import protocol as p
+from lightembed.server.batcher import request_deadline
 from lightembed.server.metrics import CONTENT_TYPE, Metrics
 from lightembed.server.service import Served, Service, Settings
 
@@ -38,6 +39,7 @@ class State:
         self.ready = False
         self.draining = False
         self.in_flight = 0
+        self.fault: str | None = None  # set when a model gave non-finite output: /health is 503 from then on
 
 
 def error_response(path: str, error: p.ApiError) -> JSONResponse:
@@ -72,7 +74,10 @@ class Guard:
         try:
             refusal = self._refuse(path, scope)
             if refusal is not None:
-                await error_response(path, refusal)(scope, receive, send_status)
+                response = error_response(path, refusal)
+                if isinstance(refusal, p.BadRequest):  # framing in doubt: nothing more is read on this connection
+                    response.headers["Connection"] = "close"
+                await response(scope, receive, send_status)
             else:
                 await self.app(scope, receive, send_status)
         finally:
@@ -82,32 +87,55 @@ class Guard:
             self.metrics.latency.labels(route).observe(time.perf_counter() - start)
 
     def _refuse(self, path: str, scope: dict) -> p.ApiError | None:
+        headers = [name for name, _ in scope.get("headers", ())]
+        if b"transfer-encoding" in headers and b"content-length" in headers:
+            # RFC 9112 6.1: a message with both is a smuggling attempt or a broken proxy; h11 would accept it.
+            return p.BadRequest("The request has both Content-Length and Transfer-Encoding; send only one.")
         if self.state.draining and path != "/health":
             return p.Unavailable("The server is shutting down; send the request to another instance.")
         if self.key is None or path in OPEN_PATHS:
             return None
-        given = b""
-        for name, value in scope.get("headers", ()):
-            if name == b"authorization":
-                given = value
-        scheme, _, token = given.partition(b" ")
+        given = [value for name, value in scope.get("headers", ()) if name == b"authorization"]
+        if len(given) > 1:
+            return p.Unauthorized(f"The request has {len(given)} Authorization headers; send exactly one.")
+        scheme, _, token = (given[0] if given else b"").partition(b" ")
         if scheme.lower() != b"bearer" or not hmac.compare_digest(token.strip(), self.key):
             return p.Unauthorized("A valid API key is required: send the header `Authorization: Bearer <key>`.")
         return None
 
 
-async def read_body(request: Request, limits: p.Limits) -> dict[str, Any]:
-    """The JSON object body, read in chunks and refused (413) as soon as it passes the byte limit."""
+def check_content_type(request: Request) -> None:
+    """415 unless the body is declared JSON (so a web page cannot post to a server without a key: a form or
+    text/plain post is a "simple" cross-origin request, application/json is not)."""
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media != "application/json":
+        raise p.ApiError(
+            415, f"The request's Content-Type is {media or 'missing'!r}; send the body as `application/json`.",
+            "invalid_request_error",
+        )
+
+
+async def read_body(request: Request, limits: p.Limits, timeout: float | None = None) -> dict[str, Any]:
+    """The JSON object body, read in chunks and refused (413) as soon as it passes the byte limit; 408 when it
+    has not all arrived within `timeout` seconds (a stalled upload holds no connection forever)."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limits.max_body_bytes:
         raise p.PayloadTooLarge(f"The request body is {declared} bytes; this server takes at most {limits.max_body_bytes}.")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limits.max_body_bytes:
-            raise p.PayloadTooLarge(f"The request body is over {limits.max_body_bytes} bytes, this server's limit.")
-        chunks.append(chunk)
-    return p.read_json(b"".join(chunks), limits)
+
+    async def chunks() -> bytes:
+        parts, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limits.max_body_bytes:
+                raise p.PayloadTooLarge(f"The request body is over {limits.max_body_bytes} bytes, this server's limit.")
+            parts.append(chunk)
+        return b"".join(parts)
+
+    try:
+        raw = await asyncio.wait_for(chunks(), timeout)
+    except asyncio.TimeoutError:
+        raise p.ApiError(408, f"The request body did not arrive within {timeout:g} s.", "timeout") from None
+    return p.read_json(raw, limits)
 
 
 async def _client_gone(receive: Callable[[], Awaitable[dict]]) -> None:
@@ -153,15 +181,22 @@ def build_app(served: list[Served], settings: Settings, *, api_key: str | None =
     def json_route(handler: Callable[[dict], Awaitable[Any]]) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
             path = request.url.path
+            deadline = time.monotonic() + settings.request_timeout
+            request_deadline.set((deadline, settings.request_timeout))
             try:
                 if not state.ready:
                     raise p.Unavailable("The server is still loading its models.")
-                body = await read_body(request, settings.limits)
-                result = await answer(request, handler(body), settings.request_timeout)
+                check_content_type(request)
+                body = await read_body(request, settings.limits, settings.body_timeout)
+                result = await answer(request, handler(body), max(0.0, deadline - time.monotonic()))
                 return JSONResponse(result)
+            except p.NonFinite as exc:
+                state.fault = exc.message
+                log.error("%s", exc.message)
+                return error_response(path, exc)
             except p.ApiError as exc:
                 return error_response(path, exc)
-            except ClientGone:
+            except (ClientGone, ClientDisconnect):  # the client left: nothing to answer, nothing to log
                 return Response(status_code=499)
             except Exception:  # noqa: BLE001 - logged here; the client gets no stack trace
                 log.exception("Unexpected failure answering %s", path)
@@ -180,6 +215,8 @@ def build_app(served: list[Served], settings: Settings, *, api_key: str | None =
             return JSONResponse({"status": "draining"}, status_code=503)
         if not state.ready:
             return JSONResponse({"status": "loading"}, status_code=503)
+        if state.fault is not None:
+            return JSONResponse({"status": "unhealthy", "error": state.fault}, status_code=503)
         return JSONResponse({"status": "ok", "models": list(service.models)})
 
     async def models(request: Request) -> Response:

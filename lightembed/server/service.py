@@ -35,6 +35,8 @@ class Settings:
     limits: p.Limits = field(default_factory=p.Limits)
     auto_truncate: bool = True
     request_timeout: float = 30.0
+    body_timeout: float | None = 30.0
+    default_model: str | None = None
 
 
 def _bool_field(body: Mapping[str, Any], name: str, default: bool) -> bool:
@@ -55,7 +57,8 @@ class Service:
     def _pick(self, body: Mapping[str, Any], route: str, kind: Kind) -> Served:
         models = {name: s.model for name, s in self.models.items()}
         fitting = {id(s.model) for s in self.models.values() if s.kind == kind}
-        name = p.pick_model(body, models, route, lambda model: id(model) in fitting, KIND_CLASS[kind])
+        name = p.pick_model(body, models, route, lambda model: id(model) in fitting, KIND_CLASS[kind],
+                            self.settings.default_model)
         return self.models[name]
 
     async def _tokenize(self, served: Served, items: list[Any], truncate: bool, field_name: str) -> list[Any]:
@@ -91,14 +94,17 @@ class Service:
         texts, prompt_length = p.with_prompt(served.model, texts, prompt_name)
         encodings = await self._tokenize(served, texts, truncate, "input")
         rows = await served.batcher.submit(encodings, key=("embed", prompt_length), prompt_length=prompt_length)
-        return np.stack(rows).astype(np.float32, copy=False), p.count_tokens(encodings)
+        vectors = np.stack(rows).astype(np.float32, copy=False)
+        p.check_finite(vectors, served.name)
+        return vectors, p.count_tokens(encodings)
 
     # ----- OpenAI -------------------------------------------------------------------------------------------
     async def openai_embeddings(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """POST /v1/embeddings."""
         models = {n: s.model for n, s in self.models.items() if s.kind == "embed"}
         others = {n: s.model for n, s in self.models.items() if s.kind != "embed"}
-        request = p.parse_embeddings_request(body, {**models, **others}, self.settings.limits)
+        request = p.parse_embeddings_request(body, {**models, **others}, self.settings.limits,
+                                             self.settings.default_model)
         vectors, tokens = await self._embed_rows(self.models[request.model], request.texts, None, True)
         return p.embeddings_response(request, p.finish_embeddings(vectors, request.dimensions), tokens)
 
@@ -134,6 +140,7 @@ class Service:
         encodings = await self._tokenize(served, texts, truncate, "inputs")
         k = served.model.max_active_dims
         rows = await served.batcher.submit(encodings, key=("sparse", k), max_active_dims=k)
+        p.check_finite([row.values for row in rows], served.name, "inputs")
         return [
             [{"index": int(i), "value": float(v)} for i, v in zip(row.indices, row.values)] for row in rows
         ]
@@ -153,7 +160,9 @@ class Service:
 
             options["activation_fn"] = Identity()
         rows = await served.batcher.submit(encodings, key=("rerank", raw), **options)
-        return np.array([float(r[0]) for r in rows], dtype=np.float32), p.count_tokens(encodings)
+        scores = np.array([float(r[0]) for r in rows], dtype=np.float32)
+        p.check_finite(scores[:, None], served.name, "texts")
+        return scores, p.count_tokens(encodings)
 
     async def tei_rerank(self, body: Mapping[str, Any]) -> list[dict[str, Any]]:
         """POST /rerank: `query`, `texts`, `raw_scores`, `return_text`, `truncate`; best first."""
