@@ -17,7 +17,7 @@ from typing import Any, AsyncIterator, Awaitable, Callable
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from lightembed.server import protocol as p
@@ -27,9 +27,10 @@ from lightembed.server.service import Served, Service, Settings
 
 log = logging.getLogger("lightembed.server")
 
+from lightembed.server.openapi import ROUTES as DOCUMENTED
+
 OPEN_PATHS = ("/health",)
-ROUTES = ("/v1/embeddings", "/v1/rerank", "/v1/models", "/embed", "/rerank", "/embed_sparse", "/info", "/health",
-          "/metrics", "/")
+ROUTES = tuple(DOCUMENTED)
 
 
 class State:
@@ -43,7 +44,7 @@ class State:
 
 
 def error_response(path: str, error: p.ApiError) -> JSONResponse:
-    body = error.openai_body() if path.startswith("/v1/") else error.tei_body()
+    body = error.openai_body() if path.startswith(("/v1/", "/v2/")) else error.tei_body()
     return JSONResponse(body, status_code=error.status, headers=error.headers())
 
 
@@ -204,11 +205,22 @@ def build_app(served: list[Served], settings: Settings, *, api_key: str | None =
 
         return endpoint
 
-    async def tei_predict(body: dict) -> Any:
+    async def served_route(body: dict) -> Any:
         # TEI's POST / answers with the served model's own route; huggingface_hub's InferenceClient posts here.
         if "query" in body and "texts" in body:
             return await service.tei_rerank(body)
         return await service.tei_embed(body)
+
+    from lightembed import __version__
+    from lightembed.server.openapi import docs_page, spec
+
+    document = spec(__version__)
+
+    async def openapi(request: Request) -> Response:
+        return JSONResponse(document)
+
+    async def docs(request: Request) -> Response:
+        return HTMLResponse(docs_page(document))
 
     async def health(request: Request) -> Response:
         if state.draining:
@@ -259,7 +271,15 @@ def build_app(served: list[Served], settings: Settings, *, api_key: str | None =
         Route("/embed", json_route(service.tei_embed), methods=["POST"]),
         Route("/rerank", json_route(service.tei_rerank), methods=["POST"]),
         Route("/embed_sparse", json_route(service.tei_embed_sparse), methods=["POST"]),
-        Route("/", json_route(tei_predict), methods=["POST"]),
+        Route("/embed_all", json_route(service.tei_embed_all), methods=["POST"]),
+        Route("/similarity", json_route(service.tei_similarity), methods=["POST"]),
+        Route("/predict", json_route(service.tei_predict), methods=["POST"]),
+        Route("/tokenize", json_route(service.tei_tokenize), methods=["POST"]),
+        Route("/decode", json_route(service.tei_decode), methods=["POST"]),
+        Route("/v2/embed", json_route(service.cohere_embed), methods=["POST"]),
+        Route("/openapi.json", openapi, methods=["GET"]),
+        Route("/docs", docs, methods=["GET"]),
+        Route("/", json_route(served_route), methods=["POST"]),
         Route("/info", info, methods=["GET"]),
         Route("/health", health, methods=["GET"]),
         Route("/metrics", metrics_route, methods=["GET"]),
@@ -270,11 +290,17 @@ def build_app(served: list[Served], settings: Settings, *, api_key: str | None =
 
 
 async def _warm_up(service: Service, s: Served) -> None:
-    """One request through the model's batcher, as a client's would go."""
+    """Requests through the model's batcher, as a client's would go: one short input, then a few long ones, so
+    the drain rate admission works with is measured on batches of a real size before the first client."""
     body = {"model": s.name}
-    if s.kind == "embed":
-        await service.tei_embed({**body, "inputs": ["warm-up"]})
-    elif s.kind == "sparse":
-        await service.tei_embed_sparse({**body, "inputs": ["warm-up"]})
-    elif s.model.num_labels == 1:
-        await service.tei_rerank({**body, "query": "warm-up", "texts": ["warm-up"]})
+    limits = service.settings.limits
+    long_text = ("warm-up " * 48)[: limits.max_chars].strip() or "w"
+    for texts in (["warm-up"], [long_text] * min(8, limits.max_inputs)):
+        if s.kind == "embed":
+            await service.tei_embed({**body, "inputs": texts})
+        elif s.kind == "sparse":
+            await service.tei_embed_sparse({**body, "inputs": texts})
+        elif s.model.num_labels == 1:
+            await service.tei_rerank({**body, "query": "warm-up", "texts": texts})
+        else:
+            await service.tei_predict({**body, "inputs": texts})
