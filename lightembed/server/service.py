@@ -335,8 +335,8 @@ class Service:
     # ----- Cohere v2 ----------------------------------------------------------------------------------------
     async def cohere_embed(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """POST /v2/embed: `model`, `texts`, `input_type` (picks the model's prompt of that name, see
-        COHERE_PROMPTS), `embedding_types` (float, int8, uint8, binary, ubinary), `output_dimension`,
-        `truncate` (NONE, START, END)."""
+        COHERE_PROMPTS), `embedding_types` (float, int8, uint8, binary, ubinary, base64), `output_dimension`,
+        `truncate` (NONE: 413 when too long, START: cut the start, END: cut the end, the default)."""
         served = self._pick(body, "/v2/embed", "embed")
         texts, _ = p.texts_field(body, "texts", self.settings.limits)
         input_type = p.optional_field(body, "input_type", (str,), "a string")
@@ -355,6 +355,12 @@ class Service:
             raise p.InvalidField(
                 None, f"`output_dimension` is {dimension}; the model {served.name!r} gives at most {full}.",
                 param="output_dimension",
+            )
+        if body.get("max_tokens") is not None or body.get("inputs") is not None or body.get("images") is not None:
+            field_name = next(f for f in ("max_tokens", "inputs", "images") if body.get(f) is not None)
+            raise p.BadRequest(
+                None, f"`{field_name}` is not supported here: send `texts` (cut at the model's max_seq_length).",
+                param=field_name,
             )
         truncate = p.optional_field(body, "truncate", (str,), '"NONE", "START" or "END"') or "END"
         if truncate.upper() not in ("NONE", "START", "END"):
@@ -476,7 +482,7 @@ def keep_the_end(model: ServedModel, texts: list[str], prefix: str = "") -> list
 
 
 
-COHERE_TYPES = ("float", "int8", "uint8", "binary", "ubinary")
+COHERE_TYPES = ("float", "int8", "uint8", "binary", "ubinary", "base64")
 COHERE_PROMPTS = {
     "search_query": ("search_query", "query"),
     "search_document": ("search_document", "document", "passage", "corpus"),
@@ -506,6 +512,8 @@ def quantized(unit: np.ndarray, kind: str) -> list[list[Any]]:
 
     if kind == "float":
         return unit.astype(np.float32).tolist()
+    if kind == "base64":
+        return [p.encode_vector(v, "base64") for v in unit]
     ranges = np.stack([-np.ones(unit.shape[1]), np.ones(unit.shape[1])]) if kind in ("int8", "uint8") else None
     return quantize_embeddings(unit, kind, ranges=ranges).astype(np.int64).tolist()  # type: ignore[arg-type]
 
