@@ -302,3 +302,37 @@ def test_a_large_request_is_not_starved_by_a_stream_of_small_ones():
         return rows
 
     assert len(run(main())) == 8  # finished before its deadline although shorter work kept arriving
+
+
+def test_the_speed_fit_separates_the_fixed_cost_of_a_batch_from_the_cost_of_tokens():
+    b = Batcher(FakeModel(), max_items=32)
+    assert b.speed() is None and b.rate is None
+    for batches, tokens in [(1, 16), (1, 20), (4, 8192), (1, 12), (2, 4096), (1, 256)] * 3:
+        b.record_speed(batches, tokens, 0.01 * batches + 1e-4 * tokens)  # 10 ms a batch, 0.1 ms a token
+    fixed, per_token = b.speed()
+    assert fixed == pytest.approx(0.01, rel=1e-6) and per_token == pytest.approx(1e-4, rel=1e-6)
+    # a 128-input request is charged its tokens and its own batches' fixed cost, not one-text requests' overhead
+    unit = b.cost([enc(*[1] * 256)] * 128)  # plan: 4 batches of 32
+    assert float(unit.sum()) / b.rate == pytest.approx(4 * 0.01 + 128 * 256 * 1e-4, rel=1e-6)
+    alike = Batcher(FakeModel(), max_items=32)
+    for _ in range(3):
+        alike.record_speed(1, 100, 0.05)  # one shape only: no fixed cost can be told apart
+    assert alike.speed() == (0.0, pytest.approx(5e-4))
+
+
+def test_a_short_request_runs_between_the_batches_of_a_long_one():
+    model = SlowModel(max_batch_tokens=8)
+    model.ms_per_token = 10  # one 8-token batch: 80 ms
+
+    async def main():
+        b = Batcher(model, max_items=8, wait_s=0)
+        b.start()
+        long = asyncio.ensure_future(b.submit([enc(100 + i, *[1] * 7) for i in range(6)]))  # 6 batches of 8 tokens
+        await asyncio.sleep(0.1)  # its first batch is running
+        await b.submit([enc(5)])
+        await long
+        await b.close()
+
+    run(main())
+    order = [row for batch in model.batches for row in batch]
+    assert order.index(5) < order.index(105 + 7)  # before the long request's last input, not after all of it

@@ -1,8 +1,11 @@
 """The ASGI app of `lightembed serve` (Starlette): routes, API key, draining, metrics and error shapes.
 
-Errors are JSON in the shape of the route's API: OpenAI's `{"error": {...}}` on /v1/*, TEI's
+Errors are JSON in the shape of the route's API: OpenAI's `{"error": {...}}` on /v1/* and /v2/*, TEI's
 `{"error", "error_type"}` elsewhere; an unexpected failure is logged here and answered with a 500 that holds no
-stack trace.
+stack trace. Refused before a body is read: both Content-Length and Transfer-Encoding (400, connection closed),
+a missing or wrong key or two Authorization headers (401), draining (503); by each JSON route: a Content-Type other
+than application/json (415), a body slower than the body timeout (408). Each request's deadline (now + the
+request timeout) is set for the batcher's admission (batcher.request_deadline).
 """
 
 from __future__ import annotations

@@ -3,10 +3,11 @@ ordered by the work they need.
 
 Requests arrive already tokenized (`model.tokenize_inputs`, run off the event loop by the caller). At arrival each
 request's work is estimated in padded tokens with the model's own planner (`model.plan`: each input costs the
-longest input of the batch it would run in). The batcher measures how many padded tokens per second the model
-drains, and admits a request only when the work that would run before it, plus its own, fits its deadline
+longest input of the batch it would run in, plus its share of the batch's fixed cost). The batcher fits the
+model's speed on its recent batches (seconds = a fixed cost per batch + a cost per padded token), and admits a request only when the work that would run before it, plus its own, fits its deadline
 (`request_deadline`, set per request by the app); otherwise `submit` raises Overloaded (429) with a Retry-After
-from the drain rate, at once, before any work. A request that alone needs more than its whole timeout gets 413.
+from the drain rate, at once, before any work. A request that alone, on an idle model, needs more than its
+whole timeout gets 413 (on a busy model, 429: the speed measured under load may be what is too slow).
 
 Order: shortest remaining work first, so one-text requests do not wait behind documents; a request whose slack is
 running out (its deadline minus twice its remaining time, at the measured rate, is less than half its timeout)
@@ -15,8 +16,8 @@ request that can no longer finish by its deadline is refused (429) before any of
 started that cannot finish in time.
 
 A batch: the head request and every other with the same key (what forward() must share: prompt length,
-activation, max_active_dims ...), up to `max_items` inputs; a request with more inputs is split and the rest
-waits. The gathered inputs are planned with `model.plan`, padded (`model.pad`) and run (`model.forward`) in the
+activation, max_active_dims ...), up to `max_items` inputs and about `max_batch_tokens` of estimated work; a
+request with more is split and the rest waits, so shorter requests run between the batches of a long one. The gathered inputs are planned with `model.plan`, padded (`model.pad`) and run (`model.forward`) in the
 model's own worker thread, never on the event loop, and each row goes back to its request at its own position.
 
 A request whose caller stopped waiting (client gone, timeout) before its inputs were taken costs no inference.
@@ -48,7 +49,7 @@ request_deadline: contextvars.ContextVar[tuple[float, float] | None] = contextva
 
 # Admit while the work ahead fits this share of the time left: the rate is an average, batches vary.
 ADMIT_SHARE = 0.8
-_DECAY = 0.9  # weight of the past in the measured drain rate, per batch
+_DECAY = 0.95  # weight of the past in the measured speed, per batch
 
 
 def token_lengths(encodings: Sequence[Any]) -> np.ndarray:
@@ -65,7 +66,8 @@ class Job:
     encodings: Sequence[Any]
     future: asyncio.Future
     arrived: float
-    unit: np.ndarray  # estimated padded tokens per input
+    unit: np.ndarray  # estimated work per input: padded tokens plus its share of its batch's fixed cost
+    padded: np.ndarray  # estimated padded tokens per input
     deadline: float | None = None
     timeout: float | None = None
     call: Callable[[], list[Any]] | None = None  # run alone instead of forward (e.g. token embeddings via encode)
@@ -116,8 +118,10 @@ class Batcher:
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"lightembed-{name}")
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
-        self._tokens_seen = 0.0  # decayed sums of padded tokens run and seconds taken: the drain rate
-        self._seconds_seen = 0.0
+        # Decayed sums over worker calls of (g = padded batches, x = padded tokens, y = seconds), for the fit
+        # y = a g + b x: a fixed cost per batch and a cost per token. One ratio of tokens to seconds would charge
+        # the fixed cost of many one-text batches to every token and overestimate large requests severalfold.
+        self._fit = np.zeros(5)  # gg, gx, xx, gy, xy
         self._last_urgent = False
 
     # ----- public -------------------------------------------------------------------------------------------
@@ -136,18 +140,45 @@ class Batcher:
         """Padded tokens admitted and not yet answered (waiting or running)."""
         return self._work
 
+    def speed(self) -> tuple[float, float] | None:
+        """(seconds per batch, seconds per padded token) fitted on the recent batches; None before the first."""
+        gg, gx, xx, gy, xy = self._fit
+        if xx <= 0:
+            return None
+        det = gg * xx - gx * gx
+        if det > 1e-9 * gg * xx:
+            a, b = (gy * xx - xy * gx) / det, (xy * gg - gy * gx) / det
+            if a >= 0 and b > 0:
+                return a, b
+        return 0.0, max(xy / xx, 1e-12)  # batches all alike (or a noisy fit): one ratio
+
+    def record_speed(self, batches: int, padded_tokens: int, seconds: float) -> None:
+        """Add one worker call (its padded batches, tokens and seconds) to the speed fit."""
+        g, x = float(batches), float(padded_tokens)
+        self._fit = _DECAY * self._fit + np.array([g * g, g * x, x * x, g * seconds, x * seconds])
+
     @property
     def rate(self) -> float | None:
-        """Measured padded tokens per second (None before the first batch)."""
-        return self._tokens_seen / self._seconds_seen if self._seconds_seen > 0 else None
+        """Work units (cost()) drained per second (None before the first batch)."""
+        fitted = self.speed()
+        return None if fitted is None else 1.0 / fitted[1]
 
     def cost(self, encodings: Sequence[Any]) -> np.ndarray:
-        """Estimated padded tokens of each input, from the model's own plan: the longest input of its batch."""
+        """Estimated work of each input, from the model's own plan: the longest input of its batch (its padded
+        length), plus its share of the batch's fixed cost in token equivalents; time = work / rate."""
+        return self._estimate(encodings)[0]
+
+    def _estimate(self, encodings: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
+        """(work, padded length) of each input."""
         lengths = token_lengths(encodings)
-        unit = np.zeros(len(encodings), dtype=np.float64)
+        fitted = self.speed()
+        fixed = fitted[0] / fitted[1] if fitted else 0.0
+        padded = np.zeros(len(encodings), dtype=np.float64)
+        shares = np.zeros(len(encodings), dtype=np.float64)
         for idx in self.model.plan(encodings, self.max_items):
-            unit[idx] = lengths[idx].max(initial=1)
-        return unit
+            padded[idx] = lengths[idx].max(initial=1)
+            shares[idx] = fixed / len(idx)
+        return padded + shares, padded
 
     def start(self) -> None:
         """Start gathering (on the running event loop)."""
@@ -182,7 +213,7 @@ class Batcher:
             raise RuntimeError("Batcher.start() was not called.")
         n = len(encodings)
         now = time.monotonic()
-        unit = self.cost(encodings)
+        unit, padded = self._estimate(encodings)
         deadline, timeout = request_deadline.get() or (None, None)
         if self._in_system > 0 and self._in_system + n > self.max_queue:
             raise Overloaded(
@@ -191,8 +222,8 @@ class Batcher:
                 retry_after=self._drain_seconds(self._work),
             )
         self._admit(float(unit.sum()), now, deadline, timeout)
-        job = Job(key, options, encodings, asyncio.get_running_loop().create_future(), now, unit, deadline, timeout,
-                  call)
+        job = Job(key, options, encodings, asyncio.get_running_loop().create_future(), now, unit, padded, deadline,
+                  timeout, call)
         self._pending.append(job)
         self._in_system += n
         self._work += job.cost_left
@@ -213,7 +244,7 @@ class Batcher:
         rate = self.rate
         if rate is None or deadline is None or timeout is None:
             return
-        if cost / rate > timeout * ADMIT_SHARE:
+        if cost / rate > timeout * ADMIT_SHARE and self._work <= 0:  # alone, on an idle model: never fits
             raise PayloadTooLarge(
                 None,
                 f"This request needs about {cost / rate:.1f} s of inference on model {self.name!r} at its measured "
@@ -280,13 +311,22 @@ class Batcher:
         else:
             picks = []
             room = self.max_items
+            # About one planned batch of work per take (max_batch_tokens), so a request of many long inputs is
+            # run a batch at a time and shorter requests get their turn between its batches.
+            budget = float(self.max_tokens) if self.max_tokens else float("inf")
             for job in order:
-                if room == 0 or job.call is not None or (picks and (job.key != head.key or not self.merge)):
+                if room == 0 or budget <= 0 or job.call is not None or (
+                    picks and (job.key != head.key or not self.merge)
+                ):
                     continue
-                take = min(room, len(job.encodings) - job.taken)
+                costs = np.cumsum(job.padded[job.taken : job.taken + room])
+                take = max(1 if not picks else 0, int(np.searchsorted(costs, budget, side="right")))
+                if take == 0:
+                    continue
                 picks.append((job, job.taken, job.taken + take))
                 job.taken += take
                 room -= take
+                budget -= float(costs[take - 1])
         self._pending = [j for j in self._pending if j.taken < len(j.encodings)]
         return picks
 
@@ -335,21 +375,22 @@ class Batcher:
         head = picks[0][0]
         if head.call is not None:
             rows = head.call()
-            padded = int(head.unit.sum())
+            padded, groups = int(sum(len(e.ids) for e in head.encodings)), 1
         else:
             encodings = [enc for job, a, b in picks for enc in job.encodings[a:b]]
             rows = [None] * len(encodings)
             padded = 0
             lengths = token_lengths(encodings)
-            for idx in split_by_length(self.model.plan(encodings, self.max_items), lengths):
+            plan = split_by_length(self.model.plan(encodings, self.max_items), lengths)
+            groups = len(plan)
+            for idx in plan:
                 batch = self.model.pad([encodings[i] for i in idx])
                 padded += int(batch.input_ids.size)
                 out = self.model.forward(batch, **head.options)
                 for row, i in enumerate(idx):
                     rows[i] = out[row]
         seconds = time.perf_counter() - start
-        self._tokens_seen = _DECAY * self._tokens_seen + padded
-        self._seconds_seen = _DECAY * self._seconds_seen + seconds
+        self.record_speed(groups, padded, seconds)
         if self.observe is not None:
             self.observe(len(rows), padded, seconds)
         pieces, at = [], 0

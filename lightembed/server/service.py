@@ -1,6 +1,8 @@
 """What each route does, without the web framework: check the body, tokenize off the event loop, run the inputs
-through the model's batcher, shape the answer. Routes: OpenAI embeddings, TEI's /embed, /rerank, /embed_sparse
-and /info, Cohere/Jina /v1/rerank, /v1/models. Every failure is an `ApiError` (protocol.py)."""
+through the model's batcher, shape the answer. Routes: OpenAI embeddings and /v1/models; TEI's /embed, /embed_all,
+/embed_sparse, /similarity, /rerank, /predict, /tokenize, /decode and /info; Cohere/Jina /v1/rerank and Cohere's
+/v2/embed (lightembed/server/openapi.py lists them with their fields). Every failure is an `ApiError`
+(protocol.py); a non-finite model output is one too (NonFinite), never a vector."""
 
 from __future__ import annotations
 
