@@ -293,6 +293,7 @@ def overload(model: str, clients: int, seconds: float, extra: list[str]) -> dict
     for r in out:
         by_status[str(r["status"])] = by_status.get(str(r["status"]), 0) + 1
     refusals = [1000 * r["s"] for r in out if r["status"] == 429]
+    late_small = [1000 * r["s"] for r in out if r["status"] == 429 and not r["big"]]
     one = [1000 * r["s"] for r in out if r["status"] == 200 and not r["big"]]
     large = [1000 * r["s"] for r in out if r["status"] == 200 and r["big"]]
     retry = [int(r["retry_after"]) for r in out if r["retry_after"]]
@@ -300,6 +301,9 @@ def overload(model: str, clients: int, seconds: float, extra: list[str]) -> dict
         "scenario": f"overload: {clients} clients, {seconds:g} s, 10% of requests 128 long texts",
         "requests": len(out), "by_status": by_status, "wrong_answers": sum(1 for r in out if not r["ok"]),
         "refusal_ms_p99": _pct(refusals, 0.99), "refusal_ms_max": max(refusals, default=None),
+        "one_text_refusals": len(late_small), "one_text_refusal_ms_max": max(late_small, default=None),
+        "large_by_status": {str(k): sum(1 for r in out if r["big"] and r["status"] == k)
+                            for k in sorted({r["status"] for r in out if r["big"]})},
         "one_text_ms_p50": _pct(one, 0.5), "one_text_ms_p99": _pct(one, 0.99),
         "large_ms_p50": _pct(large, 0.5), "large_ms_p99": _pct(large, 0.99),
         "retry_after_s_min_max": [min(retry), max(retry)] if retry else None,

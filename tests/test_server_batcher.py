@@ -196,7 +196,7 @@ def test_cost_is_estimated_with_the_models_own_plan():
 
 
 def test_small_requests_run_before_a_large_one_that_arrived_first():
-    model = FakeModel()
+    model = FakeModel(max_batch_tokens=8)  # one batch of work: 8 tokens; the large request is 60
 
     async def main():
         b = Batcher(model, max_items=4, wait_s=0.05)

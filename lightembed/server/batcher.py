@@ -9,9 +9,11 @@ model's speed on its recent batches (seconds = a fixed cost per batch + a cost p
 from the drain rate, at once, before any work. A request that alone, on an idle model, needs more than its
 whole timeout gets 413 (on a busy model, 429: the speed measured under load may be what is too slow).
 
-Order: shortest remaining work first, so one-text requests do not wait behind documents; a request whose slack is
-running out (its deadline minus twice its remaining time, at the measured rate, is less than half its timeout)
-becomes urgent and gets every other batch (earliest deadline first), so large requests are not starved. A
+Order: shortest remaining work first (by size class: one batch of work, then doublings; first come first
+served within a class), so one-text requests do not wait behind documents; a request whose slack is
+running out (its deadline minus twice its remaining time, at the measured rate, is under URGENT_SLACK of its timeout)
+becomes urgent and gets every other batch (earliest deadline first; every batch once started, when only that
+finishes it in time), so large requests are not starved; their admission leaves room for twice their work. A
 request that can no longer finish by its deadline is refused (429) before any of its inputs run; work is never
 started that cannot finish in time.
 
@@ -49,6 +51,10 @@ request_deadline: contextvars.ContextVar[tuple[float, float] | None] = contextva
 
 # Admit while the work ahead fits this share of the time left: the rate is an average, batches vary.
 ADMIT_SHARE = 0.8
+# A request turns urgent (every other batch) when the time left, less twice its remaining work, is under this share
+# of its timeout: twice, since it then gets half the batches; late, so short requests keep the model meanwhile.
+URGENT_SLACK = 0.2
+CRITICAL_TURNS = 4  # a critical request gets 3 batches in 4 (so it is critical below 1.5x its time left)
 _DECAY = 0.95  # weight of the past in the measured speed, per batch
 
 
@@ -123,6 +129,7 @@ class Batcher:
         # the fixed cost of many one-text batches to every token and overestimate large requests severalfold.
         self._fit = np.zeros(5)  # gg, gx, xx, gy, xy
         self._last_urgent = False
+        self._turn = 0
 
     # ----- public -------------------------------------------------------------------------------------------
     @property
@@ -254,7 +261,11 @@ class Batcher:
             )
         live = [j for j in self._pending if not j.future.done()]
         running = self._work - sum(j.untaken_cost for j in live)
-        ahead = running + sum(j.untaken_cost for j in live if j.untaken_cost <= cost) + cost  # shortest first
+        size = self._size_class(cost)
+        # A request larger than one batch of work runs at half speed when shorter ones keep arriving (it gets
+        # every other batch once urgent): it needs room for twice its work.
+        own = cost if size == 0 else 2 * cost
+        ahead = running + sum(j.untaken_cost for j in live if self._size_class(j.untaken_cost) <= size) + own
         room = (deadline - now) * ADMIT_SHARE * rate
         if ahead > room:
             raise Overloaded(
@@ -262,6 +273,13 @@ class Batcher:
                 f"finish within the {timeout:g} s request timeout. Retry after the Retry-After seconds.",
                 retry_after=self._drain_seconds(ahead - room),
             )
+
+    def _size_class(self, work: float) -> int:
+        """0 for work that fits one batch (max_batch_tokens), then one class per doubling. Shortest first goes
+        by class and, within a class, first come first served: exact shortest-first would starve a 20-token
+        query behind a stream of 10-token ones."""
+        batch = float(self.max_tokens or 2048)
+        return max(0, math.ceil(math.log2(max(work, 1.0) / batch)))
 
     def _release(self, job: Job) -> None:
         """Forget the inputs of `job` that will not run."""
@@ -292,17 +310,29 @@ class Batcher:
         rate = self.rate
         if rate is None or job.deadline is None or job.timeout is None:
             return False
-        return job.deadline - now - 2 * job.untaken_cost / rate < job.timeout / 2
+        return job.deadline - now - 2 * job.untaken_cost / rate < job.timeout * URGENT_SLACK
+
+    def _critical(self, job: Job, now: float) -> bool:
+        rate = self.rate
+        assert rate is not None and job.deadline is not None
+        return job.deadline - now < 1.5 * job.untaken_cost / rate
 
     def _take(self) -> list[tuple[Job, int, int]]:
         """(job, first row, end row) pieces of one batch: the head job's key, at most max_items inputs."""
         now = time.monotonic()
         urgent = [j for j in self._pending if self._urgent(j, now)]
-        if urgent and not (self._last_urgent and len(urgent) < len(self._pending)):
+        critical = [j for j in urgent if j.taken > 0 and self._critical(j, now)]
+        self._turn += 1
+        if critical and (self._turn % CRITICAL_TURNS or len(critical) == len(self._pending)):
+            # started, and only finishes in time with (nearly) every batch: it gets them, but one in
+            # CRITICAL_TURNS still goes to the shortest request, so a one-text request never waits for all of it
+            order = sorted(critical, key=lambda j: j.deadline) + [j for j in self._pending if j not in critical]
+            self._last_urgent = True
+        elif urgent and not (self._last_urgent and len(urgent) < len(self._pending)):
             order = sorted(urgent, key=lambda j: j.deadline) + [j for j in self._pending if j not in urgent]
             self._last_urgent = True
         else:
-            order = sorted(self._pending, key=lambda j: (j.untaken_cost, j.arrived))
+            order = sorted(self._pending, key=lambda j: (self._size_class(j.untaken_cost), j.arrived))
             self._last_urgent = False
         head = order[0]
         if head.call is not None:
