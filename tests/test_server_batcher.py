@@ -280,14 +280,14 @@ def test_work_that_can_no_longer_finish_in_time_is_refused_before_it_starts():
 
 
 def test_a_large_request_is_not_starved_by_a_stream_of_small_ones():
-    model = SlowModel()
+    model = SlowModel(max_batch_tokens=100)  # one batch of work: 100 tokens; the large request is 800
 
     async def main():
         b = Batcher(model, max_items=2, wait_s=0)
         b.start()
         await b.submit([enc(*[1] * 50)])
-        within(2.0)
-        big = asyncio.ensure_future(b.submit([enc(9, *[1] * 99)] * 8))  # ~0.8 s of work, 2 s to do it
+        within(3.0)
+        big = asyncio.ensure_future(b.submit([enc(9, *[1] * 99)] * 8))  # ~0.8 s of work, 3 s to do it
         stop = False
 
         async def stream():

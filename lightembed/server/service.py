@@ -118,12 +118,24 @@ class Service:
         except (TypeError, ValueError) as exc:
             raise p.InvalidField(None, str(exc), param="inputs") from None
 
-    async def _embed_rows(self, served: Served, texts: list[str], prompt_name: str | None, truncate: bool,
-                          left: bool = False) -> tuple[np.ndarray, int]:
+    def _text_request(self, body: Mapping[str, Any], route: str, kind: Kind) -> tuple[Served, list[str], bool, bool, str | None]:
+        """(model, `inputs`, truncate, from the left, `prompt_name`) of a TEI text route."""
+        served = self._pick(body, route, kind)
+        texts, _ = p.texts_field(body, "inputs", self.settings.limits)
+        truncate, left = self._truncate(body)
+        return served, texts, truncate, left, p.optional_field(body, "prompt_name", (str,), "a string")
+
+    async def _prepare(self, served: Served, texts: list[str], prompt_name: str | None, truncate: bool, left: bool,
+                       field_name: str) -> tuple[list[str], list[Any], int | None]:
+        """(the texts after a left cut, their encodings with the prompt in front, the prompt length)."""
         if left and truncate:
             texts = await self._cut_left(served, texts, prompt_name)
-        texts, prompt_length = p.with_prompt(served.model, texts, prompt_name)
-        encodings = await self._tokenize(served, texts, truncate, "input")
+        prompted, prompt_length = p.with_prompt(served.model, texts, prompt_name)
+        return texts, await self._tokenize(served, prompted, truncate, field_name), prompt_length
+
+    async def _embed_rows(self, served: Served, texts: list[str], prompt_name: str | None, truncate: bool,
+                          left: bool = False) -> tuple[np.ndarray, int]:
+        _, encodings, prompt_length = await self._prepare(served, texts, prompt_name, truncate, left, "input")
         rows = await served.batcher.submit(encodings, key=("embed", prompt_length), prompt_length=prompt_length)
         vectors = np.stack(rows).astype(np.float32, copy=False)
         p.check_finite(vectors, served.name)
@@ -152,11 +164,8 @@ class Service:
     # ----- TEI ----------------------------------------------------------------------------------------------
     async def tei_embed(self, body: Mapping[str, Any]) -> list[list[float]]:
         """POST /embed: `inputs`, `normalize` (default true), `truncate`, `prompt_name`, `dimensions`."""
-        served = self._pick(body, "/embed", "embed")
-        texts, _ = p.texts_field(body, "inputs", self.settings.limits)
+        served, texts, truncate, left, prompt_name = self._text_request(body, "/embed", "embed")
         normalize = _bool_field(body, "normalize", True)
-        truncate, left = self._truncate(body)
-        prompt_name = p.optional_field(body, "prompt_name", (str,), "a string")
         dimensions = p.positive_int_field(body, "dimensions")
         vectors, _ = await self._embed_rows(served, texts, prompt_name, truncate, left)
         return p.finish_embeddings(vectors, dimensions, normalize).tolist()
@@ -165,14 +174,8 @@ class Service:
         """POST /embed_all: `inputs`, `truncate`, `truncation_direction`, `prompt_name`; the token embeddings of
         each input (one vector per token, special and prompt tokens included), as encode(output_value=
         "token_embeddings") gives them."""
-        served = self._pick(body, "/embed_all", "embed")
-        texts, _ = p.texts_field(body, "inputs", self.settings.limits)
-        truncate, left = self._truncate(body)
-        prompt_name = p.optional_field(body, "prompt_name", (str,), "a string")
-        if left and truncate:
-            texts = await self._cut_left(served, texts, prompt_name)
-        prompted, _ = p.with_prompt(served.model, texts, prompt_name)
-        encodings = await self._tokenize(served, prompted, truncate, "inputs")
+        served, texts, truncate, left, prompt_name = self._text_request(body, "/embed_all", "embed")
+        texts, encodings, _ = await self._prepare(served, texts, prompt_name, truncate, left, "inputs")
         model = served.model
 
         def token_embeddings() -> list[Any]:
@@ -249,14 +252,8 @@ class Service:
 
     async def tei_embed_sparse(self, body: Mapping[str, Any]) -> list[list[dict[str, Any]]]:
         """POST /embed_sparse: `inputs`, `truncate`, `prompt_name`; [{"index": token id, "value": weight}] per input."""
-        served = self._pick(body, "/embed_sparse", "sparse")
-        texts, _ = p.texts_field(body, "inputs", self.settings.limits)
-        truncate, left = self._truncate(body)
-        prompt_name = p.optional_field(body, "prompt_name", (str,), "a string")
-        if left and truncate:
-            texts = await self._cut_left(served, texts, prompt_name)
-        texts, _ = p.with_prompt(served.model, texts, prompt_name)
-        encodings = await self._tokenize(served, texts, truncate, "inputs")
+        served, texts, truncate, left, prompt_name = self._text_request(body, "/embed_sparse", "sparse")
+        _, encodings, _ = await self._prepare(served, texts, prompt_name, truncate, left, "inputs")
         k = served.model.max_active_dims
         rows = await served.batcher.submit(encodings, key=("sparse", k), max_active_dims=k)
         p.check_finite([row.values for row in rows], served.name, "inputs")
