@@ -235,3 +235,15 @@ def test_non_finite_model_output_is_an_error_and_health_turns_unhealthy(tmp_path
         assert status == 503 and health["status"] == "unhealthy"
     finally:
         srv.stop()
+
+
+@pytest.mark.parametrize("parser", PARSERS)
+def test_a_pipelined_request_that_runs_longer_than_the_header_timeout_is_answered(emb_folder, parser):
+    # The second request's headers arrive with the first; it then waits 1.5 s for its batch (> --header-timeout 1).
+    srv = Server([f"{emb_folder}=emb", "--header-timeout", "1", "--batch-wait-ms", "1500", "--http", parser])
+    try:
+        one = post("/embed", b'{"inputs": "a"}')
+        out = raw(srv.port, one + one[:-1].replace(b"Host: x", b"Host: x\r\nConnection: close") + one[-1:], wait=10)
+        assert out.count(b"HTTP/1.1 200") == 2, out
+    finally:
+        srv.stop()

@@ -36,7 +36,6 @@ def hardened_protocol(http: str, header_timeout: float, max_header_bytes: int) -
 
     class HardenedProtocol(base):  # type: ignore[misc, valid-type]
         _header_timer: Any = None
-        _waiting_for: Any = None
         _header_bytes = 0
         _tail = b""
 
@@ -57,12 +56,13 @@ def hardened_protocol(http: str, header_timeout: float, max_header_bytes: int) -
         def _expect_headers(self) -> None:
             if self._header_timer is not None:
                 self._header_timer.cancel()
-            self._waiting_for = self.cycle  # headers are complete once the parser starts a new cycle
             self._header_bytes, self._tail = 0, b""
             self._header_timer = self.loop.call_later(header_timeout, self._headers_late)
 
         def _headers_pending(self) -> bool:
-            return self.cycle is self._waiting_for and self._header_bytes >= 0
+            # No request in progress (none yet, or the last one answered; a pipelined one counts as started).
+            idle = self.cycle is None or self.cycle.response_complete
+            return idle and self._header_bytes >= 0
 
         def _headers_late(self) -> None:
             if self._headers_pending() and not self.transport.is_closing():
