@@ -203,3 +203,19 @@ def test_requests_without_model_get_the_default_model(folders):
         assert status == 422 and "--default-model" in body["error"]
     finally:
         srv.stop()
+
+
+def test_huggingface_inference_client_similarity_and_classification(server, folders, emb):
+    from huggingface_hub import InferenceClient
+
+    client = InferenceClient(base_url=server.url, api_key=KEY)
+    got = client.sentence_similarity("the cat sat", ["a dog ran", "the cat sat on the mat"])
+    vectors = emb.encode(["the cat sat", "a dog ran", "the cat sat on the mat"], normalize_embeddings=True)
+    np.testing.assert_allclose(got, vectors[1:] @ vectors[0], rtol=1e-5, atol=1e-6)
+    srv = Server([f"{folders['cls']}=cls"])  # TEI serves one model: a classifier answers / with /predict
+    try:
+        labels = InferenceClient(base_url=srv.url).text_classification("the cat sat")
+        want = post(srv, "/predict", {"inputs": "the cat sat"})
+        assert [(x.label, x.score) for x in labels] == [(w["label"], pytest.approx(w["score"])) for w in want]
+    finally:
+        srv.stop()

@@ -208,11 +208,7 @@ def build_app(served: list[Served], settings: Settings, *, api_key: str | None =
 
         return endpoint
 
-    async def served_route(body: dict) -> Any:
-        # TEI's POST / answers with the served model's own route; huggingface_hub's InferenceClient posts here.
-        if "query" in body and "texts" in body:
-            return await service.tei_rerank(body)
-        return await service.tei_embed(body)
+    served_route = service.tei_root
 
     from lightembed import __version__
     from lightembed.server.openapi import docs_page, spec

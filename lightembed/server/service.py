@@ -375,6 +375,26 @@ class Service:
             "response_type": "embeddings_by_type",
         }
 
+    async def tei_root(self, body: Mapping[str, Any]) -> Any:
+        """POST /: TEI answers with its model's own route; huggingface_hub's InferenceClient posts every task
+        here. A body with `query` and `texts` is a rerank, `inputs` as {"source_sentence", "sentences"} a
+        similarity; otherwise the kind of the model asked for (`model`, else --default-model, else the served
+        models) decides: embed, then classify (/predict; a single input's labels nested in a list, as the
+        Inference API answers), then sparse."""
+        if "query" in body and "texts" in body:
+            return await self.tei_rerank(body)
+        if isinstance(body.get("inputs"), Mapping):
+            return await self.tei_similarity(body)
+        name = body.get("model") if isinstance(body.get("model"), str) else self.settings.default_model
+        kinds = {self.models[name].kind} if name in self.models else {s.kind for s in self.models.values()}
+        if "embed" in kinds or not kinds - {"embed"}:
+            return await self.tei_embed(body)
+        if "rerank" in kinds:
+            result = await self.tei_predict(body)
+            # a single input's labels as a list of one list: the Inference API shape InferenceClient parses
+            return [result] if result and isinstance(result[0], dict) else result
+        return await self.tei_embed_sparse(body)
+
     def tei_info(self) -> dict[str, Any]:
         """GET /info: TEI's fields for the first served model, and every served model under "models"."""
         first = next(iter(self.models.values()))
