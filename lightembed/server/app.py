@@ -299,7 +299,7 @@ async def _warm_up(service: Service, s: Served) -> None:
             await service.tei_embed({**body, "inputs": texts})
         elif s.kind == "sparse":
             await service.tei_embed_sparse({**body, "inputs": texts})
-        elif s.model.num_labels == 1:
+        elif s.reranker.num_labels == 1:
             await service.tei_rerank({**body, "query": "warm-up", "texts": texts})
         else:
             await service.tei_predict({**body, "inputs": texts})

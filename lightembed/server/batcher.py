@@ -326,10 +326,10 @@ class Batcher:
         if critical and (self._turn % CRITICAL_TURNS or len(critical) == len(self._pending)):
             # started, and only finishes in time with (nearly) every batch: it gets them, but one in
             # CRITICAL_TURNS still goes to the shortest request, so a one-text request never waits for all of it
-            order = sorted(critical, key=lambda j: j.deadline) + [j for j in self._pending if j not in critical]
+            order = sorted(critical, key=lambda j: j.deadline or 0.0) + [j for j in self._pending if j not in critical]
             self._last_urgent = True
         elif urgent and not (self._last_urgent and len(urgent) < len(self._pending)):
-            order = sorted(urgent, key=lambda j: j.deadline) + [j for j in self._pending if j not in urgent]
+            order = sorted(urgent, key=lambda j: j.deadline or 0.0) + [j for j in self._pending if j not in urgent]
             self._last_urgent = True
         else:
             order = sorted(self._pending, key=lambda j: (self._size_class(j.untaken_cost), j.arrived))

@@ -18,14 +18,12 @@ class ServedModel(Protocol):
     Stages (run by the batcher, in the model's worker thread): `tokenize_inputs(items)` (texts or (text, text)
     pairs to unpadded encodings with `.ids`, `.overflowing`, `.offsets`, `.special_tokens_mask`),
     `plan(encodings, batch_size)` (indices of each batch under `max_batch_tokens`), `pad(encodings)` (a batch
-    with `.input_ids`) and `forward(batch, **options)` (one result row per input). `encode(...)` serves routes
-    with no stage of their own (token embeddings). Properties: `max_seq_length`, `max_batch_tokens` (set by the
+    with `.input_ids`) and `forward(batch, **options)` (one result row per input). Properties: `max_seq_length`, `max_batch_tokens` (set by the
     server from --max-batch-tokens), `device`, `prompts` and `default_prompt_name`, `tokenizer` (a
     `tokenizers.Tokenizer`, for /tokenize and /decode) and `config`.
 
-    Kind-specific members are read only for their kind: `prompt_length(prompt)` and
-    `get_sentence_embedding_dimension()` (embedding models), `num_labels` (cross-encoders), `max_active_dims`
-    (sparse models).
+    Kind-specific members are read only for their kind: see EmbeddingModel; `num_labels` (cross-encoders),
+    `max_active_dims` (sparse models).
     """
 
     max_batch_tokens: int | None
@@ -52,4 +50,28 @@ class ServedModel(Protocol):
 
     def forward(self, batch: Any, **options: Any) -> Any: ...
 
+
+@runtime_checkable
+class EmbeddingModel(ServedModel, Protocol):
+    """A served SentenceTransformer: also `encode` (for token embeddings, /embed_all), `prompt_length` and
+    `get_sentence_embedding_dimension`."""
+
     def encode(self, inputs: Any, **options: Any) -> Any: ...
+
+    def prompt_length(self, prompt: str | None) -> int | None: ...
+
+    def get_sentence_embedding_dimension(self) -> int | None: ...
+
+
+@runtime_checkable
+class RerankModel(ServedModel, Protocol):
+    """A served CrossEncoder: also `num_labels`."""
+
+    num_labels: int
+
+
+@runtime_checkable
+class SparseModel(ServedModel, Protocol):
+    """A served SparseEncoder: also `max_active_dims`."""
+
+    max_active_dims: int | None

@@ -199,7 +199,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if state.in_flight == 0 or time.monotonic() >= self.deadline:
                     self.should_exit = True
                     # uvicorn's own graceful wait comes after ours: only what is left of --drain-timeout.
-                    self.config.timeout_graceful_shutdown = max(0.1, self.deadline - time.monotonic())
+                    left = max(0.1, self.deadline - time.monotonic())  # uvicorn waits with asyncio: a float works
+                    self.config.timeout_graceful_shutdown = left  # type: ignore[assignment]
             return await super().on_tick(counter)
 
     from lightembed.server.http import hardened_protocol

@@ -9,14 +9,14 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, cast
 
 import numpy as np
 
 from lightembed.server import protocol as p
 from lightembed.server.batcher import Batcher
 from lightembed.server.loading import KIND_CLASS, Kind
-from lightembed.server.model import ServedModel
+from lightembed.server.model import EmbeddingModel, RerankModel, ServedModel, SparseModel
 
 
 @dataclass
@@ -28,6 +28,19 @@ class Served:
     model: ServedModel
     batcher: Batcher
     source: str = ""
+
+    # The model as its kind's protocol, for the members only that kind has (routes pick by kind first).
+    @property
+    def embedder(self) -> EmbeddingModel:
+        return cast(EmbeddingModel, self.model)
+
+    @property
+    def reranker(self) -> RerankModel:
+        return cast(RerankModel, self.model)
+
+    @property
+    def sparse(self) -> SparseModel:
+        return cast(SparseModel, self.model)
 
 
 @dataclass
@@ -176,7 +189,7 @@ class Service:
         "token_embeddings") gives them."""
         served, texts, truncate, left, prompt_name = self._text_request(body, "/embed_all", "embed")
         texts, encodings, _ = await self._prepare(served, texts, prompt_name, truncate, left, "inputs")
-        model = served.model
+        model = served.embedder
 
         def token_embeddings() -> list[Any]:
             return list(model.encode(texts, prompt_name=prompt_name, output_value="token_embeddings",
@@ -254,7 +267,7 @@ class Service:
         """POST /embed_sparse: `inputs`, `truncate`, `prompt_name`; [{"index": token id, "value": weight}] per input."""
         served, texts, truncate, left, prompt_name = self._text_request(body, "/embed_sparse", "sparse")
         _, encodings, _ = await self._prepare(served, texts, prompt_name, truncate, left, "inputs")
-        k = served.model.max_active_dims
+        k = served.sparse.max_active_dims
         rows = await served.batcher.submit(encodings, key=("sparse", k), max_active_dims=k)
         p.check_finite([row.values for row in rows], served.name, "inputs")
         return [
@@ -262,7 +275,7 @@ class Service:
         ]
 
     async def _rerank_scores(self, served: Served, query: str, docs: list[str], raw: bool, truncate: bool) -> tuple[np.ndarray, int]:
-        model = served.model
+        model = served.reranker
         if model.num_labels != 1:
             raise p.BadRequest(
                 None, f"The model {served.name!r} has {model.num_labels} labels; reranking needs a one-label model.",
@@ -304,7 +317,7 @@ class Service:
         items, single = predict_inputs(body, self.settings.limits)
         raw = _bool_field(body, "raw_scores", False)
         truncate, _ = self._truncate(body, pairs=True)
-        model = served.model
+        model = served.reranker
         encodings = await self._tokenize(served, [tuple(i) if isinstance(i, list) else i for i in items], truncate, "inputs")
         from lightembed.activations import Identity
 
@@ -326,7 +339,7 @@ class Service:
         return out[0] if single else out
 
     def _labels(self, served: Served) -> list[str]:
-        model = served.model
+        model = served.reranker
         id2label = model.config.get("id2label") if hasattr(model.config, "get") else None
         id2label = id2label or {}
         return [str(id2label.get(str(i), id2label.get(i, f"LABEL_{i}"))) for i in range(model.num_labels)]
@@ -349,7 +362,7 @@ class Service:
                 param="embedding_types",
             )
         dimension = p.positive_int_field(body, "output_dimension")
-        full = served.model.get_sentence_embedding_dimension()
+        full = served.embedder.get_sentence_embedding_dimension()
         if dimension is not None and full is not None and dimension > full:
             raise p.InvalidField(
                 None, f"`output_dimension` is {dimension}; the model {served.name!r} gives at most {full}.",
@@ -403,7 +416,7 @@ class Service:
     def _info(self, served: Served) -> dict[str, Any]:
         model = served.model
         if served.kind == "rerank":
-            labels = model.config.get("id2label") or {str(i): f"LABEL_{i}" for i in range(model.num_labels)}
+            labels = model.config.get("id2label") or {str(i): f"LABEL_{i}" for i in range(served.reranker.num_labels)}
             model_type: dict[str, Any] = {"reranker": {"id2label": labels, "label2id": {v: int(k) for k, v in labels.items()}}}
         elif served.kind == "sparse":
             model_type = {"embedding": {"pooling": "splade"}}
@@ -544,6 +557,7 @@ def predict_inputs(body: Mapping[str, Any], limits: p.Limits) -> tuple[list[Any]
     def is_pair(x: Any) -> bool:
         return isinstance(x, list) and len(x) == 2 and all(isinstance(t, str) for t in x)
 
+    items: list[Any]
     if isinstance(value, str) or is_pair(value):
         items, single = [value], True
     elif isinstance(value, list) and value and all(isinstance(x, str) or is_pair(x) for x in value):
