@@ -336,3 +336,23 @@ def test_a_short_request_runs_between_the_batches_of_a_long_one():
     run(main())
     order = [row for batch in model.batches for row in batch]
     assert order.index(5) < order.index(105 + 7)  # before the long request's last input, not after all of it
+
+
+def test_a_request_too_large_for_a_busy_model_is_429_not_413():
+    model = SlowModel()
+
+    async def main():
+        b = Batcher(model, max_items=8, wait_s=0)
+        b.start()
+        await b.submit([enc(*[1] * 50)])
+        within(10.0)
+        running = asyncio.ensure_future(b.submit([enc(*[1] * 100)]))
+        await asyncio.sleep(0.02)
+        within(0.5)
+        with pytest.raises(Overloaded) as info:  # the speed measured under load may be what is too slow
+            await b.submit([enc(*[1] * 100)] * 8)
+        await running
+        await b.close()
+        return info.value
+
+    assert run(main()).status == 429
