@@ -276,7 +276,7 @@ def embed_file(
         from lightembed.encoder import SentenceTransformer
 
         model_name = model_name or str(model)
-        model = SentenceTransformer(model)
+        model = SentenceTransformer(os.fspath(model))
     model_name = model_name or str(model.model_dir)
     onnx_file = model.runtime_info.onnx_file
     dimension = int(model.get_sentence_embedding_dimension() or 0)
@@ -295,7 +295,7 @@ def embed_file(
         "max_seq_length": model.max_seq_length,
         "output_format": out_format,
     }
-    journal = {"job": job, "rows_done": 0, "parts": [], "finished": False}
+    journal: dict[str, Any] = {"job": job, "rows_done": 0, "parts": [], "finished": False}
     journal_path = parts_dir / JOURNAL
     if journal_path.is_file():
         previous = json.loads(journal_path.read_text())

@@ -175,7 +175,7 @@ def _check_main_guard() -> None:
         raise PoolError(MAIN_GUARD.format(script=path, line="?"))  # in a worker re-running the script
     if not path or not os.path.isfile(path):
         return  # interactive, -c, notebooks: nothing is re-run
-    frame = sys._getframe(1)
+    frame: Any = sys._getframe(1)
     while frame is not None and not (frame.f_code.co_name == "<module>" and frame.f_globals.get("__name__") == "__main__"):
         frame = frame.f_back
     if frame is None or os.path.abspath(frame.f_code.co_filename) != os.path.abspath(path):

@@ -15,7 +15,7 @@ import contextlib
 import hmac
 import logging
 import time
-from typing import Any, AsyncIterator, Awaitable, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable, MutableMapping
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -68,7 +68,7 @@ class Guard:
         start = time.perf_counter()
         status = {"code": 500}
 
-        async def send_status(message: dict) -> None:
+        async def send_status(message: MutableMapping[str, Any]) -> None:
             if message["type"] == "http.response.start":
                 status["code"] = message["status"]
             await send(message)
@@ -142,7 +142,7 @@ async def read_body(request: Request, limits: p.Limits, timeout: float | None = 
     return p.read_json(raw, limits)
 
 
-async def _client_gone(receive: Callable[[], Awaitable[dict]]) -> None:
+async def _client_gone(receive: Callable[[], Awaitable[MutableMapping[str, Any]]]) -> None:
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
@@ -172,6 +172,11 @@ async def answer(request: Request, work: Awaitable[Any], timeout: float) -> Any:
     raise p.RequestTimeout(f"The request did not finish within this server's {timeout:g} s per-request timeout.")
 
 
+def _queued_of(batcher: Any) -> Callable[[], float]:
+    """What /metrics reads for a model's queue gauge."""
+    return lambda: float(batcher.queued)
+
+
 def build_app(served: list[Served], settings: Settings, *, api_key: str | None = None, metrics: Metrics | None = None,
               state: State | None = None) -> Any:
     """The ASGI app over loaded models. Batchers start and every model answers a warm-up request in the lifespan
@@ -180,7 +185,7 @@ def build_app(served: list[Served], settings: Settings, *, api_key: str | None =
     state = state or State()
     service = Service(served, settings, metrics.count_tokens)
     for s in served:
-        metrics.queue.labels(s.name).set_function(lambda b=s.batcher: b.queued)
+        metrics.queue.labels(s.name).set_function(_queued_of(s.batcher))
 
     def json_route(handler: Callable[[dict], Awaitable[Any]]) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
@@ -283,7 +288,8 @@ def build_app(served: list[Served], settings: Settings, *, api_key: str | None =
         Route("/health", health, methods=["GET"]),
         Route("/metrics", metrics_route, methods=["GET"]),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: not_found})
+    handlers: dict[Any, Any] = {HTTPException: not_found}
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=handlers)
     app.state.lightembed = state
     return Guard(app, state, metrics, api_key)
 

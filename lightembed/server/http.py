@@ -34,7 +34,7 @@ def hardened_protocol(http: str, header_timeout: float, max_header_bytes: int) -
     431 to headers over `max_header_bytes`."""
     base: Any = base_protocol(http)
 
-    class HardenedProtocol(base):  # type: ignore[misc, valid-type]
+    class HardenedProtocol(base):
         _header_timer: Any = None
         _header_bytes = 0
         _tail = b""

@@ -2,6 +2,7 @@
 and the typed errors every route maps to an HTTP status. No starlette/uvicorn import here, so the serverless
 handlers (lightembed.serverless) and the ASGI app share it.
 
+
 Public API (kept stable; new names may be added, none removed):
 
 - `Limits(max_inputs=2048, max_chars=100_000, max_body_bytes=4 MiB)`: what one request may hold.
@@ -32,6 +33,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from lightembed.errors import LightembedError
+
 __all__ = [
     "ApiError",
     "BadRequest",
@@ -57,20 +60,23 @@ __all__ = [
 
 
 # ----- errors ---------------------------------------------------------------------------------------------------
-class ApiError(Exception):
+class ApiError(LightembedError):
     """An error a client caused or must be told about: an HTTP status, a message and an error type."""
 
     status = 500
     type = "server_error"
     tei_type = "Backend"
 
-    def __init__(self, status: int | None = None, message: str = "", type: str | None = None, param: str | None = None):
+    def __init__(
+        self, status: int | str | None = None, message: str = "", type: str | None = None, param: str | None = None
+    ) -> None:
         # Positional (status, message, type) as well as Subclass(message) are accepted.
+        code: int | str | None = status
         if isinstance(status, str) and not message:
-            status, message = None, status
+            code, message = None, status
         super().__init__(message)
-        if status is not None:
-            self.status = int(status)
+        if code is not None:
+            self.status = int(code)
         if type is not None:
             self.type = type
         self.message = message
