@@ -22,8 +22,9 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from lightembed.file_formats import INPUT_FORMATS, input_format  # noqa: F401 - part of this module's API
+
 JOURNAL = "journal.json"
-INPUT_FORMATS = {".jsonl": "json", ".ndjson": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 OUTPUT_FORMATS = (".parquet", ".npy")
 META_PREFIX = "lightembed."
 DEFAULT_ID = "id"
@@ -50,17 +51,6 @@ class EmbedFileResult:
     embedded: int
     resumed_from: int
     dimension: int
-
-
-def input_format(path: Path) -> str:
-    """"json", "csv" or "parquet" from the file name (a .gz/.bz2 suffix after JSONL or CSV is decompressed)."""
-    suffixes = [s.lower() for s in path.suffixes]
-    if suffixes and suffixes[-1] in (".gz", ".bz2", ".zst", ".lz4"):
-        suffixes = suffixes[:-1]
-    fmt = INPUT_FORMATS.get(suffixes[-1]) if suffixes else None
-    if fmt is None:
-        raise ValueError(f"{path}: unknown input format; use .jsonl, .csv or .parquet (JSON/CSV may be compressed).")
-    return fmt
 
 
 def read_batches(path: Path, text_column: str, id_column: str | None, block_rows: int) -> tuple[Iterator[Any], int | None, str | None]:

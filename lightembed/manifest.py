@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Literal, Mapping
 
 from lightembed.errors import IntegrityError
+from lightembed.hashing import sha256_of
 
 MANIFEST_NAME = "lightembed.json"
 FORMAT_VERSION = 1
@@ -191,8 +192,6 @@ def _distrust(strict: bool, folder: Path, why: str) -> Manifest | None:
 def support_files(folder: str | Path) -> list[dict[str, Any]]:
     """Records (path, sha256, size) of the files of `folder` the runtime reads besides its ONNX files, for the
     manifest's `support_files`."""
-    from lightembed.graphs.integrity import sha256_of
-
     folder = Path(folder)
     found = []
     for path in sorted(folder.rglob("*")):

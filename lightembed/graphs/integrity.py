@@ -12,25 +12,13 @@ would cost seconds to minutes.
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from lightembed.errors import IntegrityError
+from lightembed.hashing import sha256_of
 from lightembed.manifest import MANIFEST_NAME, DataFile, FileRecord
-
-_CHUNK = 1 << 22
-
-
-def sha256_of(path: Path) -> str:
-    """Hex SHA-256 of a file, read in 4 MiB chunks (hashlib releases the GIL while it hashes them)."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
 
 def check_file(
     model_dir: Path,

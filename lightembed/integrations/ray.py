@@ -291,7 +291,7 @@ def rerank_dataset(
 
 def read_dataset(path: str | os.PathLike, columns: list[str] | None = None) -> Any:
     """A Ray dataset from a .jsonl, .csv or .parquet file (or a folder of one of them), in file order."""
-    from lightembed.embed_file import input_format
+    from lightembed.file_formats import input_format
 
     ray = _ray()
     fmt = "parquet" if Path(path).is_dir() else input_format(Path(path))
