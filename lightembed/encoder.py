@@ -21,8 +21,8 @@ from lightembed.inputs import (
     check_truncate_dim,
     take_sentences,
 )
-from lightembed.modules import l2_normalize
-from lightembed.pooling import POOLED_METADATA_KEY, POOLED_OUTPUT, exclude_prompt, pool
+from lightembed.modules import SENTENCE, TOKENS, l2_normalize, run_modules
+from lightembed.pooling import POOLED_METADATA_KEY, POOLED_OUTPUT, exclude_prompt, first_real_tokens, pool
 from lightembed.tokenize import Batch
 
 Precision = Literal["float32", "int8", "uint8", "binary", "ubinary"]
@@ -156,7 +156,8 @@ class SentenceTransformer(EmbeddingModel):
     def has_pooled_output(self) -> bool:
         """Whether the ONNX file has a fused `sentence_embedding` output made with this model's pooling modes."""
         recorded = self._graph.metadata.get(POOLED_METADATA_KEY)
-        return POOLED_OUTPUT in self._graph.output_names and recorded == ",".join(self.config.pooling.modes)
+        fused = POOLED_OUTPUT in self._graph.output_names and recorded == ",".join(self.config.pooling.modes)
+        return fused and not self.config.pre  # modules before Pooling change what it pools
 
     def get_embedding_dimension(self) -> int | None:
         """Dimension of the vectors encode() returns (after truncate_dim); sentence-transformers' newer name."""
@@ -226,9 +227,19 @@ class SentenceTransformer(EmbeddingModel):
     def _sentence_embeddings(
         self, token_embeddings: np.ndarray, attention_mask: np.ndarray, prompt_length: int | None
     ) -> np.ndarray:
+        return self._features(token_embeddings, attention_mask, prompt_length)[SENTENCE]
+
+    def _features(
+        self, token_embeddings: np.ndarray, attention_mask: np.ndarray, prompt_length: int | None
+    ) -> dict[str, np.ndarray]:
+        """The features after every module, as sentence-transformers 6 passes them: the modules before Pooling on
+        the token embeddings, Pooling, then the modules after it."""
+        features = run_modules(self.config.pre, {TOKENS: token_embeddings})
+        offsets = first_real_tokens(attention_mask) if self.config.pooling.weights_from_first_token else None
         if prompt_length is not None:
             attention_mask = exclude_prompt(attention_mask, prompt_length)
-        return self._after_pooling(pool(token_embeddings, attention_mask, self.config.pooling.modes))
+        features[SENTENCE] = pool(features[TOKENS], attention_mask, self.config.pooling.modes, offsets)
+        return run_modules(self.config.post, features)
 
     def _split(self, inputs: Any) -> SplitInputs:
         """The texts (and, for a CLIP model, images) of an encode() call with their positions."""
@@ -249,10 +260,9 @@ class SentenceTransformer(EmbeddingModel):
         return SplitInputs(texts, np.arange(len(texts), dtype=np.int64), [], none, single)
 
     def _after_pooling(self, emb: np.ndarray) -> np.ndarray:
-        """The modules after Pooling (Dense, Normalize ...) applied to pooled vectors."""
-        for module in self.config.post:
-            emb = module(emb)
-        return emb
+        """The modules after Pooling (Dense, Normalize ...) applied to pooled vectors (modules on token embeddings
+        have nothing to act on here and are skipped)."""
+        return run_modules(self.config.post, {SENTENCE: emb})[SENTENCE]
 
     @overload
     def encode(
@@ -389,13 +399,14 @@ class SentenceTransformer(EmbeddingModel):
             if output_value == "sentence_embedding":
                 emb = self.forward(batch, prompt_length)
             else:
-                hidden = self._graph(batch.as_dict())
+                features = self._features(self._graph(batch.as_dict()), batch.attention_mask, prompt_length)
+                hidden = features[TOKENS]  # after the modules that act on token embeddings, as in 6.x
                 for row, i in enumerate(idx):
                     last = int(np.flatnonzero(batch.attention_mask[row]).max(initial=0))
                     tokens[i] = hidden[row, : last + 1]
                 if output_value == "token_embeddings":
                     continue
-                emb = self._sentence_embeddings(hidden, batch.attention_mask, prompt_length)
+                emb = features[SENTENCE]
             store(parts.text_positions[idx], emb)
             if output_value is None:
                 for row, i in enumerate(idx):
