@@ -1,0 +1,268 @@
+"""Folders and reference vectors made by sentence-transformers 6.2 itself, for the parity tests of lightembed's
+reading of 6.x folders (tests/test_st6.py).
+
+Run as `python -m tests.st6 OUT CASE...` with the sentence-transformers 6 venv (`.venv-st6`, made by
+scripts/setup.sh; the main venv holds 5.x). Each case builds a tiny seeded BERT with transformers, wraps it in
+sentence-transformers 6.2 modules, saves the model to OUT/CASE, exports the transformer to OUT/CASE/onnx/model.onnx
+with torch.onnx.export, and writes what 6.2 on torch gives to OUT/CASE/reference.npz. `python -m tests.st6 --names`
+prints 6.2's public names (for tests/test_api_surface.py).
+"""
+
+from __future__ import annotations
+
+import json
+import string
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+TEXTS = [
+    "the cat sat on the mat",
+    "a dog ran in the park, quick!",
+    "hello world",
+    "how do i reset my password? " * 3,
+    "quick brown fox jumps over the lazy dog",
+]
+QUERIES = ["how do i reset my password?", "quick fox", "hello, world"]
+DOCUMENTS = TEXTS
+
+
+def export_onnx(transformer: Any, folder: Path) -> None:
+    """The transformer's last_hidden_state as onnx/model.onnx (TorchScript exporter, dynamic batch and length)."""
+    import torch
+
+    model = transformer.auto_model.eval()
+    tokenizer = transformer.tokenizer
+    batch = tokenizer(["hello world", "the cat sat on the mat"], padding=True, return_tensors="pt")
+    names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in batch]
+
+    class Wrapped(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, *args: Any) -> Any:
+            return self.model(**dict(zip(names, args))).last_hidden_state
+
+    (folder / "onnx").mkdir(parents=True, exist_ok=True)
+    axes = {n: {0: "batch", 1: "seq"} for n in names}
+    axes["last_hidden_state"] = {0: "batch", 1: "seq"}
+    with torch.no_grad():
+        torch.onnx.export(
+            Wrapped(), tuple(batch[n] for n in names), str(folder / "onnx" / "model.onnx"), input_names=names,
+            output_names=["last_hidden_state"], dynamic_axes=axes, opset_version=17, dynamo=False,
+        )  # fmt: skip
+
+
+def write_tokenizer(folder: Path, padding_side: str = "right") -> int:
+    """A lower-casing WordPiece tokenizer (BERT's normalizer and pre-tokenizer) over tests.families' vocabulary,
+    built with `tokenizers` (transformers 5's BertTokenizerFast no longer reads a vocab_file); returns its size."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    from tests.families import _wordpiece_vocab
+
+    vocab = {token: i for i, token in enumerate(_wordpiece_vocab())}
+    tok = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])],
+    )  # fmt: skip
+    PreTrainedTokenizerFast(
+        tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]",
+        mask_token="[MASK]", padding_side=padding_side, model_max_length=128,
+    ).save_pretrained(str(folder))  # fmt: skip
+    return len(vocab)
+
+
+def _bert(folder: Path, seed: int = 0, padding_side: str = "right") -> Path:
+    """A tiny seeded BertModel with write_tokenizer's tokenizer, saved by transformers in folder/_hf."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    from tests.families import HIDDEN, INIT_RANGE
+
+    hf = folder / "_hf"
+    vocab = write_tokenizer(hf, padding_side)
+    config = BertConfig(
+        initializer_range=INIT_RANGE, vocab_size=vocab, hidden_size=HIDDEN, num_hidden_layers=2,
+        num_attention_heads=2, intermediate_size=64, max_position_embeddings=128,
+    )  # fmt: skip
+    torch.manual_seed(seed)
+    BertModel(config).eval().save_pretrained(str(hf))
+    return hf
+
+
+def _sentence_transformer(folder: Path, build: Callable[[Any, Any], list], padding_side: str = "right",
+                          **kwargs: Any) -> dict[str, np.ndarray]:  # fmt: skip
+    import shutil
+
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer import modules
+
+    hf = _bert(folder, padding_side=padding_side)
+    transformer = modules.Transformer(str(hf), max_seq_length=24)
+    torch.manual_seed(1)
+    model = SentenceTransformer(modules=build(transformer, modules), device="cpu", **kwargs)
+    model.save(str(folder), create_model_card=False)
+    export_onnx(transformer, folder)
+    shutil.rmtree(hf)
+    refs = {"texts": model.encode(TEXTS), "queries": model.encode_query(QUERIES)}
+    tokens = model.encode(TEXTS, output_value="token_embeddings")
+    refs["tokens"] = np.concatenate(tokens)
+    refs["token_lengths"] = np.array([len(t) for t in tokens])
+    if kwargs.get("prompts"):
+        refs["prompted"] = model.encode(TEXTS, prompt_name="query")
+    return refs
+
+
+def residual(folder: Path) -> dict[str, np.ndarray]:
+    """Dense(use_residual=True), same width (input added as is) and narrower (through `residual`)."""
+    import torch
+
+    return _sentence_transformer(folder, lambda t, m: [
+        t, m.Pooling(32, "mean"), m.Dense(32, 32, use_residual=True),
+        m.Dense(32, 16, use_residual=True, activation_function=torch.nn.Identity()), m.Normalize(),
+    ])  # fmt: skip
+
+
+def normalize_tokens(folder: Path) -> dict[str, np.ndarray]:
+    """Normalize(module_input_name="token_embeddings") before Pooling."""
+    return _sentence_transformer(folder, lambda t, m: [
+        t, m.Normalize(module_input_name="token_embeddings"), m.Pooling(32, "mean"),
+    ])  # fmt: skip
+
+
+def token_dense(folder: Path) -> dict[str, np.ndarray]:
+    """A Dense on token embeddings before Pooling (max), then a Dense on the sentence embedding and a Normalize
+    that writes the token embeddings after Pooling (changing only output_value="token_embeddings")."""
+    import torch
+
+    return _sentence_transformer(folder, lambda t, m: [
+        t, m.Dense(32, 24, module_input_name="token_embeddings", activation_function=torch.nn.Identity()),
+        m.Pooling(24, ("max", "mean")), m.Dense(48, 8), m.Normalize(module_input_name="token_embeddings"),
+    ])  # fmt: skip
+
+
+def weightedmean_left(folder: Path) -> dict[str, np.ndarray]:
+    """weightedmean pooling on a left-padding tokenizer, with a prompt left out of pooling."""
+    return _sentence_transformer(
+        folder, lambda t, m: [t, m.Pooling(32, "weightedmean", include_prompt=False)], padding_side="left",
+        prompts={"query": "query passage "},
+    )  # fmt: skip
+
+
+def _multi_vector(folder: Path, build: Callable[[Any, Any], list], **kwargs: Any) -> dict[str, np.ndarray]:
+    import shutil
+
+    import torch
+    from sentence_transformers import MultiVectorEncoder
+    from sentence_transformers.base import modules as base
+    from sentence_transformers.multi_vector_encoder import modules as mv
+
+    hf = _bert(folder)
+    torch.manual_seed(1)
+    model = MultiVectorEncoder(modules=build(str(hf), (base, mv)), device="cpu", **kwargs)
+    model.save(str(folder), create_model_card=False)
+    export_onnx(model[0], folder)
+    shutil.rmtree(hf)
+    queries = model.encode_query(QUERIES, convert_to_numpy=True)
+    documents = model.encode_document(DOCUMENTS, convert_to_numpy=True)
+    plain = model.encode(TEXTS, convert_to_numpy=True)
+    refs: dict[str, np.ndarray] = {
+        "query_lengths": np.array([len(q) for q in queries]),
+        "document_lengths": np.array([len(d) for d in documents]),
+        "plain_lengths": np.array([len(p) for p in plain]),
+        "queries": np.concatenate(queries),
+        "documents": np.concatenate(documents),
+        "plain": np.concatenate(plain),
+        "scores": model.similarity(queries, documents).numpy(),
+        "pairwise": model.similarity_pairwise(queries, documents[: len(queries)]).numpy(),
+    }
+    return refs
+
+
+def multi_vector(folder: Path) -> dict[str, np.ndarray]:
+    """A ColBERT-style model: prompts, query_length/document_length, fixed query expansion with [MASK], a
+    punctuation skiplist on documents, a bias-free projection and a token-level Normalize."""
+    import torch
+
+    def build(path: str, m: Any) -> list:
+        base, mv = m
+        transformer = base.Transformer(path, max_seq_length=32, query_length=10, document_length=12,
+                                       query_expansion={"strategy": "fixed", "length": 10})  # fmt: skip
+        return [
+            transformer, base.Dense(32, 16, bias=False, activation_function=torch.nn.Identity(),
+                                    module_input_name="token_embeddings"),  # fmt: skip
+            mv.MultiVectorMask(skiplist_words=list(string.punctuation)),
+            base.Normalize(module_input_name="token_embeddings"),
+        ]
+
+    return _multi_vector(folder, build, prompts={"query": "query ", "document": "passage "})
+
+
+def multi_vector_min(folder: Path) -> dict[str, np.ndarray]:
+    """Query expansion "min" that the encoder attends to, a skiplist on queries too, mean MaxSim, and token
+    pooling (HierarchicalTokenPooling, pool_factor 2) baked into the pipeline for documents."""
+    import torch
+
+    def build(path: str, m: Any) -> list:
+        base, mv = m
+        transformer = base.Transformer(path, max_seq_length=32,
+                                       query_expansion={"strategy": "min", "attend": True, "length": 8})  # fmt: skip
+        return [
+            transformer, base.Dense(32, 16, activation_function=torch.nn.Identity(),
+                                    module_input_name="token_embeddings", use_residual=True),  # fmt: skip
+            mv.MultiVectorMask(skiplist_words=[",", "?", "!"], skiplist_tasks=["query", "document"]),
+            base.Normalize(module_input_name="token_embeddings"),
+            mv.HierarchicalTokenPooling(pool_factor=2),
+        ]
+
+    return _multi_vector(folder, build, similarity_fn_name="meanmaxsim")
+
+
+CASES: dict[str, Callable[[Path], dict[str, np.ndarray]]] = {
+    f.__name__: f
+    for f in (residual, normalize_tokens, token_dense, weightedmean_left, multi_vector, multi_vector_min)
+}
+
+
+def public_names() -> dict[str, list[str]]:
+    """6.2's public names: of each model class (less torch's Module internals and PEFT adapters) and of util."""
+    import torch
+    import sentence_transformers as st
+    from sentence_transformers import util
+    from sentence_transformers.base.peft_mixin import PeftAdapterMixin
+
+    torch_internal = set(dir(torch.nn.Sequential))
+    peft = set(dir(PeftAdapterMixin)) - set(dir(object))
+    calls = {"to", "cuda", "cpu", "half", "float", "bfloat16", "double", "eval", "train"}
+    names: dict[str, list[str]] = {}
+    for cls in (st.SentenceTransformer, st.CrossEncoder, st.SparseEncoder, st.MultiVectorEncoder):
+        public = {n for n in dir(cls) if not n.startswith("_")}
+        names[cls.__name__] = sorted((public - torch_internal - peft) | (calls & public))
+    names["util"] = sorted(n for n in getattr(util, "__all__", dir(util)) if not n.startswith("_"))
+    names["sentence_transformers"] = sorted(n for n in st.__all__ if not n.startswith("_"))
+    return names
+
+
+def main(argv: list[str]) -> None:
+    if argv[:1] == ["--names"]:
+        print(json.dumps(public_names()))
+        return
+    out = Path(argv[0])
+    for name in argv[1:] or list(CASES):
+        folder = out / name
+        refs = CASES[name](folder)
+        np.savez(folder / "reference.npz", **refs)
+    print("ok")
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    main(sys.argv[1:])
