@@ -7,9 +7,11 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 __all__ = [
     "CrossEncoder",
+    "MultiVectorEncoder",
     "NotSupportedError",
     "PrecisionWarning",
     "SentenceTransformer",
+    "SimilarityFunction",
     "SparseEncoder",
     "util",
     "__version__",
@@ -20,7 +22,9 @@ if TYPE_CHECKING:
     from lightembed.compat import PrecisionWarning
     from lightembed.cross_encoder import CrossEncoder
     from lightembed.encoder import SentenceTransformer
+    from lightembed.multi_vector_encoder import MultiVectorEncoder
     from lightembed.sparse_encoder import SparseEncoder
+    from lightembed.util import SimilarityFunction
     from lightembed.unsupported import NotSupportedError
 
 
@@ -38,6 +42,14 @@ def __getattr__(name: str) -> Any:
         from lightembed.sparse_encoder import SparseEncoder
 
         return SparseEncoder
+    if name == "MultiVectorEncoder":
+        from lightembed.multi_vector_encoder import MultiVectorEncoder
+
+        return MultiVectorEncoder
+    if name == "SimilarityFunction":
+        from lightembed.util import SimilarityFunction
+
+        return SimilarityFunction
     if name == "NotSupportedError":
         from lightembed.unsupported import NotSupportedError
 

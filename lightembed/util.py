@@ -10,13 +10,16 @@ This module imports only NumPy, the standard library and lightembed.inputs (NumP
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Sequence
+from enum import Enum
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from lightembed.inputs import check_int
+from lightembed.maxsim import maxsim, maxsim_pairwise, mean_maxsim, mean_maxsim_pairwise
 
 logger = logging.getLogger(__name__)
 
@@ -26,12 +29,17 @@ else:  # keep numpy.typing out of the import path
     ArrayLike = Any
 
 __all__ = [
+    "SimilarityFunction",
     "community_detection",
     "cos_sim",
     "dot_score",
     "euclidean_sim",
     "information_retrieval",
     "manhattan_sim",
+    "maxsim",
+    "maxsim_pairwise",
+    "mean_maxsim",
+    "mean_maxsim_pairwise",
     "normalize_embeddings",
     "pairwise_cos_sim",
     "pairwise_dot_score",
@@ -42,6 +50,7 @@ __all__ = [
     "pytorch_cos_sim",
     "quantize_embeddings",
     "semantic_search",
+    "similarity_fct_name",
 ]
 
 ScoreFunction = Callable[[Any, Any], Any]
@@ -199,6 +208,51 @@ def pairwise_manhattan_sim(a: ArrayLike, b: ArrayLike) -> np.ndarray:
     """Row-wise negative Manhattan distances: ``res[i] = -sum(|a[i] - b[i]|)``."""
     a1, b1 = _pairwise_pair(a, b)
     return np.asarray(-np.abs(a1 - b1).sum(axis=-1))
+
+
+class SimilarityFunction(Enum):
+    """The similarity functions by name, as sentence-transformers' enum (6.x adds the MaxSim pair)."""
+
+    COSINE = "cosine"
+    DOT_PRODUCT = "dot"
+    DOT = "dot"  # alias of DOT_PRODUCT
+    EUCLIDEAN = "euclidean"
+    MANHATTAN = "manhattan"
+    MAXSIM = "maxsim"
+    MEAN_MAXSIM = "meanmaxsim"
+
+    @staticmethod
+    def to_similarity_fn(similarity_function: "str | SimilarityFunction") -> Callable[..., np.ndarray]:
+        """The (n, m) score function of a name or member (ValueError naming the valid ones otherwise)."""
+        return _SIMILARITY_FNS[SimilarityFunction(similarity_function)][0]
+
+    @staticmethod
+    def to_similarity_pairwise_fn(similarity_function: "str | SimilarityFunction") -> Callable[..., np.ndarray]:
+        """The (n,) pairwise score function of a name or member."""
+        return _SIMILARITY_FNS[SimilarityFunction(similarity_function)][1]
+
+    @staticmethod
+    def possible_values() -> list[str]:
+        """["cosine", "dot", "euclidean", "manhattan", "maxsim", "meanmaxsim"]."""
+        return [m.value for m in SimilarityFunction]
+
+
+def similarity_fct_name(similarity_fct: Callable[..., Any]) -> str:
+    """A readable name of a scoring callable, as sentence-transformers 6 writes it in configs: a partial shows its
+    bound keywords, a model's similarity / similarity_pairwise the function its similarity_fn_name picks."""
+    if isinstance(similarity_fct, functools.partial):
+        name = getattr(similarity_fct.func, "__name__", type(similarity_fct.func).__name__)
+        args = ", ".join(f"{key}={value!r}" for key, value in similarity_fct.keywords.items())
+        return f"{name}({args})" if args else name
+    owner = getattr(similarity_fct, "__self__", None)
+    name = getattr(similarity_fct, "__name__", type(similarity_fct).__name__)
+    if name in ("similarity", "similarity_pairwise") and hasattr(owner, "similarity_fn_name"):
+        pick = SimilarityFunction.to_similarity_fn if name == "similarity" else SimilarityFunction.to_similarity_pairwise_fn
+        return pick(owner.similarity_fn_name).__name__
+    config = getattr(similarity_fct, "get_config_dict", None)
+    if config is not None:
+        return f"{name}({', '.join(f'{k}={v!r}' for k, v in config().items())})"
+    return name
 
 
 # --------------------------------------------------------------------------- #
@@ -576,3 +630,13 @@ def quantize_embeddings(
     if precision == "ubinary":
         return packed
     return (packed.astype(np.int16) - 128).astype(np.int8)
+
+
+_SIMILARITY_FNS: dict[SimilarityFunction, tuple[Callable[..., np.ndarray], Callable[..., np.ndarray]]] = {
+    SimilarityFunction.COSINE: (cos_sim, pairwise_cos_sim),
+    SimilarityFunction.DOT_PRODUCT: (dot_score, pairwise_dot_score),
+    SimilarityFunction.EUCLIDEAN: (euclidean_sim, pairwise_euclidean_sim),
+    SimilarityFunction.MANHATTAN: (manhattan_sim, pairwise_manhattan_sim),
+    SimilarityFunction.MAXSIM: (maxsim, maxsim_pairwise),
+    SimilarityFunction.MEAN_MAXSIM: (mean_maxsim, mean_maxsim_pairwise),
+}

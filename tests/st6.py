@@ -226,9 +226,43 @@ def multi_vector_min(folder: Path) -> dict[str, np.ndarray]:
     return _multi_vector(folder, build, similarity_fn_name="meanmaxsim")
 
 
+def maxsim_scores(folder: Path) -> dict[str, np.ndarray]:
+    """6.2's util.maxsim family on seeded ragged inputs (an empty document among them), on a padded 3-D batch
+    (all-zero rows are padding), with masks, with a tiny chunk budget, and on int8 inputs."""
+    import torch
+    from sentence_transformers import util
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(3)
+    queries = [rng.standard_normal((n, 8)).astype(np.float32) for n in (3, 5, 1)]
+    documents = [rng.standard_normal((n, 8)).astype(np.float32) for n in (4, 0, 7, 2)]
+    padded = np.zeros((4, 7, 8), dtype=np.float32)
+    for i, d in enumerate(documents):
+        padded[i, : len(d)] = d
+    b_mask = (rng.random((4, 7)) > 0.3).astype(np.float32)
+    a_mask = [np.array([1, 0, 1]), np.array([1, 1, 1, 0, 1]), np.array([1])]
+    q8 = [np.clip(np.rint(q * 40), -127, 127).astype(np.int8) for q in queries]
+    t = [torch.from_numpy(q) for q in queries]
+    refs = {f"query{i}": q for i, q in enumerate(queries)} | {f"document{i}": d for i, d in enumerate(documents)}
+    refs.update(
+        padded=padded, b_mask=b_mask, **{f"a_mask{i}": m for i, m in enumerate(a_mask)},
+        maxsim=util.maxsim(queries, documents).numpy(),
+        mean_maxsim=util.mean_maxsim(queries, documents).numpy(),
+        padded_maxsim=util.maxsim(queries, padded).numpy(),
+        masked_maxsim=util.maxsim(queries, padded, a_mask=a_mask, b_mask=torch.from_numpy(b_mask)).numpy(),
+        chunked=util.maxsim(t, documents, chunk_elements=10).numpy(),
+        single=util.maxsim(queries[0], documents[2]).numpy(),
+        pairwise=util.maxsim_pairwise(queries, documents[:3]).numpy(),
+        mean_pairwise=util.mean_maxsim_pairwise(queries, [documents[0], documents[2], documents[3]]).numpy(),
+        int8=util.maxsim([q.astype(np.int8) for q in q8], documents).numpy(),
+        **{f"q8_{i}": q for i, q in enumerate(q8)},
+    )  # fmt: skip
+    return refs
+
+
 CASES: dict[str, Callable[[Path], dict[str, np.ndarray]]] = {
     f.__name__: f
-    for f in (residual, normalize_tokens, token_dense, weightedmean_left, multi_vector, multi_vector_min)
+    for f in (residual, normalize_tokens, token_dense, weightedmean_left, multi_vector, multi_vector_min, maxsim_scores)
 }
 
 

@@ -1,0 +1,130 @@
+"""lightembed.MultiVectorEncoder and util.maxsim* against sentence-transformers 6.2 on torch: tiny seeded
+multi-vector models that 6.2 builds and saves (tests/st6.py), their per-token vectors and MaxSim scores."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lightembed import MultiVectorEncoder, util
+from lightembed.multi_vector import HierarchicalTokenPooling
+from lightembed.unsupported import NotSupportedError
+from tests.st6 import DOCUMENTS, QUERIES, TEXTS
+from tests.st6_venv import build
+
+CASES = ("multi_vector", "multi_vector_min")
+
+
+@pytest.fixture(scope="module")
+def st6(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build(tmp_path_factory.mktemp("mv"), *CASES, "maxsim_scores")
+
+
+def min_cos(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(((a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))).min())
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_per_token_vectors_and_maxsim_match_6_2(st6: Path, case: str) -> None:
+    refs = np.load(st6 / case / "reference.npz")
+    model = MultiVectorEncoder(str(st6 / case))
+    queries, documents, plain = model.encode_query(QUERIES), model.encode_document(DOCUMENTS), model.encode(TEXTS)
+    for got, name in ((queries, "query"), (documents, "document"), (plain, "plain")):
+        assert [len(x) for x in got] == refs[f"{name}_lengths"].tolist(), name  # which tokens were kept
+        key = {"query": "queries", "document": "documents"}.get(name, name)
+        print(f"PARITY mve {case} {name}: min_cos={min_cos(np.concatenate(got), refs[key]):.7f}")
+        assert min_cos(np.concatenate(got), refs[key]) >= 0.99999
+    scores = model.similarity(queries, documents)
+    assert scores.shape == (len(QUERIES), len(DOCUMENTS)) and scores.dtype == np.float32
+    np.testing.assert_allclose(scores, refs["scores"], rtol=1e-4)
+    np.testing.assert_allclose(model.similarity_pairwise(queries, documents[: len(queries)]), refs["pairwise"], rtol=1e-4)
+    assert model.encode_query(QUERIES[0]).shape == queries[0].shape  # one text: one array
+
+
+def test_query_and_document_settings_come_from_the_folder(st6: Path) -> None:
+    model = MultiVectorEncoder(str(st6 / "multi_vector"))
+    assert (model.query_length, model.document_length) == (10, 12)
+    assert model.query_expansion == {"strategy": "fixed", "attend": False, "token": None, "length": 10}
+    assert model.prompts["query"] == "query " and model.similarity_fn_name == "maxsim"
+    assert model.get_embedding_dimension() == 16
+    assert all(len(q) == 10 for q in model.encode_query(QUERIES))  # fixed expansion: every query is 10 vectors
+    raw = model.encode_query(QUERIES, output_value=None)
+    assert raw[1]["query_expansion_positions"].sum() > 0 and raw[1]["token_embeddings"].shape[-1] == 16
+    # the skiplist drops punctuation from documents only
+    comma = model.tokenizer.token_to_id(",")
+    docs = model.encode_document(["a dog ran in the park, quick!"], output_value=None)[0]
+    assert not docs["attention_mask"][docs["input_ids"] == comma].any()
+    assert model.encode(["hello , world"], task="query", output_value=None)[0]["attention_mask"][2]
+    mean = MultiVectorEncoder(str(st6 / "multi_vector_min"))
+    assert mean.similarity_fn_name == "meanmaxsim" and mean.modules.token_pooling.pool_factor == 2
+
+
+def test_output_precision_and_its_scores(st6: Path) -> None:
+    model = MultiVectorEncoder(str(st6 / "multi_vector"))
+    q, d = model.encode_query(QUERIES), model.encode_document(DOCUMENTS)
+    half = model.encode_document(DOCUMENTS, precision="float16")
+    assert half[0].dtype == np.float16 and half[0].nbytes * 2 == d[0].nbytes
+    np.testing.assert_allclose(model.similarity(q, half), model.similarity(q, d), rtol=2e-3)
+    q8, d8 = model.encode_query(QUERIES, precision="int8"), model.encode_document(DOCUMENTS, precision="int8")
+    assert d8[0].dtype == np.int8 and d8[0].nbytes * 4 == d[0].nbytes
+    np.testing.assert_allclose(model.similarity(q8, d8) / 127**2, model.similarity(q, d), atol=0.05)
+    assert (np.argsort(-model.similarity(q8, d8), 1) == np.argsort(-model.similarity(q, d), 1))[:, 0].all()
+    with pytest.raises(ValueError, match="precision"):
+        model.encode("hello", precision="binary")
+
+
+def test_encode_options_and_refusals(st6: Path, tmp_path: Path) -> None:
+    model = MultiVectorEncoder(str(st6 / "multi_vector"))
+    unit = model.encode(TEXTS, normalize_embeddings=True)
+    np.testing.assert_allclose(np.linalg.norm(unit[0], axis=1), 1, rtol=1e-5)
+    short = model.encode_document(DOCUMENTS, processing_kwargs={"text": {"max_length": 4}})
+    assert max(len(x) for x in short) <= 4
+    with pytest.raises(ValueError, match="processing_kwargs"):
+        model.encode("hi", processing_kwargs={"text": {"padding_side": "left"}})
+    with pytest.raises(ValueError, match="convert_to_tensor"):
+        model.encode("hi", convert_to_tensor=True)
+    with pytest.raises(NotSupportedError, match="pool"):
+        model.encode(["hi"], device=["cpu", "cpu"])
+    with pytest.raises(ValueError, match="only supports"):
+        model.similarity_fn_name = "cosine"
+    model.similarity_fn_name = util.SimilarityFunction.MEAN_MAXSIM
+    q, d = model.encode_query(QUERIES), model.encode_document(DOCUMENTS)
+    np.testing.assert_allclose(model.similarity(q, d), util.maxsim(q, d) / 10, rtol=1e-6)
+    pooled = model.encode_document(DOCUMENTS, token_pooling=HierarchicalTokenPooling(pool_factor=2))
+    assert [len(x) for x in pooled] == [1 + (len(x) - 1) // 2 for x in d]
+    legacy = tmp_path / "pylate"
+    shutil.copytree(st6 / "multi_vector", legacy)
+    config = json.loads((legacy / "config_sentence_transformers.json").read_text())
+    (legacy / "config_sentence_transformers.json").write_text(json.dumps({**config, "query_prefix": "[Q] "}))
+    with pytest.raises(ValueError, match="PyLate"):
+        MultiVectorEncoder(str(legacy))
+
+
+def test_maxsim_family_matches_6_2(st6: Path) -> None:
+    r = np.load(st6 / "maxsim_scores" / "reference.npz")
+    q = [r[f"query{i}"] for i in range(3)]
+    d = [r[f"document{i}"] for i in range(4)]
+    a_mask = [r[f"a_mask{i}"] for i in range(3)]
+    got = {
+        "maxsim": util.maxsim(q, d),
+        "mean_maxsim": util.mean_maxsim(q, d),
+        "padded_maxsim": util.maxsim(q, r["padded"]),
+        "masked_maxsim": util.maxsim(q, r["padded"], a_mask=a_mask, b_mask=r["b_mask"]),
+        "chunked": util.maxsim(q, d, chunk_elements=10),
+        "single": util.maxsim(q[0], d[2]),
+        "pairwise": util.maxsim_pairwise(q, d[:3]),
+        "mean_pairwise": util.mean_maxsim_pairwise(q, [d[0], d[2], d[3]]),
+        "int8": util.maxsim([r[f"q8_{i}"] for i in range(3)], d),
+    }
+    for name, scores in got.items():
+        np.testing.assert_allclose(scores, r[name], rtol=1e-4, atol=1e-5, err_msg=name)
+    assert (got["maxsim"][:, 1] == -1e9).all()  # the empty document ranks last
+    with pytest.raises(ValueError, match="same number"):
+        util.maxsim_pairwise(q, d)
+    assert util.SimilarityFunction.to_similarity_fn("meanmaxsim") is util.mean_maxsim
+    assert util.SimilarityFunction.to_similarity_pairwise_fn(util.SimilarityFunction.MAXSIM) is util.maxsim_pairwise
