@@ -6,11 +6,11 @@ import json
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable, Iterator, Literal, Sequence, overload
+from typing import Any, Callable, ClassVar, Iterator, Literal, Sequence, overload
 
 import numpy as np
 
-from lightembed.base import EmbeddingModel, ModelSetup
+from lightembed.base import SIMILARITY_NAMES, EmbeddingModel, ModelSetup
 from lightembed.clip import TEXT_OUTPUT, ImageTower, SplitInputs, image_inputs_in, split_inputs
 from lightembed.config import ModelConfig, load_config, read_json, read_modules
 from lightembed.inputs import (
@@ -20,6 +20,7 @@ from lightembed.inputs import (
     check_precision,
     check_truncate_dim,
     take_sentences,
+    take_task_options,
 )
 from lightembed.modules import SENTENCE, TOKENS, l2_normalize, run_modules
 from lightembed.pooling import POOLED_METADATA_KEY, POOLED_OUTPUT, exclude_prompt, first_real_tokens, pool
@@ -43,6 +44,7 @@ class SentenceTransformer(EmbeddingModel):
     """
 
     _preferred_outputs = ("last_hidden_state", "token_embeddings")
+    SUPPORTED_SIMILARITY_FN_NAMES: ClassVar[tuple[str, ...]] = SIMILARITY_NAMES
 
     def __init__(
         self,
@@ -340,10 +342,10 @@ class SentenceTransformer(EmbeddingModel):
         `convert_to_tensor=True` returns a NumPy array too; `convert_to_numpy=False` returns a list of
         1-D arrays.
 
-        `precision="int8"`/`"uint8"` take each dimension's range from the texts of this call, so a single text
-        (or a handful) has no meaningful range and comes out as -128/0 (sentence-transformers does the same). For
-        one text, encode in float32 and call `util.quantize_embeddings(emb, "int8", ranges=...)` with ranges
-        (shape (2, dim): per-dimension min and max) or `calibration_embeddings=` taken from a corpus.
+        `precision="int8"`/`"uint8"` take each dimension's range from the texts of this call, so a single text has
+        no range and is a ValueError (as in sentence-transformers 6; 5.x returned all -128/0), and a handful gives a
+        poor one. For few texts, encode in float32 and call `util.quantize_embeddings(emb, "int8", ranges=...)`
+        with ranges (shape (2, dim): per-dimension min and max) or `calibration_embeddings=` taken from a corpus.
 
         A CLIP model (`modalities` ["text", "image"]) also embeds images, alone or mixed with texts in one list
         (input order kept): a PIL image, a `pathlib.Path`, or, as in sentence-transformers, a string ending in an
@@ -353,6 +355,7 @@ class SentenceTransformer(EmbeddingModel):
         (`pip install 'lightembed[images]'`); prompts apply to texts only.
         """
         inputs = take_sentences(inputs, kwargs)
+        take_task_options(kwargs)
         pool, chunk_size = kwargs.pop("pool", None), kwargs.pop("chunk_size", None)
         if self._uses_pool(pool, device):
             from lightembed.pool import encode_embeddings

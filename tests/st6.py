@@ -260,9 +260,87 @@ def maxsim_scores(folder: Path) -> dict[str, np.ndarray]:
     return refs
 
 
+PARAPHRASE_CASES = [
+    (60, 8, dict(top_k=5)),
+    (60, 8, dict(top_k=5, query_chunk_size=7, corpus_chunk_size=11)),
+    (60, 8, dict(top_k=5, max_pairs=50)),
+    (60, 8, dict(top_k=5, max_pairs=51, query_chunk_size=9, corpus_chunk_size=13)),
+    (40, 16, dict(top_k=100)),  # top_k larger than the data
+    (200, 32, dict(top_k=3, query_chunk_size=64, corpus_chunk_size=50, max_pairs=300)),
+    (100, 8, dict(top_k=3, corpus_chunk_size=10)),
+    (100, 8, dict(top_k=3, max_pairs=20)),
+    (2, 4, dict()),
+    (1, 4, dict()),
+    (0, 4, dict()),
+]
+"""(rows, dim, keyword arguments) of util.paraphrase_mining_embeddings calls compared with 6.2."""
+
+
+def paraphrase_embeddings(n: int, dim: int) -> np.ndarray:
+    """Seeded Gaussian rows of about unit norm (the same in both venvs)."""
+    rng = np.random.default_rng(n * 10 + dim)
+    return (rng.standard_normal((n, dim)) / max(dim, 1) ** 0.5).astype(np.float32)
+
+
+def paraphrase(folder: Path) -> dict[str, np.ndarray]:
+    """6.2's util.paraphrase_mining_embeddings on PARAPHRASE_CASES with cosine, dot and euclidean scores."""
+    from sentence_transformers import util
+
+    folder.mkdir(parents=True, exist_ok=True)
+    refs = {}
+    for case, (n, dim, kw) in enumerate(PARAPHRASE_CASES):
+        for score in ("cos_sim", "dot_score", "euclidean_sim"):
+            pairs = util.paraphrase_mining_embeddings(
+                paraphrase_embeddings(n, dim), score_function=getattr(util, score), **kw
+            )
+            refs[f"{case}_{score}"] = np.array(pairs, dtype=np.float64).reshape(-1, 3)
+    return refs
+
+
+QUANTIZE_SHAPES = [(50, 16), (3, 13), (1, 384)]
+PRECISIONS = ["float32", "int8", "uint8", "binary", "ubinary"]
+
+
+def quantize_inputs(shape: tuple[int, int], calib: str, dtype: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Seeded embeddings and the calibration keyword ("self": none, "calibration" or "ranges")."""
+    rng = np.random.default_rng(shape[0] * shape[1])
+    emb = (rng.standard_normal(shape) / shape[1] ** 0.5).astype(dtype)
+    if calib == "calibration":
+        return emb, {"calibration_embeddings": (rng.standard_normal((200, shape[1])) / shape[1] ** 0.5).astype(dtype)}
+    if calib == "ranges":
+        return emb, {"ranges": np.vstack([np.full(shape[1], -1.0), np.full(shape[1], 1.5)]).astype(dtype)}
+    return emb, {}
+
+
+def quantize(folder: Path) -> dict[str, np.ndarray]:
+    """6.2's util.quantize_embeddings on the grid of shapes x calibrations x dtypes x precisions ("error" where
+    6.2 raises), and on a list of (tokens, dim) arrays (multi-vector)."""
+    from sentence_transformers import util
+
+    folder.mkdir(parents=True, exist_ok=True)
+    refs: dict[str, np.ndarray] = {}
+    for shape in QUANTIZE_SHAPES:
+        for calib in ("self", "calibration", "ranges"):
+            for dtype in ("float32", "float64"):
+                emb, kw = quantize_inputs(shape, calib, dtype)
+                for precision in PRECISIONS:
+                    key = f"{shape[0]}x{shape[1]}_{calib}_{dtype}_{precision}"
+                    try:
+                        refs[key] = util.quantize_embeddings(emb, precision, **kw)
+                    except ValueError:
+                        refs[key] = np.array("error")
+    emb, _ = quantize_inputs((50, 16), "self", "float32")
+    for precision in PRECISIONS:
+        out = util.quantize_embeddings([emb[:20], emb[20:23], emb[23:]], precision)
+        refs.update({f"list_{precision}_{i}": part for i, part in enumerate(out)})
+        refs[f"rows_{precision}"] = util.quantize_embeddings(emb.tolist(), precision)
+    return refs
+
+
 CASES: dict[str, Callable[[Path], dict[str, np.ndarray]]] = {
     f.__name__: f
-    for f in (residual, normalize_tokens, token_dense, weightedmean_left, multi_vector, multi_vector_min, maxsim_scores)
+    for f in (residual, normalize_tokens, token_dense, weightedmean_left, multi_vector, multi_vector_min, maxsim_scores,
+              paraphrase, quantize)
 }
 
 
