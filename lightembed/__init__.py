@@ -28,6 +28,26 @@ if TYPE_CHECKING:
     from lightembed.unsupported import NotSupportedError
 
 
+# sentence-transformers' top-level names for training, model cards and its own exporters, which lightembed
+# deliberately does not provide: each raises an AttributeError saying so (hasattr() stays False).
+NOT_PROVIDED = {
+    **dict.fromkeys((
+        "SentenceTransformerTrainer", "SentenceTransformerTrainingArguments", "CrossEncoderTrainer",
+        "CrossEncoderTrainingArguments", "SparseEncoderTrainer", "SparseEncoderTrainingArguments",
+        "MultiVectorEncoderTrainer", "MultiVectorEncoderTrainingArguments", "SentencesDataset",
+        "ParallelSentencesDataset", "InputExample", "DefaultBatchSampler", "MultiDatasetDefaultBatchSampler",
+        "LoggingHandler", "mine_hard_negatives", "resolve_ids",
+    ), "training belongs to sentence-transformers; train there, save, and export with `lightembed-export`"),
+    **dict.fromkeys((
+        "SentenceTransformerModelCardData", "CrossEncoderModelCardData", "SparseEncoderModelCardData",
+        "MultiVectorEncoderModelCardData",
+    ), "model cards are filled in while training with sentence-transformers; lightembed's save() writes its own"),
+    **dict.fromkeys((
+        "export_optimized_onnx_model", "export_dynamic_quantized_onnx_model", "export_static_quantized_openvino_model",
+    ), "lightembed's exporter does this: `lightembed-export <model> --optimize O3` / `--quantize` (pip install lightembed-export)"),
+}  # fmt: skip
+
+
 def __getattr__(name: str) -> Any:
     # Lazy, so `import lightembed` stays cheap for cold starts and the CLI.
     if name == "SentenceTransformer":
@@ -62,4 +82,8 @@ def __getattr__(name: str) -> Any:
         import importlib
 
         return importlib.import_module("lightembed.util")
+    if name in NOT_PROVIDED:
+        from lightembed.unsupported import TorchOnlyAttributeError
+
+        raise TorchOnlyAttributeError(f"lightembed.{name} is not provided: {NOT_PROVIDED[name]}.")
     raise AttributeError(f"module 'lightembed' has no attribute {name!r}")

@@ -26,6 +26,7 @@ from tokenizers import Tokenizer as HFTokenizer
 from lightembed import maxsim as scoring
 from lightembed.base import EmbeddingModel, ModelSetup
 from lightembed.config import (
+    HFConfig,
     TransformerSettings,
     read_json,
     read_model_settings,
@@ -133,6 +134,8 @@ class MultiVectorEncoder(EmbeddingModel):
         token_to_id = backend.token_to_id if backend is not None else (lambda _: None)
         transformer_dir, self.modules = read_multi_vector_modules(entries, folder / "modules.json", token_to_id, unk)
         self._transformer_dir = transformer_dir
+        self.config = HFConfig.read(transformer_dir)
+        """The transformer's config.json (as transformers' config: attribute access)."""
         self.settings: TransformerSettings = read_transformer_settings(transformer_dir, folder)
         expansion = self.settings.query_expansion
         self._expansion_id: int | None = None

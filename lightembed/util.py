@@ -653,3 +653,34 @@ _SIMILARITY_FNS: dict[SimilarityFunction, tuple[Callable[..., np.ndarray], Calla
     SimilarityFunction.MAXSIM: (maxsim, maxsim_pairwise),
     SimilarityFunction.MEAN_MAXSIM: (mean_maxsim, mean_maxsim_pairwise),
 }
+
+
+# sentence-transformers.util names lightembed does not provide, each with why: importing one raises an
+# AttributeError (so hasattr() stays False) that says what to use instead.
+_TRAINING = "a torch training helper of sentence-transformers; lightembed runs exported models (train with sentence-transformers)"
+_TORCH = "it works on torch tensors; lightembed's embeddings are NumPy arrays"
+_ENVIRONMENT = "it checks sentence-transformers' own torch/training environment, which lightembed does not have"
+_HUB = "lightembed resolves Hub folders itself (lightembed.hub); use huggingface_hub directly"
+NOT_PROVIDED: dict[str, str] = {
+    **dict.fromkeys(("all_gather", "all_gather_padded", "all_gather_with_grad", "get_rank", "get_world_size",
+                     "is_dist_initialized", "mine_hard_negatives", "resolve_ids", "check_teacher_targets",
+                     "disable_datasets_caching", "append_to_last_row", "pairwise_angle_sim"), _TRAINING),
+    **dict.fromkeys(("batch_to_device", "cat_padded_token_embeddings", "stack_padded_token_embeddings",
+                     "repad_flattened_features", "compute_count_vector", "select_max_active_dims", "to_scipy_coo",
+                     "truncate_embeddings"), _TORCH),
+    **dict.fromkeys(("check_package_availability", "check_version_requirements", "get_device_name",
+                     "is_accelerate_available", "is_datasets_available", "is_training_available",
+                     "ORIGINAL_TRANSFORMER_MODELS"), _ENVIRONMENT),
+    **dict.fromkeys(("http_get", "is_sentence_transformer_model", "load_dir_path", "load_file_path",
+                     "disabled_tqdm", "save_to_hub_args_decorator"), _HUB),
+    **dict.fromkeys(("LoggingHandler", "install_logger", "disable_logging", "fullname", "import_from_string",
+                     "import_module_class"), "a sentence-transformers internal; use the standard library (logging, importlib)"),
+}  # fmt: skip
+
+
+def __getattr__(name: str) -> Any:
+    if name in NOT_PROVIDED:
+        from lightembed.unsupported import TorchOnlyAttributeError
+
+        raise TorchOnlyAttributeError(f"lightembed.util.{name} is not provided: {NOT_PROVIDED[name]}.")
+    raise AttributeError(f"module 'lightembed.util' has no attribute {name!r}")

