@@ -83,22 +83,7 @@ def test_every_public_sentence_transformers_name_is_answered(models: dict[str, A
     assert len(names) > 35 and {"half", "to", "save", "push_to_hub", "evaluate"} <= set(names)
     for name in EXCLUDED:  # a stale exclusion (a name sentence-transformers dropped) must be reviewed again
         assert hasattr(st.SentenceTransformer, name), name
-    missing, refusals, implemented = [], [], []
-    for name in names:
-        attr = inspect.getattr_static(model, name, _MISSING)
-        if attr is _MISSING:
-            missing.append(name)
-        elif _is_refusal(attr):
-            refusals.append(name)
-            if isinstance(attr, property):
-                with pytest.raises(TorchOnlyAttributeError, match=name):
-                    getattr(model, name)
-            else:
-                with pytest.raises(NotSupportedError, match=rf"{name}\(\) is not supported"):
-                    getattr(model, name)()
-        else:
-            implemented.append(name)
-    assert not missing, f"{st_cls.__name__}: names with neither an implementation nor a refusal: {missing}"
+    refusals, implemented = check_answered(model, names)
     assert {"fit", "evaluate"} & set(refusals) and "half" in implemented
 
 

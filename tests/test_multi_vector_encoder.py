@@ -15,6 +15,7 @@ from lightembed.multi_vector import HierarchicalTokenPooling
 from lightembed.unsupported import NotSupportedError
 from tests.st6 import DOCUMENTS, QUERIES, TEXTS
 from tests.st6_venv import build
+from tests.test_st6 import min_cos
 
 CASES = ("multi_vector", "multi_vector_min")
 
@@ -22,11 +23,6 @@ CASES = ("multi_vector", "multi_vector_min")
 @pytest.fixture(scope="module")
 def st6(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build(tmp_path_factory.mktemp("mv"), *CASES, "maxsim_scores")
-
-
-def min_cos(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    return float(((a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))).min())
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -128,3 +124,19 @@ def test_maxsim_family_matches_6_2(st6: Path) -> None:
         util.maxsim_pairwise(q, d)
     assert util.SimilarityFunction.to_similarity_fn("meanmaxsim") is util.mean_maxsim
     assert util.SimilarityFunction.to_similarity_pairwise_fn(util.SimilarityFunction.MAXSIM) is util.maxsim_pairwise
+
+
+def test_scoring_mask_rules() -> None:
+    from lightembed.multi_vector import ScoringMask
+
+    vocab = {"[UNK]": 1, ",": 7, "[IMG]": 9}
+    mask = ScoringMask.from_config(
+        {"skiplist_words": [",", "nope"], "skiplist_tasks": "query", "keep_only_token_ids": [9]}, vocab.get, "[UNK]"
+    )
+    assert mask.skiplist_ids.tolist() == [7] and mask.skiplist_tasks == ("query",)  # "nope" is not one token
+    ids = np.array([[2, 7, 9, 9, 0, 0]])
+    attention = np.array([[1, 1, 1, 1, 0, 0]])
+    expansion = np.array([[False, False, False, False, True, False]])
+    assert mask(ids, attention, "query", expansion).tolist() == [[True, False, True, True, True, False]]
+    assert mask(ids, attention, "document", expansion).tolist() == [[False, False, True, True, False, False]]
+    assert mask(ids, attention, None, None).tolist() == mask(ids, attention, "document", None).tolist()
