@@ -140,3 +140,18 @@ def test_scoring_mask_rules() -> None:
     assert mask(ids, attention, "query", expansion).tolist() == [[True, False, True, True, True, False]]
     assert mask(ids, attention, "document", expansion).tolist() == [[False, False, True, True, False, False]]
     assert mask(ids, attention, None, None).tolist() == mask(ids, attention, "document", None).tolist()
+
+
+def test_a_dense_saved_without_io_names_projects_token_embeddings(st6: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "old_dense"
+    shutil.copytree(st6 / "multi_vector", folder)
+    config_path = folder / "1_Dense" / "config.json"
+    config = json.loads(config_path.read_text())
+    for key in ("module_input_name", "module_output_name"):
+        config.pop(key, None)
+    config_path.write_text(json.dumps(config))
+    modules = json.loads((folder / "modules.json").read_text())
+    modules[1]["type"] = "pylate.models.Dense.Dense"  # 6.2 reads PyLate's Dense as its own
+    (folder / "modules.json").write_text(json.dumps(modules))
+    refs = np.load(st6 / "multi_vector" / "reference.npz")
+    assert min_cos(np.concatenate(MultiVectorEncoder(str(folder)).encode_document(DOCUMENTS)), refs["documents"]) >= 0.99999
