@@ -20,7 +20,7 @@ from lightembed.unsupported import TRAIN_WITH_ST, NotSupportedError, refusal
 if TYPE_CHECKING:
     from typing_extensions import Self
 
-_CLASSES = ("SentenceTransformer", "CrossEncoder", "SparseEncoder")
+_CLASSES = ("SentenceTransformer", "CrossEncoder", "SparseEncoder", "MultiVectorEncoder")
 
 
 class PrecisionWarning(UserWarning):

@@ -42,6 +42,7 @@ from lightembed.multi_vector import (
     read_multi_vector_modules,
 )
 from lightembed.progress import progress
+from lightembed.unsupported import refusal
 from lightembed.tokenize import Batch, Tokenizer, _token_str, plan_batches, token_counts
 
 __all__ = ["MultiVectorEncoder", "HierarchicalTokenPooling"]
@@ -340,16 +341,12 @@ class MultiVectorEncoder(EmbeddingModel):
         fn = scoring.maxsim_pairwise if self.similarity_fn_name == "maxsim" else scoring.mean_maxsim_pairwise
         return fn(embeddings1, embeddings2, **kwargs)
 
-    def save(self, path: str | Path, *args: Any, **kwargs: Any) -> None:
-        """Not supported yet: copy the exported folder instead."""
-        from lightembed.unsupported import NotSupportedError
-
-        raise NotSupportedError(
-            f"MultiVectorEncoder.save() is not supported by lightembed yet: copy the exported folder {self.model_dir} "
-            "(onnx/, lightembed.json, modules.json and the module folders) instead."
-        )
-
-    save_pretrained = save
+    _NO_SAVE = (
+        "not yet for a MultiVectorEncoder: copy the exported folder (onnx/, lightembed.json, modules.json and the "
+        "module folders) instead"
+    )
+    save = refusal("save", _NO_SAVE)
+    save_pretrained = refusal("save_pretrained", _NO_SAVE)
 
     def _repr_fields(self) -> dict[str, Any]:
         return {"max_seq_length": self.max_seq_length, "query_length": self.query_length,
