@@ -150,7 +150,8 @@ def _check_transformer_options(st_config: dict[str, Any], path: Path) -> None:
                 "'message' entry (text only) or the tokenizer's chat_template before exporting."
             )
         text = modality.get("text")
-        if isinstance(text, dict) and (text.get("method"), text.get("method_output_name")) not in (
+        two_towers = any("image" in str(key) for key in modality)  # CLIP: lightembed.clip runs its towers
+        if not two_towers and isinstance(text, dict) and (text.get("method"), text.get("method_output_name")) not in (
             ("forward", "last_hidden_state"),
             ("forward", "logits"),
             ("forward", "embeddings"),
