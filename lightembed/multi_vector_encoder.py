@@ -345,6 +345,9 @@ class MultiVectorEncoder(EmbeddingModel):
         "not yet for a MultiVectorEncoder: copy the exported folder (onnx/, lightembed.json, modules.json and the "
         "module folders) instead"
     )
+    start_multi_process_pool = refusal(
+        "start_multi_process_pool", "not yet for a MultiVectorEncoder: encode in one process (threads= sets its cores)"
+    )
     save = refusal("save", _NO_SAVE)
     save_pretrained = refusal("save_pretrained", _NO_SAVE)
 
