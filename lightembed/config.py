@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from lightembed.modules import SENTENCE, TOKENS, Dense, Normalize
+from lightembed.modules import SENTENCE, TOKENS, Dense, LayerNorm, Normalize
 from lightembed.pooling import PoolingConfig
 
 _LARGE = 10**8
@@ -257,7 +257,6 @@ _REFUSED_MODULES = {
     "Router": "it sends queries and documents through different modules, and lightembed runs one pipeline",
     "Asym": "it sends queries and documents through different modules, and lightembed runs one pipeline",
     "WeightedLayerPooling": "it pools every hidden layer, and the exported graph gives the last one only",
-    "LayerNorm": "a LayerNorm module after pooling is not implemented in lightembed",
     "CNN": "it has no transformer graph to export",
     "LSTM": "it has no transformer graph to export",
     "BoW": "it has no transformer graph to export",
@@ -344,10 +343,11 @@ def load_config(folder: str | Path) -> ModelConfig:
             if pooling is not None:
                 raise ValueError(f"{modules} lists more than one Pooling module.")
             pooling = PoolingConfig.from_dict(read_json(path / "config.json"))
-        elif kind in ("Normalize", "Dense", "Dropout"):
+        elif kind in ("Normalize", "Dense", "Dropout", "LayerNorm"):
             if kind == "Dropout":
                 continue  # dropout does nothing at inference
-            module = Normalize.from_dir(path) if kind == "Normalize" else Dense.from_dir(path)
+            reader = {"Normalize": Normalize, "Dense": Dense, "LayerNorm": LayerNorm}[kind]
+            module = reader.from_dir(path)
             if pooling is None and module.input_name != TOKENS:
                 raise ValueError(
                     f"The {kind} module at {path} reads {module.input_name!r} before any Pooling module has made "
@@ -355,7 +355,7 @@ def load_config(folder: str | Path) -> ModelConfig:
                 )
             (pre if pooling is None else post).append(module)
         else:
-            raise refuse_module(type_name, modules, "Transformer, CLIPModel, Pooling, Dense, Normalize, Dropout")
+            raise refuse_module(type_name, modules, "Transformer, CLIPModel, Pooling, Dense, Normalize, LayerNorm, Dropout")
     if transformer_dir is None:
         raise ValueError(f"{modules} lists no Transformer module.")
     if pooling is None:

@@ -128,6 +128,31 @@ class Normalize:
         return l2_normalize(x)
 
 
+class LayerNorm:
+    """sentence-transformers' LayerNorm module: torch's LayerNorm (eps 1e-5) over the sentence embedding."""
+
+    input_name = output_name = SENTENCE
+
+    def __init__(self, weight: np.ndarray, bias: np.ndarray, eps: float = 1e-5) -> None:
+        self.weight, self.bias, self.eps = weight.astype(np.float32), bias.astype(np.float32), eps
+
+    @classmethod
+    def from_dir(cls, folder: Path) -> "LayerNorm":
+        path = folder / "model.safetensors"
+        if not path.is_file():
+            raise FileNotFoundError(f"LayerNorm module folder {folder} has no model.safetensors.")
+        tensors = load_safetensors(path)
+        if "norm.weight" not in tensors or "norm.bias" not in tensors:
+            raise ValueError(f"{path} needs 'norm.weight' and 'norm.bias' tensors (found {sorted(tensors)}).")
+        return cls(tensors["norm.weight"], tensors["norm.bias"])
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        x64 = x.astype(np.float64)
+        mean = x64.mean(axis=-1, keepdims=True)
+        var = x64.var(axis=-1, keepdims=True)
+        return ((x64 - mean) / np.sqrt(var + self.eps) * self.weight + self.bias).astype(np.float32)
+
+
 def feature_names(config: dict, config_path: Path, default: str) -> tuple[str, str]:
     """(module_input_name, module_output_name) of a module config; a name lightembed does not hold is refused."""
     input_name = config.get("module_input_name") or default

@@ -139,14 +139,26 @@ def normalize_tokens(folder: Path) -> dict[str, np.ndarray]:
 
 
 def token_dense(folder: Path) -> dict[str, np.ndarray]:
-    """A Dense on token embeddings before Pooling (max), then a Dense on the sentence embedding and a Normalize
-    that writes the token embeddings after Pooling (changing only output_value="token_embeddings")."""
+    """A Dense on token embeddings before Pooling (max and mean), then a Dense and a LayerNorm on the sentence
+    embedding, and a Normalize that writes the token embeddings after Pooling (changing only
+    output_value="token_embeddings")."""
     import torch
 
     return _sentence_transformer(folder, lambda t, m: [
         t, m.Dense(32, 24, module_input_name="token_embeddings", activation_function=torch.nn.Identity()),
-        m.Pooling(24, ("max", "mean")), m.Dense(48, 8), m.Normalize(module_input_name="token_embeddings"),
+        m.Pooling(24, ("max", "mean")), m.Dense(48, 8), _layer_norm(m.LayerNorm(8)),
+        m.Normalize(module_input_name="token_embeddings"),
     ])  # fmt: skip
+
+
+def _layer_norm(module: Any) -> Any:
+    """A LayerNorm with seeded weights (its default is the identity affine)."""
+    import torch
+
+    with torch.no_grad():
+        module.norm.weight.uniform_(0.5, 1.5)
+        module.norm.bias.uniform_(-0.2, 0.2)
+    return module
 
 
 def weightedmean_left(folder: Path) -> dict[str, np.ndarray]:

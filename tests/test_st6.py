@@ -51,6 +51,7 @@ def test_modules_on_token_embeddings_run_before_pooling(st6: Path) -> None:
     np.testing.assert_allclose(np.linalg.norm(tokens[0], axis=1), 1.0, rtol=1e-5)
     dense = SentenceTransformer(str(st6 / "token_dense"))
     assert dense.get_sentence_embedding_dimension() == 8 and dense.encode(TEXTS[0]).shape == (8,)
+    assert [type(m).__name__ for m in dense.config.post] == ["Dense", "LayerNorm", "Normalize"]
     assert not dense.config.has_normalize  # its Normalize writes the token embeddings, not the sentence one
 
 
@@ -117,7 +118,7 @@ def test_6x_options_lightembed_does_not_run_are_refused_by_name(
         ("sentence_transformers.multi_vector_encoder.modules.multi_vector_mask.MultiVectorMask", "MultiVectorEncoder"),
         ("sentence_transformers.sentence_transformer.modules.weighted_layer_pooling.WeightedLayerPooling",
          "every hidden layer"),
-        ("sentence_transformers.sentence_transformer.modules.layer_norm.LayerNorm", "LayerNorm"),
+        ("sentence_transformers.sentence_transformer.modules.lstm.LSTM", "LSTM.*no transformer graph"),
     ],
 )  # fmt: skip
 def test_6x_modules_lightembed_does_not_run_are_refused_by_name(
