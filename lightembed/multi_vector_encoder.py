@@ -341,15 +341,10 @@ class MultiVectorEncoder(EmbeddingModel):
         fn = scoring.maxsim_pairwise if self.similarity_fn_name == "maxsim" else scoring.mean_maxsim_pairwise
         return fn(embeddings1, embeddings2, **kwargs)
 
-    _NO_SAVE = (
-        "not yet for a MultiVectorEncoder: copy the exported folder (onnx/, lightembed.json, modules.json and the "
-        "module folders) instead"
-    )
+
     start_multi_process_pool = refusal(
         "start_multi_process_pool", "not yet for a MultiVectorEncoder: encode in one process (threads= sets its cores)"
     )
-    save = refusal("save", _NO_SAVE)
-    save_pretrained = refusal("save_pretrained", _NO_SAVE)
 
     def _repr_fields(self) -> dict[str, Any]:
         return {"max_seq_length": self.max_seq_length, "query_length": self.query_length,

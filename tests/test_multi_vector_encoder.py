@@ -155,3 +155,14 @@ def test_a_dense_saved_without_io_names_projects_token_embeddings(st6: Path, tmp
     (folder / "modules.json").write_text(json.dumps(modules))
     refs = np.load(st6 / "multi_vector" / "reference.npz")
     assert min_cos(np.concatenate(MultiVectorEncoder(str(folder)).encode_document(DOCUMENTS)), refs["documents"]) >= 0.99999
+
+
+def test_save_writes_a_folder_that_loads_the_same(st6: Path, tmp_path: Path) -> None:
+    model = MultiVectorEncoder(str(st6 / "multi_vector_min"))
+    model.similarity_fn_name = "maxsim"
+    model.save(tmp_path / "saved")
+    again = MultiVectorEncoder(str(tmp_path / "saved"))
+    assert again.similarity_fn_name == "maxsim" and again.query_expansion == model.query_expansion
+    for a, b in zip(again.encode_document(DOCUMENTS), model.encode_document(DOCUMENTS)):
+        np.testing.assert_array_equal(a, b)
+    assert again.runtime_info.verified  # lightembed.json lists the file
