@@ -5,7 +5,7 @@ result shapes, but take and return NumPy arrays instead of torch tensors.
 Similarity matrices are ``np.ndarray``; float32 inputs (and plain lists) give
 float32 results, float64 inputs give float64 results.
 
-This module imports only NumPy, the standard library and lightembed.inputs (NumPy only).
+This module imports only NumPy, the standard library, lightembed.inputs and lightembed.maxsim (NumPy only).
 """
 
 from __future__ import annotations
