@@ -444,13 +444,17 @@ class EmbeddingModel(BaseModel):
         """encode(sentences, pool=pool, chunk_size=chunk_size, ...): sentence-transformers' older name."""
         return self.encode(sentences, pool=pool, chunk_size=chunk_size, **kwargs)
 
-    def encode_query(self, inputs: str | Sequence[str] | None = None, **kwargs: Any) -> Any:
+    def encode_query(self, inputs: str | Sequence[str] | None = None, prompt_name: str | None = None,
+                     prompt: str | None = None, **kwargs: Any) -> Any:  # fmt: skip
         """encode() with the "query" prompt when the model has one and no prompt was given."""
+        kwargs.update(prompt_name=prompt_name, prompt=prompt)
         return self.encode(inputs, **self._with_role(("query",), kwargs))
 
-    def encode_document(self, inputs: str | Sequence[str] | None = None, **kwargs: Any) -> Any:
+    def encode_document(self, inputs: str | Sequence[str] | None = None, prompt_name: str | None = None,
+                        prompt: str | None = None, **kwargs: Any) -> Any:  # fmt: skip
         """encode() with the first of the "document", "passage", "corpus" prompts the model has, when no prompt
         was given (sentence-transformers' fallback)."""
+        kwargs.update(prompt_name=prompt_name, prompt=prompt)
         return self.encode(inputs, **self._with_role(DOCUMENT_PROMPTS, kwargs))
 
     def _with_role(self, names: Sequence[str], kwargs: dict[str, Any]) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, NoReturn, Sequence
 
 import numpy as np
 
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
     from lightembed.manifest import Precision
 
-_CLASSES = ("SentenceTransformer", "CrossEncoder", "SparseEncoder")
+_CLASSES = ("SentenceTransformer", "CrossEncoder", "SparseEncoder", "MultiVectorEncoder")
 
 
 class PrecisionWarning(UserWarning):
@@ -210,6 +210,26 @@ class TorchCompat:
     def get_backend(self) -> Literal["onnx", "openvino"]:
         """The inference backend: "onnx" (onnxruntime) or "openvino" (`backend_reason` says why it was chosen)."""
         return self._backend  # type: ignore[return-value]  # one of graphs.policy.BACKENDS
+
+    @property
+    def backend(self) -> Literal["onnx", "openvino"]:
+        """The inference backend (sentence-transformers 6's attribute): as get_backend()."""
+        return self.get_backend()
+
+    def clear_placement_cache(self) -> None:
+        """Nothing to clear: sentence-transformers 6 drops its cached Accelerate hooks here, and an ONNX model has
+        none (its device is the session's providers, see runtime_info)."""
+
+    @classmethod
+    def merge(cls, *args: Any, **kwargs: Any) -> NoReturn:
+        """Not supported (raises NotSupportedError): merging averages torch weights (mergekit)."""
+        raise NotSupportedError(
+            f"{cls.__name__}.merge() is not supported: it merges torch weights with mergekit. Merge with "
+            "sentence-transformers (pip install 'sentence-transformers[merge]'), save the result and export it with "
+            "`lightembed-export`."
+        )
+
+    merge.__func__.__lightembed_refusal__ = True  # type: ignore[attr-defined]
 
     def is_singular_input(self, inputs: Any) -> bool:
         """Whether `inputs` is one text (True) or a batch (a list, tuple or 1-D+ string array), by

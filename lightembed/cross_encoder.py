@@ -8,6 +8,8 @@ equivalents without importing torch.
 
 from __future__ import annotations
 
+import warnings
+
 from pathlib import Path
 from typing import Any, Callable, Literal, Sequence, overload
 
@@ -73,6 +75,7 @@ class CrossEncoder(BaseModel):
         verify: bool | None = None,
         preoptimized: bool | None = None,
         spinning: bool | None = None,
+        keep_in_fp32_modules: list[str] | None = None,
         **kwargs: Any,
     ) -> None:
         model_name_or_path = pop_legacy(kwargs, model_name_or_path, "model_name")
@@ -98,6 +101,9 @@ class CrossEncoder(BaseModel):
                 raise ValueError(f"num_labels must be a positive integer, got {num_labels!r}.") from None
         self._requested_labels = num_labels
         self.trust_remote_code = trust_remote_code
+        self.keep_in_fp32_modules: list[str] | None = None
+        """sentence-transformers 6's fp32-under-autocast layers: none in an ONNX graph (see set_keep_in_fp32_modules)."""
+        self.set_keep_in_fp32_modules(keep_in_fp32_modules or [])
         super().__init__(
             model_name_or_path,
             device,
@@ -304,9 +310,9 @@ class CrossEncoder(BaseModel):
         scores = np.zeros((len(pairs), self.num_labels), dtype=np.float32)
         for idx, batch in self._batches(pairs, batch_size, show_progress_bar):
             out = self.forward(batch, activation)
-            if apply_softmax:
-                # As sentence-transformers: softmax over the label axis whenever the scores are 2-D, which for a
-                # one-label model turns every score into 1.0.
+            if apply_softmax and self.num_labels > 1:
+                # As sentence-transformers 6: a one-label model's scores are 1-D and take no softmax (5.x took it
+                # over the one label, which made every score 1.0).
                 out = softmax(out, axis=1)
             scores[idx] = out
 
@@ -336,7 +342,9 @@ class CrossEncoder(BaseModel):
         chunk_size: int | None = None,
         **kwargs: Any,
     ) -> list[dict[str, Any]]:
-        """Score `query` against each document; a list of {"corpus_id", "score"[, "text"]} dicts, best first.
+        """Score `query` against each document; a list of {"corpus_id", "score"[, "text"]} dicts, best first, the
+        scores Python floats (as sentence-transformers 6; JSON-serializable). `apply_softmax` has no effect on a
+        one-label model and warns.
 
         Only for one-label models. `top_k` keeps the best k (None: all; a negative k is an error, as in
         util.semantic_search); ties keep corpus
@@ -346,6 +354,13 @@ class CrossEncoder(BaseModel):
         kwargs.pop("num_workers", None)
         if kwargs:
             raise ValueError(f"rank() got keyword arguments it does not use: {sorted(kwargs)}.")
+        if apply_softmax:
+            warnings.warn(
+                "The CrossEncoder.rank `apply_softmax` argument has no effect, as `rank` only supports models with "
+                "`num_labels=1` (as in sentence-transformers 6).",
+                UserWarning,
+                stacklevel=2,
+            )
         if self.num_labels != 1:
             raise ValueError(
                 f"CrossEncoder.rank() only works for models with num_labels=1; this model has {self.num_labels}. "
@@ -375,21 +390,32 @@ class CrossEncoder(BaseModel):
             batch_size=batch_size,
             show_progress_bar=show_progress_bar,
             activation_fn=activation_fn,
-            apply_softmax=apply_softmax,
-            convert_to_numpy=convert_to_numpy,
-            convert_to_tensor=convert_to_tensor,
             device=device,
             pool=pool,
             chunk_size=chunk_size,
         )
+        del convert_to_numpy, convert_to_tensor  # no-ops in 6.x's rank: scores are Python floats
         results = []
-        for i, score in enumerate(scores):
+        for i, score in enumerate(np.asarray(scores, dtype=np.float32).tolist()):
             entry: dict[str, Any] = {"corpus_id": i, "score": score}
             if return_documents:
                 entry["text"] = documents[i]
             results.append(entry)
         results.sort(key=lambda r: r["score"], reverse=True)  # stable: ties keep corpus order
         return results[:top_k]
+
+    def set_keep_in_fp32_modules(self, module_names: list[str]) -> None:
+        """sentence-transformers 6 runs the named linear layers in fp32 under torch autocast; an ONNX graph has no
+        autocast (each file has one precision), so only [] is accepted and any name is a ValueError, as 6.2
+        answers on its ONNX backend."""
+        if not isinstance(module_names, (list, tuple)):
+            raise ValueError("keep_in_fp32_modules must be a list of module paths.")
+        if module_names:
+            raise ValueError(
+                f"keep_in_fp32_modules={list(module_names)!r} is supported only by sentence-transformers' torch "
+                "backend; lightembed runs ONNX files, whose precision is the file's (model.float() picks the fp32 one)."
+            )
+        self.keep_in_fp32_modules = []
 
     def tokenize(self, pairs: Any) -> dict[str, np.ndarray]:
         """Token arrays for (text, text) pairs, padded to the longest: input_ids, attention_mask, token_type_ids."""

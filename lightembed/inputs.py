@@ -130,7 +130,22 @@ def merge_prompts(
     return merged, default
 
 
-# ----- (text, text) pairs: a CrossEncoder's inputs ------------------------------------------------------------------------------------------
+def take_task_options(kwargs: dict[str, Any]) -> None:
+    """Remove sentence-transformers 6's `task` and `processing_kwargs` from encode() keywords. `task` only routes
+    a Router module or picks a Transformer's query_length/document_length, which lightembed refuses at load for
+    these models, so it changes nothing; `processing_kwargs` changes the tokenization and is refused unless empty."""
+    task = kwargs.pop("task", None)
+    if task is not None and not isinstance(task, str):
+        raise TypeError(f"task must be a string such as 'query' or 'document', got {type(task).__name__}.")
+    processing = kwargs.pop("processing_kwargs", None)
+    if processing:
+        raise ValueError(
+            f"processing_kwargs={processing!r} is not supported by this lightembed model: it tokenizes with "
+            "tokenizer.json and max_seq_length (set model.max_seq_length to change the truncation)."
+        )
+
+
+# ----- (text, text) pairs: a CrossEncoder's inputs -------------------------------------------------------
 def check_text(value: Any, where: str) -> str:
     """`value` as a str (a NumPy string too); TypeError naming `where` for anything else."""
     if isinstance(value, str):

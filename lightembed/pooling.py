@@ -34,6 +34,10 @@ class PoolingConfig:
     modes: tuple[str, ...] = ("mean",)
     include_prompt: bool = True
     embedding_dimension: int | None = None
+    weights_from_first_token: bool = False
+    """weightedmean's position weights start at 1 on each row's first real token (sentence-transformers 6), not on
+    column 0 (5.x); the two differ only with left padding. load_config sets it from the version that saved the
+    folder."""
 
     @classmethod
     def from_dict(cls, config: dict) -> "PoolingConfig":
@@ -66,12 +70,22 @@ def exclude_prompt(attention_mask: np.ndarray, prompt_length: int) -> np.ndarray
     return mask
 
 
+def first_real_tokens(attention_mask: np.ndarray) -> np.ndarray:
+    """Per row, the column of the first real token (0 for a row with none), as sentence-transformers 6 finds it."""
+    return attention_mask.argmax(axis=1)
+
+
 def pool(
     token_embeddings: np.ndarray,
     attention_mask: np.ndarray,
     modes: tuple[str, ...],
+    weight_offsets: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Pool (batch, seq, hidden) token embeddings into (batch, hidden * len(modes)), float32."""
+    """Pool (batch, seq, hidden) token embeddings into (batch, hidden * len(modes)), float32.
+
+    `weight_offsets` (one per row) are subtracted from weightedmean's column positions: each row's first real
+    token in the mask before any prompt was excluded, as sentence-transformers 6 weights (see `first_real_tokens`).
+    """
     x = token_embeddings
     mask = attention_mask.astype(x.dtype, copy=False)
     outputs: list[np.ndarray] = []
@@ -90,7 +104,10 @@ def pool(
                 counts = np.maximum(mask.sum(axis=1, keepdims=True), 1e-9)
             outputs.append(mean_sum / (counts if mode == "mean" else np.sqrt(counts)))
         elif mode == "weightedmean":
-            weights = mask * np.arange(1, x.shape[1] + 1, dtype=x.dtype)[None, :]
+            positions = np.arange(1, x.shape[1] + 1, dtype=x.dtype)[None, :]
+            if weight_offsets is not None:
+                positions = positions - weight_offsets.astype(x.dtype)[:, None]
+            weights = mask * positions
             total = np.matmul(weights[:, None, :], x)[:, 0, :]
             outputs.append(total / np.maximum(weights.sum(axis=1, keepdims=True), 1e-9))
         elif mode == "lasttoken":

@@ -18,16 +18,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Sequence, overload
+from typing import Any, ClassVar, Literal, Sequence, overload
 
 import warnings
 
 import numpy as np
 
 from lightembed import sparse
-from lightembed.base import EmbeddingModel, ModelSetup
+from lightembed.base import SIMILARITY_NAMES, EmbeddingModel, ModelSetup
 from lightembed.config import TransformerSettings, read_json, read_model_settings, read_modules, read_transformer_settings
-from lightembed.inputs import as_text_list, check_batch_size, check_int, pop_legacy, take_sentences
+from lightembed.inputs import as_text_list, check_batch_size, check_int, pop_legacy, take_sentences, take_task_options
 from lightembed.sparse import SparseEmbeddings, SparseVector
 from lightembed.tokenize import Batch
 
@@ -163,6 +163,7 @@ class SparseEncoder(EmbeddingModel):
 
     _preferred_outputs = ("logits", "token_embeddings")
     _default_similarity = "dot"
+    SUPPORTED_SIMILARITY_FN_NAMES: ClassVar[tuple[str, ...]] = SIMILARITY_NAMES
 
     def __init__(
         self,
@@ -388,9 +389,7 @@ class SparseEncoder(EmbeddingModel):
         the k largest weights per text (default: the model's). `save_to_cpu` has no effect (results are NumPy).
         """
         inputs = take_sentences(inputs, kwargs)
-        kwargs.pop("task", None)  # routing by task needs a Router module, which SPLADE models don't have
-        if kwargs.pop("processing_kwargs", None):
-            raise ValueError("processing_kwargs is not supported by lightembed; set max_seq_length instead.")
+        take_task_options(kwargs)  # routing by task needs a Router module, which SPLADE models don't have
         del save_to_cpu
         if self._uses_pool(pool, device):
             from lightembed.pool import encode_sparse

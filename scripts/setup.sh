@@ -10,7 +10,7 @@ fi
 . .venv/bin/activate
 python -m pip install -q --upgrade pip
 python -m pip install -q "torch==2.13.0"
-python -m pip install -q -e ".[test,files,ray,server,openvino,images]" -e ./export
+python -m pip install -q -e ".[test,files,ray,server,openvino,images,multi-vector]" -e ./export
 # The real OpenAI client, pointed at `lightembed serve` in tests/test_server.py.
 python -m pip install -q "openai>=1.40"
 # The frameworks of lightembed.integrations (tests/test_integrations_*.py), their OpenAI-compatible clients that
@@ -32,6 +32,15 @@ if [ "${LIGHTEMBED_SLOW:-}" = "1" ]; then
 fi
 # The runtimes that call lightembed.serverless (tests/test_serverless.py).
 python -m pip install -q "awslambdaric>=2" "functions-framework>=3"
+# sentence-transformers 6 needs transformers >= 5, which cannot share .venv with the 5.x stack: its own venv
+# (.venv-st6) builds and runs the 6.2 side of tests/test_st6.py and tests/test_multi_vector_encoder.py
+# (tests/st6.py); lightembed is not installed there, the tests import it from the checkout.
+if [ ! -x .venv-st6/bin/python ]; then
+  "$PY" -m venv .venv-st6
+fi
+.venv-st6/bin/python -m pip install -q --upgrade pip
+.venv-st6/bin/python -m pip install -q "torch==2.13.0"
+.venv-st6/bin/python -m pip install -q "sentence-transformers==6.2.0" numpy onnx onnxruntime tokenizers huggingface-hub
 # podman/buildah, mmdebstrap and qemu-user-static for tests/test_container.py and tests/test_arm64.py (root only).
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   bash deploy/host_setup.sh
@@ -44,3 +53,4 @@ for name in ("lightembed", "lightembed-export", "onnxruntime", "torch", "transfo
     except md.PackageNotFoundError:
         print(f"  {name}: not installed")
 PY
+.venv-st6/bin/python -c "import importlib.metadata as md; print('  .venv-st6: sentence-transformers==' + md.version('sentence-transformers') + ', transformers==' + md.version('transformers'))"
