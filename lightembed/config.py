@@ -345,7 +345,7 @@ def load_config(folder: str | Path) -> ModelConfig:
         elif kind in ("Normalize", "Dense", "Dropout", "LayerNorm"):
             if kind == "Dropout":
                 continue  # dropout does nothing at inference
-            reader = {"Normalize": Normalize, "Dense": Dense, "LayerNorm": LayerNorm}[kind]
+            reader: Any = {"Normalize": Normalize, "Dense": Dense, "LayerNorm": LayerNorm}[kind]
             module = reader.from_dir(path)
             if pooling is None and module.input_name != TOKENS:
                 raise ValueError(

@@ -32,6 +32,7 @@ def _as_float(x: Any) -> np.ndarray:
 
 def _items(embeddings: Any, mask: Any, name: str) -> list[np.ndarray]:
     """One side as a list of (real_tokens_i, dim) float arrays, masked tokens dropped."""
+    masks: Any
     if isinstance(embeddings, (list, tuple)):
         items = [_as_float(e) for e in embeddings]
         masks = None if mask is None else [np.asarray(m) for m in mask] if isinstance(mask, (list, tuple)) else list(np.asarray(mask))

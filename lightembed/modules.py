@@ -119,7 +119,7 @@ class Normalize:
     @classmethod
     def from_dir(cls, folder: Path) -> "Normalize":
         """The module from its folder; a missing folder or config (sentence-transformers < 6) is the default."""
-        from lightembed.config import read_json
+        from lightembed.jsonfiles import read_json
 
         config_path = folder / "config.json"
         return cls(*feature_names(read_json(config_path), config_path, SENTENCE))

@@ -309,7 +309,7 @@ class MultiVectorEncoder(EmbeddingModel):
             batch = tokenizer.pad([encodings[i] for i in idx])
             positions = None
             if expansion is not None:
-                batch, positions = expand_queries(batch, expansion, self._expansion_id)
+                batch, positions = expand_queries(batch, expansion, self._expansion_id)  # type: ignore[arg-type]  # set with query_expansion
             features = self.forward(batch, task, positions)
             tokens, keep = features[TOKENS], features["attention_mask"]
             if output_value is None:

@@ -15,7 +15,7 @@ import heapq
 import logging
 from collections.abc import Callable, Sequence
 from enum import Enum
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import numpy as np
 
@@ -249,7 +249,7 @@ def similarity_fct_name(similarity_fct: Callable[..., Any]) -> str:
     name = getattr(similarity_fct, "__name__", type(similarity_fct).__name__)
     if name in ("similarity", "similarity_pairwise") and hasattr(owner, "similarity_fn_name"):
         pick = SimilarityFunction.to_similarity_fn if name == "similarity" else SimilarityFunction.to_similarity_pairwise_fn
-        return pick(owner.similarity_fn_name).__name__
+        return pick(owner.similarity_fn_name).__name__  # type: ignore[union-attr]  # hasattr() above
     config = getattr(similarity_fct, "get_config_dict", None)
     if config is not None:
         return f"{name}({', '.join(f'{k}={v!r}' for k, v in config().items())})"
@@ -433,12 +433,12 @@ def paraphrase_mining_embeddings(
                 best_vals, best_ids = vals, idx
             else:
                 merged_vals = np.concatenate((best_vals, vals), axis=1)
-                merged_ids = np.concatenate((best_ids, idx), axis=1)
+                merged_ids: np.ndarray = np.concatenate((best_ids, idx), axis=1)  # type: ignore[arg-type]  # set with best_vals
                 best_vals, pos = _top_k_rows_by_id(merged_vals, merged_ids, top_k + 1)
                 best_ids = np.take_along_axis(merged_ids, pos, axis=1)
         if best_vals is None:
             continue
-        for row, (row_vals, row_ids) in enumerate(zip(best_vals.tolist(), best_ids.tolist())):
+        for row, (row_vals, row_ids) in enumerate(zip(best_vals.tolist(), best_ids.tolist())):  # type: ignore[union-attr]
             i = q_start + row
             neighbours = [(j, score) for j, score in zip(row_ids, row_vals) if j != i][:top_k]
             for j, score in neighbours:
@@ -545,6 +545,24 @@ def community_detection(
 # --------------------------------------------------------------------------- #
 # Quantization
 # --------------------------------------------------------------------------- #
+@overload
+def quantize_embeddings(
+    embeddings: list[np.ndarray],
+    precision: Literal["float32", "int8", "uint8", "binary", "ubinary"],
+    ranges: np.ndarray | None = None,
+    calibration_embeddings: np.ndarray | None = None,
+) -> list[np.ndarray]: ...
+
+
+@overload
+def quantize_embeddings(
+    embeddings: np.ndarray,
+    precision: Literal["float32", "int8", "uint8", "binary", "ubinary"],
+    ranges: np.ndarray | None = None,
+    calibration_embeddings: np.ndarray | None = None,
+) -> np.ndarray: ...
+
+
 def quantize_embeddings(
     embeddings: ArrayLike | list[np.ndarray],
     precision: Literal["float32", "int8", "uint8", "binary", "ubinary"],
@@ -571,7 +589,7 @@ def quantize_embeddings(
             if len(source):
                 ranges = _quantization_ranges(np.asarray(source), precision, calibration_embeddings)
         return [
-            quantize_embeddings(matrix, precision, ranges=ranges, calibration_embeddings=calibration_embeddings)
+            quantize_embeddings(np.asarray(matrix), precision, ranges=ranges, calibration_embeddings=calibration_embeddings)
             for matrix in embeddings
         ]
     if isinstance(embeddings, list) and embeddings and not isinstance(embeddings[0], (int, float)):

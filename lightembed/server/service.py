@@ -547,7 +547,7 @@ def quantized(unit: np.ndarray, kind: str) -> list[list[Any]]:
     if kind == "base64":
         return [p.encode_vector(v, "base64") for v in unit]
     ranges = np.stack([-np.ones(unit.shape[1]), np.ones(unit.shape[1])]) if kind in ("int8", "uint8") else None
-    return quantize_embeddings(unit, kind, ranges=ranges).astype(np.int64).tolist()  # type: ignore[arg-type]
+    return quantize_embeddings(np.asarray(unit), kind, ranges=ranges).astype(np.int64).tolist()  # type: ignore[call-overload]  # kind: a checked precision name
 
 
 def predict_inputs(body: Mapping[str, Any], limits: p.Limits) -> tuple[list[Any], bool]:
