@@ -27,6 +27,7 @@ import traceback
 from pathlib import Path
 from typing import Any, Mapping
 
+from lightembed.errors import NonFiniteOutput
 from lightembed.server import protocol
 
 __all__ = ["lambda_handler", "cloud_function", "respond", "load", "handle_event"]
@@ -97,6 +98,8 @@ def respond(raw: bytes | str | Mapping[str, Any]) -> tuple[int, dict[str, Any]]:
         return 200, protocol.embeddings_response(request, vectors, tokens)
     except protocol.ApiError as exc:
         return exc.status, exc.openai_body()
+    except NonFiniteOutput as exc:  # damaged weights: an error, never a vector
+        return 500, protocol.NonFinite(None, str(exc)).openai_body()
     except Exception:  # noqa: BLE001 - the client gets a JSON 500, the traceback goes to the function's log only
         traceback.print_exc()
         return 500, protocol.ApiError(500, "Internal error while embedding; see the function's log.").openai_body()

@@ -276,3 +276,27 @@ def test_deeply_nested_json_is_422_in_both_handlers(serverless):
 
     text, status, _ = serverless.cloud_function(Request())
     assert status == 422 and "nested too deeply" in text
+
+
+def test_damaged_weights_are_a_500_naming_non_finite_output_never_a_vector(tmp_path, monkeypatch):
+    from onnx import load, numpy_helper, save
+
+    import lightembed.serverless as module
+    from tests.tiny import make_model
+
+    folder = make_model(tmp_path / "nan")
+    path = folder / "onnx" / "model.onnx"
+    graph = load(str(path))
+    for i, init in enumerate(graph.graph.initializer):
+        if init.name == "E":
+            table = numpy_helper.to_array(init).copy()
+            table[:] = np.nan
+            graph.graph.initializer[i].CopyFrom(numpy_helper.from_array(table, "E"))
+    save(graph, str(path))
+    monkeypatch.delenv("LIGHTEMBED_MODEL_NAME", raising=False)
+    module.load(str(folder))
+    try:
+        out = module.lambda_handler(v1_event(json.dumps({"model": "nan", "input": ["the cat"]})), None)
+        assert out["statusCode"] == 500 and "non-finite" in out["body"], out
+    finally:
+        module._models, module._load_error = None, None

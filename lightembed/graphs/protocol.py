@@ -8,7 +8,7 @@ from typing import Any, Literal, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
-from lightembed.errors import ModelFileError
+from lightembed.errors import ModelFileError, NonFiniteOutput
 
 Modality = Literal["text", "image"]
 TEXT_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "position_ids")
@@ -90,7 +90,7 @@ def finite(out: np.ndarray, name: str, path: Any) -> np.ndarray:
     of them is garbage, never an answer."""
     out = out if out.dtype == np.float32 else out.astype(np.float32)
     if not np.isfinite(out).all():
-        raise ModelFileError(
+        raise NonFiniteOutput(
             f"The graph {path} returned non-finite values (NaN or infinity) in {name!r}: its weights are damaged or "
             "it overflowed in its precision; fetch or export the model again (or use its fp32 file)."
         )

@@ -23,6 +23,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from lightembed.errors import NonFiniteOutput
 from lightembed.server import protocol as p
 from lightembed.server.batcher import request_deadline
 from lightembed.server.metrics import CONTENT_TYPE, Metrics
@@ -199,10 +200,11 @@ def build_app(served: list[Served], settings: Settings, *, api_key: str | None =
                 body = await read_body(request, settings.limits, settings.body_timeout)
                 result = await answer(request, handler(body), max(0.0, deadline - time.monotonic()))
                 return JSONResponse(result)
-            except p.NonFinite as exc:
-                state.fault = exc.message
-                log.error("%s", exc.message)
-                return error_response(path, exc)
+            except (p.NonFinite, NonFiniteOutput) as exc:  # the graph's own check, or the answer's
+                fault = exc if isinstance(exc, p.NonFinite) else p.NonFinite(None, str(exc))
+                state.fault = fault.message
+                log.error("%s", fault.message)
+                return error_response(path, fault)
             except p.ApiError as exc:
                 return error_response(path, exc)
             except (ClientGone, ClientDisconnect):  # the client left: nothing to answer, nothing to log
