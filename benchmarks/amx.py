@@ -155,6 +155,36 @@ def peer_rows(result: dict[str, Any], base: np.ndarray, anchor: str) -> dict[str
     return result
 
 
+def measure_rows(
+    variants: Sequence[type[Runner]], paths: ModelPaths, texts: list[str], repeats: int, threads: int, batch_size: int
+) -> tuple[list[Runner], list[dict[str, Any]]]:
+    """Load the variants that can run here (the first must be torch fp32, the reference), time them in interleaved
+    rounds, and return them with one row each: medians, ratios to torch fp32 and lightembed fp32, fidelity."""
+    runners = []
+    for variant in variants:
+        runner = variant(paths, threads, batch_size)
+        reason = runner.unavailable()
+        if reason:
+            print(f"[load] SKIP {runner.name}: {reason}", flush=True)
+            continue
+        runner.load()
+        print(f"[load] {runner.name} {'; '.join(runner.notes)}", flush=True)
+        runners.append(runner)
+    results = measure_throughput(runners, texts, repeats, echo=lambda m: print(m, flush=True))
+    base = results["st_torch"]
+    rows = []
+    for key, res in results.items():
+        cos = cosines(base.embeddings, res.embeddings)
+        rows.append({"key": key, "name": res.name, "median_s": res.median_s, "seconds": res.seconds,
+                     "texts_per_s": res.texts_per_s(len(texts)), "x_torch_fp32": base.median_s / res.median_s,
+                     "min_cos": float(cos.min()), "mean_cos": float(cos.mean())})
+    by_key = {r["key"]: r for r in rows}
+    if "le_fp32" in by_key:
+        for r in rows:
+            r["x_le_fp32"] = by_key["le_fp32"]["median_s"] / r["median_s"]
+    return runners, rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.amx", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -178,28 +208,9 @@ def main(argv: list[str] | None = None) -> int:
     info = machine()
     texts = mixed(args.n)
     paths = ModelPaths(args.model_dir, args.torch_dir or torch_dir())
-    runners = []
-    for key in args.variants:
-        runner = VARIANTS[key](paths, args.threads, args.batch_size)
-        reason = runner.unavailable()
-        if reason:
-            print(f"[load] SKIP {runner.name}: {reason}", flush=True)
-            continue
-        runner.load()
-        print(f"[load] {runner.name} {'; '.join(runner.notes)}", flush=True)
-        runners.append(runner)
-    results = measure_throughput(runners, texts, args.repeats, echo=lambda m: print(m, flush=True))
-    base = results["st_torch"]
-    rows = []
-    for key, res in results.items():
-        cos = cosines(base.embeddings, res.embeddings)
-        rows.append({"key": key, "name": res.name, "median_s": res.median_s, "seconds": res.seconds,
-                     "texts_per_s": res.texts_per_s(len(texts)), "x_torch_fp32": base.median_s / res.median_s,
-                     "min_cos": float(cos.min()), "mean_cos": float(cos.mean())})
+    runners, rows = measure_rows([VARIANTS[key] for key in args.variants], paths, texts, args.repeats, args.threads,
+                                 args.batch_size)  # fmt: skip
     by_key = {r["key"]: r for r in rows}
-    if "le_fp32" in by_key:
-        for r in rows:
-            r["x_le_fp32"] = by_key["le_fp32"]["median_s"] / r["median_s"]
     if args.quality:
         shorts, longs = short_queries(24, seed=11), long_paragraphs(8, seed=12)
         for runner in runners:

@@ -226,3 +226,15 @@ def test_cli_tune(exported, capsys):
     assert main(["tune", str(exported), "--file", "onnx/model_qint8_rowwise.onnx"]) == 2
     assert "pass --int8" in capsys.readouterr().err
     assert main(["tune", str(exported), "--rounds", "0"]) == 2
+
+
+def test_the_exporter_tunes_on_its_machine_with_its_calibration_texts(tmp_path):
+    from lightembed_export import export_model
+
+    from tests.test_export import _tiny_st
+
+    out = tmp_path / "out"
+    export_model(_tiny_st(tmp_path / "st"), out, tune=True, verbose=False)
+    (entry,) = _manifest(out)["onnx/model.onnx"]["tuned"]
+    assert entry["texts"]["source"].startswith("the exporter's calibration set")
+    assert entry["machine_class"] == HERE and entry["candidates"][0]["label"] == "onnxruntime fp32"
