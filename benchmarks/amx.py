@@ -33,6 +33,7 @@ from benchmarks.corpus import lee_documents, lee_human_similarities, long_paragr
 from benchmarks.paths import BATCH_SIZE, QINT8_FILE, THREADS
 from benchmarks.quality import spearman
 from benchmarks.runners import FastembedAsLoaded, Lightembed, ModelPaths, Runner, SentenceTransformersTorch
+from benchmarks.report import write_json
 from benchmarks.system import load_average, machine, versions
 from benchmarks.timing import cosines, measure_throughput
 
@@ -233,9 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.chart:
         report["chart"] = str(write_chart(report, args.chart))
     print(markdown(report))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=1, default=str), encoding="utf-8")
+    write_json(args.json, report)
     by_key.clear()
     return 0
 

@@ -29,6 +29,7 @@ from typing import Any
 from benchmarks.amx import INT8_ROWS, NEAR_LOSSLESS, VARIANTS, measure_rows, torch_dir
 from benchmarks.corpus import mixed
 from benchmarks.runners import ModelPaths
+from benchmarks.report import write_json
 from benchmarks.system import load_average, machine, versions
 
 BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})  # x86 AVX512-BF16 / AMX, arm64 BF16
@@ -149,9 +150,7 @@ def main(argv: list[str] | None = None) -> int:
               "n": len(texts), "repeats": args.repeats, "threads": threads, "batch_size": args.batch_size,
               "rows": rows, "notes": {r.key: r.notes for r in runners}, "tuned": tuned}  # fmt: skip
     print(markdown(report))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=1, default=str), encoding="utf-8")
+    write_json(args.json, report)
     return 0
 
 

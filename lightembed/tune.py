@@ -231,9 +231,9 @@ def tune(
     models: dict[Candidate, Any] = {}
     for c in plan:
         try:
-            kwargs = {"model_kwargs": {"ov_config": {"INFERENCE_PRECISION_HINT": c.precision}}} if c.precision else {}
+            settings = {"ov_config": {"INFERENCE_PRECISION_HINT": c.precision}} if c.precision else None
             models[c] = SentenceTransformer(str(folder), device="cpu", file_name=c.file, backend=c.backend,
-                                            threads=threads, **kwargs)  # fmt: skip
+                                            threads=threads, model_kwargs=settings)  # fmt: skip
             measured[c].runs = ", ".join(models[c].runtime_info.providers)
         except Exception as exc:  # noqa: BLE001 - a backend that cannot run the file is recorded, not fatal
             measured[c].error = f"{type(exc).__name__}: {exc}"
