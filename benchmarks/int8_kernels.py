@@ -2,8 +2,8 @@
 dynamic file (MatMulIntegerToFloat / DynamicQuantizeMatMul after onnxruntime's fusions: fast, not batch-invariant)
 and per-token int8 (lightembed_export.rowwise: batch-invariant, its scale ops unfused), in ONE process.
 
-The candidate: MatMulNBits with 8-bit weights (onnxruntime.quantization.MatMulNBitsQuantizer: per-block weight
-scales along K) and accuracy_level=4, where onnxruntime's CPU kernel quantizes the activations to int8 itself, block
+The candidate: MatMulNBits with 8-bit weights (per-block weight scales along K, packed by onnxruntime's own
+quantize_matmul_8bits) and accuracy_level=4, where onnxruntime's CPU kernel quantizes the activations to int8 itself, block
 by block within each row: one fused op per MatMul, and a row's quantization never looks at another row, so it
 should be batch-invariant by construction (measured here: alone vs batched).
 
@@ -31,14 +31,46 @@ from benchmarks.timing import cosines
 
 
 def write_nbits(fp32: Path, out: Path, block_size: int, accuracy_level: int = 4) -> Path:
-    """fp32 with every constant-weight MatMul as MatMulNBits (8-bit symmetric blocks of `block_size` along K)."""
+    """fp32 with every MatMul by a constant 2-D weight as MatMulNBits: 8-bit symmetric blocks of `block_size` along
+    K, packed by onnxruntime's own kernel (quantize_matmul_8bits, what MatMulNBitsQuantizer calls; its Python
+    wrapper needs onnx_ir, which this environment lacks)."""
     import onnx
-    from onnxruntime.quantization import matmul_nbits_quantizer as nbits
+    from onnx import helper, numpy_helper
+    from onnxruntime.capi._pybind_state import quantize_matmul_8bits
 
-    quantizer = nbits.MatMulNBitsQuantizer(onnx.load(str(fp32)), bits=8, block_size=block_size, is_symmetric=True,
-                                           accuracy_level=accuracy_level, op_types_to_quantize=("MatMul",))  # fmt: skip
-    quantizer.process()
-    quantizer.model.save_model_to_file(str(out), use_external_data_format=False)
+    model = onnx.load(str(fp32))
+    graph = model.graph
+    weights = {t.name: t for t in graph.initializer}
+    nodes, done = [], set()
+    for node in graph.node:
+        weight = weights.get(node.input[1]) if node.op_type == "MatMul" and len(node.input) == 2 else None
+        array = numpy_helper.to_array(weight) if weight is not None else None
+        if array is None or array.ndim != 2 or array.dtype != np.float32:
+            nodes.append(node)
+            continue
+        rows, cols = array.shape
+        blocks = -(-rows // block_size)
+        padded = np.pad(array, ((0, blocks * block_size - rows), (0, 0))) if blocks * block_size > rows else array
+        packed = np.zeros((cols, blocks, block_size), dtype=np.uint8)
+        scales = np.zeros((cols, blocks), dtype=np.float32)
+        zero_points = np.zeros((cols, blocks), dtype=np.uint8)
+        quantize_matmul_8bits(packed, np.ascontiguousarray(padded), scales, zero_points, block_size, cols, rows, True)
+        name = weight.name
+        graph.initializer.extend([numpy_helper.from_array(packed, f"{name}_Q8"),
+                                  numpy_helper.from_array(scales.reshape(-1), f"{name}_scales")])  # fmt: skip
+        nodes.append(helper.make_node("MatMulNBits", [node.input[0], f"{name}_Q8", f"{name}_scales"], list(node.output),
+                                      name=f"{node.name}_Q8", domain="com.microsoft", K=rows, N=cols, bits=8,
+                                      block_size=block_size, accuracy_level=accuracy_level))  # fmt: skip
+        done.add(name)
+    still_used = {i for n in nodes for i in n.input}
+    kept = [t for t in graph.initializer if t.name not in done or t.name in still_used]
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    if not any(o.domain == "com.microsoft" for o in model.opset_import):
+        model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    onnx.save(model, str(out))
     return out
 
 
@@ -71,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from lightembed import SentenceTransformer
 
+    info = machine()
     onnx_dir = args.model_dir / "onnx"
     fp32 = onnx_dir / "model.onnx"
     files: dict[str, Path | None] = {"fp32": fp32}
@@ -107,7 +140,6 @@ def main(argv: list[str] | None = None) -> int:
         rows.append({"key": key, "file": files[key].name, "median_s": statistics.median(seconds[key]),
                      "x_fp32": base / statistics.median(seconds[key]), "min_cos": float(cos.min()),
                      "mean_cos": float(cos.mean()), "alone_vs_batched": float(cosines(alone, batched).min())})  # fmt: skip
-    info = machine()
     info["load_average_end"] = load_average()
     print(f"CPU {info['cpu']['model']}; load average {info['load_average_start']} -> {info['load_average_end']}; "
           f"{len(texts)} texts, batch {args.batch_size}, median of {args.repeats} interleaved rounds")  # fmt: skip
