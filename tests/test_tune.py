@@ -238,3 +238,31 @@ def test_the_exporter_tunes_on_its_machine_with_its_calibration_texts(tmp_path):
     (entry,) = _manifest(out)["onnx/model.onnx"]["tuned"]
     assert entry["texts"]["source"].startswith("the exporter's calibration set")
     assert entry["machine_class"] == HERE and entry["candidates"][0]["label"] == "onnxruntime fp32"
+
+
+def test_a_load_with_a_matching_record_times_nothing_and_stays_light(exported):
+    """Cold start: the policy reads the record (real machine class, in a fresh process); tune's module and
+    importlib.metadata (~50 ms to import) stay out of the load."""
+    import subprocess
+    import sys
+
+    code = (
+        "import json, sys\nfrom lightembed import SentenceTransformer, machine\n"
+        "m = SentenceTransformer(sys.argv[1]); m.encode('hi')\n"
+        "print(json.dumps([m.backend_reason, machine.machine_class(), machine.runtime_versions(),"
+        " sorted(k for k in ('lightembed.tune', 'importlib.metadata') if k in sys.modules)]))"
+    )
+    real = subprocess.run([sys.executable, "-c", "import json; from lightembed import machine; print(json.dumps("
+                           "[machine.machine_class(), machine.runtime_versions()]))"],
+                          capture_output=True, text=True, cwd=Path(__file__).parent.parent, timeout=120)  # fmt: skip
+    key, versions = json.loads(real.stdout)
+    data = json.loads((exported / "lightembed.json").read_text())
+    data["files"][0]["tuned"] = [_tuned("onnx", "onnxruntime fp32", key=key, versions=versions)]
+    (exported / "lightembed.json").write_text(json.dumps(data))
+    env = {k: v for k, v in __import__("os").environ.items() if k != policy.ENV_BACKEND}
+    proc = subprocess.run([sys.executable, "-c", code, str(exported)], capture_output=True, text=True,
+                          cwd=Path(__file__).parent.parent, timeout=120, env=env)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    reason, _, _, loaded = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert reason.startswith("measured on this machine class: onnxruntime fp32 kept")
+    assert loaded == []
