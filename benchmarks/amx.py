@@ -11,8 +11,10 @@ its own onnxruntime CPU fp32 row, and mapped through this run's lightembed-fp32 
     .venv/bin/python -m benchmarks.amx --model-dir work/minilm_ov [--n 1000] [--repeats 3] \\
         [--ort-openvino-python /tmp/ortov/bin/python] [--json benchmarks/amx_results/run.json]
 
-The model folder must come from `lightembed-export ... --quantize auto` with the openvino extra installed (its
-lightembed.json then holds the OpenVINO bf16 measurement that `backend=None` relies on).
+The model folder must come from `lightembed-export ... --quantize avx512_vnni rowwise weights` with the openvino
+extra installed (its lightembed.json then holds the OpenVINO bf16 measurement that `backend=None` relies on; the
+int8 rows need those three files: `--quantize auto` keeps only one int8 file, the batch-invariant one when it
+passes).
 """
 
 from __future__ import annotations

@@ -12,7 +12,8 @@ lightembed.json), so the no-options row shows the measured default.
     .venv/bin/python -m benchmarks.cpu_classes --model-dir work/minilm_ov --tune [--int8] [--n 600] [--repeats 3] \\
         [--json benchmarks/cpu_class_results/<cpu>.json] [--final]
 
-Without --final the section is headed SMOKE: numbers from a shared or busy machine are not results (the issue's
+The folder: `lightembed-export ... --quantize avx512_vnni rowwise weights` with the openvino extra (the int8 rows
+need those files). Without --final the section is headed SMOKE: numbers from a shared or busy machine are not results (the issue's
 targets are judged only on a quiet machine). The targets this checks and prints (never asserts): the default >=
 1.2x torch bf16 where that row runs, >= 1.2x torch fp32, and never slower than lightembed onnxruntime fp32.
 """

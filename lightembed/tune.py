@@ -234,7 +234,9 @@ def tune(
             settings = {"ov_config": {"INFERENCE_PRECISION_HINT": c.precision}} if c.precision else None
             models[c] = SentenceTransformer(str(folder), device="cpu", file_name=c.file, backend=c.backend,
                                             threads=threads, model_kwargs=settings)  # fmt: skip
-            measured[c].runs = ", ".join(models[c].runtime_info.providers)
+            info = models[c].runtime_info
+            copy = f" (pre-optimized copy {info.preoptimized_file})" if info.preoptimized_file else ""
+            measured[c].runs = ", ".join(info.providers) + copy
         except Exception as exc:  # noqa: BLE001 - a backend that cannot run the file is recorded, not fatal
             measured[c].error = f"{type(exc).__name__}: {exc}"
             say(f"{c.label} ({c.file}): cannot run: {measured[c].error}")
