@@ -266,3 +266,21 @@ def test_a_load_with_a_matching_record_times_nothing_and_stays_light(exported):
     reason, _, _, loaded = json.loads(proc.stdout.strip().splitlines()[-1])
     assert reason.startswith("measured on this machine class: onnxruntime fp32 kept")
     assert loaded == []
+
+
+def test_cli_tune_takes_calibration_texts_from_a_file(exported, tmp_path, capsys, monkeypatch):
+    seen = {}
+    real = tune.tune
+
+    def spy(*args, **kwargs):
+        seen.update(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tune, "tune", spy)
+    texts = tmp_path / "texts.txt"
+    texts.write_text("the cat sat\n\nhello world\n", encoding="utf-8")
+    assert main(["tune", str(exported), "--texts-file", str(texts), "--rounds", "1", "--texts", "4", "--dry-run"]) == 0
+    assert seen["texts"] == ["the cat sat", "hello world"] and seen["texts_source"] == "texts.txt"
+    texts.write_text("\n \n", encoding="utf-8")
+    assert main(["tune", str(exported), "--texts-file", str(texts)]) == 2
+    assert "no non-blank lines" in capsys.readouterr().err
