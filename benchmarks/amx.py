@@ -34,8 +34,8 @@ import numpy as np
 from benchmarks.corpus import lee_documents, lee_human_similarities, long_paragraphs, mixed, package_dir, short_queries
 from benchmarks.paths import BATCH_SIZE, QINT8_FILE, THREADS
 from benchmarks.quality import spearman
-from benchmarks.runners import FastembedAsLoaded, Lightembed, ModelPaths, Runner, SentenceTransformersTorch
 from benchmarks.report import write_json
+from benchmarks.runners import FastembedAsLoaded, Lightembed, ModelPaths, Runner, SentenceTransformersTorch
 from benchmarks.system import load_average, machine, versions
 from benchmarks.timing import cosines, measure_throughput
 

@@ -13,9 +13,10 @@ lightembed.json), so the no-options row shows the measured default.
         [--json benchmarks/cpu_class_results/<cpu>.json] [--final]
 
 The folder: `lightembed-export ... --quantize avx512_vnni rowwise weights` with the openvino extra (the int8 rows
-need those files). Without --final the section is headed SMOKE: numbers from a shared or busy machine are not results (the issue's
-targets are judged only on a quiet machine). The targets this checks and prints (never asserts): the default >=
-1.2x torch bf16 where that row runs, >= 1.2x torch fp32, and never slower than lightembed onnxruntime fp32.
+need those files). Without --final the section is headed SMOKE: numbers from a shared or busy machine are not
+results (the issue's targets are judged only on a quiet machine). The targets this checks and prints (never
+asserts): the default >= 1.2x torch bf16 where that row runs, >= 1.2x torch fp32, and never slower than lightembed
+onnxruntime fp32.
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ from typing import Any
 
 from benchmarks.amx import INT8_ROWS, NEAR_LOSSLESS, VARIANTS, measure_rows, torch_dir
 from benchmarks.corpus import mixed
-from benchmarks.runners import ModelPaths
 from benchmarks.report import write_json
+from benchmarks.runners import ModelPaths
 from benchmarks.system import load_average, machine, versions
 
 BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})  # x86 AVX512-BF16 / AMX, arm64 BF16

@@ -3,9 +3,9 @@ dynamic file (MatMulIntegerToFloat / DynamicQuantizeMatMul after onnxruntime's f
 and per-token int8 (lightembed_export.rowwise: batch-invariant, its scale ops unfused), in ONE process.
 
 The candidate: MatMulNBits with 8-bit weights (per-block weight scales along K, packed by onnxruntime's own
-quantize_matmul_8bits) and accuracy_level=4, where onnxruntime's CPU kernel quantizes the activations to int8 itself, block
-by block within each row: one fused op per MatMul, and a row's quantization never looks at another row, so it
-should be batch-invariant by construction (measured here: alone vs batched).
+quantize_matmul_8bits) and accuracy_level=4, where onnxruntime's CPU kernel quantizes the activations to int8
+itself, block by block within each row: one fused op per MatMul, and a row's quantization never looks at another
+row, so it should be batch-invariant (measured here, alone vs batched: not exactly, at block 128).
 
     .venv/bin/python -m benchmarks.int8_kernels --model-dir work/minilm [--n 300] [--repeats 3] [--block-size 32]
 
@@ -78,7 +78,9 @@ def write_dynamic(fp32: Path, out: Path) -> Path:
     """onnxruntime's dynamic int8 (u8 activations, per-channel s8 weights): what `--quantize avx512_vnni` writes."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(str(fp32), str(out), per_channel=True, weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"])
+    quantize_dynamic(
+        str(fp32), str(out), per_channel=True, weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"]
+    )
     return out
 
 
@@ -137,17 +139,20 @@ def main(argv: list[str] | None = None) -> int:
         cos = cosines(vectors["fp32"], vectors[key])
         alone = np.stack([model.encode(t) for t in shorts])
         batched = model.encode(shorts + longs, batch_size=args.batch_size)[: len(shorts)]
-        rows.append({"key": key, "file": files[key].name, "median_s": statistics.median(seconds[key]),
-                     "x_fp32": base / statistics.median(seconds[key]), "min_cos": float(cos.min()),
-                     "mean_cos": float(cos.mean()), "alone_vs_batched": float(cosines(alone, batched).min())})  # fmt: skip
+        median = statistics.median(seconds[key])
+        rows.append({"key": key, "file": files[key].name, "median_s": median, "x_fp32": base / median,
+                     "min_cos": float(cos.min()), "mean_cos": float(cos.mean()),
+                     "alone_vs_batched": float(cosines(alone, batched).min())})  # fmt: skip
     info["load_average_end"] = load_average()
     print(f"CPU {info['cpu']['model']}; load average {info['load_average_start']} -> {info['load_average_end']}; "
           f"{len(texts)} texts, batch {args.batch_size}, median of {args.repeats} interleaved rounds")  # fmt: skip
     print("| recipe | file | x lightembed fp32 | min cos to fp32 | mean cos | alone vs batched |")
     print("|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['key']} | {r['file']} | {r['x_fp32']:.2f} | {r['min_cos']:.5f} | {r['mean_cos']:.5f} | "
-              f"{r['alone_vs_batched']:.6f} |")
+        print(
+            f"| {r['key']} | {r['file']} | {r['x_fp32']:.2f} | {r['min_cos']:.5f} | {r['mean_cos']:.5f} | "
+            f"{r['alone_vs_batched']:.6f} |"
+        )
     write_json(args.json, {"command": " ".join([sys.executable, *sys.argv]), "machine": info, "rows": rows})
     return 0
 

@@ -63,9 +63,9 @@ def _parser() -> argparse.ArgumentParser:
         "backend=None on a machine of this class then runs the winner.",
     )
     tun.add_argument("model", help="local exported model folder (one with lightembed.json)")
-    tun.add_argument("--file", action="append", help="ONNX file to tune (repeatable; default: the file the folder loads)")
-    tun.add_argument("--int8", action="store_true", help="also time the folder's int8 files (they change the vectors)")
-    tun.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds (default 5; medians are compared)")
+    tun.add_argument("--file", action="append", help="ONNX file to tune (repeatable; default: the one the folder loads)")
+    tun.add_argument("--int8", action="store_true", help="also time the folder's int8 files (they change vectors)")
+    tun.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds (default 5; medians compared)")
     tun.add_argument("--texts", type=int, default=256, help="texts per timed run (default 256)")
     tun.add_argument("--texts-file", help="calibration texts, one per line (default: a built-in mixed set)")
     tun.add_argument("--batch-size", type=int, default=32)

@@ -155,7 +155,10 @@ def candidates_for(file: str, int8: bool, with_openvino: bool) -> list[Candidate
         if int8:
             found.append(Candidate("OpenVINO int8 file", file, "openvino", None, True))
         else:
-            found += [Candidate("OpenVINO f32", file, "openvino", "f32"), Candidate("OpenVINO bf16", file, "openvino", "bf16")]
+            found += [
+                Candidate("OpenVINO f32", file, "openvino", "f32"),
+                Candidate("OpenVINO bf16", file, "openvino", "bf16"),
+            ]
     return found
 
 
@@ -200,7 +203,9 @@ def tune(
     from lightembed.encoder import SentenceTransformer
     from lightembed.hub import resolve
 
-    rounds, timed_texts, batch_size = (_positive(v, n) for v, n in ((rounds, "rounds"), (timed_texts, "texts"), (batch_size, "batch_size")))
+    rounds, timed_texts, batch_size = (
+        _positive(v, n) for v, n in ((rounds, "rounds"), (timed_texts, "texts"), (batch_size, "batch_size"))
+    )
     if not 0 <= margin < 10:
         raise LightembedValueError(f"margin must be a fraction such as 0.1 (10%), got {margin!r}.")
     say = say or (lambda _line: None)
@@ -266,10 +271,12 @@ def tune(
     entries: dict[str, dict[str, Any]] = {}
     for file, is_int8 in chosen:
         mine = [measured[c] for c in plan if c.file == file]
-        entries[file] = _entry(mine[0], mine[1:], measured[fp32_baseline], margin, is_int8,
-                               rounds=rounds, batch_size=batch_size, threads=models[fp32_baseline].runtime_info.intra_op_threads,
-                               texts={"calibration": len(calibration), "timed": timed_texts, "source": source,
-                                      "sha256": _digest(calibration)})  # fmt: skip
+        entries[file] = _entry(
+            mine[0], mine[1:], measured[fp32_baseline], margin, is_int8, rounds=rounds, batch_size=batch_size,
+            threads=models[fp32_baseline].runtime_info.intra_op_threads,
+            texts={"calibration": len(calibration), "timed": timed_texts, "source": source,
+                   "sha256": _digest(calibration)},
+        )  # fmt: skip
         for m in mine:
             say(_line(m, mine[0], measured[fp32_baseline]))
         say(f"{file}: {entries[file]['summary']}")
@@ -364,14 +371,21 @@ def _entry(
     }
     best_other = None
     if best is not None:
-        best_other = {"label": best.candidate.label, "speedup": _rounded(best.speedup(baseline)), "min_cosine": best.min_cosine}
+        best_other = {
+            "label": best.candidate.label,
+            "speedup": _rounded(best.speedup(baseline)),
+            "min_cosine": best.min_cosine,
+        }
     if winner is baseline:
         why = f"{baseline.candidate.label} kept"
         if best_other:
-            why += f" (fastest other that passed: {best_other['label']} {best_other['speedup']:.2f}x, needs > {1 + margin:.2f}x)"
+            fastest = f"{best_other['label']} {best_other['speedup']:.2f}x"
+            why += f" (fastest other that passed: {fastest}, needs > {1 + margin:.2f}x)"
     else:
         why = f"{winner.candidate.label}: {speedup:.2f}x {baseline.candidate.label} at min cos {winner.min_cosine:.5f}"
-    bars = {"min_cosine": INT8_MIN_COSINE, "mean_cosine": INT8_MEAN_COSINE} if is_int8 else {"min_cosine": AUTO_MIN_COSINE}
+    bars = (
+        {"min_cosine": INT8_MIN_COSINE, "mean_cosine": INT8_MEAN_COSINE} if is_int8 else {"min_cosine": AUTO_MIN_COSINE}
+    )
     return {
         "machine_class": machine.machine_class(),
         "versions": machine.runtime_versions(),
@@ -412,6 +426,10 @@ def record_entries(folder: Path, entries: dict[str, dict[str, Any]]) -> None:
     for file, entry in entries.items():
         record = manifest.files.get(file)
         key = manifests.Tuned.parse(entry)
-        kept = [t.raw for t in (record.tuned if record else ()) if key is None or not t.matches(key.machine_class, key.versions)]
+        kept = [
+            t.raw
+            for t in (record.tuned if record else ())
+            if key is None or not t.matches(key.machine_class, key.versions)
+        ]
         blocks[file] = [*kept, entry]
     manifests.set_file_blocks(folder, manifests.TUNED, blocks)

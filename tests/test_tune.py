@@ -31,7 +31,13 @@ def _tuned(backend: str, label: str, precision: str | None = None, speedup: floa
     return {
         "machine_class": key or HERE,
         "versions": versions or VERSIONS,
-        "choice": {"backend": backend, "precision": precision, "label": label, "speedup": speedup, "min_cosine": 0.99996},
+        "choice": {
+            "backend": backend,
+            "precision": precision,
+            "label": label,
+            "speedup": speedup,
+            "min_cosine": 0.99996,
+        },
         "measured_at": "2026-12-01T00:00:00Z",
         **extra,
     }
@@ -80,10 +86,14 @@ def test_a_matching_record_that_kept_fp32_overrides_the_amx_rule():
     exporter = {"inference_precision": "bf16", "metrics": {"min_cosine": 0.99995},
                 "texts_check": {"texts": 56, "min_cosine": 0.99995}}  # fmt: skip
     kept = _tuned("onnx", "onnxruntime fp32", best_other={"label": "OpenVINO bf16", "speedup": 1.04})
-    assert policy.choose_backend(None, cpu_only=True, manifest_entry=_entry(openvino=exporter), flags=AMX)[0] == "openvino"
+    assert (
+        policy.choose_backend(None, cpu_only=True, manifest_entry=_entry(openvino=exporter), flags=AMX)[0] == "openvino"
+    )
     backend, why = policy.choose_backend(None, cpu_only=True, manifest_entry=_entry(kept, openvino=exporter), flags=AMX)
     assert backend == "onnx"
-    assert why.startswith("measured on this machine class: onnxruntime fp32 kept; the fastest other, OpenVINO bf16, ran 1.04x")
+    assert why.startswith(
+        "measured on this machine class: onnxruntime fp32 kept; the fastest other, OpenVINO bf16, ran 1.04x"
+    )
 
 
 def test_the_record_decides_only_on_cpu_and_never_over_an_explicit_backend(monkeypatch):
@@ -187,7 +197,9 @@ def test_a_timed_openvino_choice_opens_with_its_precision_hint(exported, monkeyp
     (exported / "lightembed.json").write_text(json.dumps(data))
     seen = []
     real = ovo.open_file
-    monkeypatch.setattr(ovo, "open_file", lambda path, options: seen.append(dict(options.ov_config)) or real(path, options))
+    monkeypatch.setattr(
+        ovo, "open_file", lambda path, options: seen.append(dict(options.ov_config)) or real(path, options)
+    )
     model = SentenceTransformer(str(exported))
     assert model._backend == "openvino" and "OpenVINO bf16 1.70x" in model.backend_reason
     assert seen == [{"INFERENCE_PRECISION_HINT": "bf16"}]
@@ -201,7 +213,9 @@ def test_int8_files_are_timed_only_with_the_opt_in(exported):
     entries = tune.tune(exported, int8=True, rounds=1, timed_texts=8)
     int8 = entries["onnx/model_qint8_rowwise.onnx"]
     assert [c["label"] for c in int8["candidates"]] == ["onnxruntime int8", "OpenVINO int8 file"]
-    assert int8["bars"]["min_cosine"] == policy.INT8_MIN_COSINE and int8["bars"]["mean_cosine"] == policy.INT8_MEAN_COSINE
+    assert (
+        int8["bars"]["min_cosine"] == policy.INT8_MIN_COSINE and int8["bars"]["mean_cosine"] == policy.INT8_MEAN_COSINE
+    )
     assert int8["candidates"][0]["x_fp32"] is not None
     assert _manifest(exported)["onnx/model_qint8_rowwise.onnx"]["tuned"][0]["choice"] == int8["choice"]
 

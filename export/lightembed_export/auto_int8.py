@@ -64,7 +64,11 @@ class _Bar:
     def check(self, info: dict[str, Any]) -> dict[str, Any]:
         """{probes, texts, bar, passed} for `info` (a verified embedding file)."""
         metrics = info.get("metrics") or {}
-        probes = {"min_cosine": metrics.get("min_cosine"), "mean_cosine": metrics.get("mean_cosine"), "against": "torch"}
+        probes = {
+            "min_cosine": metrics.get("min_cosine"),
+            "mean_cosine": metrics.get("mean_cosine"),
+            "against": "torch",
+        }
         texts: dict[str, Any] = {"texts": len(self.texts), "against": f"{self.fp32.name} on the runtime"}
         if self.texts and info.get("passed"):
             try:
@@ -131,7 +135,11 @@ def settle(
         say(f"quantize auto: {kept['path']} ({why})")
         record: dict[str, Any] = {"kept": kept["path"], "why": why, "tried": tried}
         if bar is not None:
-            record["bar"] = {"min_cosine": MIN_COSINE, "mean_cosine": MEAN_COSINE, "on": ["probes", f"{len(bar.texts)} calibration texts"]}
+            record["bar"] = {
+                "min_cosine": MIN_COSINE,
+                "mean_cosine": MEAN_COSINE,
+                "on": ["probes", f"{len(bar.texts)} calibration texts"],
+            }
         return record
 
     def attempt(target: str, reason: str) -> dict[str, Any] | None:
@@ -159,7 +167,9 @@ def settle(
             return files, done(kept, f"{target}: batch-invariant, keeps the bar")
     for info in dynamic:
         if judge(info):
-            return files, done(info, "dynamic: no batch-invariant recipe keeps the bar; a text's vector depends on its batch")
+            return files, done(
+                info, "dynamic: no batch-invariant recipe keeps the bar; a text's vector depends on its batch"
+            )
         _remove(output, info)
     files = [f for f in files if f not in dynamic]
     for target in last_resort():

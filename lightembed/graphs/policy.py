@@ -135,7 +135,8 @@ def _measured(cpu_only: bool, manifest_entry: Mapping[str, Any] | None) -> Decis
         return Decision("onnx", f"measured on this machine class: {tuned.label} kept{beaten} ({source})")
     baseline = tuned.raw.get("baseline") or "onnxruntime fp32"
     speed = f" {tuned.speedup:.2f}x {baseline}" if tuned.speedup is not None else ""
-    config = {"INFERENCE_PRECISION_HINT": tuned.ov_precision} if tuned.backend == "openvino" and tuned.ov_precision else {}
+    hinted = tuned.backend == "openvino" and tuned.ov_precision
+    config = {"INFERENCE_PRECISION_HINT": tuned.ov_precision} if hinted else {}
     return Decision(tuned.backend, f"measured on this machine class: {tuned.label}{speed}{fidelity} ({source})", config)
 
 
