@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterator, Literal, Se
 import numpy as np
 from tokenizers import Encoding
 
-from lightembed import env
+from lightembed import env, pipeline
 from lightembed import manifest as manifests
 from lightembed.compat import TorchCompat, _relative
 from lightembed.config import TransformerSettings
@@ -183,6 +183,8 @@ class BaseModel(TorchCompat):
             max_batch_tokens = check_int(max_batch_tokens, "max_batch_tokens")
         self.max_batch_tokens: int | None = max_batch_tokens
         """Most padded tokens (rows x longest) in one graph run; None: no cap."""
+        self.host_pipeline: bool | None = None
+        """Tokenize the next batches on a thread while one runs (lightembed.pipeline); None: on CUDA only."""
 
         setup = self._setup()
         settings = setup.settings
@@ -407,7 +409,11 @@ class BaseModel(TorchCompat):
     def _batches(
         self, items: Sequence[TextInput], batch_size: int, show_progress_bar: bool | None
     ) -> Iterator[tuple[np.ndarray, Batch]]:
-        """(indices, padded batch) for every batch that will run; the progress bar counts exactly those."""
+        """(indices, padded batch) for every batch that will run; the progress bar counts exactly those. With the
+        host pipeline (on CUDA, or `host_pipeline=True`) the next batches are tokenized on a thread meanwhile."""
+        if pipeline.wanted(self.device, getattr(self, "host_pipeline", None)):
+            yield from pipeline.batches(self, items, batch_size, show_progress_bar)
+            return
         encodings = self.tokenize_inputs(items)
         plan = self.plan(encodings, batch_size)
         for idx in progress(plan, bool(show_progress_bar), "Batches", total=len(plan)):
