@@ -214,7 +214,7 @@ class BaseModel(TorchCompat):
     def similarity_fn_name(self, value: Any) -> None:
         value = getattr(value, "value", value)  # a SimilarityFunction enum member
         if value not in SIMILARITY_NAMES:
-            raise ValueError(f"similarity_fn_name must be one of {SIMILARITY_NAMES}, got {value!r}.")
+            raise LightembedValueError(f"similarity_fn_name must be one of {SIMILARITY_NAMES}, got {value!r}.")
         self._similarity_fn_name = value
 
     @property
@@ -355,10 +355,10 @@ class BaseModel(TorchCompat):
         """Reject keywords `method` does not use and a device other than the model's (a pool or a device list
         goes to lightembed/pool.py before this check)."""
         if kwargs:
-            raise ValueError(f"{method} got keyword arguments it does not use: {sorted(kwargs)}.")
+            raise LightembedValueError(f"{method} got keyword arguments it does not use: {sorted(kwargs)}.")
         if device is not None and str(device).split(":")[0] != self.device:
             cls = type(self).__name__
-            raise ValueError(
+            raise LightembedValueError(
                 f"This model runs on {self.device!r}; to use {device!r}, load it with {cls}(..., device={device!r})."
             )
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, NoReturn, Sequence
 import numpy as np
 
 from lightembed import machine, variants
+from lightembed.errors import LightembedTypeError, LightembedValueError
 from lightembed.graphs import openvino, resolve_providers
 from lightembed.unsupported import TRAIN_WITH_ST, NotSupportedError, refusal
 
@@ -85,7 +86,7 @@ class TorchCompat:
         kwargs.pop("non_blocking", None)
         kwargs.pop("copy", None)
         if kwargs:
-            raise TypeError(f"to() got unexpected keyword arguments: {sorted(kwargs)}.")
+            raise LightembedTypeError(f"to() got unexpected keyword arguments: {sorted(kwargs)}.")
         for arg in args:
             if isinstance(arg, bool):  # torch's positional non_blocking
                 continue
@@ -104,7 +105,7 @@ class TorchCompat:
             elif name == "float32":
                 self.float()
             else:
-                raise TypeError(f"to(): lightembed switches between float32, float16 and bfloat16 files, not {dtype}.")
+                raise LightembedTypeError(f"to(): lightembed switches between float32, float16 and bfloat16 files, not {dtype}.")
         return self
 
     def cuda(self, device: Any = None) -> Self:
@@ -255,7 +256,7 @@ class TorchCompat:
         """Token arrays for a list of inputs (texts, or pairs for a CrossEncoder), `prompt` prepended to each
         text (to the first text of a pair), padded to the longest: what the graph is fed."""
         if kwargs:
-            raise ValueError(f"preprocess() got keyword arguments it does not use: {sorted(kwargs)}.")
+            raise LightembedValueError(f"preprocess() got keyword arguments it does not use: {sorted(kwargs)}.")
         if inputs is None or len(inputs) == 0:
             return {}
         if prompt:
@@ -343,7 +344,7 @@ class TorchCompat:
             if "/" not in repo_id:
                 repo_id = f"{organization}/{repo_id}"
             elif repo_id.split("/")[0] != organization:
-                raise ValueError(f"organization={organization!r} does not match repo_id={repo_id!r}.")
+                raise LightembedValueError(f"organization={organization!r} does not match repo_id={repo_id!r}.")
         return self.push_to_hub(repo_id, **kwargs)
 
     def _model_config(self) -> dict[str, Any]:

@@ -9,7 +9,6 @@ equivalents without importing torch.
 from __future__ import annotations
 
 import warnings
-
 from pathlib import Path
 from typing import Any, Callable, Literal, Sequence, overload
 
@@ -19,6 +18,7 @@ from lightembed import activations
 from lightembed.activations import Identity, ReLU, Sigmoid, Softmax, Tanh, as_activation, softmax
 from lightembed.base import BaseModel, ModelSetup
 from lightembed.config import HFConfig, read_json, read_model_settings, read_transformer_settings
+from lightembed.errors import LightembedTypeError, LightembedValueError
 from lightembed.inputs import as_pairs, check_batch_size, check_int, check_text, pop_legacy, take_sentences
 from lightembed.tokenize import Batch
 from lightembed.unsupported import torch_only
@@ -87,18 +87,18 @@ class CrossEncoder(BaseModel):
         for key in _IGNORED_INIT:
             kwargs.pop(key, None)
         if kwargs:
-            raise TypeError(f"CrossEncoder() got unexpected keyword arguments: {sorted(kwargs)}.")
+            raise LightembedTypeError(f"CrossEncoder() got unexpected keyword arguments: {sorted(kwargs)}.")
         if num_labels is None and config_kwargs and config_kwargs.get("num_labels") is not None:
             num_labels = config_kwargs["num_labels"]
         if max_length is None and processor_kwargs and processor_kwargs.get("model_max_length") is not None:
             max_length = processor_kwargs["model_max_length"]
         if model_name_or_path is None:
-            raise TypeError("CrossEncoder() needs model_name_or_path: a folder or Hugging Face Hub repo id.")
+            raise LightembedTypeError("CrossEncoder() needs model_name_or_path: a folder or Hugging Face Hub repo id.")
         if num_labels is not None:
             try:
                 num_labels = check_int(num_labels, "num_labels")
             except ValueError:
-                raise ValueError(f"num_labels must be a positive integer, got {num_labels!r}.") from None
+                raise LightembedValueError(f"num_labels must be a positive integer, got {num_labels!r}.") from None
         self._requested_labels = num_labels
         self.trust_remote_code = trust_remote_code
         self.keep_in_fp32_modules: list[str] | None = None
@@ -133,13 +133,13 @@ class CrossEncoder(BaseModel):
         self.config = HFConfig.read(self.model_dir)
         settings = read_transformer_settings(self.model_dir)
         if settings.transformer_task not in (None, "sequence-classification"):
-            raise ValueError(
+            raise LightembedValueError(
                 f"{self.model_dir} is a {settings.transformer_task!r} model (sentence_bert_config.json), not a "
                 "cross-encoder (sequence-classification)."
             )
         name, shape = self._graph.output_name, self._graph.output_shape()
         if shape is not None and len(shape) != 2:
-            raise ValueError(
+            raise LightembedValueError(
                 f"The ONNX graph's output {name!r} has shape {shape}; a CrossEncoder needs (batch, num_labels) "
                 "logits from a sequence-classification export. Is this an embedding model? Use SentenceTransformer."
             )
@@ -154,7 +154,7 @@ class CrossEncoder(BaseModel):
             configured = len(self.config["id2label"])
         if width is not None:
             if requested is not None and requested != width:
-                raise ValueError(
+                raise LightembedValueError(
                     f"num_labels={requested} was requested, but the ONNX graph outputs {width} label(s); an exported "
                     "classification head cannot be resized."
                 )
@@ -203,10 +203,10 @@ class CrossEncoder(BaseModel):
         logits = self._graph(batch.as_dict())
         num_labels = self.num_labels
         if logits.ndim != 2 or logits.shape[1] != num_labels:
-            raise ValueError(f"The ONNX graph returned logits of shape {logits.shape}; expected (batch, {num_labels}).")
+            raise LightembedValueError(f"The ONNX graph returned logits of shape {logits.shape}; expected (batch, {num_labels}).")
         out = np.asarray((activation_fn or self.activation_fn)(logits), dtype=np.float32)
         if out.shape != logits.shape:
-            raise ValueError(f"activation_fn changed the shape of the logits from {logits.shape} to {out.shape}.")
+            raise LightembedValueError(f"activation_fn changed the shape of the logits from {logits.shape} to {out.shape}.")
         return out
 
     @overload
@@ -353,7 +353,7 @@ class CrossEncoder(BaseModel):
         activation_fn = pop_legacy(kwargs, activation_fn, "activation_fct")
         kwargs.pop("num_workers", None)
         if kwargs:
-            raise ValueError(f"rank() got keyword arguments it does not use: {sorted(kwargs)}.")
+            raise LightembedValueError(f"rank() got keyword arguments it does not use: {sorted(kwargs)}.")
         if apply_softmax:
             warnings.warn(
                 "The CrossEncoder.rank `apply_softmax` argument has no effect, as `rank` only supports models with "
@@ -362,13 +362,13 @@ class CrossEncoder(BaseModel):
                 stacklevel=2,
             )
         if self.num_labels != 1:
-            raise ValueError(
+            raise LightembedValueError(
                 f"CrossEncoder.rank() only works for models with num_labels=1; this model has {self.num_labels}. "
                 "Use CrossEncoder.predict() with (query, document) pairs instead."
             )
         query = check_text(query, "query")
         if documents is None or isinstance(documents, (str, bytes, bytearray)):
-            raise TypeError(
+            raise LightembedTypeError(
                 f"documents must be a list of strings, got {'None' if documents is None else type(documents).__name__}."
             )
         if hasattr(documents, "tolist") and not isinstance(documents, (list, tuple)):
@@ -378,7 +378,7 @@ class CrossEncoder(BaseModel):
             check_text(doc, f"documents[{i}]")
         if top_k is not None:
             if isinstance(top_k, (bool, np.bool_)) or not isinstance(top_k, (int, np.integer)):
-                raise TypeError(f"top_k must be an integer or None, got {type(top_k).__name__}.")
+                raise LightembedTypeError(f"top_k must be an integer or None, got {type(top_k).__name__}.")
             # Like util.semantic_search: a slice such as [:-1] would silently drop the lowest documents.
             top_k = check_int(top_k, "top_k", minimum=0)
         if not documents:
@@ -409,9 +409,9 @@ class CrossEncoder(BaseModel):
         autocast (each file has one precision), so only [] is accepted and any name is a ValueError, as 6.2
         answers on its ONNX backend."""
         if not isinstance(module_names, (list, tuple)):
-            raise ValueError("keep_in_fp32_modules must be a list of module paths.")
+            raise LightembedValueError("keep_in_fp32_modules must be a list of module paths.")
         if module_names:
-            raise ValueError(
+            raise LightembedValueError(
                 f"keep_in_fp32_modules={list(module_names)!r} is supported only by sentence-transformers' torch "
                 "backend; lightembed runs ONNX files, whose precision is the file's (model.float() picks the fp32 one)."
             )

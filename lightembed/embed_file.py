@@ -22,6 +22,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from lightembed.errors import LightembedValueError
 from lightembed.file_formats import INPUT_FORMATS, input_format  # noqa: F401 - part of this module's API
 
 JOURNAL = "journal.json"
@@ -94,7 +95,7 @@ def read_batches(path: Path, text_column: str, id_column: str | None, block_rows
         try:
             first = pjson.open_json(path, read_options=read_options).schema
         except pa.ArrowInvalid as exc:
-            raise ValueError(_where(path, "json", 0, exc)) from None
+            raise LightembedValueError(_where(path, "json", 0, exc)) from None
         have_id = _check_columns(path, first.names, text_column, id_column)
         fields = [(text_column, pa.string())]
         if have_id:
@@ -137,7 +138,7 @@ def _located(batches: Any, path: Path, fmt: str) -> Iterator[Any]:
         except StopIteration:
             return
         except pa.ArrowInvalid as exc:
-            raise ValueError(_where(path, fmt, row, exc)) from None
+            raise LightembedValueError(_where(path, fmt, row, exc)) from None
         yield batch
         row += batch.num_rows
 
@@ -151,7 +152,7 @@ def _texts(column: Any, path: Path, first: int, name: str) -> list[str]:
             try:
                 value.as_py()
             except UnicodeDecodeError as exc:
-                raise ValueError(f"{path}: row {first + i}: column {name!r} is not valid UTF-8 ({exc.reason} at "
+                raise LightembedValueError(f"{path}: row {first + i}: column {name!r} is not valid UTF-8 ({exc.reason} at "
                                  f"byte {exc.start}).") from None
         raise
 
@@ -160,9 +161,9 @@ def _check_columns(path: Path, names: list[str], text_column: str, id_column: st
     """Whether the id column is there; a missing text column, or a missing id column that was named, is an error
     (the default id column "id" may be absent: row numbers are used)."""
     if text_column not in names:
-        raise ValueError(f"{path} has no column {text_column!r} (columns: {names}); choose one with --text-column.")
+        raise LightembedValueError(f"{path} has no column {text_column!r} (columns: {names}); choose one with --text-column.")
     if id_column is not None and id_column not in names:
-        raise ValueError(f"{path} has no column {id_column!r} (columns: {names}); choose one with --id-column.")
+        raise LightembedValueError(f"{path} has no column {id_column!r} (columns: {names}); choose one with --id-column.")
     return id_column is not None or DEFAULT_ID in names
 
 
@@ -252,9 +253,9 @@ def embed_file(
         raise FileNotFoundError(f"input file not found: {input_path}")
     out_format = output_path.suffix.lower()
     if out_format not in OUTPUT_FORMATS:
-        raise ValueError(f"{output_path}: the output must end in .parquet or .npy.")
+        raise LightembedValueError(f"{output_path}: the output must end in .parquet or .npy.")
     if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows < 1:
-        raise ValueError(f"chunk_rows must be a positive integer, got {chunk_rows!r}.")
+        raise LightembedValueError(f"chunk_rows must be a positive integer, got {chunk_rows!r}.")
     parts_dir = output_path.with_name(output_path.name + ".parts")
     shutil.rmtree(parts_dir.with_name(parts_dir.name + ".remove"), ignore_errors=True)
     if overwrite:
@@ -291,7 +292,7 @@ def embed_file(
         previous = json.loads(journal_path.read_text())
         changed = sorted(k for k in set(job) | set(previous.get("job", {})) if previous.get("job", {}).get(k) != job.get(k))
         if changed:
-            raise ValueError(
+            raise LightembedValueError(
                 f"{parts_dir} holds an interrupted run of a different job (it differs in {changed}); run the same "
                 "command again to resume it, or pass --overwrite to start over."
             )
@@ -302,7 +303,7 @@ def embed_file(
     owned_pool = None
     if isinstance(pool, int) and not isinstance(pool, bool):
         if pool < 1:
-            raise ValueError(f"pool must be a positive number of worker processes, got {pool}.")
+            raise LightembedValueError(f"pool must be a positive number of worker processes, got {pool}.")
         owned_pool = pool = model.start_multi_process_pool(["cpu"] * pool) if pool > 1 else None
     bar = _bar(show_progress_bar and not journal["finished"], total, resumed_from)
     embedded = 0
@@ -312,7 +313,7 @@ def embed_file(
                 texts = table.column(text_column)
                 if texts.null_count:
                     bad = first + next(i for i, v in enumerate(texts.is_null().to_pylist()) if v)
-                    raise ValueError(f"{input_path}: row {bad} has no text in column {text_column!r} (null).")
+                    raise LightembedValueError(f"{input_path}: row {bad} has no text in column {text_column!r} (null).")
                 emb = model.encode(
                     _texts(texts, input_path, first, text_column),
                     batch_size=batch_size,

@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from lightembed.errors import LightembedValueError
+
 EMPTY_DOCUMENT_SCORE = -1e9
 DEFAULT_CHUNK_ELEMENTS = 100_000_000
 
@@ -26,7 +28,7 @@ __all__ = ["maxsim", "maxsim_pairwise", "mean_maxsim", "mean_maxsim_pairwise"]
 def _as_float(x: Any) -> np.ndarray:
     arr = np.asarray(x)
     if arr.dtype == object:
-        raise ValueError("multi-vector embeddings must be numeric arrays of shape (tokens, dim)")
+        raise LightembedValueError("multi-vector embeddings must be numeric arrays of shape (tokens, dim)")
     return arr if arr.dtype in (np.float32, np.float64) else arr.astype(np.float32)
 
 
@@ -43,19 +45,19 @@ def _items(embeddings: Any, mask: Any, name: str) -> list[np.ndarray]:
             arr = arr[None]
             masks = None if masks is None else masks.reshape(1, -1)
         if arr.ndim != 3:
-            raise ValueError(f"{name} must be a list of (tokens, dim) arrays or a (n, tokens, dim) array, got shape {arr.shape}")
+            raise LightembedValueError(f"{name} must be a list of (tokens, dim) arrays or a (n, tokens, dim) array, got shape {arr.shape}")
         items = list(arr)
         if masks is None:
             masks = [row.any(axis=-1) for row in arr]  # all-zero rows are padding (6.2's rule)
     for i, item in enumerate(items):
         if item.ndim != 2:
-            raise ValueError(f"{name}[{i}] must be a (tokens, dim) array, got shape {item.shape}")
+            raise LightembedValueError(f"{name}[{i}] must be a (tokens, dim) array, got shape {item.shape}")
     if masks is not None:
         if len(masks) != len(items):
-            raise ValueError(f"{name}_mask has {len(masks)} rows for {len(items)} embeddings")
+            raise LightembedValueError(f"{name}_mask has {len(masks)} rows for {len(items)} embeddings")
         for i, (item, m) in enumerate(zip(items, masks)):
             if m.shape[-1] < item.shape[0]:
-                raise ValueError(f"{name}_mask[{i}] covers {m.shape[-1]} tokens, but {name}[{i}] has {item.shape[0]}")
+                raise LightembedValueError(f"{name}_mask[{i}] covers {m.shape[-1]} tokens, but {name}[{i}] has {item.shape[0]}")
         items = [item[np.asarray(m[: item.shape[0]], dtype=bool)] for item, m in zip(items, masks)]
     return items
 
@@ -63,7 +65,7 @@ def _items(embeddings: Any, mask: Any, name: str) -> list[np.ndarray]:
 def _dims(a: list[np.ndarray], b: list[np.ndarray]) -> None:
     dims = {x.shape[1] for x in (*a, *b)}
     if len(dims) > 1:
-        raise ValueError(f"Embedding dimensions differ between the multi-vector embeddings: {sorted(dims)}")
+        raise LightembedValueError(f"Embedding dimensions differ between the multi-vector embeddings: {sorted(dims)}")
 
 
 def _score_block(queries: list[np.ndarray], stacked: np.ndarray, starts: np.ndarray, empty: np.ndarray) -> np.ndarray:
@@ -136,7 +138,7 @@ def maxsim_pairwise(
     del device, chunk_elements  # one pair at a time: the temporary is one query x one document
     queries, documents = _items(a, a_mask, "a"), _items(b, b_mask, "b")
     if len(queries) != len(documents):
-        raise ValueError(
+        raise LightembedValueError(
             f"`a` and `b` must hold the same number of items to score as pairs, got {len(queries)} and {len(documents)}."
         )
     _dims(queries, documents)

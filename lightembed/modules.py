@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from lightembed import activations
+from lightembed.errors import LightembedValueError
 from lightembed.safetensors_io import load_safetensors
 
 
@@ -53,7 +54,7 @@ class Dense:
         self.use_residual = bool(use_residual)
         self.residual_t = None if residual_weight is None else np.ascontiguousarray(residual_weight.T, np.float32)
         if self.use_residual and self.residual_t is None and self.weight_t.shape[0] != self.weight_t.shape[1]:
-            raise ValueError(
+            raise LightembedValueError(
                 f"Dense use_residual=True maps {self.weight_t.shape[0]} to {self.weight_t.shape[1]} features and "
                 "needs the 'residual.weight' projection, which its weights lack."
             )
@@ -75,7 +76,7 @@ class Dense:
         weights_path = folder / "model.safetensors"
         if not weights_path.is_file():
             if (folder / "pytorch_model.bin").is_file():
-                raise ValueError(
+                raise LightembedValueError(
                     f"Dense weights in {folder} are a torch pickle (pytorch_model.bin), which lightembed cannot "
                     "read without torch; re-export the model with `lightembed-export`, which writes safetensors."
                 )
@@ -83,11 +84,11 @@ class Dense:
         tensors = load_safetensors(weights_path)
         weight = tensors.get("linear.weight")
         if weight is None:
-            raise ValueError(f"{weights_path} has no 'linear.weight' tensor (found {sorted(tensors)}).")
+            raise LightembedValueError(f"{weights_path} has no 'linear.weight' tensor (found {sorted(tensors)}).")
         bias = tensors.get("linear.bias") if config.get("bias", True) else None
         use_residual = config.get("use_residual", False)
         if not isinstance(use_residual, bool):
-            raise ValueError(f"use_residual in {config_path} must be true or false, got {use_residual!r}.")
+            raise LightembedValueError(f"use_residual in {config_path} must be true or false, got {use_residual!r}.")
         input_name, output_name = feature_names(config, config_path, SENTENCE)
         return cls(
             weight,
@@ -143,7 +144,7 @@ class LayerNorm:
             raise FileNotFoundError(f"LayerNorm module folder {folder} has no model.safetensors.")
         tensors = load_safetensors(path)
         if "norm.weight" not in tensors or "norm.bias" not in tensors:
-            raise ValueError(f"{path} needs 'norm.weight' and 'norm.bias' tensors (found {sorted(tensors)}).")
+            raise LightembedValueError(f"{path} needs 'norm.weight' and 'norm.bias' tensors (found {sorted(tensors)}).")
         return cls(tensors["norm.weight"], tensors["norm.bias"])
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
@@ -159,7 +160,7 @@ def feature_names(config: dict, config_path: Path, default: str) -> tuple[str, s
     output_name = config.get("module_output_name") or input_name
     for key, name in (("module_input_name", input_name), ("module_output_name", output_name)):
         if name not in FEATURE_NAMES:
-            raise ValueError(
+            raise LightembedValueError(
                 f"{key}={name!r} in {config_path} is not supported by lightembed: its modules read and write "
                 f"{FEATURE_NAMES} only."
             )

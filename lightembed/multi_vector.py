@@ -11,6 +11,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from lightembed.errors import LightembedValueError
 from lightembed.modules import TOKENS, Dense, Normalize
 from lightembed.tokenize import Batch
 
@@ -92,9 +93,9 @@ class HierarchicalTokenPooling:
         tasks: str | Sequence[str] | None = None,
     ) -> None:
         if pool_factor < 1:
-            raise ValueError(f"pool_factor must be >= 1, got {pool_factor}.")
+            raise LightembedValueError(f"pool_factor must be >= 1, got {pool_factor}.")
         if num_protected_tokens < 0:
-            raise ValueError(f"num_protected_tokens must be >= 0, got {num_protected_tokens}.")
+            raise LightembedValueError(f"num_protected_tokens must be >= 0, got {num_protected_tokens}.")
         self.pool_factor = pool_factor
         self.num_protected_tokens = num_protected_tokens
         self.normalize_embeddings = normalize_embeddings
@@ -172,10 +173,10 @@ def read_multi_vector_modules(
     found = MultiVectorModules()
     for kind, path, type_name in entries:
         if found.token_pooling is not None:
-            raise ValueError(f"{modules_path}: lightembed runs token pooling as the last module; {type_name!r} follows it.")
+            raise LightembedValueError(f"{modules_path}: lightembed runs token pooling as the last module; {type_name!r} follows it.")
         if kind == "Transformer":
             if transformer_dir is not None:
-                raise ValueError(f"{modules_path} lists more than one Transformer module.")
+                raise LightembedValueError(f"{modules_path} lists more than one Transformer module.")
             transformer_dir = path
         elif kind == "Dense":
             config = read_json(path / "config.json")
@@ -192,10 +193,10 @@ def read_multi_vector_modules(
                 type_name, modules_path, "Transformer, Dense, Normalize, MultiVectorMask, HierarchicalTokenPooling"
             )
     if transformer_dir is None:
-        raise ValueError(f"{modules_path} lists no Transformer module.")
+        raise LightembedValueError(f"{modules_path} lists no Transformer module.")
     for module in found.token_modules:
         if module.input_name != TOKENS or module.output_name != TOKENS:
-            raise ValueError(
+            raise LightembedValueError(
                 f"{modules_path}: a multi-vector model's {type(module).__name__} must read and write "
                 f"token_embeddings, got {module.input_name!r} -> {module.output_name!r}."
             )

@@ -33,6 +33,7 @@ from lightembed.config import (
     read_modules,
     read_transformer_settings,
 )
+from lightembed.errors import LightembedTypeError, LightembedValueError
 from lightembed.inputs import as_text_list, check_batch_size, check_int, take_sentences
 from lightembed.modules import TOKENS, l2_normalize, run_modules
 from lightembed.multi_vector import (
@@ -42,8 +43,8 @@ from lightembed.multi_vector import (
     read_multi_vector_modules,
 )
 from lightembed.progress import progress
-from lightembed.unsupported import refusal
 from lightembed.tokenize import Batch, Tokenizer, _token_str, plan_batches, token_counts
+from lightembed.unsupported import refusal
 
 __all__ = ["MultiVectorEncoder", "HierarchicalTokenPooling"]
 
@@ -88,7 +89,7 @@ class MultiVectorEncoder(EmbeddingModel):
     ) -> None:
         kwargs.pop("modules", None)
         if kwargs:
-            raise TypeError(f"MultiVectorEncoder() got unexpected keyword arguments: {sorted(kwargs)}.")
+            raise LightembedTypeError(f"MultiVectorEncoder() got unexpected keyword arguments: {sorted(kwargs)}.")
         del trust_remote_code, config_kwargs, model_card_data  # nothing to run or configure in an exported graph
         max_length = (processor_kwargs or {}).get("model_max_length")
         self._task_tokenizers: dict[int | None, Tokenizer] = {}
@@ -117,14 +118,14 @@ class MultiVectorEncoder(EmbeddingModel):
         saved = read_json(folder / "config_sentence_transformers.json")
         legacy = sorted(set(_LEGACY_KEYS) & set(saved)) or (["model_type=ColBERT"] if saved.get("model_type") == "ColBERT" else [])
         if legacy or "HF_ColBERT" in (read_json(folder / "config.json").get("architectures") or []):
-            raise ValueError(
+            raise LightembedValueError(
                 f"{folder} is a PyLate / Stanford-NLP ColBERT save ({', '.join(legacy) or 'HF_ColBERT'}), which "
                 "lightembed does not read: load it once with sentence-transformers 6 "
                 "(MultiVectorEncoder(path).save(new_path)), which converts it, and export new_path."
             )
         entries = read_modules(folder)
         if entries is None:
-            raise ValueError(
+            raise LightembedValueError(
                 f"{folder} has no modules.json: a MultiVectorEncoder needs the folder sentence-transformers 6 saves "
                 "(Transformer, Dense projection, MultiVectorMask, Normalize)."
             )
@@ -147,7 +148,7 @@ class MultiVectorEncoder(EmbeddingModel):
             ids = [token_to_id(n) for n in names if n]
             self._expansion_id = next((i for i in ids if i is not None), None)
             if self._expansion_id is None:
-                raise ValueError(
+                raise LightembedValueError(
                     f"query_expansion in {self.settings.source} needs a token ({expansion['token'] or 'the mask or eos token'}) "
                     "that the tokenizer does not have."
                 )
@@ -166,7 +167,7 @@ class MultiVectorEncoder(EmbeddingModel):
     def similarity_fn_name(self, value: Any) -> None:
         value = getattr(value, "value", value)  # a SimilarityFunction member
         if value not in SIMILARITY_FN_NAMES:
-            raise ValueError(
+            raise LightembedValueError(
                 f"MultiVectorEncoder only supports {SIMILARITY_FN_NAMES}, got {value!r}: cosine / dot / euclidean / "
                 "manhattan are defined on single vectors and do not compose with per-token embeddings."
             )
@@ -279,7 +280,7 @@ class MultiVectorEncoder(EmbeddingModel):
         del convert_to_numpy, chunk_size  # always NumPy; chunking belongs to the pool
         processing_kwargs = kwargs.pop("processing_kwargs", None)
         if "convert_to_tensor" in kwargs:
-            raise ValueError(
+            raise LightembedValueError(
                 "MultiVectorEncoder.encode() has no `convert_to_tensor`: multi-vector embeddings are variable-length, "
                 "so there is nothing to stack. encode() already returns a list of arrays."
             )
@@ -292,9 +293,9 @@ class MultiVectorEncoder(EmbeddingModel):
             )
         self._check_call("encode()", device, kwargs)
         if output_value not in ("token_embeddings", None):
-            raise ValueError(f'output_value must be "token_embeddings" or None, got {output_value!r}.')
+            raise LightembedValueError(f'output_value must be "token_embeddings" or None, got {output_value!r}.')
         if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}.")
+            raise LightembedValueError(f"precision must be one of {PRECISIONS}, got {precision!r}.")
         texts, single = as_text_list(inputs)
         batch_size = check_batch_size(batch_size)
         resolved = self._prompt(prompt, prompt_name)
@@ -359,7 +360,7 @@ def _text_max_length(processing_kwargs: dict[str, Any] | None) -> int | None:
     text = dict(processing_kwargs.get("text") or {})
     max_length = text.pop("max_length", None)
     if unknown or text:
-        raise ValueError(
+        raise LightembedValueError(
             f"processing_kwargs {processing_kwargs!r}: lightembed applies only {{'text': {{'max_length': N}}}} "
             "(per-call truncation); the rest are the transformers processor's."
         )

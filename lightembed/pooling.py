@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-
 from typing import Any
 
 import numpy as np
+
+from lightembed.errors import LightembedValueError
 
 POOLING_MODES = ("cls", "max", "mean", "mean_sqrt_len_tokens", "weightedmean", "lasttoken")
 
@@ -50,10 +51,10 @@ class PoolingConfig:
         elif isinstance(mode, (list, tuple)) and mode:
             modes = tuple(mode)
         else:
-            raise ValueError(f"Invalid pooling_mode {mode!r} in the Pooling config.")
+            raise LightembedValueError(f"Invalid pooling_mode {mode!r} in the Pooling config.")
         for name in modes:
             if name not in POOLING_MODES:
-                raise ValueError(f"Unknown pooling mode {name!r}; valid modes are {POOLING_MODES}.")
+                raise LightembedValueError(f"Unknown pooling mode {name!r}; valid modes are {POOLING_MODES}.")
         dim = config.get("embedding_dimension", config.get("word_embedding_dimension"))
         return cls(modes=modes, include_prompt=bool(config.get("include_prompt", True)), embedding_dimension=dim)
 
@@ -119,6 +120,6 @@ def pool(
             rows = np.arange(x.shape[0])
             outputs.append(x[rows, last] * mask[rows, last][:, None])
         else:
-            raise ValueError(f"Unknown pooling mode {mode!r}; valid modes are {POOLING_MODES}.")
+            raise LightembedValueError(f"Unknown pooling mode {mode!r}; valid modes are {POOLING_MODES}.")
     out = outputs[0] if len(outputs) == 1 else np.concatenate(outputs, axis=-1)
     return out.astype(np.float32, copy=False)

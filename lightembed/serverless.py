@@ -27,7 +27,7 @@ import traceback
 from pathlib import Path
 from typing import Any, Mapping
 
-from lightembed.errors import NonFiniteOutput
+from lightembed.errors import LightembedValueError, NonFiniteOutput, kind
 from lightembed.server import protocol
 
 __all__ = ["lambda_handler", "cloud_function", "respond", "load", "handle_event"]
@@ -54,7 +54,7 @@ def load(model: str | None = None, file_name: str | None = None) -> dict[str, An
 
     model = model or os.environ.get("LIGHTEMBED_MODEL")
     if not model:
-        raise ValueError("Set LIGHTEMBED_MODEL to an exported model folder (or a Hub repo id) to serve.")
+        raise LightembedValueError("Set LIGHTEMBED_MODEL to an exported model folder (or a Hub repo id) to serve.")
     threads = os.environ.get("LIGHTEMBED_THREADS")
     loaded = SentenceTransformer(
         model,
@@ -77,7 +77,7 @@ def _init() -> None:
     except Exception as exc:  # noqa: BLE001 - any load failure must become a clean answer, not a crashed runtime
         print(f"lightembed.serverless: could not load {os.environ['LIGHTEMBED_MODEL']!r}:", file=sys.stderr)
         traceback.print_exc()
-        _load_error = protocol.Unavailable(f"The model could not be loaded: {type(exc).__name__}: {exc}")
+        _load_error = protocol.Unavailable(f"The model could not be loaded: {kind(exc)}: {exc}")
 
 
 def respond(raw: bytes | str | Mapping[str, Any]) -> tuple[int, dict[str, Any]]:

@@ -32,7 +32,7 @@ import numpy as np
 
 from lightembed import machine
 from lightembed import manifest as manifests
-from lightembed.errors import LightembedValueError
+from lightembed.errors import LightembedValueError, kind
 from lightembed.graphs import openvino
 from lightembed.graphs.policy import AUTO_MIN_COSINE, INT8_MARGIN, INT8_MEAN_COSINE, INT8_MIN_COSINE
 
@@ -243,7 +243,7 @@ def tune(
             copy = f" (pre-optimized copy {info.preoptimized_file})" if info.preoptimized_file else ""
             measured[c].runs = ", ".join(info.providers) + copy
         except Exception as exc:  # noqa: BLE001 - a backend that cannot run the file is recorded, not fatal
-            measured[c].error = f"{type(exc).__name__}: {exc}"
+            measured[c].error = f"{kind(exc)}: {exc}"
             say(f"{c.label} ({c.file}): cannot run: {measured[c].error}")
     if fp32_baseline not in models:
         raise LightembedValueError(f"{fp32_file} does not run on onnxruntime: {measured[fp32_baseline].error}")

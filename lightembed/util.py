@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 
 import numpy as np
 
+from lightembed.errors import LightembedValueError
 from lightembed.inputs import check_int
 from lightembed.maxsim import maxsim, maxsim_pairwise, mean_maxsim, mean_maxsim_pairwise
 
@@ -79,13 +80,13 @@ def _to_float_array(x: ArrayLike, name: str) -> np.ndarray:
     try:
         arr = np.asarray(x)
     except (ValueError, TypeError) as exc:  # ragged lists and the like
-        raise ValueError(f"{name} could not be converted to a numeric array: {exc}") from None
+        raise LightembedValueError(f"{name} could not be converted to a numeric array: {exc}") from None
     if arr.dtype == np.float64 and not hasattr(x, "__array__"):  # plain Python sequence
         return arr.astype(np.float32)
     if arr.dtype == np.float32 or arr.dtype == np.float64:
         return arr
     if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.bool_)):
-        raise ValueError(f"{name} must be numeric, got an array of dtype {arr.dtype}")
+        raise LightembedValueError(f"{name} must be numeric, got an array of dtype {arr.dtype}")
     return arr.astype(np.float32)
 
 
@@ -95,7 +96,7 @@ def _to_matrix(x: ArrayLike, name: str) -> np.ndarray:
     if arr.ndim == 1:
         arr = arr[np.newaxis, :]
     elif arr.ndim != 2:
-        raise ValueError(f"{name} must be 1-D or 2-D (n, dim), got shape {arr.shape}")
+        raise LightembedValueError(f"{name} must be 1-D or 2-D (n, dim), got shape {arr.shape}")
     return arr
 
 
@@ -103,7 +104,7 @@ def _matrix_pair(a: ArrayLike, b: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     a2 = _to_matrix(a, "a")
     b2 = _to_matrix(b, "b")
     if a2.shape[1] != b2.shape[1]:
-        raise ValueError(
+        raise LightembedValueError(
             f"Embedding dimensions differ: a has dim {a2.shape[1]} (shape {a2.shape}), "
             f"b has dim {b2.shape[1]} (shape {b2.shape})"
         )
@@ -116,16 +117,16 @@ def _pairwise_pair(a: ArrayLike, b: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     b1 = _to_float_array(b, "b")
     for name, arr in (("a", a1), ("b", b1)):
         if arr.ndim not in (1, 2):
-            raise ValueError(f"{name} must be 1-D or 2-D (n, dim), got shape {arr.shape}")
+            raise LightembedValueError(f"{name} must be 1-D or 2-D (n, dim), got shape {arr.shape}")
     if a1.shape[-1] != b1.shape[-1]:
-        raise ValueError(
+        raise LightembedValueError(
             f"Embedding dimensions differ: a has dim {a1.shape[-1]} (shape {a1.shape}), "
             f"b has dim {b1.shape[-1]} (shape {b1.shape})"
         )
     try:
         np.broadcast_shapes(a1.shape, b1.shape)
     except ValueError:
-        raise ValueError(
+        raise LightembedValueError(
             f"Pairwise scores need the same number of rows in a and b, got shapes {a1.shape} and {b1.shape}"
         ) from None
     dtype = np.result_type(a1.dtype, b1.dtype)
@@ -139,7 +140,7 @@ def normalize_embeddings(embeddings: ArrayLike) -> np.ndarray:
     """Scale each embedding (row) to unit L2 length; all-zero rows stay zero."""
     arr = _to_float_array(embeddings, "embeddings")
     if arr.ndim not in (1, 2):
-        raise ValueError(f"embeddings must be 1-D or 2-D (n, dim), got shape {arr.shape}")
+        raise LightembedValueError(f"embeddings must be 1-D or 2-D (n, dim), got shape {arr.shape}")
     norms = np.sqrt(np.einsum("...i,...i->...", arr, arr))[..., np.newaxis]
     return arr / np.maximum(norms, arr.dtype.type(_NORM_EPS))
 
@@ -263,7 +264,7 @@ def _scores_matrix(score_function: ScoreFunction, q: np.ndarray, c: np.ndarray) 
     """Call ``score_function`` and check it returned a (len(q), len(c)) matrix."""
     scores = np.asarray(score_function(q, c))
     if scores.shape != (q.shape[0], c.shape[0]):
-        raise ValueError(f"score_function returned shape {scores.shape}, expected {(q.shape[0], c.shape[0])}")
+        raise LightembedValueError(f"score_function returned shape {scores.shape}, expected {(q.shape[0], c.shape[0])}")
     return scores
 
 
@@ -341,7 +342,7 @@ def semantic_search(
     queries = _to_matrix(query_embeddings, "query_embeddings")
     corpus = _to_matrix(corpus_embeddings, "corpus_embeddings")
     if queries.shape[1] != corpus.shape[1]:
-        raise ValueError(
+        raise LightembedValueError(
             f"query_embeddings have dim {queries.shape[1]} but corpus_embeddings have dim "
             f"{corpus.shape[1]} (shapes {queries.shape} and {corpus.shape})"
         )
@@ -580,7 +581,7 @@ def quantize_embeddings(
     input) gives a list, all quantized with the ranges of their tokens together.
     """
     if precision not in _PRECISIONS:
-        raise ValueError(f"Precision {precision!r} is not supported; use one of {', '.join(map(repr, _PRECISIONS))}")
+        raise LightembedValueError(f"Precision {precision!r} is not supported; use one of {', '.join(map(repr, _PRECISIONS))}")
     if isinstance(embeddings, list) and not embeddings:
         return []
     if isinstance(embeddings, list) and isinstance(embeddings[0], np.ndarray) and embeddings[0].ndim == 2:
@@ -597,11 +598,11 @@ def quantize_embeddings(
     try:
         emb = np.asarray(embeddings)
     except (ValueError, TypeError) as exc:
-        raise ValueError(f"embeddings could not be converted to a numeric array: {exc}") from None
+        raise LightembedValueError(f"embeddings could not be converted to a numeric array: {exc}") from None
     if emb.dtype in (np.uint8, np.int8):
-        raise ValueError("Embeddings to quantize must be float rather than int8 or uint8.")
+        raise LightembedValueError("Embeddings to quantize must be float rather than int8 or uint8.")
     if emb.dtype == object or not (np.issubdtype(emb.dtype, np.number) or np.issubdtype(emb.dtype, np.bool_)):
-        raise ValueError(f"embeddings must be numeric, got an array of dtype {emb.dtype}")
+        raise LightembedValueError(f"embeddings must be numeric, got an array of dtype {emb.dtype}")
     if emb.ndim == 2 and emb.shape[0] == 0:  # nothing to calibrate or pack
         width = emb.shape[1] if precision.endswith("int8") or precision == "float32" else (emb.shape[1] + 7) // 8
         dtype = np.float32 if precision == "float32" else np.int8 if precision in ("int8", "binary") else np.uint8
@@ -615,9 +616,9 @@ def quantize_embeddings(
             ranges = _quantization_ranges(emb, precision, calibration_embeddings)
         ranges = np.asarray(ranges)
         if ranges.ndim != 2 or ranges.shape[0] != 2:
-            raise ValueError(f"ranges must have shape (2, dim), got {ranges.shape}")
+            raise LightembedValueError(f"ranges must have shape (2, dim), got {ranges.shape}")
         if emb.ndim >= 1 and ranges.shape[1] not in (1, emb.shape[-1]):
-            raise ValueError(f"ranges has {ranges.shape[1]} columns but the embeddings have dim {emb.shape[-1]}")
+            raise LightembedValueError(f"ranges has {ranges.shape[1]} columns but the embeddings have dim {emb.shape[-1]}")
         ranges = ranges.astype(np.float32, copy=False)
         starts = ranges[0, :]
         steps = (ranges[1, :] - ranges[0, :]) / 255
@@ -628,7 +629,7 @@ def quantize_embeddings(
         return (buckets - 128).astype(np.int8)
 
     if emb.ndim == 0:
-        raise ValueError("embeddings must be at least 1-D for binary quantization")
+        raise LightembedValueError("embeddings must be at least 1-D for binary quantization")
     packed = np.packbits(emb > 0, axis=-1)
     if precision == "ubinary":
         return packed
@@ -640,13 +641,13 @@ def _quantization_ranges(emb: np.ndarray, precision: str, calibration_embeddings
     if calibration_embeddings is not None:
         source = np.asarray(calibration_embeddings)
         if source.shape[0] == 0:
-            raise ValueError(
+            raise LightembedValueError(
                 f"Cannot compute {precision} ranges from empty calibration_embeddings; pass `ranges` or non-empty "
                 "`calibration_embeddings`."
             )
     else:
         if emb.ndim == 1 or emb.shape[0] <= 1:
-            raise ValueError(
+            raise LightembedValueError(
                 f"Cannot compute {precision} quantization ranges from a single embedding. Call `quantize_embeddings` "
                 "with `ranges` or `calibration_embeddings` from a representative set of embeddings instead."
             )

@@ -261,3 +261,16 @@ def test_the_manifest_covers_the_tokenizer_and_configs(tiny_model):
     (folder / "tokenizer.json").unlink()
     with pytest.raises(IntegrityError, match="tokenizer.json, which lightembed.json lists, is missing"):
         SentenceTransformer(folder)
+
+
+def test_every_error_lightembed_raises_is_a_lightembed_error():
+    """No bare built-in ValueError/TypeError/RuntimeError raised anywhere in lightembed/: each is one of
+    lightembed.errors' types (which keep the built-in type as a base)."""
+    bare = []
+    for name, tree in _sources().items():
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call):
+                func = node.exc.func
+                if isinstance(func, ast.Name) and func.id in ("ValueError", "TypeError", "RuntimeError"):
+                    bare.append(f"{name}:{node.lineno}")
+    assert bare == []

@@ -19,7 +19,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from lightembed import machine
-from lightembed.errors import ModelFileError
+from lightembed.errors import LightembedValueError, ModelFileError
 from lightembed.graphs.onnxruntime import check_threads
 from lightembed.graphs.protocol import Modality, check_inputs, choose_output, finite, last_dim, make_feed
 
@@ -178,7 +178,7 @@ def _varint(buf: Any, pos: int) -> tuple[int, int]:
             return value, pos
         shift += 7
         if shift > 63:
-            raise ValueError("bad varint")
+            raise LightembedValueError("bad varint")
 
 
 def _fields(data: bytes) -> dict[int, str]:
@@ -187,7 +187,7 @@ def _fields(data: bytes) -> dict[int, str]:
     while pos < len(data):
         key, pos = _varint(data, pos)
         if key & 7 != 2:
-            raise ValueError("unexpected field")
+            raise LightembedValueError("unexpected field")
         length, pos = _varint(data, pos)
         out[key >> 3] = data[pos : pos + length].decode("utf-8", "replace")
         pos += length

@@ -23,6 +23,8 @@ from typing import Any, Literal, Mapping, Sequence
 
 import numpy as np
 
+from lightembed.errors import LightembedTypeError
+
 ModelKind = Literal["SentenceTransformer", "SparseEncoder", "CrossEncoder"]
 Role = Literal["query", "document"]
 
@@ -71,7 +73,7 @@ def load_model(
     if isinstance(model, cls):
         return model
     if not isinstance(model, (str, os.PathLike)):
-        raise TypeError(
+        raise LightembedTypeError(
             f"model must be a folder, a file or a Hub id (str or path), or a loaded lightembed.{kind}; "
             f"got {type(model).__name__}."
         )
@@ -108,10 +110,10 @@ def _role_call(model: Any, role: Role) -> Any:
 
 def _check_texts(texts: Any) -> list[str]:
     if isinstance(texts, str) or not isinstance(texts, Sequence):
-        raise TypeError(f"texts must be a list of strings, got {type(texts).__name__}.")
+        raise LightembedTypeError(f"texts must be a list of strings, got {type(texts).__name__}.")
     for i, text in enumerate(texts):
         if not isinstance(text, str):
-            raise TypeError(f"texts[{i}] must be a string, got {type(text).__name__}.")
+            raise LightembedTypeError(f"texts[{i}] must be a string, got {type(text).__name__}.")
     return list(texts)
 
 

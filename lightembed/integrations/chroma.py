@@ -28,13 +28,14 @@ from lightembed.integrations import _shared
 _shared.require("chromadb", "chroma", "lightembed.integrations.chroma")
 
 import numpy as np  # noqa: E402
-from chromadb.api.types import Documents, EmbeddingFunction, Embeddings, SparseEmbeddingFunction  # noqa: E402
-from chromadb.api.types import SparseVectors, Space  # noqa: E402
+from chromadb.api.types import Documents, EmbeddingFunction, Embeddings, Space, SparseEmbeddingFunction, SparseVectors  # noqa: E402  # noqa: E402
 from chromadb.base_types import SparseVector  # noqa: E402
 from chromadb.utils.embedding_functions import (  # noqa: E402
     register_embedding_function,
     register_sparse_embedding_function,
 )
+
+from lightembed.errors import LightembedValueError
 
 __all__ = ["LightembedEmbeddingFunction", "LightembedSparseEmbeddingFunction"]
 
@@ -49,7 +50,7 @@ class _Persisted:
             try:
                 json.dumps(value)
             except (TypeError, ValueError):
-                raise ValueError(
+                raise LightembedValueError(
                     f"Keyword argument {key}={value!r} is not a JSON value, which Chroma must store."
                 ) from None
         self.model_name = str(model_name)

@@ -33,6 +33,8 @@ _shared.require("haystack", "haystack", "lightembed.integrations.haystack")
 from haystack import Document, component, default_from_dict, default_to_dict  # noqa: E402
 from haystack.dataclasses import SparseEmbedding  # noqa: E402
 
+from lightembed.errors import LightembedTypeError, LightembedValueError
+
 __all__ = [
     "LightembedDocumentEmbedder",
     "LightembedRanker",
@@ -81,7 +83,7 @@ class _Component:
 
     def _text(self, text: Any) -> list[str]:
         if not isinstance(text, str):
-            raise TypeError(f"{type(self).__name__} expects a string; embed Documents with a document embedder.")
+            raise LightembedTypeError(f"{type(self).__name__} expects a string; embed Documents with a document embedder.")
         return [self._init_parameters["prefix"] + text + self._init_parameters["suffix"]]
 
     def _texts_of(self, documents: Any) -> list[str]:
@@ -101,7 +103,7 @@ class _Component:
 
 def _document_texts(documents: Any, prefix: str, suffix: str, meta_fields: list[str], separator: str) -> list[str]:
     if not isinstance(documents, list) or any(not isinstance(d, Document) for d in documents):
-        raise TypeError("documents must be a list of haystack Documents; embed a string with a text embedder.")
+        raise LightembedTypeError("documents must be a list of haystack Documents; embed a string with a text embedder.")
     texts = []
     for doc in documents:
         meta = [str(doc.meta[k]) for k in meta_fields if doc.meta.get(k) is not None]
@@ -245,7 +247,7 @@ class LightembedRanker(_Component):
         model_kwargs: dict[str, Any] | None = None,
     ) -> None:
         if top_k <= 0:
-            raise ValueError(f"top_k must be > 0, got {top_k}.")
+            raise LightembedValueError(f"top_k must be > 0, got {top_k}.")
         self._remember(locals())
 
     @component.output_types(documents=list[Document])
@@ -263,11 +265,11 @@ class LightembedRanker(_Component):
         p = self._init_parameters
         top_k = p["top_k"] if top_k is None else top_k
         if top_k <= 0:
-            raise ValueError(f"top_k must be > 0, got {top_k}.")
+            raise LightembedValueError(f"top_k must be > 0, got {top_k}.")
         scale_score = p["scale_score"] if scale_score is None else scale_score
         score_threshold = p["score_threshold"] if score_threshold is None else score_threshold
         if not isinstance(query, str):
-            raise TypeError(f"query must be a string, got {type(query).__name__}.")
+            raise LightembedTypeError(f"query must be a string, got {type(query).__name__}.")
         if not documents:
             return {"documents": []}
         texts = _document_texts(documents, p["document_prefix"], p["document_suffix"],

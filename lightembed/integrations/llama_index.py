@@ -28,6 +28,8 @@ from llama_index.core.bridge.pydantic import Field, PrivateAttr  # noqa: E402
 from llama_index.core.postprocessor.types import BaseNodePostprocessor  # noqa: E402
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle  # noqa: E402
 
+from lightembed.errors import LightembedValueError
+
 __all__ = ["LightembedEmbedding", "LightembedRerank"]
 
 Embedding = List[float]
@@ -114,7 +116,7 @@ class LightembedRerank(BaseNodePostprocessor):
         self, nodes: List[NodeWithScore], query_bundle: Optional[QueryBundle] = None
     ) -> List[NodeWithScore]:
         if query_bundle is None:
-            raise ValueError("LightembedRerank needs the query: pass query_bundle= (or query_str=).")
+            raise LightembedValueError("LightembedRerank needs the query: pass query_bundle= (or query_str=).")
         ranked = _shared.rerank(
             self._model, query_bundle.query_str, [n.node.get_content(metadata_mode=MetadataMode.EMBED) for n in nodes],
             top_k=self.top_n, batch_size=self.batch_size, show_progress_bar=self.show_progress_bar,

@@ -25,6 +25,8 @@ _shared.require("qdrant_client", "qdrant", "lightembed.integrations.qdrant")
 
 from qdrant_client import models  # noqa: E402
 
+from lightembed.errors import LightembedValueError
+
 __all__ = ["QdrantEmbedder"]
 
 
@@ -47,7 +49,7 @@ class QdrantEmbedder:
         sparse_model_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
         if dense is None and sparse is None:
-            raise ValueError("QdrantEmbedder needs a dense model, a sparse model or both.")
+            raise LightembedValueError("QdrantEmbedder needs a dense model, a sparse model or both.")
         self.dense = None if dense is None else _shared.load_model(
             "SentenceTransformer", dense, device=device, model_kwargs=model_kwargs
         )  # fmt: skip
@@ -107,7 +109,7 @@ class QdrantEmbedder:
         ids = list(range(len(texts))) if ids is None else list(ids)
         payloads = [{"text": t} for t in texts] if payloads is None else list(payloads)
         if not len(ids) == len(payloads) == len(texts):
-            raise ValueError(f"{len(texts)} texts, {len(ids)} ids and {len(payloads)} payloads: give one of each.")
+            raise LightembedValueError(f"{len(texts)} texts, {len(ids)} ids and {len(payloads)} payloads: give one of each.")
         return [models.PointStruct(id=i, vector=v, payload=p)
                 for i, v, p in zip(ids, self.document_vectors(texts), payloads)]  # fmt: skip
 
@@ -130,7 +132,7 @@ class QdrantEmbedder:
         if using is not None or len(vectors) == 1:
             name = using if using is not None else next(iter(vectors))
             if name not in vectors:
-                raise ValueError(f"using={name!r}: this embedder's vectors are {sorted(vectors)}.")
+                raise LightembedValueError(f"using={name!r}: this embedder's vectors are {sorted(vectors)}.")
             return client.query_points(collection_name, query=vectors[name], using=name, limit=limit,
                                        **kwargs).points  # fmt: skip
         per_branch = prefetch_limit or 4 * limit

@@ -10,6 +10,7 @@ import sys
 import time
 from typing import Any, Sequence
 
+from lightembed.errors import LightembedValueError
 from lightembed.server import SERVER_EXTRA_MISSING
 
 ENV_PREFIX = "LIGHTEMBED_"
@@ -119,9 +120,9 @@ def build(args: argparse.Namespace) -> tuple[Any, Any]:
     specs = [ModelSpec.parse(m) for m in args.models]
     names = [s.name for s in specs]
     if len(set(names)) != len(names):
-        raise ValueError(f"Two models are served under the same name: {names}; give names with MODEL=NAME.")
+        raise LightembedValueError(f"Two models are served under the same name: {names}; give names with MODEL=NAME.")
     if args.default_model is not None and args.default_model not in names:
-        raise ValueError(f"--default-model {args.default_model!r} is not one of the served names {names}.")
+        raise LightembedValueError(f"--default-model {args.default_model!r} is not one of the served names {names}.")
     for spec in specs:
         kind, model = load_model(spec, threads=args.threads, device=args.device)
         # The batcher plans with the model's own stage (model.plan), so the server's cap is the model's.

@@ -13,6 +13,7 @@ from typing import Any, Callable, Mapping, cast
 
 import numpy as np
 
+from lightembed.errors import LightembedValueError
 from lightembed.server import protocol as p
 from lightembed.server.batcher import Batcher
 from lightembed.server.loading import KIND_CLASS, Kind
@@ -503,7 +504,7 @@ def keep_the_end(model: ServedModel, texts: list[str], prefix: str = "") -> list
             in_text = [start - len(prefix) for start in starts if start >= len(prefix)]
             keep = fits - (len(starts) - len(in_text))  # the prefix's tokens are kept whole
             if keep <= 0:
-                raise ValueError(f"The prompt alone fills the model's {model.max_seq_length} tokens: no room is left "
+                raise LightembedValueError(f"The prompt alone fills the model's {model.max_seq_length} tokens: no room is left "
                                  "for the text.")
             cut = in_text[-keep] if keep <= len(in_text) else 0
             if cut == 0:
