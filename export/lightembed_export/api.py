@@ -141,7 +141,7 @@ def export_model(
         from lightembed_export.verify import reference_outputs
 
         reference = reference_outputs(torch_model, task)
-        # The weights are saved and the reference computed: free them before optimum loads its own copy, which
+        # The weights are saved and the reference computed: free them before the exporter loads its own copy, which
         # lowers peak memory by one copy of the fp32 weights (benchmarks/export_memory.py).
         torch_model.to("meta")
         say(f"reference: sentence-transformers outputs on the probes, torch weights released{clock.lap()}")
@@ -168,6 +168,9 @@ def export_model(
             raise
 
     manifest = _manifest(source, layout, torch_model, task, task_reason, files, extra)
+    from lightembed_export.onnx_export import exporter_name
+
+    manifest["exporter"]["fp32_export"] = exporter_name()
     if rewritten:
         manifest["model"]["config_rewritten"] = rewritten
     if extra.get("quantize_auto"):
@@ -220,7 +223,7 @@ def _write_files(
         saved, output / ONNX_SUBDIR, opset=opset, task=task, trust_remote_code=trust_remote_code
     )
     entries: list[dict[str, Any]] = [{"file": fp32, "kind": "fp32"}]
-    say(f"export: {_rel(fp32, output)} (optimum task {task}){clock.lap()}")
+    say(f"export: {_rel(fp32, output)} ({onnx_export.exporter_name()}, task {task}){clock.lap()}")
     extra: dict[str, Any] = {}
     if task == FILL_MASK:
         extra["decoder"] = _check_decoder(fp32, torch_model)

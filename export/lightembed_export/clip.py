@@ -162,24 +162,10 @@ def export_towers(clip: Any, onnx_dir: Path, opset: int | None = None) -> tuple[
 def optimize_tower(path: Path, level: str, config_dir: Path) -> tuple[Path, dict[str, Any]]:
     """ONNX Runtime's transformer graph optimization of one tower at optimum's `level`, written beside it as
     `<name>_<level>.onnx`; returns the path and the configuration reported in lightembed.json."""
-    import shutil
+    from lightembed_export.optimize import optimize_file
 
-    from optimum.onnxruntime import ORTOptimizer
-    from optimum.onnxruntime.configuration import AutoOptimizationConfig
-
-    from lightembed_export.architectures import load_config
-    from lightembed_export.optimize import _REPORTED_FIELDS, FP16_LEVELS
-
-    config = AutoOptimizationConfig.with_optimization_level(level, for_gpu=level in FP16_LEVELS)
-    optimizer = ORTOptimizer([path], config=load_config(config_dir), from_ortmodel=True)
-    name = f"{path.stem}_{level}.onnx"
-    with tempfile.TemporaryDirectory(prefix="lightembed-export-") as tmp:
-        optimizer.optimize(config, tmp, file_suffix=level)
-        if not (Path(tmp) / name).is_file():
-            raise RuntimeError(f"optimum wrote no {name} for {level}")
-        for written in Path(tmp).glob(name + "*"):
-            shutil.move(str(written), path.parent / written.name)
-    return path.parent / name, {"level": level, **{key: getattr(config, key) for key in _REPORTED_FIELDS}}
+    done = optimize_file(path, level, config_dir, name=f"{path.stem}_{level}.onnx")
+    return done.path, done.config
 
 
 def verify_pair(
