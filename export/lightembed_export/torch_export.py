@@ -116,16 +116,26 @@ def export(
             return result[output]
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    with torch.no_grad():
-        torch.onnx.export(
-            Traced(model).eval(),
-            dummy_inputs(model, names),
-            str(path),
-            input_names=list(names),
-            output_names=[output],
-            dynamic_axes=dynamic,
-            opset_version=opset or DEFAULT_OPSET,
-            do_constant_folding=True,
-            dynamo=False,
-        )
+    try:
+        with torch.no_grad():
+            torch.onnx.export(
+                Traced(model).eval(),
+                dummy_inputs(model, names),
+                str(path),
+                input_names=list(names),
+                output_names=[output],
+                dynamic_axes=dynamic,
+                opset_version=opset or DEFAULT_OPSET,
+                do_constant_folding=True,
+                dynamo=False,
+            )
+    except torch.onnx.errors.OnnxExporterError as exc:  # e.g. an operator ONNX has no counterpart for
+        architecture = (getattr(model.config, "architectures", None) or [type(model).__name__])[0]
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UnsupportedModelError(
+            f"torch.onnx.export cannot export architecture {architecture} "
+            f"(model_type {model.config.model_type!r}): {reason}",
+            architecture=architecture,
+            model_type=model.config.model_type,
+        ) from None
     return path
