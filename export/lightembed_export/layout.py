@@ -96,10 +96,10 @@ def check_module_types(path: Path) -> None:
     """UnsupportedModelError naming the first module in `path`/modules.json whose class the installed
     sentence-transformers cannot import: a folder saved by sentence-transformers 6 (module paths under
     sentence_transformers.base.modules) read beside 5.x, or a module from another package."""
-    import importlib
     import json
 
     import sentence_transformers
+    from sentence_transformers.util import import_from_string
 
     try:
         entries = json.loads((path / "modules.json").read_text(encoding="utf-8"))
@@ -113,17 +113,14 @@ def check_module_types(path: Path) -> None:
         if not module_name.startswith("sentence_transformers."):
             continue  # other packages' modules (pylate.*): sentence-transformers maps or refuses them itself
         try:
-            found = hasattr(importlib.import_module(module_name), class_name)
+            import_from_string(ref)  # what sentence-transformers resolves modules.json's types with
         except ImportError:
-            found = False
-        if not found:
-            newer = " (saved by a newer release)" if ".base." in module_name else ""
             raise UnsupportedModelError(
-                f"module {entry.get('idx', '?')} is {ref}{newer}, which sentence-transformers "
+                f"module {entry.get('idx', '?')} is {ref}, which sentence-transformers "
                 f"{sentence_transformers.__version__} does not have{_saved_by(path)}; install lightembed-export "
                 "beside the sentence-transformers release that saved the folder",
                 architecture=class_name,
-            )
+            ) from None
 
 
 def _first_is_transformer(index: int, name: str) -> bool:
@@ -170,15 +167,23 @@ def check_modules(model: Any, task: str = FEATURE_EXTRACTION) -> None:
 
 def _check_module_options(index: int, module: Any, names: list[str]) -> None:
     """UnsupportedModelError for a module option the runtime does not reproduce: a Dense or Normalize reading
-    anything but the sentence embedding or the token embeddings."""
+    anything but the sentence embedding or the token embeddings, or writing its result under another name."""
     name = type(module).__name__
+    if name not in _DEFAULT_INPUTS:
+        return
     read = getattr(module, "module_input_name", None)
-    if name in _DEFAULT_INPUTS and read not in (None, _DEFAULT_INPUTS[name], _TOKEN_LEVEL):
-        raise UnsupportedModelError(
-            f"module {index} is {name} with module_input_name={read!r}; lightembed runs {name} on "
-            f"{_DEFAULT_INPUTS[name]!r} or {_TOKEN_LEVEL!r} only (modules: {', '.join(names)})",
-            architecture=name,
-        )
+    written = getattr(module, "module_output_name", None)
+    if read not in (None, _DEFAULT_INPUTS[name], _TOKEN_LEVEL):
+        problem = f"module_input_name={read!r}"
+    elif written not in (None, read):
+        problem = f"module_output_name={written!r} (module_input_name={read!r})"
+    else:
+        return
+    raise UnsupportedModelError(
+        f"module {index} is {name} with {problem}; lightembed runs {name} on {_DEFAULT_INPUTS[name]!r} or "
+        f"{_TOKEN_LEVEL!r}, in place (modules: {', '.join(names)})",
+        architecture=name,
+    )
 
 
 def pooling_follows_transformer(model: Any) -> bool:
