@@ -275,42 +275,17 @@ def test_an_int8_file_that_ignores_its_input_fails_verification(tmp_path, monkey
     assert entry["metrics"]["nearest_own"] < verify.NEAREST_OWN_MIN and "nearest their own" in entry["error"]
 
 
-def _st_modules_on_onnx(src: Path, out: Path, name: str, texts: list[str]) -> np.ndarray:
-    """What sentence-transformers' ONNX backend computes, without optimum (which cannot be installed beside
-    sentence-transformers 6): its tokenizer's features fed by name to `out`/`name`, the graph's last_hidden_state
-    as token_embeddings, then the model's own torch modules after the Transformer."""
-    import onnxruntime
-    from sentence_transformers import SentenceTransformer
-
-    model = SentenceTransformer(str(src), device="cpu")
-    session = onnxruntime.InferenceSession(str(out / name), providers=["CPUExecutionProvider"])
-    features = model.tokenize(texts)
-    feeds = {i.name: features[i.name].numpy() for i in session.get_inputs()}
-    (hidden,) = session.run(["last_hidden_state"], feeds)
-    features["token_embeddings"] = torch.from_numpy(hidden)
-    with torch.no_grad():
-        for module in list(model)[1:]:
-            features = module(features)
-    return features["sentence_embedding"].numpy()
-
-
 def test_sentence_transformers_onnx_backend_loads_output(exported):
-    """Where optimum is installed, sentence-transformers' own backend="onnx" loads the files; elsewhere its
-    tokenizer and modules run around them the way that backend would."""
+    """sentence-transformers' own backend="onnx" (or, without optimum, its stand-in: tests/st_onnx.py)."""
     from sentence_transformers import SentenceTransformer
 
-    from lightembed_export.onnx_export import optimum_available
+    from tests.st_onnx import onnx_backed
 
     src, out, _ = exported
     reference = _torch_embeddings(src, TEXTS)
     for name, bar in ((ST_NAMES["O2"], 0.9999), (ST_NAMES["avx512_vnni"], 0.999)):  # int8 measured 0.99997
-        if optimum_available():
-            model = SentenceTransformer(
-                str(out), backend="onnx", model_kwargs={"provider": "CPUExecutionProvider", "file_name": name}
-            )
-            emb = model.encode(TEXTS, batch_size=8, convert_to_numpy=True, show_progress_bar=False)
-        else:
-            emb = _st_modules_on_onnx(src, out, name, TEXTS)
+        model = onnx_backed(SentenceTransformer, src, out, name)
+        emb = model.encode(TEXTS, batch_size=8, convert_to_numpy=True, show_progress_bar=False)
         assert emb.shape == reference.shape
         assert _min_cos(emb, reference) >= bar, name
         assert _nearest_own_here(emb, reference) == 1.0, name  # not just close: closest to its own text
