@@ -9,7 +9,6 @@ than one token type) with dynamic batch_size and sequence_length axes; output la
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 from typing import Any
 
@@ -46,18 +45,12 @@ def check_exportable(model_type: str, architecture: str, task: str) -> None:
 def input_names(model: Any) -> tuple[str, ...]:
     """The text inputs the exported graph takes: input_ids, attention_mask, and token_type_ids when forward() takes
     them and the config has more than one token type (as optimum's configs do: BERT yes, RoBERTa no)."""
-    params = inspect.signature(model.forward).parameters
-    if "input_ids" not in params:
-        raise UnsupportedModelError(
-            f"{type(model).__name__}.forward() takes no input_ids; it is not a text encoder",
-            architecture=type(model).__name__,
-        )
-    names = ["input_ids"]
-    if "attention_mask" in params:
-        names.append("attention_mask")
-    if "token_type_ids" in params and int(getattr(model.config, "type_vocab_size", 0) or 0) > 1:
-        names.append("token_type_ids")
-    return tuple(names)
+    from lightembed_export.architectures import forward_inputs
+
+    names = forward_inputs(model)
+    if int(getattr(model.config, "type_vocab_size", 0) or 0) > 1:
+        return names
+    return tuple(name for name in names if name != "token_type_ids")
 
 
 def load_model(model_dir: Path, task: str, model_class: str | None = None, trust_remote_code: bool = False) -> Any:
