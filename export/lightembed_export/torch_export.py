@@ -9,6 +9,10 @@ than one token type) with dynamic batch_size and sequence_length axes; output la
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import inspect
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +85,34 @@ def dummy_inputs(model: Any, names: tuple[str, ...]) -> tuple[Any, ...]:
     return tuple(values[name] for name in names)
 
 
+@contextlib.contextmanager
+def _masks_without_vmap() -> Iterator[None]:
+    """transformers 5 builds attention masks with extra mask functions (Gemma3's bidirectional sliding window) with
+    torch.vmap, which the TorchScript tracer cannot follow; its other path broadcasts the same element-wise
+    functions over index tensors, which traces. Force that path while tracing (verification checks the result
+    against the torch model either way)."""
+    try:
+        from transformers import masking_utils
+    except ImportError:  # transformers 4 has no masking_utils: nothing to do
+        yield
+        return
+    original = getattr(masking_utils, "sdpa_mask", None)
+    if original is None or "use_vmap" not in inspect.signature(original).parameters:
+        yield
+        return
+
+    @functools.wraps(original)
+    def broadcast(*args: Any, **kwargs: Any) -> Any:
+        kwargs["use_vmap"] = False
+        return original(*args, **kwargs)
+
+    masking_utils.sdpa_mask = broadcast
+    try:
+        yield
+    finally:
+        masking_utils.sdpa_mask = original
+
+
 def export(
     model_dir: Path,
     path: Path,
@@ -110,7 +142,7 @@ def export(
 
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        with torch.no_grad():
+        with torch.no_grad(), _masks_without_vmap():
             torch.onnx.export(
                 Traced(model).eval(),
                 dummy_inputs(model, names),
