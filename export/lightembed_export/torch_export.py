@@ -47,14 +47,29 @@ def check_exportable(model_type: str, architecture: str, task: str) -> None:
 
 
 def input_names(model: Any) -> tuple[str, ...]:
-    """The text inputs the exported graph takes: input_ids, attention_mask, and token_type_ids when forward() takes
-    them and the config has more than one token type (as optimum's configs do: BERT yes, RoBERTa no)."""
+    """The text inputs the exported graph takes, as optimum's configs have them: input_ids, attention_mask;
+    token_type_ids when forward() takes them and the config has more than one token type (BERT yes, RoBERTa no);
+    position_ids for decoders (the runtime numbers a left-padded text's tokens as it would number them alone)."""
     from lightembed_export.architectures import forward_inputs
 
     names = forward_inputs(model)
-    if int(getattr(model.config, "type_vocab_size", 0) or 0) > 1:
-        return names
-    return tuple(name for name in names if name != "token_type_ids")
+    if int(getattr(model.config, "type_vocab_size", 0) or 0) <= 1:
+        names = tuple(name for name in names if name != "token_type_ids")
+    if is_decoder(model) and "position_ids" in inspect.signature(model.forward).parameters:
+        names = (*names, "position_ids")
+    return names
+
+
+def is_decoder(model: Any) -> bool:
+    """Whether transformers has a causal LM and no masked LM for the model's type (Qwen, Mistral, Llama, Gemma3; not
+    BERT-style encoders, which have both)."""
+    from transformers.models.auto import modeling_auto
+
+    model_type = getattr(model.config, "model_type", "")
+    return (
+        model_type in modeling_auto.MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+        and model_type not in modeling_auto.MODEL_FOR_MASKED_LM_MAPPING_NAMES
+    )
 
 
 def load_model(model_dir: Path, task: str, model_class: str | None = None, trust_remote_code: bool = False) -> Any:
@@ -81,7 +96,13 @@ def dummy_inputs(model: Any, names: tuple[str, ...]) -> tuple[Any, ...]:
     ids = torch.randint(3, max(4, vocab), (_DUMMY_BATCH, _DUMMY_LENGTH), generator=generator, dtype=torch.int64)
     mask = torch.ones_like(ids)
     mask[1, 7:] = 0
-    values = {"input_ids": ids, "attention_mask": mask, "token_type_ids": torch.zeros_like(ids)}
+    positions = (mask.cumsum(1) - 1).clamp(min=0)  # as lightembed's runtime feeds them
+    values = {
+        "input_ids": ids,
+        "attention_mask": mask,
+        "token_type_ids": torch.zeros_like(ids),
+        "position_ids": positions,
+    }
     return tuple(values[name] for name in names)
 
 
