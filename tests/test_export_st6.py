@@ -24,7 +24,7 @@ pytestmark = pytest.mark.integration
 torch = pytest.importorskip("torch")
 sentence_transformers = pytest.importorskip("sentence_transformers")
 
-from lightembed_export import UnsupportedModelError, export_model  # noqa: E402
+from lightembed_export import UnsupportedModelError, export_model
 
 ST6 = int(sentence_transformers.__version__.split(".")[0]) >= 6
 needs_st6 = pytest.mark.skipif(not ST6, reason="folders saved by sentence-transformers 6 need it to build")
@@ -106,7 +106,9 @@ def _encode_both(src: Path, out: Path, file_name: str) -> tuple[np.ndarray, np.n
     ref = sentence_transformers.SentenceTransformer(str(src), device="cpu").encode(
         families.TEXTS, batch_size=4, show_progress_bar=False
     )
-    got = lightembed.SentenceTransformer(str(out), device="cpu", file_name=file_name).encode(families.TEXTS, batch_size=4)
+    got = lightembed.SentenceTransformer(str(out), device="cpu", file_name=file_name).encode(
+        families.TEXTS, batch_size=4
+    )
     return np.asarray(ref), np.asarray(got)
 
 
@@ -233,7 +235,9 @@ def _pylate_folder(hf: Path, folder: Path) -> Path:
         "activation_function": "torch.nn.modules.linear.Identity",
     }))  # fmt: skip
     generator = torch.Generator().manual_seed(5)
-    save_file({"linear.weight": torch.randn(16, families.HIDDEN, generator=generator) * 0.2}, str(dense / "model.safetensors"))
+    save_file(
+        {"linear.weight": torch.randn(16, families.HIDDEN, generator=generator) * 0.2}, str(dense / "model.safetensors")
+    )
     return folder
 
 
@@ -287,7 +291,10 @@ def test_module_class_the_installed_release_lacks_is_refused_naming_it(hf_bert, 
     with pytest.raises(UnsupportedModelError) as refused:
         export_model(folder, tmp_path / "out", verbose=False)
     message = str(refused.value)
-    assert "sentence_transformers.base.modules.gizmo.Gizmo" in message and "saved by sentence-transformers 9.0.0" in message
+    assert (
+        "sentence_transformers.base.modules.gizmo.Gizmo" in message
+        and "saved by sentence-transformers 9.0.0" in message
+    )
     assert refused.value.architecture == "Gizmo" and refused.value.exit_code == 2
     done = subprocess.run(
         [sys.executable, "-m", "lightembed_export", str(folder), "-o", str(tmp_path / "out2")],

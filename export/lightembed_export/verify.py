@@ -318,7 +318,7 @@ def compare_multi_vector(reference: Sequence[np.ndarray], candidate: Sequence[np
         metrics["worst_probe"] = int(owners[metrics["worst_probe"]])
     means = [np.stack([r.mean(0) for r in side]) for side in (reference, candidate)]
     metrics["nearest_own"] = nearest_own(means[0], means[1])
-    metrics["tokens"] = int(len(owners))
+    metrics["tokens"] = len(owners)
     return metrics
 
 
