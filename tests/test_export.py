@@ -767,3 +767,24 @@ def test_compare_metrics():
     assert verify.compare(three, np.tile(three.mean(axis=0), (3, 1)))["nearest_own"] == pytest.approx(1 / 3)
     assert verify.nearest_own(three, three[[1, 0, 2]]) == pytest.approx(1 / 3)  # rows swapped
     assert verify.nearest_own(np.vstack([three, three[:1]]), np.vstack([three, three[:1]])) == 1.0  # duplicates
+
+
+def test_torch_onnx_export_path_exports_and_verifies(tmp_path, monkeypatch):
+    """The fp32 export without optimum (the default beside sentence-transformers 6; also what a 5.x install
+    without the [optimum] extra runs): traced with torch.onnx.export, dynamic axes, verified against torch."""
+    import onnx
+
+    from lightembed import SentenceTransformer
+    from lightembed_export import onnx_export
+
+    monkeypatch.setattr(onnx_export, "optimum_available", lambda: False)
+    src = _tiny_st(tmp_path / "st", seed=5)
+    report = export_model(src, tmp_path / "out", optimize=["O2"], quantize=["avx2"], verbose=False)
+    assert report["exporter"]["fp32_export"] == "torch.onnx.export"
+    assert all(entry["passed"] for entry in report["files"]), report["files"]
+    graph = onnx.load(str(tmp_path / "out" / "onnx" / "model.onnx")).graph
+    assert [i.name for i in graph.input] == ["input_ids", "attention_mask", "token_type_ids"]
+    dims = [[d.dim_param or d.dim_value for d in o.type.tensor_type.shape.dim] for o in graph.output]
+    assert dims[0] == ["batch_size", "sequence_length", 32]
+    got = SentenceTransformer(str(tmp_path / "out"), device="cpu").encode(TEXTS, batch_size=2)
+    assert _min_cos(got, _torch_embeddings(src, TEXTS)) >= 0.99999
