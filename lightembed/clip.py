@@ -134,7 +134,8 @@ class ImageTower:
         preprocessed when its batch comes, and one that cannot be read is a ValueError naming its position."""
         for start in range(0, len(images), batch_size):
             chunk = range(start, min(start + batch_size, len(images)))
-            opened = [open_image(images[k], name if single else f"{name}[{positions[k]}]") for k in chunk]
+            where = [name if single else f"{name}[{positions[k]}]" for k in chunk]
+            opened = [open_image(images[k], w, self.processor.alpha_on_white) for k, w in zip(chunk, where)]
             yield positions[start : chunk.stop], self.embed(self.processor(opened))
 
     def embed(self, pixel_values: np.ndarray) -> np.ndarray:

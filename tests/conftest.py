@@ -13,6 +13,11 @@ if str(ROOT) not in sys.path:
 import os  # noqa: E402
 
 os.environ.setdefault("LIGHTEMBED_BACKEND", "onnx")
+# OpenVINO's compiled-model cache in a folder of this test run, not the user's ~/.cache: a cache filled by other
+# processes' runs once made OpenVINO crash in infer (issue 22's notes), and tests must not depend on what is there.
+import tempfile  # noqa: E402
+
+os.environ.setdefault("LIGHTEMBED_OPENVINO_CACHE", tempfile.mkdtemp(prefix="lightembed-ov-cache-"))
 
 # In CI (CI=true) a skip fails the run unless its reason names CUDA; `slow` tests run only with LIGHTEMBED_SLOW=1:
 # see tests/ci_skips.py.

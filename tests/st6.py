@@ -361,13 +361,14 @@ def public_names() -> dict[str, list[str]]:
     import torch
     import sentence_transformers as st
     from sentence_transformers import util
-    from sentence_transformers.base.peft_mixin import PeftAdapterMixin
+    from sentence_transformers.base.peft_mixin import PeftAdapterMixin  # there in 5.7 and 6.2
 
     torch_internal = set(dir(torch.nn.Sequential))
     peft = set(dir(PeftAdapterMixin)) - set(dir(object))
     calls = {"to", "cuda", "cpu", "half", "float", "bfloat16", "double", "eval", "train"}
     names: dict[str, list[str]] = {}
-    for cls in (st.SentenceTransformer, st.CrossEncoder, st.SparseEncoder, st.MultiVectorEncoder):
+    classes = ("SentenceTransformer", "CrossEncoder", "SparseEncoder", "MultiVectorEncoder")
+    for cls in (getattr(st, c) for c in classes if hasattr(st, c)):
         public = {n for n in dir(cls) if not n.startswith("_")}
         names[cls.__name__] = sorted((public - torch_internal - peft) | (calls & public))
     names["util"] = sorted(n for n in getattr(util, "__all__", dir(util)) if not n.startswith("_"))
