@@ -11,18 +11,19 @@ from typing import Any, Callable, ClassVar, Iterator, Literal, Sequence, overloa
 import numpy as np
 
 from lightembed.base import SIMILARITY_NAMES, EmbeddingModel, ModelSetup
-from lightembed.clip import TEXT_OUTPUT, ImageTower, SplitInputs, image_inputs_in, split_inputs
+from lightembed.clip import ImageTower
 from lightembed.config import ModelConfig, load_config, read_json, read_modules
 from lightembed.inputs import (
-    pop_legacy,
     OUTPUT_VALUES,
     as_text_list,
     check_batch_size,
     check_precision,
     check_truncate_dim,
+    pop_legacy,
     take_sentences,
     take_task_options,
 )
+from lightembed.modality import TextOnly, modality_of
 from lightembed.modules import SENTENCE, TOKENS, l2_normalize, run_modules
 from lightembed.pooling import POOLED_METADATA_KEY, POOLED_OUTPUT, exclude_prompt, first_real_tokens, pool
 from lightembed.tokenize import Batch
@@ -111,14 +112,13 @@ class SentenceTransformer(EmbeddingModel):
         if self.truncate_dim is None:  # as sentence-transformers: the argument, else the saved config's
             saved = read_json(self.model_dir / "config_sentence_transformers.json").get("truncate_dim")
             self.truncate_dim = check_truncate_dim(saved)
-        self.image_tower: ImageTower | None = self._open_image_tower()
-        """A CLIP model's vision graph and image preprocessing (lightembed.clip); None for a text model."""
+        self.modality: TextOnly = modality_of(self)
+        """What the model takes besides text (lightembed.modality): images for a CLIP model."""
 
-    def _open_image_tower(self) -> ImageTower | None:
-        if not self.config.is_clip:
-            return None
-        return ImageTower(self.model_dir, self.onnx_path, self._opened.options, self.manifest,
-                          self.config.transformer_dir)  # fmt: skip
+    @property
+    def image_tower(self) -> ImageTower | None:
+        """A CLIP model's vision graph and image preprocessing (lightembed.clip); None for a text model."""
+        return self.modality.image_tower
 
     @property
     def modalities(self) -> list[str]:
@@ -139,20 +139,12 @@ class SentenceTransformer(EmbeddingModel):
         return super().push_to_hub(repo_id, *args, **kwargs)
 
     def _refuse_clip_save(self, what: str) -> None:
-        if self.config.is_clip:
-            from lightembed.unsupported import NotSupportedError
-
-            raise NotSupportedError(
-                f"{what} of a CLIP model is not supported: it writes one ONNX file and a CLIP folder needs both "
-                f"towers; copy the exported folder {self.model_dir} (onnx/text_model*.onnx, onnx/vision_model*.onnx, "
-                "lightembed.json and the configs) instead, or pass it as push_to_hub(local_model_path=...)."
-            )
+        self.modality.refuse_save(what, self.model_dir)
 
     save_pretrained = save
 
     def _reopened(self, before: Any) -> None:
-        if self.config.is_clip:  # the vision graph follows the text graph's file and providers
-            self.image_tower = self._open_image_tower()
+        self.modality.reopened(self)
         # The fused output is used when the new file has it, unless the user switched it off (remembered across
         # files without one, where it is off by necessity).
         if POOLED_OUTPUT in before.output_names:
@@ -228,8 +220,9 @@ class SentenceTransformer(EmbeddingModel):
         """Sentence embeddings (rows, dim) of one padded batch: the fused pooling output when the file has it and
         no prompt must be excluded, else the token embeddings pooled in NumPy; then Dense/Normalize modules. A CLIP
         text tower gives its projected embeddings (text_embeds) directly."""
-        if self.config.is_clip:
-            return self._after_pooling(self._graph(batch.as_dict(), TEXT_OUTPUT))
+        own = self.modality.text_embeddings(self, batch)
+        if own is not None:
+            return own
         if self.use_pooled_output and prompt_length is None:
             return self._after_pooling(self._graph(batch.as_dict(), POOLED_OUTPUT))
         return self._sentence_embeddings(self._graph(batch.as_dict()), batch.attention_mask, prompt_length)
@@ -257,24 +250,6 @@ class SentenceTransformer(EmbeddingModel):
             attention_mask = exclude_prompt(attention_mask, prompt_length)
         features[SENTENCE] = pool(features[TOKENS], attention_mask, self.config.pooling.modes, offsets)
         return run_modules(self.config.post, features)
-
-    def _split(self, inputs: Any) -> SplitInputs:
-        """The texts (and, for a CLIP model, images) of an encode() call with their positions."""
-        if self.config.is_clip:
-            return split_inputs(inputs)
-        try:
-            texts, single = as_text_list(inputs)
-        except TypeError:
-            images = image_inputs_in(inputs)
-            if images:
-                where = f"inputs[{images[0]}]" if isinstance(inputs, (list, tuple)) else "inputs"
-                raise TypeError(
-                    f"{where} is an image, but this model embeds text only (modalities {self.modalities}); images need "
-                    "a CLIP model exported with lightembed-export."
-                ) from None
-            raise
-        none = np.zeros(0, dtype=np.int64)
-        return SplitInputs(texts, np.arange(len(texts), dtype=np.int64), [], none, single)
 
     def _after_pooling(self, emb: np.ndarray) -> np.ndarray:
         """The modules after Pooling (Dense, Normalize ...) applied to pooled vectors (modules on token embeddings
@@ -382,18 +357,14 @@ class SentenceTransformer(EmbeddingModel):
                 output_value=output_value, normalize_embeddings=normalize_embeddings,
             )  # fmt: skip
         self._check_call("encode()", device, kwargs)
-        parts = self._split(inputs)
+        parts = self.modality.split(inputs, self.modalities)
         texts, single = parts.texts, parts.single
         batch_size = check_batch_size(batch_size)
         check_precision(precision)
         if output_value not in OUTPUT_VALUES:
             raise ValueError(f"output_value must be one of {OUTPUT_VALUES}, got {output_value!r}.")
         truncate_dim = check_truncate_dim(truncate_dim) or self.truncate_dim
-        if self.config.is_clip and output_value != "sentence_embedding":
-            raise ValueError(
-                f"output_value={output_value!r}: a CLIP model's graphs give sentence embeddings only "
-                "(output_value='sentence_embedding')."
-            )
+        self.modality.check_output_value(output_value)
         resolved_prompt = self._prompt(prompt, prompt_name)
         if resolved_prompt:
             texts = [resolved_prompt + text for text in texts]
@@ -434,10 +405,8 @@ class SentenceTransformer(EmbeddingModel):
                         "input_ids": batch.input_ids[row, : batch.lengths[row]],
                         "attention_mask": batch.attention_mask[row],
                     }
-        if parts.images and self.image_tower is not None:
-            for positions, emb in self.image_tower.batches(parts.images, parts.image_positions, batch_size,
-                                                           single=single):  # fmt: skip
-                store(positions, self._after_pooling(emb))
+        for positions, emb in self.modality.image_batches(parts, batch_size, single):
+            store(positions, self._after_pooling(emb))
 
         if output_value == "token_embeddings":
             return tokens[0] if single else tokens
@@ -486,11 +455,4 @@ class SentenceTransformer(EmbeddingModel):
         return self._similarity_fns()[1](embeddings1, embeddings2)
 
     def _repr_fields(self) -> dict[str, Any]:
-        if self.config.is_clip:
-            return {"modalities": self.modalities, "max_seq_length": self.max_seq_length,
-                    "dim": self.get_sentence_embedding_dimension()}  # fmt: skip
-        return {
-            "pooling": self.config.pooling.modes,
-            "max_seq_length": self.max_seq_length,
-            "dim": self.get_sentence_embedding_dimension(),
-        }
+        return self.modality.repr_fields(self)
