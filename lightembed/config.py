@@ -11,6 +11,7 @@ import numpy as np
 from lightembed.jsonfiles import read_json, read_json_file  # noqa: F401 - also read from here
 from lightembed.modules import Dense, Normalize
 from lightembed.pooling import PoolingConfig
+from lightembed.static import STATIC_MODULE, StaticLayout, read_layout
 
 _LARGE = 10**8
 
@@ -111,6 +112,8 @@ class ModelConfig:
     module_types: list[str] = field(default_factory=list)
     modalities: tuple[str, ...] = ("text",)
     """What the model embeds: ("text",), or ("text", "image") for a CLIP model (lightembed.clip)."""
+    static: StaticLayout | None = None
+    """A static-embedding model's table and rules (lightembed.static); None for a transformer."""
 
     @property
     def is_clip(self) -> bool:
@@ -176,11 +179,20 @@ def read_model_settings(folder: Path) -> tuple[dict[str, str], str | None, str |
     return dict(prompts), model_config.get("default_prompt_name"), model_config.get("similarity_fn_name")
 
 
+def read_static_layout(folder: Path) -> StaticLayout | None:
+    """The folder's static-embedding layout (lightembed.static), or None when it is not a static model."""
+    return read_layout(folder, read_modules(folder))
+
+
 def load_config(folder: str | Path) -> ModelConfig:
-    """Read modules.json and the module configs; a folder with no modules.json gets mean pooling."""
+    """Read modules.json and the module configs; a folder with no modules.json gets mean pooling. A static-embedding
+    folder (lightembed.static) gets its table's mean, then its own modules."""
     folder = Path(folder)
     modules = folder / "modules.json"
+    static = read_static_layout(folder)
     entries = read_modules(folder) or [("Transformer", folder, "Transformer")]
+    if static is not None:
+        entries = [(STATIC_MODULE, static.module_dir, STATIC_MODULE), *static.modules]
     transformer_dir: Path | None = None
     pooling: PoolingConfig | None = None
     post: list[Callable[[np.ndarray], np.ndarray]] = []
@@ -196,6 +208,8 @@ def load_config(folder: str | Path) -> ModelConfig:
             if transformer_dir is not None:
                 raise ValueError(f"{modules} lists more than one Transformer module.")
             transformer_dir = path
+        elif kind == STATIC_MODULE and static is not None and transformer_dir is None:
+            transformer_dir = path  # its tokenizer.json; the table's mean is the static graph's pooled output
         elif kind == "Pooling":
             pooling = PoolingConfig.from_dict(read_json(path / "config.json"))
         elif kind == "Normalize":
@@ -205,14 +219,17 @@ def load_config(folder: str | Path) -> ModelConfig:
         else:
             raise ValueError(
                 f"Module type {type_name!r} in {modules} is not supported by lightembed "
-                "(supported: Transformer, CLIPModel, Pooling, Dense, Normalize)."
+                "(supported: Transformer, CLIPModel, StaticEmbedding first, Pooling, Dense, Normalize)."
             )
     if transformer_dir is None:
         raise ValueError(f"{modules} lists no Transformer module.")
     if pooling is None:
         pooling = PoolingConfig()
 
-    settings = read_transformer_settings(transformer_dir, folder)
+    if static is not None:
+        settings = TransformerSettings(static.max_length, False, None, None)
+    else:
+        settings = read_transformer_settings(transformer_dir, folder)
     prompts, default_prompt_name, similarity_fn_name = read_model_settings(folder)
     return ModelConfig(
         folder=folder,
@@ -225,6 +242,7 @@ def load_config(folder: str | Path) -> ModelConfig:
         similarity_fn_name=similarity_fn_name,
         module_types=kinds,
         modalities=modalities,
+        static=static,
     )
 
 

@@ -24,6 +24,7 @@ from lightembed.inputs import (
 )
 from lightembed.modules import l2_normalize
 from lightembed.pooling import POOLED_METADATA_KEY, POOLED_OUTPUT, exclude_prompt, pool
+from lightembed.static import tokenizer_rules
 from lightembed.tokenize import Batch
 
 Precision = Literal["float32", "int8", "uint8", "binary", "ubinary"]
@@ -101,6 +102,8 @@ class SentenceTransformer(EmbeddingModel):
             processor_kwargs=processor_kwargs,
             config_kwargs=config_kwargs,
         )
+        if self.config.static is not None:
+            self.tokenizer_wrapper.set_rules(**tokenizer_rules(self.config.static, self.tokenizer))
         hidden = read_json(self.config.transformer_dir / "config.json")
         self._hidden_size = self._graph.output_width or hidden.get("hidden_size") or hidden.get("d_model")
         self.use_pooled_output = self.has_pooled_output

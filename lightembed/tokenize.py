@@ -86,6 +86,9 @@ class Tokenizer:
         self.padding_side = padding_side
         self.do_lower_case = do_lower_case
         self.limit = limit
+        self.add_special_tokens = True
+        self.drop_ids: frozenset[int] = frozenset()
+        self.chars_per_token: int | None = None
         if limit is not None and max_length is not None and max_length > limit:
             max_length = limit  # a config that asks for more positions than the model has
         self._configure(tokenizer, max_length)
@@ -135,6 +138,14 @@ class Tokenizer:
             tokenizer.enable_truncation(max_length=max_length, strategy="longest_first")
         self._tokenizer, self._max_length = tokenizer, max_length
 
+    def set_rules(
+        self, *, add_special_tokens: bool = True, drop_ids: frozenset[int] = frozenset(), chars_per_token: int | None = None
+    ) -> None:
+        """How texts become tokens beyond truncation (a static-embedding model's, lightembed.static): without the
+        special tokens; with `drop_ids` (model2vec's unknown token) left out at padding; each text first cut to
+        max_length * `chars_per_token` characters (model2vec's cut before tokenizing)."""
+        self.add_special_tokens, self.drop_ids, self.chars_per_token = add_special_tokens, drop_ids, chars_per_token
+
     @property
     def max_length(self) -> int | None:
         return self._max_length
@@ -162,8 +173,11 @@ class Tokenizer:
         if self.do_lower_case:
             texts = [t.lower() if isinstance(t, str) else (t[0].lower(), t[1].lower()) for t in texts]
         texts = list(texts)
+        if self.chars_per_token is not None and self._max_length is not None:
+            cut = self._max_length * self.chars_per_token
+            texts = [t[:cut] if isinstance(t, str) else (t[0][:cut], t[1][:cut]) for t in texts]
         try:
-            return self._tokenizer.encode_batch(texts, add_special_tokens=True)
+            return self._tokenizer.encode_batch(texts, add_special_tokens=self.add_special_tokens)
         except (TypeError, ValueError, UnicodeError) as exc:
             reason = _bad_text(texts)
             if reason is None:
@@ -171,10 +185,17 @@ class Tokenizer:
             raise ValueError(reason) from exc
 
     def pad(self, encodings: Sequence[Encoding]) -> Batch:
-        """Stack encodings into int64 arrays padded to the longest one."""
+        """Stack encodings into int64 arrays padded to the longest one (leaving out `drop_ids`)."""
         lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings))
-        width = int(lengths.max()) if len(encodings) else 0
         total = int(lengths.sum())
+        all_ids = np.fromiter(chain.from_iterable(e.ids for e in encodings), dtype=np.int64, count=total)
+        all_types = np.fromiter(chain.from_iterable(e.type_ids for e in encodings), dtype=np.int64, count=total)
+        if self.drop_ids:
+            keep = ~np.isin(all_ids, list(self.drop_ids))
+            rows = np.repeat(np.arange(len(encodings)), lengths)
+            lengths = np.bincount(rows[keep], minlength=len(encodings)).astype(np.int64)
+            all_ids, all_types, total = all_ids[keep], all_types[keep], int(keep.sum())
+        width = int(lengths.max()) if len(encodings) else 0
         # One boolean mask places every token at once: the real tokens of each row are contiguous and in order, and
         # boolean assignment fills row by row, so the concatenated ids land where they belong (left or right).
         columns = np.arange(width)
@@ -184,8 +205,7 @@ class Tokenizer:
             real = columns < lengths[:, None]
         ids = np.full((len(encodings), width), self.pad_id, dtype=np.int64)
         types = np.zeros((len(encodings), width), dtype=np.int64)
-        ids[real] = np.fromiter(chain.from_iterable(e.ids for e in encodings), dtype=np.int64, count=total)
-        types[real] = np.fromiter(chain.from_iterable(e.type_ids for e in encodings), dtype=np.int64, count=total)
+        ids[real], types[real] = all_ids, all_types
         return Batch(ids, real.astype(np.int64), types, lengths)
 
     def batches(

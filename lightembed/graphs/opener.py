@@ -72,7 +72,10 @@ def open_graph(folder: Path, path: Path, options: GraphOptions, manifest: Manife
         manifest = manifests.read(folder, strict=options.verify)
     record = manifest.record(path) if manifest is not None else None
     backend, reason = policy.choose_backend(
-        options.backend, cpu_only=options.cpu_only, manifest_entry=record.raw if record else None
+        options.backend,
+        cpu_only=options.cpu_only,
+        manifest_entry=record.raw if record else None,
+        static_table=path.suffix == ".safetensors",
     )
     companion = pick_companion(folder, path, record, backend, options)
     check = integrity.check_in_background(folder, path, record, companion) if options.verify else None

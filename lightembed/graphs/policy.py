@@ -21,7 +21,9 @@ from lightembed.graphs.protocol import Graph
 OPENERS: dict[str, str] = {
     "onnx": "lightembed.graphs.onnxruntime",
     "openvino": "lightembed.graphs.openvino",
+    "static": "lightembed.graphs.static",
 }
+STATIC = "static"  # a static-embedding table (lightembed.static), not a graph: NumPy runs it
 BACKENDS = tuple(OPENERS)  # the built-in ones; OPENERS is what is checked, so one added there is accepted
 TORCH = "torch"
 # LIGHTEMBED_BACKEND=onnx|openvino pins what backend=None means (auto: the choice below), e.g. for a fleet
@@ -55,6 +57,7 @@ def choose_backend(
     cpu_only: bool,
     manifest_entry: Mapping[str, Any] | None,
     flags: frozenset[str] | None = None,
+    static_table: bool = False,
 ) -> tuple[str, str]:
     """The backend to run and why. An explicit "onnx"/"openvino" is kept (openvino must be installed and on CPU);
     "torch" (sentence-transformers' default, which frameworks pass explicitly) means the default runtime, as None;
@@ -62,6 +65,12 @@ def choose_backend(
     CPU, the extra is installed, the CPU has AMX-BF16, and the exporter recorded for the file in bf16 min cosine
     >= `auto_bar` to torch on its probes and >= `texts_bar` to the fp32 file on onnxruntime on its calibration texts
     (lightembed.json); else "onnx"."""
+    if static_table:  # a table has one backend; the graph backends cannot open it
+        if backend not in (None, TORCH, STATIC):
+            raise LightembedValueError(f"A static-embedding model runs in NumPy (backend='static'), not {backend!r}.")
+        return STATIC, "a static-embedding table runs in NumPy"
+    if backend == STATIC:
+        raise LightembedValueError("backend='static' runs static-embedding tables; this file is a model graph.")
     note = ""
     if backend == TORCH:
         backend, note = None, f"backend={TORCH!r} (sentence-transformers' default) runs lightembed's default; "
