@@ -234,6 +234,37 @@ class SentenceTransformer(EmbeddingModel):
             return self._after_pooling(self._graph(batch.as_dict(), POOLED_OUTPUT))
         return self._sentence_embeddings(self._graph(batch.as_dict()), batch.attention_mask, prompt_length)
 
+    def forward_tokens(self, batch: Batch) -> np.ndarray:
+        """The token embeddings (rows, tokens, hidden) of one padded batch, before pooling (stage 4's first half)."""
+        if self.config.is_clip:
+            raise ValueError("A CLIP model's graphs give sentence embeddings only, not token embeddings.")
+        return self._graph(batch.as_dict())
+
+    def embed_pooled(self, pooled: np.ndarray) -> np.ndarray:
+        """The modules after Pooling (Dense, Normalize ...) applied to pooled vectors (stage 4's second half)."""
+        return self._after_pooling(pooled)
+
+    def encode_chunks(
+        self,
+        inputs: str | Sequence[str],
+        chunk_size: int | None = None,
+        overlap: int = 0,
+        late_chunking: bool = False,
+        batch_size: int = 32,
+        normalize_embeddings: bool = False,
+    ) -> Any:
+        """Embed texts longer than the model chunk by chunk instead of cutting them at max_seq_length: for each text a
+        `lightembed.chunking.ChunkedText` with one vector per chunk (`embeddings`), each chunk's character span
+        (`offsets`) and a token-weighted `document_embedding` (one text: one ChunkedText, a list: a list).
+
+        `chunk_size` is the tokens per chunk, special tokens included (default max_seq_length), consecutive chunks
+        sharing `overlap` tokens. By default each chunk is embedded on its own; `late_chunking=True` runs each text
+        whole once (it must fit the model's positions) and pools the token embeddings of each chunk's span (mean),
+        so a chunk's vector carries the context of the whole text."""
+        from lightembed.chunking import encode_chunks
+
+        return encode_chunks(self, inputs, chunk_size, overlap, late_chunking, batch_size, normalize_embeddings)
+
     def prompt_length(self, prompt: str | None) -> int | None:
         """Tokens to leave out of pooling for `prompt` (None when the model's Pooling includes the prompt)."""
         if not prompt or self.config.pooling.include_prompt:

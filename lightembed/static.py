@@ -126,10 +126,11 @@ def median_token_length(tokenizer: Any) -> int:
 def tokenizer_rules(layout: StaticLayout, tokenizer: Any) -> dict[str, Any]:
     """The keywords of `lightembed.tokenize.Tokenizer.set_rules` that a static folder's library tokenizes with."""
     if not layout.is_model2vec:
-        return {"add_special_tokens": False}
+        return {"add_special_tokens": False, "offsets": False}
     unk = unknown_token_id(tokenizer)
     return {
         "add_special_tokens": False,
+        "offsets": False,
         "drop_ids": frozenset() if unk is None else frozenset({unk}),
         "chars_per_token": median_token_length(tokenizer),
     }

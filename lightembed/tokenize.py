@@ -89,6 +89,7 @@ class Tokenizer:
         self.add_special_tokens = True
         self.drop_ids: frozenset[int] = frozenset()
         self.chars_per_token: int | None = None
+        self.offsets = True
         if limit is not None and max_length is not None and max_length > limit:
             max_length = limit  # a config that asks for more positions than the model has
         self._configure(tokenizer, max_length)
@@ -139,12 +140,19 @@ class Tokenizer:
         self._tokenizer, self._max_length = tokenizer, max_length
 
     def set_rules(
-        self, *, add_special_tokens: bool = True, drop_ids: frozenset[int] = frozenset(), chars_per_token: int | None = None
+        self,
+        *,
+        add_special_tokens: bool = True,
+        drop_ids: frozenset[int] = frozenset(),
+        chars_per_token: int | None = None,
+        offsets: bool = True,
     ) -> None:
         """How texts become tokens beyond truncation (a static-embedding model's, lightembed.static): without the
         special tokens; with `drop_ids` (model2vec's unknown token) left out at padding; each text first cut to
-        max_length * `chars_per_token` characters (model2vec's cut before tokenizing)."""
+        max_length * `chars_per_token` characters (model2vec's cut before tokenizing); `offsets` False skips
+        computing the encodings' character offsets (tokenizers' encode_batch_fast), which nothing downstream reads."""
         self.add_special_tokens, self.drop_ids, self.chars_per_token = add_special_tokens, drop_ids, chars_per_token
+        self.offsets = offsets
 
     @property
     def max_length(self) -> int | None:
@@ -177,12 +185,33 @@ class Tokenizer:
             cut = self._max_length * self.chars_per_token
             texts = [t[:cut] if isinstance(t, str) else (t[0][:cut], t[1][:cut]) for t in texts]
         try:
-            return self._tokenizer.encode_batch(texts, add_special_tokens=self.add_special_tokens)
+            encode = self._tokenizer.encode_batch if self.offsets else self._tokenizer.encode_batch_fast
+            return encode(texts, add_special_tokens=self.add_special_tokens)
         except (TypeError, ValueError, UnicodeError) as exc:
             reason = _bad_text(texts)
             if reason is None:
                 raise
             raise ValueError(reason) from exc
+
+    def windows(self, texts: Sequence[str], size: int | None, overlap: int) -> list[list[Encoding]]:
+        """Each text as windows of at most `size` tokens (special tokens included), consecutive windows sharing
+        `overlap` tokens (tokenizers' truncation stride); with character offsets into the text. `size=None`: each
+        text whole, in one window, however long (for a pass over all of it)."""
+        tokenizer = HFTokenizer.from_str(self._tokenizer.to_str())  # a copy: the one in use keeps its truncation
+        if size is None:
+            tokenizer.no_truncation()
+        else:
+            tokenizer.enable_truncation(max_length=size, stride=overlap, strategy="longest_first")
+        if self.do_lower_case:  # lower() keeps the length of almost all text; offsets index the text as given
+            texts = [t.lower() for t in texts]
+        try:
+            encodings = tokenizer.encode_batch(list(texts), add_special_tokens=self.add_special_tokens)
+        except (TypeError, ValueError, UnicodeError) as exc:
+            reason = _bad_text(texts)
+            if reason is None:
+                raise
+            raise ValueError(reason) from exc
+        return [[e, *e.overflowing] for e in encodings]
 
     def pad(self, encodings: Sequence[Encoding]) -> Batch:
         """Stack encodings into int64 arrays padded to the longest one (leaving out `drop_ids`)."""
