@@ -131,3 +131,20 @@ def test_exporter_points_static_folders_to_the_runtime(tmp_path: Path) -> None:
     with pytest.raises(UnsupportedModelError, match=r"lightembed.SentenceTransformer\(folder\)") as refused:
         export_model(folder, tmp_path / "out", verbose=False)
     assert refused.value.architecture == "StaticEmbedding" and not (tmp_path / "out").exists()
+
+
+def test_static_repo_from_the_hub_fetches_its_table(tmp_path: Path) -> None:
+    """A Hub repo holding a StaticEmbedding at its root: configs first, then the table, which is its model file."""
+    from tests.hub_server import FakeHub, Repo
+    from tests.test_hub_loopback import _load
+
+    folder = sentence_transformers_static(tmp_path)
+    repo = Repo()
+    repo.add_commit("e" * 40, folder, branch="main")
+    with FakeHub() as server:
+        server.repos["org/static"] = repo
+        out = _load(server, tmp_path / "cache",
+                    f"m = S('org/static', cache_folder=cache)\nprint(json.dumps(m.encode({TEXTS!r}).tolist()))")  # fmt: skip
+        assert "error" not in out, out.get("error")
+        assert "model.safetensors" in server.downloads()
+    np.testing.assert_allclose(out, _ours(folder).encode(TEXTS), atol=1e-6)
