@@ -83,7 +83,15 @@ def encode_chunks(
     batch_size: int = 32,
     normalize_embeddings: bool = False,
 ) -> ChunkedText | list[ChunkedText]:
-    """See SentenceTransformer.encode_chunks."""
+    """Embed texts longer than the model chunk by chunk instead of cutting them at max_seq_length (the method
+    `SentenceTransformer.encode_chunks`): for each text a `ChunkedText` with one vector per chunk (`embeddings`),
+    each chunk's character span (`offsets`) and a token-weighted `document_embedding` (one text: one ChunkedText,
+    a list: a list).
+
+    `chunk_size` is the tokens per chunk, special tokens included (default max_seq_length), consecutive chunks
+    sharing `overlap` tokens. By default each chunk is embedded on its own; `late_chunking=True` runs each text
+    whole once (it must fit the model's positions) and pools the token embeddings of each chunk's span (mean), so a
+    chunk's vector carries the context of the whole text."""
     texts, single = as_text_list(inputs, "inputs")
     batch_size = check_batch_size(batch_size)
     wrapper = model.tokenizer_wrapper

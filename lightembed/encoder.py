@@ -10,6 +10,7 @@ from typing import Any, Callable, Iterator, Literal, Sequence, overload
 
 import numpy as np
 
+from lightembed import chunking
 from lightembed.base import EmbeddingModel, ModelSetup
 from lightembed.clip import TEXT_OUTPUT, ImageTower, SplitInputs, image_inputs_in, split_inputs
 from lightembed.config import ModelConfig, load_config, read_json, read_modules
@@ -244,26 +245,7 @@ class SentenceTransformer(EmbeddingModel):
         """The modules after Pooling (Dense, Normalize ...) applied to pooled vectors (stage 4's second half)."""
         return self._after_pooling(pooled)
 
-    def encode_chunks(
-        self,
-        inputs: str | Sequence[str],
-        chunk_size: int | None = None,
-        overlap: int = 0,
-        late_chunking: bool = False,
-        batch_size: int = 32,
-        normalize_embeddings: bool = False,
-    ) -> Any:
-        """Embed texts longer than the model chunk by chunk instead of cutting them at max_seq_length: for each text a
-        `lightembed.chunking.ChunkedText` with one vector per chunk (`embeddings`), each chunk's character span
-        (`offsets`) and a token-weighted `document_embedding` (one text: one ChunkedText, a list: a list).
-
-        `chunk_size` is the tokens per chunk, special tokens included (default max_seq_length), consecutive chunks
-        sharing `overlap` tokens. By default each chunk is embedded on its own; `late_chunking=True` runs each text
-        whole once (it must fit the model's positions) and pools the token embeddings of each chunk's span (mean),
-        so a chunk's vector carries the context of the whole text."""
-        from lightembed.chunking import encode_chunks
-
-        return encode_chunks(self, inputs, chunk_size, overlap, late_chunking, batch_size, normalize_embeddings)
+    encode_chunks = chunking.encode_chunks
 
     def prompt_length(self, prompt: str | None) -> int | None:
         """Tokens to leave out of pooling for `prompt` (None when the model's Pooling includes the prompt)."""
