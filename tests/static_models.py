@@ -70,3 +70,43 @@ def model2vec_static(
     out = folder / "model2vec"
     model.save_pretrained(str(out))
     return out
+
+
+def router_model(folder: Path, seed: int = 0) -> Path:
+    """A sentence-transformers Router, as static-retrieval-style asymmetric models are built: queries through a
+    StaticEmbedding, documents through a tiny seeded BERT with mean Pooling, then Normalize for both (default
+    route: document); saved by sentence-transformers."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.base.modules.router import Router
+
+    from tests.families import _st_modules, bert
+
+    models = _st_modules()
+    hf = bert(folder / "bert-hf", seed)
+    transformer = models.Transformer(str(hf), max_seq_length=24)
+    torch.manual_seed(seed)
+    static = models.StaticEmbedding(_tokenizer(folder), embedding_dim=transformer.get_embedding_dimension())
+    router = Router.for_query_document(
+        query_modules=[static], document_modules=[transformer, models.Pooling(transformer.get_embedding_dimension())]
+    )
+    out = folder / "router"
+    SentenceTransformer(modules=[router, models.Normalize()], device="cpu").save(str(out))
+    return out
+
+
+def static_router(folder: Path, seed: int = 0) -> Path:
+    """A Router of two StaticEmbedding routes (query, document) then Normalize, saved by sentence-transformers."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.base.modules.router import Router
+
+    from tests.families import _st_modules
+
+    models = _st_modules()
+    torch.manual_seed(seed)
+    query, document = (models.StaticEmbedding(_tokenizer(folder / name), embedding_dim=16) for name in ("q", "d"))
+    router = Router.for_query_document(query_modules=[query], document_modules=[document])
+    out = folder / "static-router"
+    SentenceTransformer(modules=[router, models.Normalize()], device="cpu").save(str(out))
+    return out

@@ -148,3 +148,45 @@ def test_static_repo_from_the_hub_fetches_its_table(tmp_path: Path) -> None:
         assert "error" not in out, out.get("error")
         assert "model.safetensors" in server.downloads()
     np.testing.assert_allclose(out, _ours(folder).encode(TEXTS), atol=1e-6)
+
+
+def test_router_static_queries_transformer_documents(tmp_path: Path) -> None:
+    """A Router exported route by route: encode_query runs the static route, encode_document and encode() the
+    transformer route (the default), each as sentence-transformers runs them."""
+    from lightembed_export import export_model
+
+    from tests.static_models import router_model
+
+    src = router_model(tmp_path)
+    report = export_model(src, tmp_path / "out", verbose=False)
+    assert report["model"]["architecture"] == "Router" and set(report["routes"]) == {"document"}
+    assert all(entry["passed"] for entry in report["files"]) and report["files"]
+    ref = _st(src)
+    ours = _ours(tmp_path / "out")
+    assert set(ours.routes) == {"query"} and ours.router.default_route == "document"
+    np.testing.assert_allclose(ours.encode_query(TEXTS), ref.encode_query(TEXTS), atol=1e-5)
+    np.testing.assert_allclose(ours.encode_document(TEXTS), ref.encode_document(TEXTS), atol=1e-5)
+    np.testing.assert_allclose(ours.encode(TEXTS), ref.encode(TEXTS), atol=1e-5)
+    np.testing.assert_allclose(ours.encode(TEXTS, task="query"), ref.encode(TEXTS, task="query"), atol=1e-5)
+    assert np.abs(ours.encode_query(TEXTS[:1]) - ours.encode_document(TEXTS[:1])).max() > 0.01  # two routes
+    assert ours.routes["query"].runtime_info.providers == ["NumPy (static table)"]
+    assert ours.runtime_info.onnx_file == "onnx/model.onnx" and ours.runtime_info.verified
+    with pytest.raises(ValueError, match="No route for task 'passage'"):
+        ours.encode(TEXTS, task="passage")
+
+
+def test_static_router_loads_without_export(tmp_path: Path) -> None:
+    """A Router of static routes needs no export: each route runs from a view of links, removed with the model."""
+    import gc
+
+    from tests.static_models import static_router
+
+    src = static_router(tmp_path)
+    ref, ours = _st(src), _ours(src)
+    np.testing.assert_allclose(ours.encode_query(TEXTS), ref.encode_query(TEXTS), atol=1e-6)
+    np.testing.assert_allclose(ours.encode_document(TEXTS), ref.encode_document(TEXTS), atol=1e-6)
+    view = Path(ours.routes["query"].model_dir)
+    assert view.is_dir() and (view / "modules.json").is_file()
+    del ours
+    gc.collect()
+    assert not view.exists()
