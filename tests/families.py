@@ -559,8 +559,9 @@ PAIRS = [(TEXTS[i], TEXTS[j]) for i in range(len(TEXTS)) for j in (0, 1, 4)]
 
 STATIC_FAMILIES = ("Static embeddings (sentence-transformers)", "Static embeddings (model2vec)")
 """Rows run by the runtime straight from the folder, no export (tests/test_family_matrix.py)."""
+ROUTER_FAMILY = "Router: static queries, BERT documents"
 
 MATRIX_ROWS: tuple[str, ...] = (
-    *(f.name for f in FAMILIES), CLIP_FAMILY, *(f.name for f in CROSS_ENCODERS), *STATIC_FAMILIES
+    *(f.name for f in FAMILIES), CLIP_FAMILY, *(f.name for f in CROSS_ENCODERS), *STATIC_FAMILIES, ROUTER_FAMILY
 )
-"""The coverage table's rows in order: the text families, CLIP, the cross-encoders, the static models."""
+"""The coverage table's rows in order: the text families, CLIP, the cross-encoders, the static models, Router."""

@@ -245,3 +245,40 @@ def _st_encode(folder: Path) -> np.ndarray:
 
     model = sentence_transformers.SentenceTransformer(str(folder), device="cpu")
     return np.asarray(model.encode(families.TEXTS, batch_size=4))
+
+
+def test_router_family_exports_exactly(tmp_path: Path) -> None:
+    """A Router (static query route, BERT + mean document route, Normalize): the transformer route exported at fp32,
+    O3 and int8, each route compared with sentence-transformers' encode_query / encode_document."""
+    import sentence_transformers
+    from lightembed_export import export_model
+
+    import lightembed
+    from tests import static_models
+
+    src = static_models.router_model(tmp_path)
+    report = export_model(src, tmp_path / "onnx", optimize=["O3"], quantize=[INT8], verbose=False)
+    assert all(entry["passed"] for entry in report["files"]), report["files"]
+    files = {entry["kind"]: entry for entry in report["files"]}
+    ref = sentence_transformers.SentenceTransformer(str(src), device="cpu")
+    ref_q, ref_d = ref.encode_query(families.TEXTS, batch_size=4), ref.encode_document(families.TEXTS, batch_size=4)
+
+    def cos(file_name: str | None) -> float:
+        """Min cosine over both routes; `file_name` picks the document (default) route's file."""
+        ours = lightembed.SentenceTransformer(str(tmp_path / "onnx"), device="cpu", file_name=file_name)
+        got = np.concatenate([ours.encode_query(families.TEXTS, batch_size=4),
+                              ours.encode_document(families.TEXTS, batch_size=4)])  # fmt: skip
+        return _min_cos(np.concatenate([ref_q, ref_d]), got)
+
+    fp32, optimized = cos(None), cos("onnx/model_O3.onnx")
+    assert fp32 >= FP32_MIN_COS and optimized >= OPTIMIZED_MIN_COS, (fp32, optimized)
+    quantized = files["quantized"]["metrics"]
+    _rows[families.ROUTER_FAMILY] = {
+        "family": families.ROUTER_FAMILY, "examples": "static query + transformer document Routers, "
+        "inference-free SPLADE-style asymmetric models", "architecture": "Router (StaticEmbedding | BertModel)",
+        "modules": "query: static mean; document: mean; + Normalize", "pooling": "mean", "dense": False,
+        "normalize": True, "prompts": False, "trust_remote_code": False,
+        "fp32": {"status": "exact", "min_cos": fp32},
+        "optimized": {"level": "O3", "status": "ok", "min_cos": optimized},
+        "int8": {"status": "reported", "mean_cos": quantized["mean_cosine"], "min_cos": quantized["min_cosine"]},
+    }  # fmt: skip
