@@ -185,6 +185,10 @@ def test_static_router_loads_without_export(tmp_path: Path) -> None:
     ref, ours = _st(src), _ours(src)
     np.testing.assert_allclose(ours.encode_query(TEXTS), ref.encode_query(TEXTS), atol=1e-6)
     np.testing.assert_allclose(ours.encode_document(TEXTS), ref.encode_document(TEXTS), atol=1e-6)
+    from lightembed import NotSupportedError
+
+    with pytest.raises(NotSupportedError, match="start the pool on the route"):
+        ours.start_multi_process_pool(["cpu"])
     view = Path(ours.routes["query"].model_dir)
     assert view.is_dir() and (view / "modules.json").is_file()
     del ours
