@@ -275,7 +275,7 @@ def test_router_family_exports_exactly(tmp_path: Path) -> None:
     quantized = files["quantized"]["metrics"]
     _rows[families.ROUTER_FAMILY] = {
         "family": families.ROUTER_FAMILY, "examples": "static query + transformer document Routers, "
-        "inference-free SPLADE-style asymmetric models", "architecture": "Router (StaticEmbedding | BertModel)",
+        "inference-free SPLADE-style asymmetric models", "architecture": "Router (StaticEmbedding, BertModel)",
         "modules": "query: static mean; document: mean; + Normalize", "pooling": "mean", "dense": False,
         "normalize": True, "prompts": False, "trust_remote_code": False,
         "fp32": {"status": "exact", "min_cos": fp32},
