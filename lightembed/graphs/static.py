@@ -41,6 +41,7 @@ class StaticGraph:
         if key is None:
             raise ModelFileError(f"{path} has no token table: expected one of {TABLE_KEYS}, found {sorted(tensors)}.")
         self.table = tensors[key]
+        self._plain = self.table.view(np.ndarray)  # the same mapped pages, without np.memmap's per-index overhead
         if self.table.ndim != 2:
             raise ModelFileError(f"{path}: {key!r} must be a 2-D table (tokens x dim), got shape {self.table.shape}.")
         self.weights = tensors.get("weights")
@@ -75,7 +76,7 @@ class StaticGraph:
                 f"A token id ({int(ids.max())}) is outside the table of {self.path} ({self.vocab_size} tokens): the "
                 "folder's tokenizer.json does not belong to its model.safetensors."
             )
-        rows = self.table[self.mapping[ids] if self.mapping is not None else ids].astype(np.float32, copy=False)
+        rows = self._plain[self.mapping[ids] if self.mapping is not None else ids].astype(np.float32, copy=False)
         if self.weights is not None:
             rows = rows * self.weights[ids].astype(np.float32)[..., None]
         return rows
