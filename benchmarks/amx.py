@@ -11,8 +11,10 @@ its own onnxruntime CPU fp32 row, and mapped through this run's lightembed-fp32 
     .venv/bin/python -m benchmarks.amx --model-dir work/minilm_ov [--n 1000] [--repeats 3] \\
         [--ort-openvino-python /tmp/ortov/bin/python] [--json benchmarks/amx_results/run.json]
 
-The model folder must come from `lightembed-export ... --quantize auto` with the openvino extra installed (its
-lightembed.json then holds the OpenVINO bf16 measurement that `backend=None` relies on).
+The model folder must come from `lightembed-export ... --quantize avx512_vnni rowwise weights` with the openvino
+extra installed (its lightembed.json then holds the OpenVINO bf16 measurement that `backend=None` relies on; the
+int8 rows need those three files: `--quantize auto` keeps only one int8 file, the batch-invariant one when it
+passes).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import numpy as np
 from benchmarks.corpus import lee_documents, lee_human_similarities, long_paragraphs, mixed, package_dir, short_queries
 from benchmarks.paths import BATCH_SIZE, QINT8_FILE, THREADS
 from benchmarks.quality import spearman
+from benchmarks.report import write_json
 from benchmarks.runners import FastembedAsLoaded, Lightembed, ModelPaths, Runner, SentenceTransformersTorch
 from benchmarks.system import load_average, machine, versions
 from benchmarks.timing import cosines, measure_throughput
@@ -155,6 +158,36 @@ def peer_rows(result: dict[str, Any], base: np.ndarray, anchor: str) -> dict[str
     return result
 
 
+def measure_rows(
+    variants: Sequence[type[Runner]], paths: ModelPaths, texts: list[str], repeats: int, threads: int, batch_size: int
+) -> tuple[list[Runner], list[dict[str, Any]]]:
+    """Load the variants that can run here (the first must be torch fp32, the reference), time them in interleaved
+    rounds, and return them with one row each: medians, ratios to torch fp32 and lightembed fp32, fidelity."""
+    runners = []
+    for variant in variants:
+        runner = variant(paths, threads, batch_size)
+        reason = runner.unavailable()
+        if reason:
+            print(f"[load] SKIP {runner.name}: {reason}", flush=True)
+            continue
+        runner.load()
+        print(f"[load] {runner.name} {'; '.join(runner.notes)}", flush=True)
+        runners.append(runner)
+    results = measure_throughput(runners, texts, repeats, echo=lambda m: print(m, flush=True))
+    base = results["st_torch"]
+    rows = []
+    for key, res in results.items():
+        cos = cosines(base.embeddings, res.embeddings)
+        rows.append({"key": key, "name": res.name, "median_s": res.median_s, "seconds": res.seconds,
+                     "texts_per_s": res.texts_per_s(len(texts)), "x_torch_fp32": base.median_s / res.median_s,
+                     "min_cos": float(cos.min()), "mean_cos": float(cos.mean())})
+    by_key = {r["key"]: r for r in rows}
+    if "le_fp32" in by_key:
+        for r in rows:
+            r["x_le_fp32"] = by_key["le_fp32"]["median_s"] / r["median_s"]
+    return runners, rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.amx", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -178,28 +211,9 @@ def main(argv: list[str] | None = None) -> int:
     info = machine()
     texts = mixed(args.n)
     paths = ModelPaths(args.model_dir, args.torch_dir or torch_dir())
-    runners = []
-    for key in args.variants:
-        runner = VARIANTS[key](paths, args.threads, args.batch_size)
-        reason = runner.unavailable()
-        if reason:
-            print(f"[load] SKIP {runner.name}: {reason}", flush=True)
-            continue
-        runner.load()
-        print(f"[load] {runner.name} {'; '.join(runner.notes)}", flush=True)
-        runners.append(runner)
-    results = measure_throughput(runners, texts, args.repeats, echo=lambda m: print(m, flush=True))
-    base = results["st_torch"]
-    rows = []
-    for key, res in results.items():
-        cos = cosines(base.embeddings, res.embeddings)
-        rows.append({"key": key, "name": res.name, "median_s": res.median_s, "seconds": res.seconds,
-                     "texts_per_s": res.texts_per_s(len(texts)), "x_torch_fp32": base.median_s / res.median_s,
-                     "min_cos": float(cos.min()), "mean_cos": float(cos.mean())})
+    runners, rows = measure_rows([VARIANTS[key] for key in args.variants], paths, texts, args.repeats, args.threads,
+                                 args.batch_size)  # fmt: skip
     by_key = {r["key"]: r for r in rows}
-    if "le_fp32" in by_key:
-        for r in rows:
-            r["x_le_fp32"] = by_key["le_fp32"]["median_s"] / r["median_s"]
     if args.quality:
         shorts, longs = short_queries(24, seed=11), long_paragraphs(8, seed=12)
         for runner in runners:
@@ -222,9 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.chart:
         report["chart"] = str(write_chart(report, args.chart))
     print(markdown(report))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=1, default=str), encoding="utf-8")
+    write_json(args.json, report)
     by_key.clear()
     return 0
 

@@ -17,7 +17,6 @@ Each variant runs in a fresh Python process (imports included, page cache warm),
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import subprocess
 import sys
@@ -25,6 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.report import write_json
 from benchmarks.system import load_average, machine
 
 CHILD = r"""
@@ -124,9 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(f"| {k} | {report['median_wall_s'][k]:.3f} | {report['median_wall_s'][k] / base:.2f} | "
                      f"{report['median_in_process_s'][k]:.3f} |")
     print("\n".join(lines))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=1, default=str), encoding="utf-8")
+    write_json(args.json, report)
     return 0
 
 

@@ -435,3 +435,11 @@ def write_results(results: dict, out_dir: Path, echo=print) -> dict[str, Path]:
     if chart:
         paths["chart"] = chart
     return paths
+
+
+def write_json(path: Path | None, report: dict[str, Any]) -> None:
+    """Write a benchmark's report as indented JSON at `path` (folders made); nothing when `path` is None."""
+    if path is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=1, default=str), encoding="utf-8")

@@ -3,6 +3,7 @@
     python -m benchmarks.serve --model work/minilm [--clients 64] [--requests 8] [--out FILE.json]
     python -m benchmarks.serve --model work/minilm --reranker work/minilm-ce --threads-test
     python -m benchmarks.serve --model work/minilm --cold-start 5
+    python -m benchmarks.serve --model work/minilm --overload 90 [--clients 64]
 
 Bounded: a fixed number of requests, then it stops. Each server mode is a fresh `lightembed serve` subprocess on
 127.0.0.1. Scenarios, on the same real texts (benchmarks/corpus.py `mixed`, or `short_queries` with
@@ -14,6 +15,12 @@ Bounded: a fixed number of requests, then it stops. Each server mode is a fresh 
 Every response is checked against its request (each vector within 1e-4 of in-process encode(normalize=True) of its
 own text); any error or mismatch is counted and reported. Reports texts/s, request latency p50/p99 and the server's
 peak RSS (VmHWM).
+
+`--overload SECONDS` is issue 24's mixed load against the server's own admission (default --max-queue and
+--request-timeout): C closed-loop clients for SECONDS, each request one text, or with probability 10% 128 long
+paragraphs (corpus.long_paragraphs); a client told 429 waits its Retry-After (at most 5 s). Reported: answers by
+status, how fast refusals came (429 p99/max ms), p50/p99 of the one-text and of the large requests answered 200,
+Retry-After seen, and the inference thrown away (inputs run that no answered request used, from /metrics).
 
 `--threads-test` serves an embedder and a reranker in one process and keeps both busy at once (C/2 clients each),
 with each model's onnxruntime pool at 1 thread, and at all usable cores with spinning off and on, to see
@@ -52,11 +59,11 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, models: list[str], extra: list[str], env: dict | None = None) -> None:
+    def __init__(self, models: list[str], extra: list[str], env: dict | None = None, queue: bool = True) -> None:
         self.port = free_port()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "lightembed.cli", "serve", *models, "--port", str(self.port),
-             "--log-level", "warning", "--max-queue", "100000", *extra],
+             "--log-level", "warning", *(["--max-queue", "100000"] if queue else []), *extra],
             cwd=ROOT, env={**os.environ, **(env or {})},
         )
         deadline = time.monotonic() + 120
@@ -88,7 +95,9 @@ class Server:
             self.proc.wait()
 
 
-async def _post(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, path: str, body: dict) -> tuple[int, bytes]:
+async def _post(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, path: str, body: dict,
+                headers: dict | None = None) -> tuple[int, bytes]:
+    """POST `body`; (status, body bytes); the response headers go into `headers` when given."""
     data = json.dumps(body).encode()
     writer.write(
         f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
@@ -96,6 +105,8 @@ async def _post(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, path
     )
     await writer.drain()
     status_line = await reader.readline()
+    if not status_line:
+        raise ConnectionResetError("the server closed the connection")
     status = int(status_line.split()[1])
     length = 0
     while True:
@@ -103,6 +114,8 @@ async def _post(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, path
         if line in (b"\r\n", b""):
             break
         name, _, value = line.decode().partition(":")
+        if headers is not None:
+            headers[name.strip().lower()] = value.strip()
         if name.lower() == "content-length":
             length = int(value)
     return status, await reader.readexactly(length)
@@ -202,6 +215,103 @@ def cold_start(model: str, rounds: int) -> dict:
             "process_load_encode_one_s": statistics.median(library)}
 
 
+def _pct(values: list[float], q: float) -> float | None:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))] if values else None
+
+
+def overload(model: str, clients: int, seconds: float, extra: list[str]) -> dict:
+    """Issue 24's mixed load for `seconds` (bounded: each client stops sending at the end, answers are awaited)."""
+    import random
+
+    from benchmarks.corpus import long_paragraphs
+    from lightembed import SentenceTransformer
+
+    short = short_queries(256, seed=5)
+    longs = long_paragraphs(128, seed=6)
+    if len(longs) < 128:
+        longs = (longs * (128 // max(1, len(longs)) + 1))[:128]
+    local = SentenceTransformer(model)
+    want_short = local.encode(short, normalize_embeddings=True)
+    want_long = local.encode(longs, normalize_embeddings=True)
+    del local
+    server = Server([f"{model}=emb"], extra, queue=False)
+    out: list[dict] = []
+
+    async def client(seed: int) -> None:
+        rng = random.Random(seed)
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        end = time.perf_counter() + seconds
+        try:
+            while time.perf_counter() < end:
+                big = rng.random() < 0.1
+                if big:
+                    texts, want = longs, want_long
+                else:
+                    i = rng.randrange(len(short))
+                    texts, want = short[i : i + 1], want_short[i : i + 1]
+                headers: dict = {}
+                body = {"model": "emb", "input": texts, "encoding_format": "base64"}
+                start = time.perf_counter()
+                try:
+                    status, raw = await _post(reader, writer, "/v1/embeddings", body, headers)
+                except ConnectionError:  # an idle keep-alive connection the server closed (after a Retry-After wait)
+                    writer.close()
+                    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+                    start = time.perf_counter()
+                    status, raw = await _post(reader, writer, "/v1/embeddings", body, headers)
+                took = time.perf_counter() - start
+                ok = status != 200 or embed_check(want)(json.loads(raw))
+                out.append({"big": big, "status": status, "s": took, "ok": ok,
+                            "retry_after": headers.get("retry-after")})
+                if headers.get("connection") == "close":
+                    writer.close()
+                    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+                if status == 429:
+                    await asyncio.sleep(min(5.0, float(headers.get("retry-after") or 1)))
+        finally:
+            writer.close()
+
+    def metric(name: str) -> float:
+        with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/metrics", timeout=10) as r:
+            text = r.read().decode()
+        return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name))
+
+    try:
+        inferred0 = metric("lightembed_inputs_inferred_total")
+
+        async def main() -> None:
+            await asyncio.gather(*[client(c) for c in range(clients)])
+
+        asyncio.run(main())
+        inferred = metric("lightembed_inputs_inferred_total") - inferred0
+        rss = server.peak_rss_mib()
+    finally:
+        server.stop()
+    used = sum(128 if r["big"] else 1 for r in out if r["status"] == 200)
+    by_status: dict[str, int] = {}
+    for r in out:
+        by_status[str(r["status"])] = by_status.get(str(r["status"]), 0) + 1
+    refusals = [1000 * r["s"] for r in out if r["status"] == 429]
+    late_small = [1000 * r["s"] for r in out if r["status"] == 429 and not r["big"]]
+    one = [1000 * r["s"] for r in out if r["status"] == 200 and not r["big"]]
+    large = [1000 * r["s"] for r in out if r["status"] == 200 and r["big"]]
+    retry = [int(r["retry_after"]) for r in out if r["retry_after"]]
+    return {
+        "scenario": f"overload: {clients} clients, {seconds:g} s, 10% of requests 128 long texts",
+        "requests": len(out), "by_status": by_status, "wrong_answers": sum(1 for r in out if not r["ok"]),
+        "refusal_ms_p99": _pct(refusals, 0.99), "refusal_ms_max": max(refusals, default=None),
+        "one_text_refusals": len(late_small), "one_text_refusal_ms_max": max(late_small, default=None),
+        "large_by_status": {str(k): sum(1 for r in out if r["big"] and r["status"] == k)
+                            for k in sorted({r["status"] for r in out if r["big"]})},
+        "one_text_ms_p50": _pct(one, 0.5), "one_text_ms_p99": _pct(one, 0.99),
+        "large_ms_p50": _pct(large, 0.5), "large_ms_p99": _pct(large, 0.99),
+        "retry_after_s_min_max": [min(retry), max(retry)] if retry else None,
+        "inputs_inferred": inferred, "inputs_answered": used,
+        "inference_thrown_away": (inferred - used) / inferred if inferred else 0.0, "peak_rss_mib": rss,
+    }
+
+
 def summarize(rows: list[dict]) -> list[dict]:
     """Median texts/s, p50 and p99 and the largest peak RSS of each (scenario, mode) over the rounds; errors
     summed."""
@@ -235,8 +345,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-tokens", type=int, nargs="+", default=[256],
                     help="--max-batch-tokens of the batching-on modes (one server each)")
     ap.add_argument("--cold-start", type=int, metavar="ROUNDS", help="only measure cold start, median of ROUNDS")
+    ap.add_argument("--overload", type=float, metavar="SECONDS", help="only the mixed overload load, for SECONDS")
+    ap.add_argument("--serve-args", nargs=argparse.REMAINDER, default=[],
+                    help="with --overload: more `lightembed serve` flags (last on the line)")
     ap.add_argument("--out")
     args = ap.parse_args(argv)
+    if args.overload:
+        result = {"machine": machine(), **overload(args.model, args.clients, args.overload, args.serve_args)}
+        print(json.dumps(result, indent=2))
+        if args.out:
+            Path(args.out).write_text(json.dumps(result, indent=2))
+        return 1 if result["wrong_answers"] else 0
     if args.cold_start:
         result = {"machine": machine(), **cold_start(args.model, args.cold_start)}
         print(json.dumps(result, indent=2))

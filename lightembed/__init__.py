@@ -7,9 +7,11 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 __all__ = [
     "CrossEncoder",
+    "MultiVectorEncoder",
     "NotSupportedError",
     "PrecisionWarning",
     "SentenceTransformer",
+    "SimilarityFunction",
     "SparseEncoder",
     "quantize_embeddings",
     "util",
@@ -21,9 +23,31 @@ if TYPE_CHECKING:
     from lightembed.compat import PrecisionWarning
     from lightembed.cross_encoder import CrossEncoder
     from lightembed.encoder import SentenceTransformer
+    from lightembed.multi_vector_encoder import MultiVectorEncoder
     from lightembed.sparse_encoder import SparseEncoder
+    from lightembed.util import SimilarityFunction
     from lightembed.unsupported import NotSupportedError
     from lightembed.util import quantize_embeddings
+
+
+# sentence-transformers' top-level names for training, model cards and its own exporters, which lightembed
+# deliberately does not provide: each raises an AttributeError saying so (hasattr() stays False).
+NOT_PROVIDED = {
+    **dict.fromkeys((
+        "SentenceTransformerTrainer", "SentenceTransformerTrainingArguments", "CrossEncoderTrainer",
+        "CrossEncoderTrainingArguments", "SparseEncoderTrainer", "SparseEncoderTrainingArguments",
+        "MultiVectorEncoderTrainer", "MultiVectorEncoderTrainingArguments", "SentencesDataset",
+        "ParallelSentencesDataset", "InputExample", "DefaultBatchSampler", "MultiDatasetDefaultBatchSampler",
+        "LoggingHandler", "mine_hard_negatives", "resolve_ids",
+    ), "training belongs to sentence-transformers; train there, save, and export with `lightembed-export`"),
+    **dict.fromkeys((
+        "SentenceTransformerModelCardData", "CrossEncoderModelCardData", "SparseEncoderModelCardData",
+        "MultiVectorEncoderModelCardData",
+    ), "model cards are filled in while training with sentence-transformers; lightembed's save() writes its own"),
+    **dict.fromkeys((
+        "export_optimized_onnx_model", "export_dynamic_quantized_onnx_model", "export_static_quantized_openvino_model",
+    ), "lightembed's exporter does this: `lightembed-export <model> --optimize O3` / `--quantize` (pip install lightembed-export)"),
+}  # fmt: skip
 
 
 def __getattr__(name: str) -> Any:
@@ -40,6 +64,14 @@ def __getattr__(name: str) -> Any:
         from lightembed.sparse_encoder import SparseEncoder
 
         return SparseEncoder
+    if name == "MultiVectorEncoder":
+        from lightembed.multi_vector_encoder import MultiVectorEncoder
+
+        return MultiVectorEncoder
+    if name == "SimilarityFunction":
+        from lightembed.util import SimilarityFunction
+
+        return SimilarityFunction
     if name == "NotSupportedError":
         from lightembed.errors import NotSupportedError
 
@@ -56,4 +88,8 @@ def __getattr__(name: str) -> Any:
         import importlib
 
         return importlib.import_module("lightembed.util")
+    if name in NOT_PROVIDED:
+        from lightembed.unsupported import TorchOnlyAttributeError
+
+        raise TorchOnlyAttributeError(f"lightembed.{name} is not provided: {NOT_PROVIDED[name]}.")
     raise AttributeError(f"module 'lightembed' has no attribute {name!r}")

@@ -11,6 +11,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from lightembed.errors import LightembedTypeError, LightembedValueError
+
 __all__ = ["Activation", "GELU", "Identity", "ReLU", "SiLU", "Sigmoid", "Softmax", "Tanh", "as_activation"]
 
 
@@ -162,7 +164,7 @@ def from_config(name: str | None, where: str) -> Activation:
     """The activation a config file names; ValueError naming `where` when lightembed has no NumPy version."""
     found = by_name(name)
     if found is None:
-        raise ValueError(f"Unsupported activation function {name!r} in {where}; supported: {supported_names()}.")
+        raise LightembedValueError(f"Unsupported activation function {name!r} in {where}; supported: {supported_names()}.")
     return found
 
 
@@ -181,7 +183,7 @@ def from_trusted_path(path: str, trust_remote_code: bool) -> Activation | None:
             path,
         )
         return None
-    raise ValueError(
+    raise LightembedValueError(
         f"The model's config names the activation function {path!r}, which lightembed has no NumPy version of "
         f"(it has {supported_names()}). Pass activation_fn=<a callable on NumPy arrays> to CrossEncoder(...) or "
         "predict(...)."
@@ -207,15 +209,15 @@ def as_activation(fn: Any) -> Callable[[np.ndarray], np.ndarray]:
     if isinstance(fn, str):
         resolved = from_trusted_path(fn, trust_remote_code=True)
         if resolved is None:  # pragma: no cover - trusted paths never come back None
-            raise ValueError(f"Unknown activation function {fn!r}.")
+            raise LightembedValueError(f"Unknown activation function {fn!r}.")
         return resolved
     if not callable(fn):
-        raise TypeError(f"activation_fn must be callable, got {type(fn).__name__}.")
+        raise LightembedTypeError(f"activation_fn must be callable, got {type(fn).__name__}.")
     name = _fullname(fn)
     if name.split(".")[0] == "torch":
         found = by_name(name) or by_name(f"torch.nn.{type(fn).__name__}")
         if found is None:
-            raise ValueError(
+            raise LightembedValueError(
                 f"activation_fn {name} is a torch function lightembed cannot run without torch; pass a callable on "
                 "NumPy arrays instead (e.g. lightembed.activations.Sigmoid())."
             )

@@ -20,12 +20,13 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterator, Literal, Se
 import numpy as np
 from tokenizers import Encoding
 
-from lightembed import env
+from lightembed import env, pipeline
 from lightembed import manifest as manifests
 from lightembed.compat import TorchCompat, _relative
 from lightembed.config import TransformerSettings
 from lightembed.errors import LightembedValueError
 from lightembed.graphs import Graph, GraphOptions, open_graph, resolve_providers
+from lightembed.graphs.integrity import check_support_files
 from lightembed.hub import resolve
 from lightembed.inputs import check_int, merge_prompts, resolve_prompt
 from lightembed.progress import progress
@@ -169,6 +170,8 @@ class BaseModel(TorchCompat):
             preferred_outputs=self._preferred_outputs,
         )
         self._opened = open_graph(self.model_dir, self.onnx_path, options, self.manifest)
+        if verify and self.manifest is not None:
+            check_support_files(self.model_dir, self.manifest.support_files)
         self.backend_reason: str = self._opened.backend_reason
         """Why this backend runs (lightembed.graphs.policy): the request, the environment, or the measured record."""
         self._loaded_path = self.onnx_path
@@ -180,6 +183,8 @@ class BaseModel(TorchCompat):
             max_batch_tokens = check_int(max_batch_tokens, "max_batch_tokens")
         self.max_batch_tokens: int | None = max_batch_tokens
         """Most padded tokens (rows x longest) in one graph run; None: no cap."""
+        self.host_pipeline: bool | None = None
+        """Tokenize the next batches on a thread while one runs (lightembed.pipeline); None: on CUDA only."""
 
         setup = self._setup()
         settings = setup.settings
@@ -209,7 +214,7 @@ class BaseModel(TorchCompat):
     def similarity_fn_name(self, value: Any) -> None:
         value = getattr(value, "value", value)  # a SimilarityFunction enum member
         if value not in SIMILARITY_NAMES:
-            raise ValueError(f"similarity_fn_name must be one of {SIMILARITY_NAMES}, got {value!r}.")
+            raise LightembedValueError(f"similarity_fn_name must be one of {SIMILARITY_NAMES}, got {value!r}.")
         self._similarity_fn_name = value
 
     @property
@@ -350,10 +355,10 @@ class BaseModel(TorchCompat):
         """Reject keywords `method` does not use and a device other than the model's (a pool or a device list
         goes to lightembed/pool.py before this check)."""
         if kwargs:
-            raise ValueError(f"{method} got keyword arguments it does not use: {sorted(kwargs)}.")
+            raise LightembedValueError(f"{method} got keyword arguments it does not use: {sorted(kwargs)}.")
         if device is not None and str(device).split(":")[0] != self.device:
             cls = type(self).__name__
-            raise ValueError(
+            raise LightembedValueError(
                 f"This model runs on {self.device!r}; to use {device!r}, load it with {cls}(..., device={device!r})."
             )
 
@@ -404,7 +409,11 @@ class BaseModel(TorchCompat):
     def _batches(
         self, items: Sequence[TextInput], batch_size: int, show_progress_bar: bool | None
     ) -> Iterator[tuple[np.ndarray, Batch]]:
-        """(indices, padded batch) for every batch that will run; the progress bar counts exactly those."""
+        """(indices, padded batch) for every batch that will run; the progress bar counts exactly those. With the
+        host pipeline (on CUDA, or `host_pipeline=True`) the next batches are tokenized on a thread meanwhile."""
+        if pipeline.wanted(self.device, getattr(self, "host_pipeline", None)):
+            yield from pipeline.batches(self, items, batch_size, show_progress_bar)
+            return
         encodings = self.tokenize_inputs(items)
         plan = self.plan(encodings, batch_size)
         for idx in progress(plan, bool(show_progress_bar), "Batches", total=len(plan)):
@@ -441,13 +450,17 @@ class EmbeddingModel(BaseModel):
         """encode(sentences, pool=pool, chunk_size=chunk_size, ...): sentence-transformers' older name."""
         return self.encode(sentences, pool=pool, chunk_size=chunk_size, **kwargs)
 
-    def encode_query(self, inputs: str | Sequence[str] | None = None, **kwargs: Any) -> Any:
+    def encode_query(self, inputs: str | Sequence[str] | None = None, prompt_name: str | None = None,
+                     prompt: str | None = None, **kwargs: Any) -> Any:  # fmt: skip
         """encode() with the "query" prompt when the model has one and no prompt was given."""
+        kwargs.update(prompt_name=prompt_name, prompt=prompt)
         return self.encode(inputs, **self._with_role(("query",), kwargs))
 
-    def encode_document(self, inputs: str | Sequence[str] | None = None, **kwargs: Any) -> Any:
+    def encode_document(self, inputs: str | Sequence[str] | None = None, prompt_name: str | None = None,
+                        prompt: str | None = None, **kwargs: Any) -> Any:  # fmt: skip
         """encode() with the first of the "document", "passage", "corpus" prompts the model has, when no prompt
         was given (sentence-transformers' fallback)."""
+        kwargs.update(prompt_name=prompt_name, prompt=prompt)
         return self.encode(inputs, **self._with_role(DOCUMENT_PROMPTS, kwargs))
 
     def _with_role(self, names: Sequence[str], kwargs: dict[str, Any]) -> dict[str, Any]:

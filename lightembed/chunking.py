@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 from tokenizers import Encoding
 
+from lightembed.errors import LightembedValueError
 from lightembed.inputs import as_text_list, check_batch_size, check_int
 from lightembed.modules import l2_normalize
 
@@ -97,14 +98,14 @@ def encode_chunks(
     wrapper = model.tokenizer_wrapper
     size = model.max_seq_length if chunk_size is None else check_int(chunk_size, "chunk_size")
     if size is None:
-        raise ValueError("This model has no max_seq_length to chunk by; pass chunk_size (tokens per chunk).")
+        raise LightembedValueError("This model has no max_seq_length to chunk by; pass chunk_size (tokens per chunk).")
     if isinstance(overlap, bool) or not isinstance(overlap, int) or overlap < 0:
-        raise ValueError(f"overlap must be a non-negative integer of tokens, got {overlap!r}.")
+        raise LightembedValueError(f"overlap must be a non-negative integer of tokens, got {overlap!r}.")
     wholes = [windows[0] for windows in wrapper.windows(texts, None, 0)]
     specials = max((len(e.ids) - len(_content(e)) for e in wholes), default=0)
     span = size - specials
     if span < 1 or overlap >= span:
-        raise ValueError(
+        raise LightembedValueError(
             f"chunk_size={size} leaves {span} text tokens per chunk beside the {specials} special tokens; overlap "
             f"({overlap}) must be smaller than that."
         )
@@ -148,12 +149,12 @@ def _late(model: SentenceTransformer, wholes: list[Encoding], span: int, overlap
     """Each text run whole once; each chunk the mean of its span's token embeddings, then the modules after
     pooling."""
     if model.tokenizer_wrapper.drop_ids:  # its token positions move at padding; a static table has no context
-        raise ValueError("Late chunking needs a model whose tokens see each other; for this static model, windows "
+        raise LightembedValueError("Late chunking needs a model whose tokens see each other; for this static model, windows "
                          "(late_chunking=False) give the same vectors.")  # fmt: skip
     limit = model.tokenizer_wrapper.limit
     for i, encoding in enumerate(wholes):
         if limit is not None and len(encoding.ids) > limit:
-            raise ValueError(
+            raise LightembedValueError(
                 f"inputs[{i}] has {len(encoding.ids)} tokens, more than this model's {limit} positions: late chunking "
                 "runs the whole text at once. Chunk it into windows (late_chunking=False), or use a model with "
                 "longer positions."

@@ -1,4 +1,5 @@
-"""The `lightembed` command: encode texts, describe a model, or forward to the exporter."""
+"""The `lightembed` command: encode texts, describe, verify, pre-optimize or tune a model, or forward to the
+exporter, the server and embed-file."""
 
 from __future__ import annotations
 
@@ -51,6 +52,26 @@ def _parser() -> argparse.ArgumentParser:
     )
     pre.add_argument("model", help="local exported model folder (one with lightembed.json)")
     pre.add_argument("--file-name", action="append", help="only this ONNX file (repeatable; default: every CPU file)")
+
+    tun = sub.add_parser(
+        "tune",
+        help="time the near-lossless backends on this machine and record the fastest in lightembed.json",
+        description="Time onnxruntime fp32 (its pre-optimized copy), OpenVINO f32 and bf16 (with the openvino extra) "
+        "and, with --int8, the folder's int8 files; each must keep min cos >= 0.9999 to onnxruntime fp32 on the "
+        "calibration texts (int8: >= 0.97, mean >= 0.99). Rounds are interleaved, medians compared, and fp32 is "
+        "left only for a candidate faster by more than --margin. The result is recorded per machine class; "
+        "backend=None on a machine of this class then runs the winner.",
+    )
+    tun.add_argument("model", help="local exported model folder (one with lightembed.json)")
+    tun.add_argument("--file", action="append", help="ONNX file to tune (repeatable; default: the one the folder loads)")
+    tun.add_argument("--int8", action="store_true", help="also time the folder's int8 files (they change vectors)")
+    tun.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds (default 5; medians compared)")
+    tun.add_argument("--texts", type=int, default=256, help="texts per timed run (default 256)")
+    tun.add_argument("--texts-file", help="calibration texts, one per line (default: a built-in mixed set)")
+    tun.add_argument("--batch-size", type=int, default=32)
+    tun.add_argument("--margin", type=float, default=0.1, help="how much faster than fp32 a candidate must be (0.1)")
+    tun.add_argument("--threads", type=int, help="intra-op threads (default: usable cores)")
+    tun.add_argument("--dry-run", action="store_true", help="measure and print, write nothing")
 
     sub.add_parser("export", help="export a checkpoint to ONNX (needs lightembed-export)", add_help=False)
     sub.add_parser("serve", help="serve models over HTTP (needs lightembed[server]); see `lightembed serve -h`", add_help=False)
@@ -175,6 +196,29 @@ def _preoptimize(args: argparse.Namespace) -> int:
     return 0 if all(r["passed"] for r in records.values()) else 1
 
 
+def _tune(args: argparse.Namespace) -> int:
+    from lightembed.tune import tune
+
+    texts, source = None, None
+    if args.texts_file:
+        try:
+            with open(args.texts_file, encoding="utf-8") as handle:
+                texts = [line.rstrip("\r\n") for line in handle if line.strip()]
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CliError(f"--texts-file {args.texts_file}: cannot read it as UTF-8 text: {exc}") from None
+        if not texts:
+            raise CliError(f"--texts-file {args.texts_file} has no non-blank lines.")
+        source = os.path.basename(args.texts_file)
+    tune(
+        args.model, args.file, int8=args.int8, rounds=args.rounds, timed_texts=args.texts, texts=texts,
+        texts_source=source, batch_size=args.batch_size, margin=args.margin, threads=args.threads,
+        write=not args.dry_run, say=print,
+    )  # fmt: skip
+    if not args.dry_run:
+        print("recorded in lightembed.json for this machine class")
+    return 0
+
+
 def describe(model) -> dict:  # noqa: ANN001 - lightembed.SentenceTransformer
     """What a loaded model is made of, as plain JSON-able data."""
     folder = model.model_dir
@@ -229,6 +273,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _verify(args)
         if args.command == "preoptimize":
             return _preoptimize(args)
+        if args.command == "tune":
+            return _tune(args)
         print(json.dumps(describe(_load(args)), indent=2))
         sys.stdout.flush()
         return 0

@@ -14,9 +14,10 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
+from lightembed.errors import LightembedTypeError, LightembedValueError
 from lightembed.graphs import GraphOptions, open_graph
-from lightembed.manifest import Manifest
 from lightembed.images import ImageProcessor, is_image_input, is_pil_image, open_image
+from lightembed.manifest import Manifest
 
 TEXT_MODEL = "onnx/text_model.onnx"
 VISION_MODEL = "onnx/vision_model.onnx"
@@ -67,7 +68,7 @@ def split_inputs(inputs: Any, name: str = "inputs") -> SplitInputs:
         where = name if single else f"{name}[{i}]"
         if is_image_input(item):
             if not is_pil_image(item) and not isinstance(item, str) and not Path(item).is_file():
-                raise ValueError(f"{where}: no image file at {str(item)!r}.")
+                raise LightembedValueError(f"{where}: no image file at {str(item)!r}.")
             images.append(item)
             image_pos.append(i)
         elif isinstance(item, str):
@@ -75,7 +76,7 @@ def split_inputs(inputs: Any, name: str = "inputs") -> SplitInputs:
             text_pos.append(i)
         else:
             kind = "None" if item is None else type(item).__name__
-            raise TypeError(
+            raise LightembedTypeError(
                 f"{where} must be a string (text), a PIL image or a pathlib.Path to an image file, got {kind}."
             )
     return SplitInputs(texts, np.asarray(text_pos, dtype=np.int64), images, np.asarray(image_pos, dtype=np.int64),
@@ -85,13 +86,13 @@ def split_inputs(inputs: Any, name: str = "inputs") -> SplitInputs:
 def _as_list(inputs: Any, name: str) -> list[Any]:
     if inputs is None or isinstance(inputs, (bytes, bytearray, dict)):
         kind = "None" if inputs is None else type(inputs).__name__
-        raise TypeError(f"{name} must be a string, an image or a list of them, got {kind}.")
+        raise LightembedTypeError(f"{name} must be a string, an image or a list of them, got {kind}.")
     if isinstance(inputs, np.ndarray):
         inputs = inputs.tolist() if inputs.ndim else [inputs.item()]
     try:
         return list(inputs)
     except TypeError:
-        raise TypeError(f"{name} must be a string, an image or a list of them, got {type(inputs).__name__}.") from None
+        raise LightembedTypeError(f"{name} must be a string, an image or a list of them, got {type(inputs).__name__}.") from None
 
 
 def image_inputs_in(inputs: Any) -> list[int]:
@@ -113,7 +114,7 @@ class ImageTower:
         relative = text_path.resolve().relative_to(model_dir.resolve()).as_posix()
         partner = vision_file_name(relative)
         if partner is None:
-            raise ValueError(
+            raise LightembedValueError(
                 f"{relative} is not a CLIP text tower's file ({TEXT_MODEL} or onnx/text_model_<level>.onnx), so "
                 "there is no vision tower to pair it with; choose a text_model file with file_name=..."
             )

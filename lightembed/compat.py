@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, NoReturn, Sequence
 
 import numpy as np
 
 from lightembed import machine, variants
+from lightembed.errors import LightembedTypeError, LightembedValueError
 from lightembed.graphs import openvino, resolve_providers
 from lightembed.unsupported import TRAIN_WITH_ST, NotSupportedError, refusal
 
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
 
     from lightembed.manifest import Precision
 
-_CLASSES = ("SentenceTransformer", "CrossEncoder", "SparseEncoder")
+_CLASSES = ("SentenceTransformer", "CrossEncoder", "SparseEncoder", "MultiVectorEncoder")
 
 
 class PrecisionWarning(UserWarning):
@@ -85,7 +86,7 @@ class TorchCompat:
         kwargs.pop("non_blocking", None)
         kwargs.pop("copy", None)
         if kwargs:
-            raise TypeError(f"to() got unexpected keyword arguments: {sorted(kwargs)}.")
+            raise LightembedTypeError(f"to() got unexpected keyword arguments: {sorted(kwargs)}.")
         for arg in args:
             if isinstance(arg, bool):  # torch's positional non_blocking
                 continue
@@ -104,7 +105,7 @@ class TorchCompat:
             elif name == "float32":
                 self.float()
             else:
-                raise TypeError(f"to(): lightembed switches between float32, float16 and bfloat16 files, not {dtype}.")
+                raise LightembedTypeError(f"to(): lightembed switches between float32, float16 and bfloat16 files, not {dtype}.")
         return self
 
     def cuda(self, device: Any = None) -> Self:
@@ -211,6 +212,26 @@ class TorchCompat:
         """The inference backend: "onnx" (onnxruntime) or "openvino" (`backend_reason` says why it was chosen)."""
         return self._backend  # type: ignore[return-value]  # one of graphs.policy.BACKENDS
 
+    @property
+    def backend(self) -> Literal["onnx", "openvino"]:
+        """The inference backend (sentence-transformers 6's attribute): as get_backend()."""
+        return self.get_backend()
+
+    def clear_placement_cache(self) -> None:
+        """Nothing to clear: sentence-transformers 6 drops its cached Accelerate hooks here, and an ONNX model has
+        none (its device is the session's providers, see runtime_info)."""
+
+    @classmethod
+    def merge(cls, *args: Any, **kwargs: Any) -> NoReturn:
+        """Not supported (raises NotSupportedError): merging averages torch weights (mergekit)."""
+        raise NotSupportedError(
+            f"{cls.__name__}.merge() is not supported: it merges torch weights with mergekit. Merge with "
+            "sentence-transformers (pip install 'sentence-transformers[merge]'), save the result and export it with "
+            "`lightembed-export`."
+        )
+
+    merge.__func__.__lightembed_refusal__ = True  # type: ignore[attr-defined]
+
     def is_singular_input(self, inputs: Any) -> bool:
         """Whether `inputs` is one text (True) or a batch (a list, tuple or 1-D+ string array), by
         sentence-transformers' rule."""
@@ -235,7 +256,7 @@ class TorchCompat:
         """Token arrays for a list of inputs (texts, or pairs for a CrossEncoder), `prompt` prepended to each
         text (to the first text of a pair), padded to the longest: what the graph is fed."""
         if kwargs:
-            raise ValueError(f"preprocess() got keyword arguments it does not use: {sorted(kwargs)}.")
+            raise LightembedValueError(f"preprocess() got keyword arguments it does not use: {sorted(kwargs)}.")
         if inputs is None or len(inputs) == 0:
             return {}
         if prompt:
@@ -323,7 +344,7 @@ class TorchCompat:
             if "/" not in repo_id:
                 repo_id = f"{organization}/{repo_id}"
             elif repo_id.split("/")[0] != organization:
-                raise ValueError(f"organization={organization!r} does not match repo_id={repo_id!r}.")
+                raise LightembedValueError(f"organization={organization!r} does not match repo_id={repo_id!r}.")
         return self.push_to_hub(repo_id, **kwargs)
 
     def _model_config(self) -> dict[str, Any]:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import json
+import re
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
+from lightembed.errors import ModelFileError
 from lightembed.jsonfiles import read_json, read_json_file  # noqa: F401 - also read from here
-from lightembed.modules import Dense, Normalize
+from lightembed.modules import SENTENCE, TOKENS, Dense, LayerNorm, Normalize
 from lightembed.pooling import PoolingConfig
 from lightembed.static import STATIC_MODULE, StaticLayout, read_layout
 
@@ -71,6 +74,76 @@ class TransformerSettings:
     do_lower_case: bool
     transformer_task: str | None
     position_limit: int | None
+    query_length: int | None = None
+    """sentence-transformers 6: the truncation length of task="query" inputs (encode_query)."""
+    document_length: int | None = None
+    """sentence-transformers 6: the truncation length of task="document" inputs (encode_document)."""
+    query_expansion: dict[str, Any] | None = None
+    """sentence-transformers 6: ColBERT query expansion ({"strategy", "attend", "token", "length"}), or None."""
+    source: Path | None = None
+    """The sentence_bert_config.json these settings came from (for error messages)."""
+
+
+_EXPANSION_KEYS = ("strategy", "attend", "token", "length")
+
+
+def _optional_length(st_config: dict[str, Any], key: str, path: Path) -> int | None:
+    value = st_config.get(key)
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise ValueError(f"{key} in {path} must be a positive integer, got {value!r}.")
+    return value
+
+
+def _query_expansion(st_config: dict[str, Any], path: Path) -> dict[str, Any] | None:
+    """sentence-transformers 6.2's query_expansion, checked and with its defaults filled in, as 6.2 does."""
+    value = st_config.get("query_expansion")
+    if value is None:
+        return None
+    if not isinstance(value, dict) or set(value) - set(_EXPANSION_KEYS):
+        raise ValueError(f"query_expansion in {path} must be an object with keys among {_EXPANSION_KEYS}, got {value!r}.")
+    if value.get("strategy") not in ("fixed", "min"):
+        raise ValueError(f"query_expansion strategy in {path} must be 'fixed' or 'min', got {value.get('strategy')!r}.")
+    attend = value.get("attend", False)
+    length = value.get("length")
+    if not isinstance(attend, bool):
+        raise ValueError(f"query_expansion attend in {path} must be true or false, got {attend!r}.")
+    if isinstance(length, bool) or not isinstance(length, int) or length < 1:
+        raise ValueError(f"query_expansion length in {path} must be a positive integer, got {length!r}.")
+    token = value.get("token")
+    if token is not None and not isinstance(token, str):
+        raise ValueError(f"query_expansion token in {path} must be a string or null, got {token!r}.")
+    return {"strategy": value["strategy"], "attend": attend, "token": token, "length": length}
+
+
+def _check_transformer_options(st_config: dict[str, Any], path: Path) -> None:
+    """Refuse, by name, the sentence-transformers 6 Transformer options that would change the vectors and that
+    lightembed does not reproduce (options that only change torch's speed, like unpad_inputs, are accepted)."""
+    processing = st_config.get("processing_kwargs")
+    if processing:
+        raise ValueError(
+            f"processing_kwargs {processing!r} in {path} are not supported by lightembed: the runtime tokenizes with "
+            "tokenizer.json and the model's max_seq_length only (pass per-call truncation as "
+            "encode(..., processing_kwargs={'text': {'max_length': N}}) instead)."
+        )
+    modality = st_config.get("modality_config")
+    if isinstance(modality, dict):
+        if "message" in modality:
+            raise ValueError(
+                f"modality_config in {path} has the 'message' modality: sentence-transformers 6 renders text inputs "
+                "through the tokenizer's chat template for it, which lightembed does not do. Remove the "
+                "'message' entry (text only) or the tokenizer's chat_template before exporting."
+            )
+        text = modality.get("text")
+        two_towers = any("image" in str(key) for key in modality)  # CLIP: lightembed.clip runs its towers
+        if not two_towers and isinstance(text, dict) and (text.get("method"), text.get("method_output_name")) not in (
+            ("forward", "last_hidden_state"),
+            ("forward", "logits"),
+            ("forward", "embeddings"),
+        ):
+            raise ValueError(
+                f"modality_config text entry {text!r} in {path} is not supported by lightembed: its graphs give the "
+                "transformer's forward() output (last_hidden_state, logits)."
+            )
 
 
 def read_transformer_settings(transformer_dir: Path, folder: Path | None = None) -> TransformerSettings:
@@ -80,6 +153,7 @@ def read_transformer_settings(transformer_dir: Path, folder: Path | None = None)
     if not path.is_file() and folder is not None:
         path = folder / "sentence_bert_config.json"
     st_config = read_json(path)
+    _check_transformer_options(st_config, path)
     raw = st_config.get("max_seq_length")
     if raw is not None:
         if isinstance(raw, bool) or not isinstance(raw, int) or raw < 1:
@@ -94,7 +168,16 @@ def read_transformer_settings(transformer_dir: Path, folder: Path | None = None)
     if not isinstance(lower, bool):
         raise ValueError(f"do_lower_case in {path} must be true or false, got {lower!r}.")
     task = st_config.get("transformer_task")
-    return TransformerSettings(max_length, lower, task, position_limit(transformer_dir))
+    return TransformerSettings(
+        max_length,
+        lower,
+        task,
+        position_limit(transformer_dir),
+        query_length=_optional_length(st_config, "query_length", path),
+        document_length=_optional_length(st_config, "document_length", path),
+        query_expansion=_query_expansion(st_config, path),
+        source=path,
+    )
 
 
 @dataclass
@@ -106,6 +189,9 @@ class ModelConfig:
     settings: TransformerSettings
     pooling: PoolingConfig = field(default_factory=PoolingConfig)
     post: list[Callable[[np.ndarray], np.ndarray]] = field(default_factory=list)
+    """The modules after Pooling, in order (lightembed.modules.run_modules applies them)."""
+    pre: list[Callable[[np.ndarray], np.ndarray]] = field(default_factory=list)
+    """The modules between the Transformer and Pooling (sentence-transformers 6: on token embeddings)."""
     prompts: dict[str, str] = field(default_factory=dict)
     default_prompt_name: str | None = None
     similarity_fn_name: str | None = None
@@ -129,16 +215,19 @@ class ModelConfig:
 
     @property
     def has_normalize(self) -> bool:
-        return any(isinstance(m, Normalize) for m in self.post)
+        return any(isinstance(m, Normalize) and m.output_name == SENTENCE for m in self.post)
 
     def output_dimension(self, hidden_size: int | None) -> int | None:
         """Dimension of the final sentence embedding given the transformer's hidden size."""
         dim = hidden_size if hidden_size is not None else self.pooling.embedding_dimension
+        for module in self.pre:
+            if isinstance(module, Dense) and module.output_name == TOKENS:
+                dim = module.out_features
         if dim is None:
             return None
         dim *= len(self.pooling.modes)
         for module in self.post:
-            if isinstance(module, Dense):
+            if isinstance(module, Dense) and module.output_name == SENTENCE:
                 dim = module.out_features
         return dim
 
@@ -147,6 +236,42 @@ def _module_kind(type_name: str) -> str:
     # Old ('sentence_transformers.models.Pooling') and new ('sentence_transformers.sentence_transformer.modules
     # .pooling.Pooling', 'sentence_transformers.base.modules.transformer.Transformer') names end in the class.
     return type_name.rsplit(".", 1)[-1]
+
+
+# sentence-transformers module classes lightembed does not run, with why (a folder naming one is refused by name).
+_REFUSED_MODULES = {
+    "Router": "a Router runs as the first module of a SentenceTransformer folder (lightembed.router), not here",
+    "Asym": "it sends queries and documents through different modules, and lightembed runs one pipeline",
+    "WeightedLayerPooling": "it pools every hidden layer, and the exported graph gives the last one only",
+    "CNN": "it has no transformer graph to export",
+    "LSTM": "it has no transformer graph to export",
+    "BoW": "it has no transformer graph to export",
+    "WordEmbeddings": "it has no transformer graph to export",
+    "WordWeights": "it has no transformer graph to export",
+    "StaticEmbedding": "a StaticEmbedding runs as the first module of a SentenceTransformer folder (lightembed.static)",
+    "MultiVectorMask": "it belongs to a multi-vector model: load the folder with lightembed.MultiVectorEncoder",
+    "HierarchicalTokenPooling": "it belongs to a multi-vector model: load the folder with lightembed.MultiVectorEncoder",
+    "SpladePooling": "it belongs to a sparse model: load the folder with lightembed.SparseEncoder",
+    "LogitScore": "it belongs to a reranker: load the folder with lightembed.CrossEncoder",
+}
+
+
+def refuse_module(type_name: str, modules_path: Path, supported: str) -> ValueError:
+    """The error for a module type a model class does not run, with the reason where one is known."""
+    why = _REFUSED_MODULES.get(_module_kind(type_name))
+    reason = f": {why}" if why else ""
+    return ValueError(
+        f"Module type {type_name!r} in {modules_path} is not supported by lightembed{reason} (supported: {supported})."
+    )
+
+
+def writer_version(folder: Path) -> tuple[int, ...] | None:
+    """The sentence-transformers version that saved `folder` (config_sentence_transformers.json `__version__`),
+    as a tuple of ints; None when the file does not say."""
+    version = read_json(folder / "config_sentence_transformers.json").get("__version__")
+    text = version.get("sentence_transformers") if isinstance(version, dict) else None
+    match = re.match(r"(\d+)(?:\.(\d+))?(?:\.(\d+))?", text) if isinstance(text, str) else None
+    return tuple(int(part) for part in match.groups() if part is not None) if match else None
 
 
 def read_modules(folder: Path) -> list[tuple[str, Path, str]] | None:
@@ -164,9 +289,25 @@ def read_modules(folder: Path) -> list[tuple[str, Path, str]] | None:
             "its Transformer (delete modules.json to load a bare transformer with mean pooling)."
         )
     return [
-        (_module_kind(str(e.get("type", ""))), folder / e.get("path", ""), str(e.get("type")))
+        (_module_kind(str(e.get("type", ""))), _inside(folder, e.get("path", ""), modules), str(e.get("type")))
         for e in sorted(entries, key=lambda e: e.get("idx", 0))
     ]
+
+
+def _inside(folder: Path, relative: Any, listed_in: Path) -> Path:
+    """`folder / relative`, refused when it is not a relative path that stays inside the model folder (a module
+    read from elsewhere would change the vectors without any file of the model changing)."""
+    if not isinstance(relative, str):
+        raise ModelFileError(f"{listed_in}: a module's path must be a string, got {relative!r}.")
+    path = folder / relative
+    try:
+        path.resolve().relative_to(folder.resolve())
+    except ValueError:
+        raise ModelFileError(
+            f"{listed_in}: the module path {relative!r} leads outside the model folder {folder}; a model's modules "
+            "must live inside its folder."
+        ) from None
+    return path
 
 
 def read_model_settings(folder: Path) -> tuple[dict[str, str], str | None, str | None]:
@@ -195,6 +336,7 @@ def load_config(folder: str | Path) -> ModelConfig:
         entries = [(STATIC_MODULE, static.module_dir, STATIC_MODULE), *static.modules]
     transformer_dir: Path | None = None
     pooling: PoolingConfig | None = None
+    pre: list[Callable[[np.ndarray], np.ndarray]] = []
     post: list[Callable[[np.ndarray], np.ndarray]] = []
     kinds: list[str] = []
     modalities: tuple[str, ...] = ("text",)
@@ -209,27 +351,45 @@ def load_config(folder: str | Path) -> ModelConfig:
                 raise ValueError(f"{modules} lists more than one Transformer module.")
             transformer_dir = path
         elif kind == STATIC_MODULE and static is not None and transformer_dir is None:
-            transformer_dir = path  # its tokenizer.json; the table's mean is the static graph's pooled output
+            # its tokenizer.json; the table's mean (the static graph's pooled output) is its sentence embedding
+            transformer_dir, pooling = path, PoolingConfig()
         elif kind == "Pooling":
+            if pooling is not None:
+                raise ValueError(f"{modules} lists more than one Pooling module.")
             pooling = PoolingConfig.from_dict(read_json(path / "config.json"))
-        elif kind == "Normalize":
-            post.append(Normalize())  # its folder may be missing: it has no parameters
-        elif kind == "Dense":
-            post.append(Dense.from_dir(path))
+        elif kind in ("Normalize", "Dense", "Dropout", "LayerNorm"):
+            if kind == "Dropout":
+                continue  # dropout does nothing at inference
+            reader: Any = {"Normalize": Normalize, "Dense": Dense, "LayerNorm": LayerNorm}[kind]
+            module = reader.from_dir(path)
+            if pooling is None and module.input_name != TOKENS:
+                raise ValueError(
+                    f"The {kind} module at {path} reads {module.input_name!r} before any Pooling module has made "
+                    "it; sentence-transformers fails on this folder too."
+                )
+            (pre if pooling is None else post).append(module)
         else:
-            raise ValueError(
-                f"Module type {type_name!r} in {modules} is not supported by lightembed "
-                "(supported: Transformer, CLIPModel, StaticEmbedding first, Pooling, Dense, Normalize)."
+            raise refuse_module(
+                type_name, modules, "Transformer, CLIPModel, StaticEmbedding (first), Pooling, Dense, Normalize, LayerNorm, Dropout"
             )
     if transformer_dir is None:
         raise ValueError(f"{modules} lists no Transformer module.")
     if pooling is None:
         pooling = PoolingConfig()
+    version = writer_version(folder)
+    if version is not None and version >= (6,):
+        pooling = replace(pooling, weights_from_first_token=True)
 
     if static is not None:
         settings = TransformerSettings(static.max_length, False, None, None)
     else:
         settings = read_transformer_settings(transformer_dir, folder)
+    for key in ("query_length", "document_length", "query_expansion"):
+        if getattr(settings, key) is not None:
+            raise ValueError(
+                f"{key} in {settings.source} is not supported on a SentenceTransformer by lightembed (it is a "
+                "multi-vector setting: load the folder with lightembed.MultiVectorEncoder if it is one)."
+            )
     prompts, default_prompt_name, similarity_fn_name = read_model_settings(folder)
     return ModelConfig(
         folder=folder,
@@ -237,6 +397,7 @@ def load_config(folder: str | Path) -> ModelConfig:
         settings=settings,
         pooling=pooling,
         post=post,
+        pre=pre,
         prompts=prompts,
         default_prompt_name=default_prompt_name,
         similarity_fn_name=similarity_fn_name,

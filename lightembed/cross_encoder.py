@@ -8,6 +8,7 @@ equivalents without importing torch.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Literal, Sequence, overload
 
@@ -17,6 +18,7 @@ from lightembed import activations
 from lightembed.activations import Identity, ReLU, Sigmoid, Softmax, Tanh, as_activation, softmax
 from lightembed.base import BaseModel, ModelSetup
 from lightembed.config import HFConfig, read_json, read_model_settings, read_transformer_settings
+from lightembed.errors import LightembedTypeError, LightembedValueError
 from lightembed.inputs import as_pairs, check_batch_size, check_int, check_text, pop_legacy, take_sentences
 from lightembed.tokenize import Batch
 from lightembed.unsupported import torch_only
@@ -73,6 +75,7 @@ class CrossEncoder(BaseModel):
         verify: bool | None = None,
         preoptimized: bool | None = None,
         spinning: bool | None = None,
+        keep_in_fp32_modules: list[str] | None = None,
         **kwargs: Any,
     ) -> None:
         model_name_or_path = pop_legacy(kwargs, model_name_or_path, "model_name")
@@ -84,20 +87,23 @@ class CrossEncoder(BaseModel):
         for key in _IGNORED_INIT:
             kwargs.pop(key, None)
         if kwargs:
-            raise TypeError(f"CrossEncoder() got unexpected keyword arguments: {sorted(kwargs)}.")
+            raise LightembedTypeError(f"CrossEncoder() got unexpected keyword arguments: {sorted(kwargs)}.")
         if num_labels is None and config_kwargs and config_kwargs.get("num_labels") is not None:
             num_labels = config_kwargs["num_labels"]
         if max_length is None and processor_kwargs and processor_kwargs.get("model_max_length") is not None:
             max_length = processor_kwargs["model_max_length"]
         if model_name_or_path is None:
-            raise TypeError("CrossEncoder() needs model_name_or_path: a folder or Hugging Face Hub repo id.")
+            raise LightembedTypeError("CrossEncoder() needs model_name_or_path: a folder or Hugging Face Hub repo id.")
         if num_labels is not None:
             try:
                 num_labels = check_int(num_labels, "num_labels")
             except ValueError:
-                raise ValueError(f"num_labels must be a positive integer, got {num_labels!r}.") from None
+                raise LightembedValueError(f"num_labels must be a positive integer, got {num_labels!r}.") from None
         self._requested_labels = num_labels
         self.trust_remote_code = trust_remote_code
+        self.keep_in_fp32_modules: list[str] | None = None
+        """sentence-transformers 6's fp32-under-autocast layers: none in an ONNX graph (see set_keep_in_fp32_modules)."""
+        self.set_keep_in_fp32_modules(keep_in_fp32_modules or [])
         super().__init__(
             model_name_or_path,
             device,
@@ -127,13 +133,13 @@ class CrossEncoder(BaseModel):
         self.config = HFConfig.read(self.model_dir)
         settings = read_transformer_settings(self.model_dir)
         if settings.transformer_task not in (None, "sequence-classification"):
-            raise ValueError(
+            raise LightembedValueError(
                 f"{self.model_dir} is a {settings.transformer_task!r} model (sentence_bert_config.json), not a "
                 "cross-encoder (sequence-classification)."
             )
         name, shape = self._graph.output_name, self._graph.output_shape()
         if shape is not None and len(shape) != 2:
-            raise ValueError(
+            raise LightembedValueError(
                 f"The ONNX graph's output {name!r} has shape {shape}; a CrossEncoder needs (batch, num_labels) "
                 "logits from a sequence-classification export. Is this an embedding model? Use SentenceTransformer."
             )
@@ -148,7 +154,7 @@ class CrossEncoder(BaseModel):
             configured = len(self.config["id2label"])
         if width is not None:
             if requested is not None and requested != width:
-                raise ValueError(
+                raise LightembedValueError(
                     f"num_labels={requested} was requested, but the ONNX graph outputs {width} label(s); an exported "
                     "classification head cannot be resized."
                 )
@@ -197,10 +203,10 @@ class CrossEncoder(BaseModel):
         logits = self._graph(batch.as_dict())
         num_labels = self.num_labels
         if logits.ndim != 2 or logits.shape[1] != num_labels:
-            raise ValueError(f"The ONNX graph returned logits of shape {logits.shape}; expected (batch, {num_labels}).")
+            raise LightembedValueError(f"The ONNX graph returned logits of shape {logits.shape}; expected (batch, {num_labels}).")
         out = np.asarray((activation_fn or self.activation_fn)(logits), dtype=np.float32)
         if out.shape != logits.shape:
-            raise ValueError(f"activation_fn changed the shape of the logits from {logits.shape} to {out.shape}.")
+            raise LightembedValueError(f"activation_fn changed the shape of the logits from {logits.shape} to {out.shape}.")
         return out
 
     @overload
@@ -304,9 +310,9 @@ class CrossEncoder(BaseModel):
         scores = np.zeros((len(pairs), self.num_labels), dtype=np.float32)
         for idx, batch in self._batches(pairs, batch_size, show_progress_bar):
             out = self.forward(batch, activation)
-            if apply_softmax:
-                # As sentence-transformers: softmax over the label axis whenever the scores are 2-D, which for a
-                # one-label model turns every score into 1.0.
+            if apply_softmax and self.num_labels > 1:
+                # As sentence-transformers 6: a one-label model's scores are 1-D and take no softmax (5.x took it
+                # over the one label, which made every score 1.0).
                 out = softmax(out, axis=1)
             scores[idx] = out
 
@@ -336,7 +342,9 @@ class CrossEncoder(BaseModel):
         chunk_size: int | None = None,
         **kwargs: Any,
     ) -> list[dict[str, Any]]:
-        """Score `query` against each document; a list of {"corpus_id", "score"[, "text"]} dicts, best first.
+        """Score `query` against each document; a list of {"corpus_id", "score"[, "text"]} dicts, best first, the
+        scores Python floats (as sentence-transformers 6; JSON-serializable). `apply_softmax` has no effect on a
+        one-label model and warns.
 
         Only for one-label models. `top_k` keeps the best k (None: all; a negative k is an error, as in
         util.semantic_search); ties keep corpus
@@ -345,15 +353,22 @@ class CrossEncoder(BaseModel):
         activation_fn = pop_legacy(kwargs, activation_fn, "activation_fct")
         kwargs.pop("num_workers", None)
         if kwargs:
-            raise ValueError(f"rank() got keyword arguments it does not use: {sorted(kwargs)}.")
+            raise LightembedValueError(f"rank() got keyword arguments it does not use: {sorted(kwargs)}.")
+        if apply_softmax:
+            warnings.warn(
+                "The CrossEncoder.rank `apply_softmax` argument has no effect, as `rank` only supports models with "
+                "`num_labels=1` (as in sentence-transformers 6).",
+                UserWarning,
+                stacklevel=2,
+            )
         if self.num_labels != 1:
-            raise ValueError(
+            raise LightembedValueError(
                 f"CrossEncoder.rank() only works for models with num_labels=1; this model has {self.num_labels}. "
                 "Use CrossEncoder.predict() with (query, document) pairs instead."
             )
         query = check_text(query, "query")
         if documents is None or isinstance(documents, (str, bytes, bytearray)):
-            raise TypeError(
+            raise LightembedTypeError(
                 f"documents must be a list of strings, got {'None' if documents is None else type(documents).__name__}."
             )
         if hasattr(documents, "tolist") and not isinstance(documents, (list, tuple)):
@@ -363,7 +378,7 @@ class CrossEncoder(BaseModel):
             check_text(doc, f"documents[{i}]")
         if top_k is not None:
             if isinstance(top_k, (bool, np.bool_)) or not isinstance(top_k, (int, np.integer)):
-                raise TypeError(f"top_k must be an integer or None, got {type(top_k).__name__}.")
+                raise LightembedTypeError(f"top_k must be an integer or None, got {type(top_k).__name__}.")
             # Like util.semantic_search: a slice such as [:-1] would silently drop the lowest documents.
             top_k = check_int(top_k, "top_k", minimum=0)
         if not documents:
@@ -375,21 +390,32 @@ class CrossEncoder(BaseModel):
             batch_size=batch_size,
             show_progress_bar=show_progress_bar,
             activation_fn=activation_fn,
-            apply_softmax=apply_softmax,
-            convert_to_numpy=convert_to_numpy,
-            convert_to_tensor=convert_to_tensor,
             device=device,
             pool=pool,
             chunk_size=chunk_size,
         )
+        del convert_to_numpy, convert_to_tensor  # no-ops in 6.x's rank: scores are Python floats
         results = []
-        for i, score in enumerate(scores):
+        for i, score in enumerate(np.asarray(scores, dtype=np.float32).tolist()):
             entry: dict[str, Any] = {"corpus_id": i, "score": score}
             if return_documents:
                 entry["text"] = documents[i]
             results.append(entry)
         results.sort(key=lambda r: r["score"], reverse=True)  # stable: ties keep corpus order
         return results[:top_k]
+
+    def set_keep_in_fp32_modules(self, module_names: list[str]) -> None:
+        """sentence-transformers 6 runs the named linear layers in fp32 under torch autocast; an ONNX graph has no
+        autocast (each file has one precision), so only [] is accepted and any name is a ValueError, as 6.2
+        answers on its ONNX backend."""
+        if not isinstance(module_names, (list, tuple)):
+            raise LightembedValueError("keep_in_fp32_modules must be a list of module paths.")
+        if module_names:
+            raise LightembedValueError(
+                f"keep_in_fp32_modules={list(module_names)!r} is supported only by sentence-transformers' torch "
+                "backend; lightembed runs ONNX files, whose precision is the file's (model.float() picks the fp32 one)."
+            )
+        self.keep_in_fp32_modules = []
 
     def tokenize(self, pairs: Any) -> dict[str, np.ndarray]:
         """Token arrays for (text, text) pairs, padded to the longest: input_ids, attention_mask, token_type_ids."""

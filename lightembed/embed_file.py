@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,8 +22,10 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from lightembed.errors import LightembedValueError
+from lightembed.file_formats import INPUT_FORMATS, input_format  # noqa: F401 - part of this module's API
+
 JOURNAL = "journal.json"
-INPUT_FORMATS = {".jsonl": "json", ".ndjson": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 OUTPUT_FORMATS = (".parquet", ".npy")
 META_PREFIX = "lightembed."
 DEFAULT_ID = "id"
@@ -51,17 +54,6 @@ class EmbedFileResult:
     dimension: int
 
 
-def input_format(path: Path) -> str:
-    """"json", "csv" or "parquet" from the file name (a .gz/.bz2 suffix after JSONL or CSV is decompressed)."""
-    suffixes = [s.lower() for s in path.suffixes]
-    if suffixes and suffixes[-1] in (".gz", ".bz2", ".zst", ".lz4"):
-        suffixes = suffixes[:-1]
-    fmt = INPUT_FORMATS.get(suffixes[-1]) if suffixes else None
-    if fmt is None:
-        raise ValueError(f"{path}: unknown input format; use .jsonl, .csv or .parquet (JSON/CSV may be compressed).")
-    return fmt
-
-
 def read_batches(path: Path, text_column: str, id_column: str | None, block_rows: int) -> tuple[Iterator[Any], int | None, str | None]:
     """(record batches holding the text and id columns in file order, total rows if the file says, the id column
     that exists: `id_column` or None when it is absent)."""
@@ -80,42 +72,98 @@ def read_batches(path: Path, text_column: str, id_column: str | None, block_rows
     elif fmt == "csv":
         import pyarrow.csv as pcsv
 
+        # One thread, so the parser knows row numbers (its errors say "Row #N", counting the header line);
+        # UTF-8 is checked per chunk (embed_file), where the row is known.
         reader = pcsv.open_csv(
             path,
-            read_options=pcsv.ReadOptions(block_size=1 << 20),
+            read_options=pcsv.ReadOptions(block_size=1 << 20, use_threads=False),
+            parse_options=pcsv.ParseOptions(invalid_row_handler=lambda row: "error"),
             convert_options=pcsv.ConvertOptions(
-                column_types={text_column: pa.string()}, strings_can_be_null=False, quoted_strings_can_be_null=False
+                column_types={text_column: pa.string()}, strings_can_be_null=False, quoted_strings_can_be_null=False,
+                check_utf8=False,
             ),
         )
         have_id = _check_columns(path, reader.schema.names, text_column, id_column)
-        batches = reader
+        batches = _located(reader, path, "csv")
     else:
         import pyarrow.json as pjson
 
         # The columns as inferred from the first block, before the text column is forced to string (which would
         # make a missing column look present and empty).
-        read_options = pjson.ReadOptions(block_size=1 << 20)
-        have_id = _check_columns(path, pjson.open_json(path, read_options=read_options).schema.names, text_column, id_column)
+        # One thread, so a block's errors ("in row N", counted within the block) follow the rows read before it.
+        read_options = pjson.ReadOptions(block_size=1 << 20, use_threads=False)
+        try:
+            first = pjson.open_json(path, read_options=read_options).schema
+        except pa.ArrowInvalid as exc:
+            raise LightembedValueError(_where(path, "json", 0, exc)) from None
+        have_id = _check_columns(path, first.names, text_column, id_column)
+        fields = [(text_column, pa.string())]
+        if have_id:
+            name = id_column or DEFAULT_ID
+            fields.append((name, first.field(name).type))
+        # Only the columns used are read: a field that appears later in the file is ignored, not an error.
         reader = pjson.open_json(
             path,
             read_options=read_options,
-            parse_options=pjson.ParseOptions(
-                explicit_schema=pa.schema([(text_column, pa.string())]), unexpected_field_behavior="infer"
-            ),
+            parse_options=pjson.ParseOptions(explicit_schema=pa.schema(fields), unexpected_field_behavior="ignore"),
         )
-        batches = reader
+        batches = _located(reader, path, "json")
     id_name = (id_column or DEFAULT_ID) if have_id else None
     keep = [text_column] + ([id_name] if id_name else [])
     return (b.select(keep) for b in batches), total, id_name
+
+
+def _where(path: Path, fmt: str, row: int, exc: Exception) -> str:
+    """pyarrow's parse error with the file and the row (0-based data row, as every row number here)."""
+    message = str(exc)
+    if fmt == "json":
+        found = re.search(r"\s*in row (\d+)", message)  # counted from the start of the failing block
+        if found:
+            return f"{path}: row {row + int(found.group(1))}: {message.replace(found.group(0), '')}"
+    else:
+        found = re.search(r"Row #(\d+): ", message)  # the file's line, the header being line 1
+        if found:
+            return f"{path}: row {int(found.group(1)) - 2}: {message.replace(found.group(0), '')}"
+    return f"{path}: after row {row}: {message}"
+
+
+def _located(batches: Any, path: Path, fmt: str) -> Iterator[Any]:
+    """`batches`, with a parse error turned into a ValueError naming the file and the row."""
+    pa = pyarrow_modules()
+    row = 0
+    iterator = iter(batches)
+    while True:
+        try:
+            batch = next(iterator)
+        except StopIteration:
+            return
+        except pa.ArrowInvalid as exc:
+            raise LightembedValueError(_where(path, fmt, row, exc)) from None
+        yield batch
+        row += batch.num_rows
+
+
+def _texts(column: Any, path: Path, first: int, name: str) -> list[str]:
+    """The column as Python strings; a ValueError naming the row when one is not valid UTF-8."""
+    try:
+        return column.to_pylist()
+    except UnicodeDecodeError:
+        for i, value in enumerate(column):
+            try:
+                value.as_py()
+            except UnicodeDecodeError as exc:
+                raise LightembedValueError(f"{path}: row {first + i}: column {name!r} is not valid UTF-8 ({exc.reason} at "
+                                 f"byte {exc.start}).") from None
+        raise
 
 
 def _check_columns(path: Path, names: list[str], text_column: str, id_column: str | None) -> bool:
     """Whether the id column is there; a missing text column, or a missing id column that was named, is an error
     (the default id column "id" may be absent: row numbers are used)."""
     if text_column not in names:
-        raise ValueError(f"{path} has no column {text_column!r} (columns: {names}); choose one with --text-column.")
+        raise LightembedValueError(f"{path} has no column {text_column!r} (columns: {names}); choose one with --text-column.")
     if id_column is not None and id_column not in names:
-        raise ValueError(f"{path} has no column {id_column!r} (columns: {names}); choose one with --id-column.")
+        raise LightembedValueError(f"{path} has no column {id_column!r} (columns: {names}); choose one with --id-column.")
     return id_column is not None or DEFAULT_ID in names
 
 
@@ -205,9 +253,9 @@ def embed_file(
         raise FileNotFoundError(f"input file not found: {input_path}")
     out_format = output_path.suffix.lower()
     if out_format not in OUTPUT_FORMATS:
-        raise ValueError(f"{output_path}: the output must end in .parquet or .npy.")
+        raise LightembedValueError(f"{output_path}: the output must end in .parquet or .npy.")
     if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows < 1:
-        raise ValueError(f"chunk_rows must be a positive integer, got {chunk_rows!r}.")
+        raise LightembedValueError(f"chunk_rows must be a positive integer, got {chunk_rows!r}.")
     parts_dir = output_path.with_name(output_path.name + ".parts")
     shutil.rmtree(parts_dir.with_name(parts_dir.name + ".remove"), ignore_errors=True)
     if overwrite:
@@ -219,7 +267,7 @@ def embed_file(
         from lightembed.encoder import SentenceTransformer
 
         model_name = model_name or str(model)
-        model = SentenceTransformer(model)
+        model = SentenceTransformer(os.fspath(model))
     model_name = model_name or str(model.model_dir)
     onnx_file = model.runtime_info.onnx_file
     dimension = int(model.get_sentence_embedding_dimension() or 0)
@@ -238,13 +286,13 @@ def embed_file(
         "max_seq_length": model.max_seq_length,
         "output_format": out_format,
     }
-    journal = {"job": job, "rows_done": 0, "parts": [], "finished": False}
+    journal: dict[str, Any] = {"job": job, "rows_done": 0, "parts": [], "finished": False}
     journal_path = parts_dir / JOURNAL
     if journal_path.is_file():
         previous = json.loads(journal_path.read_text())
         changed = sorted(k for k in set(job) | set(previous.get("job", {})) if previous.get("job", {}).get(k) != job.get(k))
         if changed:
-            raise ValueError(
+            raise LightembedValueError(
                 f"{parts_dir} holds an interrupted run of a different job (it differs in {changed}); run the same "
                 "command again to resume it, or pass --overwrite to start over."
             )
@@ -255,7 +303,7 @@ def embed_file(
     owned_pool = None
     if isinstance(pool, int) and not isinstance(pool, bool):
         if pool < 1:
-            raise ValueError(f"pool must be a positive number of worker processes, got {pool}.")
+            raise LightembedValueError(f"pool must be a positive number of worker processes, got {pool}.")
         owned_pool = pool = model.start_multi_process_pool(["cpu"] * pool) if pool > 1 else None
     bar = _bar(show_progress_bar and not journal["finished"], total, resumed_from)
     embedded = 0
@@ -265,9 +313,9 @@ def embed_file(
                 texts = table.column(text_column)
                 if texts.null_count:
                     bad = first + next(i for i, v in enumerate(texts.is_null().to_pylist()) if v)
-                    raise ValueError(f"{input_path}: row {bad} has no text in column {text_column!r} (null).")
+                    raise LightembedValueError(f"{input_path}: row {bad} has no text in column {text_column!r} (null).")
                 emb = model.encode(
-                    texts.to_pylist(),
+                    _texts(texts, input_path, first, text_column),
                     batch_size=batch_size,
                     normalize_embeddings=normalize_embeddings,
                     prompt_name=prompt_name,

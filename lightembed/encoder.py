@@ -6,14 +6,15 @@ import json
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable, Iterator, Literal, Sequence, overload
+from typing import Any, Callable, ClassVar, Iterator, Literal, Sequence, overload
 
 import numpy as np
 
 from lightembed import chunking
-from lightembed.base import EmbeddingModel, ModelSetup
+from lightembed.base import SIMILARITY_NAMES, EmbeddingModel, ModelSetup
 from lightembed.clip import TEXT_OUTPUT, ImageTower, SplitInputs, image_inputs_in, split_inputs
 from lightembed.config import ModelConfig, load_config, read_json, read_modules
+from lightembed.errors import LightembedValueError
 from lightembed.inputs import (
     pop_legacy,
     OUTPUT_VALUES,
@@ -22,9 +23,10 @@ from lightembed.inputs import (
     check_precision,
     check_truncate_dim,
     take_sentences,
+    take_task_options,
 )
-from lightembed.modules import l2_normalize
-from lightembed.pooling import POOLED_METADATA_KEY, POOLED_OUTPUT, exclude_prompt, pool
+from lightembed.modules import SENTENCE, TOKENS, l2_normalize, run_modules
+from lightembed.pooling import POOLED_METADATA_KEY, POOLED_OUTPUT, exclude_prompt, first_real_tokens, pool
 from lightembed.router import RouterConfig, read_router, route_folder
 from lightembed.static import tokenizer_rules
 from lightembed.tokenize import Batch
@@ -47,6 +49,7 @@ class SentenceTransformer(EmbeddingModel):
     """
 
     _preferred_outputs = ("last_hidden_state", "token_embeddings")
+    SUPPORTED_SIMILARITY_FN_NAMES: ClassVar[tuple[str, ...]] = SIMILARITY_NAMES
 
     def __init__(
         self,
@@ -188,7 +191,8 @@ class SentenceTransformer(EmbeddingModel):
     def has_pooled_output(self) -> bool:
         """Whether the ONNX file has a fused `sentence_embedding` output made with this model's pooling modes."""
         recorded = self._graph.metadata.get(POOLED_METADATA_KEY)
-        return POOLED_OUTPUT in self._graph.output_names and recorded == ",".join(self.config.pooling.modes)
+        fused = POOLED_OUTPUT in self._graph.output_names and recorded == ",".join(self.config.pooling.modes)
+        return fused and not self.config.pre  # modules before Pooling change what it pools
 
     def get_embedding_dimension(self) -> int | None:
         """Dimension of the vectors encode() returns (after truncate_dim); sentence-transformers' newer name."""
@@ -274,7 +278,7 @@ class SentenceTransformer(EmbeddingModel):
     def forward_tokens(self, batch: Batch) -> np.ndarray:
         """The token embeddings (rows, tokens, hidden) of one padded batch, before pooling (stage 4's first half)."""
         if self.config.is_clip:
-            raise ValueError("A CLIP model's graphs give sentence embeddings only, not token embeddings.")
+            raise LightembedValueError("A CLIP model's graphs give sentence embeddings only, not token embeddings.")
         return self._graph(batch.as_dict())
 
     def embed_pooled(self, pooled: np.ndarray) -> np.ndarray:
@@ -293,9 +297,19 @@ class SentenceTransformer(EmbeddingModel):
     def _sentence_embeddings(
         self, token_embeddings: np.ndarray, attention_mask: np.ndarray, prompt_length: int | None
     ) -> np.ndarray:
+        return self._features(token_embeddings, attention_mask, prompt_length)[SENTENCE]
+
+    def _features(
+        self, token_embeddings: np.ndarray, attention_mask: np.ndarray, prompt_length: int | None
+    ) -> dict[str, np.ndarray]:
+        """The features after every module, as sentence-transformers 6 passes them: the modules before Pooling on
+        the token embeddings, Pooling, then the modules after it."""
+        features = run_modules(self.config.pre, {TOKENS: token_embeddings})
+        offsets = first_real_tokens(attention_mask) if self.config.pooling.weights_from_first_token else None
         if prompt_length is not None:
             attention_mask = exclude_prompt(attention_mask, prompt_length)
-        return self._after_pooling(pool(token_embeddings, attention_mask, self.config.pooling.modes))
+        features[SENTENCE] = pool(features[TOKENS], attention_mask, self.config.pooling.modes, offsets)
+        return run_modules(self.config.post, features)
 
     def _split(self, inputs: Any) -> SplitInputs:
         """The texts (and, for a CLIP model, images) of an encode() call with their positions."""
@@ -316,10 +330,9 @@ class SentenceTransformer(EmbeddingModel):
         return SplitInputs(texts, np.arange(len(texts), dtype=np.int64), [], none, single)
 
     def _after_pooling(self, emb: np.ndarray) -> np.ndarray:
-        """The modules after Pooling (Dense, Normalize ...) applied to pooled vectors."""
-        for module in self.config.post:
-            emb = module(emb)
-        return emb
+        """The modules after Pooling (Dense, Normalize ...) applied to pooled vectors (modules on token embeddings
+        have nothing to act on here and are skipped)."""
+        return run_modules(self.config.post, {SENTENCE: emb})[SENTENCE]
 
     @overload
     def encode(
@@ -397,10 +410,10 @@ class SentenceTransformer(EmbeddingModel):
         `convert_to_tensor=True` returns a NumPy array too; `convert_to_numpy=False` returns a list of
         1-D arrays.
 
-        `precision="int8"`/`"uint8"` take each dimension's range from the texts of this call, so a single text
-        (or a handful) has no meaningful range and comes out as -128/0 (sentence-transformers does the same). For
-        one text, encode in float32 and call `util.quantize_embeddings(emb, "int8", ranges=...)` with ranges
-        (shape (2, dim): per-dimension min and max) or `calibration_embeddings=` taken from a corpus.
+        `precision="int8"`/`"uint8"` take each dimension's range from the texts of this call, so a single text has
+        no range and is a ValueError (as in sentence-transformers 6; 5.x returned all -128/0), and a handful gives a
+        poor one. For few texts, encode in float32 and call `util.quantize_embeddings(emb, "int8", ranges=...)`
+        with ranges (shape (2, dim): per-dimension min and max) or `calibration_embeddings=` taken from a corpus.
 
         A CLIP model (`modalities` ["text", "image"]) also embeds images, alone or mixed with texts in one list
         (input order kept): a PIL image, a `pathlib.Path`, or, as in sentence-transformers, a string ending in an
@@ -410,7 +423,8 @@ class SentenceTransformer(EmbeddingModel):
         (`pip install 'lightembed[images]'`); prompts apply to texts only.
         """
         inputs = take_sentences(inputs, kwargs)
-        task = kwargs.pop("task", None)  # a Router's route; other models have one route and ignore it
+        task = kwargs.get("task")  # a Router's route; other models have one route and ignore it
+        take_task_options(kwargs)
         if self.router is not None:
             route = self.router.resolve(task)
             if route in self.routes:
@@ -466,13 +480,14 @@ class SentenceTransformer(EmbeddingModel):
             if output_value == "sentence_embedding":
                 emb = self.forward(batch, prompt_length)
             else:
-                hidden = self._graph(batch.as_dict())
+                features = self._features(self._graph(batch.as_dict()), batch.attention_mask, prompt_length)
+                hidden = features[TOKENS]  # after the modules that act on token embeddings, as in 6.x
                 for row, i in enumerate(idx):
                     last = int(np.flatnonzero(batch.attention_mask[row]).max(initial=0))
                     tokens[i] = hidden[row, : last + 1]
                 if output_value == "token_embeddings":
                     continue
-                emb = self._sentence_embeddings(hidden, batch.attention_mask, prompt_length)
+                emb = features[SENTENCE]
             store(parts.text_positions[idx], emb)
             if output_value is None:
                 for row, i in enumerate(idx):

@@ -24,6 +24,10 @@ class IntegrityError(ModelFileError):
     """The ONNX file is not the one the manifest describes, or the manifest says it failed its check."""
 
 
+class NonFiniteOutput(ModelFileError):
+    """A graph returned NaN or infinity: damaged weights, or an overflow in its precision; never a vector."""
+
+
 class NotSupportedError(LightembedError, NotImplementedError):
     """A sentence-transformers call lightembed deliberately does not answer; the message says what to do instead."""
 

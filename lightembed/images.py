@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from lightembed.config import read_json
+from lightembed.errors import LightembedValueError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".tiff", ".webp")
 """A string input ending in one of these (any case) that names an existing file is an image, as in
@@ -82,7 +83,7 @@ def open_image(item: Any, where: str) -> Any:
     if is_pil_image(item):
         return item if item.mode == "RGB" else item.convert("RGB")
     if isinstance(item, str) and is_image_url(item):
-        raise ValueError(
+        raise LightembedValueError(
             f"{where} is an image URL ({item[:80]}); lightembed does not download images: fetch it and pass the "
             "file's path or a PIL image."
         )
@@ -90,12 +91,12 @@ def open_image(item: Any, where: str) -> Any:
         try:
             source: Any = io.BytesIO(base64.b64decode(item.split(",", 1)[1], validate=False))
         except (IndexError, binascii.Error, ValueError) as exc:
-            raise ValueError(f"{where} is a data:image/ URI whose base64 payload cannot be decoded: {exc}") from None
+            raise LightembedValueError(f"{where} is a data:image/ URI whose base64 payload cannot be decoded: {exc}") from None
         what = "data URI"
     else:
         path = Path(item)
         if not path.is_file():
-            raise ValueError(f"{where}: no image file at {str(path)!r}.")
+            raise LightembedValueError(f"{where}: no image file at {str(path)!r}.")
         source, what = path, f"file {str(path)!r}"
     try:
         with image_module.open(source) as opened:
@@ -104,7 +105,7 @@ def open_image(item: Any, where: str) -> Any:
             image = ImageOps.exif_transpose(opened)
             image = image.convert("RGB")  # also forces the decode, while the file is open
     except (OSError, SyntaxError, ValueError, image_module.DecompressionBombError) as exc:
-        raise ValueError(f"{where}: cannot read the image {what}: {type(exc).__name__}: {exc}") from None
+        raise LightembedValueError(f"{where}: cannot read the image {what}: {type(exc).__name__}: {exc}") from None
     return image
 
 
@@ -129,7 +130,7 @@ class ImageProcessor:
         """The settings in `folder`/preprocessor_config.json (ValueError when it is missing or unusable)."""
         path = folder / PREPROCESSOR_CONFIG
         if not path.is_file():
-            raise ValueError(f"{path} is missing: a CLIP model folder needs it to preprocess images.")
+            raise LightembedValueError(f"{path} is missing: a CLIP model folder needs it to preprocess images.")
         config = read_json(path)
         try:
             return cls(
@@ -145,7 +146,7 @@ class ImageProcessor:
                 image_std=tuple(float(v) for v in _triple(config.get("image_std", _OPENAI_STD))),
             )
         except (TypeError, ValueError, KeyError) as exc:
-            raise ValueError(f"{path} has settings lightembed cannot use: {exc}") from None
+            raise LightembedValueError(f"{path} has settings lightembed cannot use: {exc}") from None
 
     def resize(self, image: Any) -> Any:
         """The RGB PIL image resized as CLIPImageProcessor resizes it (shortest side to `size`, aspect kept)."""
@@ -209,5 +210,5 @@ def _crop_size(value: Any) -> tuple[int, int]:
 def _triple(value: Any) -> list[Any]:
     values = list(value) if isinstance(value, (list, tuple)) else [value] * 3
     if len(values) != 3:
-        raise ValueError(f"expected 3 channel values, got {value!r}")
+        raise LightembedValueError(f"expected 3 channel values, got {value!r}")
     return values

@@ -84,6 +84,45 @@ def machine_class() -> dict[str, Any]:
     }
 
 
+def runtime_versions() -> dict[str, str | None]:
+    """The installed onnxruntime and OpenVINO versions (None: not installed), without importing either: with the
+    machine class, what a timed backend choice is tied to (lightembed.tune)."""
+    return {
+        "onnxruntime": package_version("onnxruntime", ("onnxruntime", "onnxruntime_gpu", "onnxruntime_openvino")),
+        "openvino": package_version("openvino", ("openvino",)),
+    }
+
+
+def package_version(module: str, distributions: tuple[str, ...]) -> str | None:
+    """The version of the distribution (one of `distributions`, in dist-info spelling) that installed `module`, read
+    from the name of its .dist-info folder beside it: one directory listing, where importlib.metadata costs ~50 ms
+    to import (a cold-start cost: the policy asks at every load with a tuned record). None: not installed."""
+    import importlib.util
+    import re
+
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    wanted = {name.lower() for name in distributions}
+    for location in spec.submodule_search_locations:
+        try:
+            entries = os.listdir(Path(location).parent)
+        except OSError:
+            continue
+        for entry in entries:
+            found = re.fullmatch(r"(.+?)-([^-]+)\.dist-info", entry)
+            if found and found.group(1).lower() in wanted:
+                return found.group(2)
+    from importlib import metadata  # not installed from a wheel: ask the slow way
+
+    for name in distributions:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return None
+
+
 def usable_cores() -> int:
     """Cores this process may actually use: CPU affinity, capped by a cgroup CPU quota if one is set."""
     try:

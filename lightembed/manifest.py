@@ -4,13 +4,17 @@ writer, for the runtime, `lightembed preoptimize`/`save()` and the exporter alik
 What it holds, top level: `format_version`, `source`, `exporter`, `versions`, `model` (the task and the runtime
 `class` the folder loads as), `verification`, and `files`, one record per ONNX file: its `path`, `sha256`,
 whether it `passed` the comparison with sentence-transformers and its `metrics`, `external_data` files, and the
-optional blocks `optimization`, `quantization`, `openvino` (its measurement on OpenVINO) and `cpu_preoptimized`
-(its pre-optimized copy, lightembed.graphs.preoptimized).
+optional blocks `optimization`, `quantization`, `openvino` (its measurement on OpenVINO), `cpu_preoptimized`
+(its pre-optimized copy, lightembed.graphs.preoptimized) and `tuned` (the backends timed on each machine class by
+`lightembed tune`, lightembed.tune: a list, one entry per machine class and runtime versions).
 
 One error policy: with `strict=True` (a model loaded with verify=True) a manifest that is present but cannot be
 trusted (broken JSON, not an object, `files` not a list, a record without a path, a passed record without a
 sha256) is an IntegrityError naming what is wrong, so a damaged manifest never turns the check off silently;
 `strict=False` (verify=False, or a reader that only wants hints such as a file's precision) reads what it can.
+
+`support_files` records the sha256 of every other file the runtime reads (configs, tokenizer files, module
+weights), so a scrambled tokenizer.json or an edited config is caught at load like a damaged ONNX file.
 """
 
 from __future__ import annotations
@@ -23,10 +27,17 @@ from pathlib import Path
 from typing import Any, Literal, Mapping
 
 from lightembed.errors import IntegrityError
+from lightembed.hashing import sha256_of
 
 MANIFEST_NAME = "lightembed.json"
 FORMAT_VERSION = 1
 PREOPTIMIZED = "cpu_preoptimized"
+SUPPORT_FILES = "support_files"
+# What the runtime reads besides the ONNX files: configs and tokenizer files anywhere, weights of the modules after
+# the transformer (their folders). The transformer's own torch weights at the top are not read (the ONNX file is).
+_SUPPORT_SUFFIXES = (".json", ".txt", ".model")  # what lightembed.hub downloads besides the ONNX files
+_SKIPPED_DIRS = (".git", ".cache", ".huggingface")
+TUNED = "tuned"
 Precision = Literal["float32", "float16", "bfloat16", "int8"]
 
 
@@ -48,6 +59,52 @@ class DataFile:
 
 
 @dataclass(frozen=True)
+class Tuned:
+    """One `lightembed tune` result for a file: the machine class and runtime versions it was timed on, the
+    backend (and OpenVINO precision hint) that won, its speed over onnxruntime fp32 and its fidelity to it."""
+
+    machine_class: dict[str, Any]
+    versions: dict[str, Any]
+    backend: str
+    ov_precision: str | None
+    label: str
+    speedup: float | None
+    min_cosine: float | None
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @classmethod
+    def parse(cls, raw: Any) -> Tuned | None:
+        """The entry, or None for one without a machine class, versions or a chosen backend (it is ignored)."""
+        if not isinstance(raw, Mapping):
+            return None
+        key, versions, choice = raw.get("machine_class"), raw.get("versions"), raw.get("choice")
+        if not (isinstance(key, Mapping) and isinstance(versions, Mapping) and isinstance(choice, Mapping)):
+            return None
+        if not isinstance(choice.get("backend"), str):
+            return None
+
+        def number(name: str) -> float | None:
+            value = choice.get(name)
+            return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+        precision = choice.get("precision")
+        return cls(
+            machine_class=dict(key),
+            versions=dict(versions),
+            backend=choice["backend"],
+            ov_precision=precision if isinstance(precision, str) else None,
+            label=str(choice.get("label") or choice["backend"]),
+            speedup=number("speedup"),
+            min_cosine=number("min_cosine"),
+            raw=dict(raw),
+        )
+
+    def matches(self, machine_class: Mapping[str, Any], versions: Mapping[str, Any]) -> bool:
+        """Whether this entry was measured on `machine_class` with the same onnxruntime and OpenVINO versions."""
+        return self.machine_class == dict(machine_class) and self.versions == dict(versions)
+
+
+@dataclass(frozen=True)
 class FileRecord:
     """One ONNX file's record."""
 
@@ -63,6 +120,8 @@ class FileRecord:
     quantization: dict[str, Any] | None = None
     optimization: dict[str, Any] | None = None
     kind: str | None = None
+    tuned: tuple[Tuned, ...] = ()
+    """`lightembed tune`'s results for the file, one per machine class (lightembed.tune)."""
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
@@ -75,6 +134,7 @@ class FileRecord:
         files = tuple(d for d in (DataFile.parse(x) for x in data) if d) if isinstance(data, list) else ()
         passed = raw.get("passed")
         sha = raw.get("sha256")
+        tuned = raw.get(TUNED)
         return cls(
             path=str(raw["path"]),
             sha256=sha if isinstance(sha, str) else None,
@@ -86,8 +146,13 @@ class FileRecord:
             quantization=block("quantization"),
             optimization=block("optimization"),
             kind=str(raw["kind"]) if raw.get("kind") is not None else None,
+            tuned=tuple(t for t in (Tuned.parse(x) for x in tuned) if t) if isinstance(tuned, list) else (),
             raw=dict(raw),
         )
+
+    def tuned_for(self, machine_class: Mapping[str, Any], versions: Mapping[str, Any]) -> Tuned | None:
+        """The `lightembed tune` result measured on this machine class and runtime versions, or None."""
+        return next((t for t in self.tuned if t.matches(machine_class, versions)), None)
 
     @property
     def precision(self) -> Precision | None:
@@ -115,6 +180,8 @@ class Manifest:
     folder: Path
     data: dict[str, Any]
     files: dict[str, FileRecord]
+    support_files: tuple[DataFile, ...] = ()
+    """The other files the runtime reads, with their sha256 (see the module docstring)."""
 
     @property
     def model_class(self) -> str | None:
@@ -162,7 +229,11 @@ def read(folder: str | Path, strict: bool = True) -> Manifest | None:
         if strict and record.passed is not False and record.sha256 is None:
             raise IntegrityError(f"{path}: files[{i}] ({record.path}) records no sha256 to check it by; {_AGAIN}")
         files[record.path] = record
-    return Manifest(folder, data, files)
+    raw_support = data.get(SUPPORT_FILES, [])
+    support = tuple(d for d in (DataFile.parse(x) for x in raw_support) if d) if isinstance(raw_support, list) else ()
+    if strict and (not isinstance(raw_support, list) or len(support) != len(raw_support)):
+        raise IntegrityError(f"{path}: `{SUPPORT_FILES}` is not a list of records with a path; {_AGAIN}")
+    return Manifest(folder, data, files, support)
 
 
 _AGAIN = "the manifest was damaged or edited: fetch or export the model again (verify=False loads it unchecked)."
@@ -172,6 +243,21 @@ def _distrust(strict: bool, folder: Path, why: str) -> Manifest | None:
     if strict:
         raise IntegrityError(f"{why}; {_AGAIN}")
     return Manifest(folder, {}, {})
+
+
+def support_files(folder: str | Path) -> list[dict[str, Any]]:
+    """Records (path, sha256, size) of the files of `folder` the runtime reads besides its ONNX files, for the
+    manifest's `support_files`."""
+    folder = Path(folder)
+    found = []
+    for path in sorted(folder.rglob("*")):
+        rel = path.relative_to(folder)
+        if not path.is_file() or rel.parts[0] in _SKIPPED_DIRS or rel.as_posix() == MANIFEST_NAME:
+            continue
+        weights = path.suffix == ".safetensors" and len(rel.parts) > 1  # a module's (Dense, StaticEmbedding) weights
+        if path.suffix in _SUPPORT_SUFFIXES or weights:
+            found.append({"path": rel.as_posix(), "sha256": sha256_of(path), "size": path.stat().st_size})
+    return found
 
 
 def write(folder: str | Path, data: Mapping[str, Any]) -> Path:

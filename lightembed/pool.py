@@ -26,7 +26,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from lightembed import machine
-from lightembed.errors import PoolError, kind
+from lightembed.errors import LightembedTypeError, LightembedValueError, PoolError, kind
 
 # Parent-side poll interval while waiting on workers: how quickly a dead worker is noticed.
 _POLL_S = 0.2
@@ -62,15 +62,15 @@ def cpu_shares(n_workers: int, cores: Sequence[int] | None = None) -> list[list[
 
 def _check_devices(target_devices: Sequence[str]) -> list[str]:
     if isinstance(target_devices, str) or not isinstance(target_devices, (list, tuple)):
-        raise TypeError(f"target_devices must be a list such as ['cpu', 'cpu'] or ['cuda:0', 'cuda:1'], got {target_devices!r}.")
+        raise LightembedTypeError(f"target_devices must be a list such as ['cpu', 'cpu'] or ['cuda:0', 'cuda:1'], got {target_devices!r}.")
     if not target_devices:
-        raise ValueError("target_devices is empty: give at least one device.")
+        raise LightembedValueError("target_devices is empty: give at least one device.")
     devices = []
     for device in target_devices:
         name = str(device).lower()
         kind, _, index = name.partition(":")
         if not (name == "cpu" or (kind == "cuda" and (index == "" or index.isdigit()))):
-            raise ValueError(f"Unsupported pool device {device!r}: use 'cpu', 'cuda' or 'cuda:N'.")
+            raise LightembedValueError(f"Unsupported pool device {device!r}: use 'cpu', 'cuda' or 'cuda:N'.")
         devices.append("cuda:0" if name == "cuda" else name)
     return devices
 
@@ -82,7 +82,7 @@ def _model_state(model: Any) -> dict[str, Any]:
         try:
             pickle.dumps(value)
         except Exception as exc:  # noqa: BLE001 - any pickling failure means the same thing here
-            raise TypeError(
+            raise LightembedTypeError(
                 f"{type(model).__name__}.{key} ({type(value).__name__}) cannot be sent to pool workers: {exc}. "
                 "Use a picklable value (e.g. a named function, not a lambda)."
             ) from None
@@ -156,11 +156,59 @@ def _shutdown(processes: list[Any], tasks: Any, results: Any) -> None:
         q.close()
 
 
+MAIN_GUARD = (
+    'A multi-process pool was started by the top-level code of the script {script} (line {line}). Its workers '
+    'start with "spawn", which runs the script again in each worker, so they would start pools of their own. '
+    'Put the code that starts the pool (and uses it) under `if __name__ == "__main__":`.'
+)
+
+
+def _check_main_guard() -> None:
+    """PoolError when the pool is being started by a script's unguarded top-level code (spawned workers would
+    re-run it), found from the call stack and the script's syntax tree."""
+    import ast
+    import sys
+
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if mp.parent_process() is not None and getattr(main, "__name__", "") == "__mp_main__":
+        raise PoolError(MAIN_GUARD.format(script=path, line="?"))  # in a worker re-running the script
+    if not path or not os.path.isfile(path):
+        return  # interactive, -c, notebooks: nothing is re-run
+    frame: Any = sys._getframe(1)
+    while frame is not None and not (frame.f_code.co_name == "<module>" and frame.f_globals.get("__name__") == "__main__"):
+        frame = frame.f_back
+    if frame is None or os.path.abspath(frame.f_code.co_filename) != os.path.abspath(path):
+        return
+    line = frame.f_lineno
+    try:
+        with open(path, encoding="utf-8") as f:
+            tree = ast.parse(f.read(), path)
+    except (OSError, SyntaxError, ValueError):
+        return
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and _is_main_test(node.test) and node.lineno <= line <= (node.end_lineno or 0):
+            return
+    raise PoolError(MAIN_GUARD.format(script=path, line=line))
+
+
+def _is_main_test(test: Any) -> bool:
+    import ast
+
+    if not (isinstance(test, ast.Compare) and len(test.ops) == 1 and isinstance(test.ops[0], ast.Eq)):
+        return False
+    sides = [test.left, test.comparators[0]]
+    names = [s for s in sides if isinstance(s, ast.Name) and s.id == "__name__"]
+    consts = [s for s in sides if isinstance(s, ast.Constant) and s.value == "__main__"]
+    return len(names) == 1 and len(consts) == 1
+
+
 class MultiProcessPool(dict):
     """Worker processes holding one model; `pool["input"]`, `pool["output"]`, `pool["processes"]` as in
     sentence-transformers. Use as a context manager, or call `close()` (= stop_multi_process_pool)."""
 
     def __init__(self, model: Any, target_devices: Sequence[str] | None = None) -> None:
+        _check_main_guard()
         devices = _check_devices(default_target_devices() if target_devices is None else target_devices)
         cpu_workers = [i for i, d in enumerate(devices) if d == "cpu"]
         shares = cpu_shares(len(cpu_workers)) if cpu_workers else []
@@ -238,9 +286,9 @@ class MultiProcessPool(dict):
         if self._broken:
             raise PoolError(f"This multi-process pool is broken ({self._broken}); start a new one.")
         if self._closed:
-            raise ValueError("This multi-process pool was stopped; start a new one with start_multi_process_pool().")
+            raise LightembedValueError("This multi-process pool was stopped; start a new one with start_multi_process_pool().")
         if type(model) is not self.model_class or model.onnx_path != self.onnx_path:
-            raise ValueError(
+            raise LightembedValueError(
                 f"This pool runs {self.model_class.__name__} on {self.onnx_path}; it cannot serve "
                 f"{type(model).__name__} on {model.onnx_path}. Start a pool from this model."
             )
@@ -259,7 +307,7 @@ class MultiProcessPool(dict):
         if chunk_size is None:
             chunk_size = max(1, min(math.ceil(len(items) / len(self.devices) / 10), 5000))
         elif isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
-            raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}.")
+            raise LightembedValueError(f"chunk_size must be a positive integer, got {chunk_size!r}.")
         chunk_size = int(chunk_size)
         dead = self._dead_worker()
         if dead:
@@ -332,7 +380,7 @@ class MultiProcessPool(dict):
         return self is other
 
     def __reduce__(self) -> Any:
-        raise TypeError("A multi-process pool cannot be pickled or sent to another process.")
+        raise LightembedTypeError("A multi-process pool cannot be pickled or sent to another process.")
 
 
 def _pool_for(model: Any, pool: Any, device: Any) -> tuple[MultiProcessPool, bool]:
@@ -341,7 +389,7 @@ def _pool_for(model: Any, pool: Any, device: Any) -> tuple[MultiProcessPool, boo
     if pool is None:
         return MultiProcessPool(model, list(device)), True
     if not isinstance(pool, MultiProcessPool):
-        raise TypeError(
+        raise LightembedTypeError(
             f"pool must be the object start_multi_process_pool() returned, got {type(pool).__name__}."
         )
     pool.check_model(model)

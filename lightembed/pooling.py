@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-
 from typing import Any
 
 import numpy as np
+
+from lightembed.errors import LightembedValueError
 
 POOLING_MODES = ("cls", "max", "mean", "mean_sqrt_len_tokens", "weightedmean", "lasttoken")
 
@@ -34,6 +35,10 @@ class PoolingConfig:
     modes: tuple[str, ...] = ("mean",)
     include_prompt: bool = True
     embedding_dimension: int | None = None
+    weights_from_first_token: bool = False
+    """weightedmean's position weights start at 1 on each row's first real token (sentence-transformers 6), not on
+    column 0 (5.x); the two differ only with left padding. load_config sets it from the version that saved the
+    folder."""
 
     @classmethod
     def from_dict(cls, config: dict) -> "PoolingConfig":
@@ -46,10 +51,10 @@ class PoolingConfig:
         elif isinstance(mode, (list, tuple)) and mode:
             modes = tuple(mode)
         else:
-            raise ValueError(f"Invalid pooling_mode {mode!r} in the Pooling config.")
+            raise LightembedValueError(f"Invalid pooling_mode {mode!r} in the Pooling config.")
         for name in modes:
             if name not in POOLING_MODES:
-                raise ValueError(f"Unknown pooling mode {name!r}; valid modes are {POOLING_MODES}.")
+                raise LightembedValueError(f"Unknown pooling mode {name!r}; valid modes are {POOLING_MODES}.")
         dim = config.get("embedding_dimension", config.get("word_embedding_dimension"))
         return cls(modes=modes, include_prompt=bool(config.get("include_prompt", True)), embedding_dimension=dim)
 
@@ -66,12 +71,22 @@ def exclude_prompt(attention_mask: np.ndarray, prompt_length: int) -> np.ndarray
     return mask
 
 
+def first_real_tokens(attention_mask: np.ndarray) -> np.ndarray:
+    """Per row, the column of the first real token (0 for a row with none), as sentence-transformers 6 finds it."""
+    return attention_mask.argmax(axis=1)
+
+
 def pool(
     token_embeddings: np.ndarray,
     attention_mask: np.ndarray,
     modes: tuple[str, ...],
+    weight_offsets: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Pool (batch, seq, hidden) token embeddings into (batch, hidden * len(modes)), float32."""
+    """Pool (batch, seq, hidden) token embeddings into (batch, hidden * len(modes)), float32.
+
+    `weight_offsets` (one per row) are subtracted from weightedmean's column positions: each row's first real
+    token in the mask before any prompt was excluded, as sentence-transformers 6 weights (see `first_real_tokens`).
+    """
     x = token_embeddings
     mask = attention_mask.astype(x.dtype, copy=False)
     outputs: list[np.ndarray] = []
@@ -90,7 +105,10 @@ def pool(
                 counts = np.maximum(mask.sum(axis=1, keepdims=True), 1e-9)
             outputs.append(mean_sum / (counts if mode == "mean" else np.sqrt(counts)))
         elif mode == "weightedmean":
-            weights = mask * np.arange(1, x.shape[1] + 1, dtype=x.dtype)[None, :]
+            positions = np.arange(1, x.shape[1] + 1, dtype=x.dtype)[None, :]
+            if weight_offsets is not None:
+                positions = positions - weight_offsets.astype(x.dtype)[:, None]
+            weights = mask * positions
             total = np.matmul(weights[:, None, :], x)[:, 0, :]
             outputs.append(total / np.maximum(weights.sum(axis=1, keepdims=True), 1e-9))
         elif mode == "lasttoken":
@@ -102,6 +120,6 @@ def pool(
             rows = np.arange(x.shape[0])
             outputs.append(x[rows, last] * mask[rows, last][:, None])
         else:
-            raise ValueError(f"Unknown pooling mode {mode!r}; valid modes are {POOLING_MODES}.")
+            raise LightembedValueError(f"Unknown pooling mode {mode!r}; valid modes are {POOLING_MODES}.")
     out = outputs[0] if len(outputs) == 1 else np.concatenate(outputs, axis=-1)
     return out.astype(np.float32, copy=False)

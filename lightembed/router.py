@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from lightembed.config import read_modules
+from lightembed.errors import LightembedValueError
 from lightembed.jsonfiles import read_json
 
 ROUTER_MODULE = "Router"
@@ -57,9 +58,9 @@ class RouterConfig:
         if TEXT in self.routes:
             return TEXT
         if task is not None:
-            raise ValueError(f"No route for task {task!r}: this Router's routes are {sorted(self.routes)}.")
+            raise LightembedValueError(f"No route for task {task!r}: this Router's routes are {sorted(self.routes)}.")
         if self.default_route is None:
-            raise ValueError(f"This Router has no default route; pass task= one of {sorted(self.routes)}.")
+            raise LightembedValueError(f"This Router has no default route; pass task= one of {sorted(self.routes)}.")
         return self.default_route
 
 
@@ -73,7 +74,7 @@ def read_router(folder: Path) -> RouterConfig | None:
     config = read_json(path)
     structure, types = config.get("structure"), config.get("types") or {}
     if not isinstance(structure, dict) or not structure:
-        raise ValueError(f"{path} lists no routes ('structure'), so the Router routes nowhere.")
+        raise LightembedValueError(f"{path} lists no routes ('structure'), so the Router routes nowhere.")
     routes = {
         route: tuple((str(types.get(name, "")).rsplit(".", 1)[-1], router_dir / name, str(types.get(name)))
                      for name in names)
@@ -85,11 +86,11 @@ def read_router(folder: Path) -> RouterConfig | None:
         try:
             task, modality = ast.literal_eval(key)
         except (ValueError, SyntaxError, TypeError):
-            raise ValueError(f"{path}: route_mappings key {key!r} is not a (task, modality) pair.") from None
+            raise LightembedValueError(f"{path}: route_mappings key {key!r} is not a (task, modality) pair.") from None
         mappings[(task, tuple(sorted(modality)) if isinstance(modality, (list, tuple)) else modality)] = route
     for route in (*mappings.values(), parameters.get("default_route")):
         if route is not None and route not in routes:
-            raise ValueError(f"{path} sends inputs to route {route!r}, which it does not have ({sorted(routes)}).")
+            raise LightembedValueError(f"{path} sends inputs to route {route!r}, which it does not have ({sorted(routes)}).")
     default = parameters.get("default_route")
     if default is None and parameters.get("allow_empty_key", True):
         default = next(iter(routes))
@@ -115,27 +116,38 @@ def route_view(config: RouterConfig, route: str, owner: object | None) -> Path:
     modules.json listing them."""
     modules = config.routes[route]
     if not modules:
-        raise ValueError(f"Route {route!r} of {config.folder} has no modules.")
+        raise LightembedValueError(f"Route {route!r} of {config.folder} has no modules.")
     view = Path(tempfile.mkdtemp(prefix=f"lightembed-route-{route}-"))
     if owner is not None:
         weakref.finalize(owner, shutil.rmtree, view, ignore_errors=True)
     first_kind, first_dir, first_type = modules[0]
     for item in first_dir.iterdir():
         if item.name not in _REPLACED:
-            os.symlink(item, view / item.name)
+            _link(item, view / item.name)
     entries = [{"idx": 0, "name": "0", "path": "", "type": first_type}]
     for kind, path, type_name in modules[1:]:
         if not (view / path.name).exists():  # an exported first module may hold a copy of it already
-            os.symlink(path, view / path.name)
+            _link(path, view / path.name)
         entries.append({"idx": len(entries), "name": str(len(entries)), "path": path.name, "type": type_name})
     for entry in config.after:
         target = config.folder / entry.get("path", "")
         name = f"after_{entry.get('path') or len(entries)}"
         if target.exists() and not (view / name).exists():
-            os.symlink(target, view / name)
+            _link(target, view / name)
         entries.append({**entry, "idx": len(entries), "name": str(len(entries)), "path": name})
     (view / "modules.json").write_text(json.dumps(entries, indent=2), encoding="utf-8")
     settings = config.folder / "config_sentence_transformers.json"
     if settings.is_file():
-        os.symlink(settings, view / settings.name)
+        _link(settings, view / settings.name)
     return view
+
+
+def _link(source: Path, target: Path) -> None:
+    """`target` standing for `source`: a link to a file; for a folder, a real folder of links, so the module
+    folders of a view lie inside it (lightembed.config refuses module paths that lead outside a model folder)."""
+    if not source.is_dir():
+        os.symlink(source, target)
+        return
+    target.mkdir()
+    for item in source.iterdir():
+        _link(item, target / item.name)

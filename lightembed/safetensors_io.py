@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from lightembed.errors import ModelFileError
+
 _DTYPES = {
     "F64": np.float64,
     "F32": np.float32,
@@ -73,15 +75,15 @@ def map_safetensors(path: str | Path) -> dict[str, np.ndarray]:
     with path.open("rb") as handle:
         head = handle.read(8)
         if len(head) < 8:
-            raise ValueError(f"{path} is not a safetensors file: it is only {len(head)} bytes long.")
+            raise ModelFileError(f"{path} is not a safetensors file: it is only {len(head)} bytes long.")
         (header_len,) = struct.unpack("<Q", head)
         if header_len > size - 8:
-            raise ValueError(f"{path} is not a valid safetensors file: its header length is out of range.")
+            raise ModelFileError(f"{path} is not a valid safetensors file: its header length is out of range.")
         raw_header = handle.read(header_len)
     try:
         header = json.loads(raw_header)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{path} is not a valid safetensors file: unreadable header ({exc}).") from None
+        raise ModelFileError(f"{path} is not a valid safetensors file: unreadable header ({exc}).") from None
     body = 8 + header_len
     tensors: dict[str, np.ndarray] = {}
     for name, info in header.items():
@@ -89,12 +91,12 @@ def map_safetensors(path: str | Path) -> dict[str, np.ndarray]:
             continue
         dtype = info["dtype"]
         if dtype not in _DTYPES:
-            raise ValueError(f"{path}: tensor {name!r} has dtype {dtype}, which cannot be memory-mapped.")
+            raise ModelFileError(f"{path}: tensor {name!r} has dtype {dtype}, which cannot be memory-mapped.")
         start, end = info["data_offsets"]
         shape = tuple(info["shape"])
         np_dtype = np.dtype(_DTYPES[dtype]).newbyteorder("<")
         if end - start != int(np.prod(shape, dtype=np.int64)) * np_dtype.itemsize or body + end > size:
-            raise ValueError(f"{path}: tensor {name!r} does not fit its recorded offsets.")
+            raise ModelFileError(f"{path}: tensor {name!r} does not fit its recorded offsets.")
         if end == start:
             tensors[name] = np.zeros(shape, dtype=np_dtype)
             continue

@@ -126,6 +126,8 @@ def save_model(
         "precision": model.precision,
         "settings": {"max_seq_length": model.max_seq_length, **model._model_config()},
     }
+    if manifests.SUPPORT_FILES in manifest:  # save() rewrote configs: record them as they are now
+        manifest[manifests.SUPPORT_FILES] = manifests.support_files(target)
     manifests.write(target, manifest)
     saved = manifests.read(target)
     # the copy has the recorded bytes (an interrupted copy is caught here)

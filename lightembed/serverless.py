@@ -27,6 +27,7 @@ import traceback
 from pathlib import Path
 from typing import Any, Mapping
 
+from lightembed.errors import LightembedValueError, NonFiniteOutput, kind
 from lightembed.server import protocol
 
 __all__ = ["lambda_handler", "cloud_function", "respond", "load", "handle_event"]
@@ -53,7 +54,7 @@ def load(model: str | None = None, file_name: str | None = None) -> dict[str, An
 
     model = model or os.environ.get("LIGHTEMBED_MODEL")
     if not model:
-        raise ValueError("Set LIGHTEMBED_MODEL to an exported model folder (or a Hub repo id) to serve.")
+        raise LightembedValueError("Set LIGHTEMBED_MODEL to an exported model folder (or a Hub repo id) to serve.")
     threads = os.environ.get("LIGHTEMBED_THREADS")
     loaded = SentenceTransformer(
         model,
@@ -76,7 +77,7 @@ def _init() -> None:
     except Exception as exc:  # noqa: BLE001 - any load failure must become a clean answer, not a crashed runtime
         print(f"lightembed.serverless: could not load {os.environ['LIGHTEMBED_MODEL']!r}:", file=sys.stderr)
         traceback.print_exc()
-        _load_error = protocol.Unavailable(f"The model could not be loaded: {type(exc).__name__}: {exc}")
+        _load_error = protocol.Unavailable(f"The model could not be loaded: {kind(exc)}: {exc}")
 
 
 def respond(raw: bytes | str | Mapping[str, Any]) -> tuple[int, dict[str, Any]]:
@@ -86,13 +87,19 @@ def respond(raw: bytes | str | Mapping[str, Any]) -> tuple[int, dict[str, Any]]:
             raise _load_error or protocol.Unavailable("No model is loaded.")
         if isinstance(raw, Mapping):
             body = dict(raw)
+        elif isinstance(raw, str):
+            if len(raw) > protocol.Limits().max_body_bytes:  # characters, a lower bound of the bytes
+                raise protocol.PayloadTooLarge(f"The request body is over {protocol.Limits().max_body_bytes} bytes.")
+            body = protocol.read_json(raw.encode("utf-8", "surrogatepass"))
         else:
-            body = protocol.read_json(raw.encode("utf-8") if isinstance(raw, str) else raw)
+            body = protocol.read_json(raw)
         request = protocol.parse_embeddings_request(body, _models)
         vectors, tokens = protocol.embed(request, _models[request.model])
         return 200, protocol.embeddings_response(request, vectors, tokens)
     except protocol.ApiError as exc:
         return exc.status, exc.openai_body()
+    except NonFiniteOutput as exc:  # damaged weights: an error, never a vector
+        return 500, protocol.NonFinite(None, str(exc)).openai_body()
     except Exception:  # noqa: BLE001 - the client gets a JSON 500, the traceback goes to the function's log only
         traceback.print_exc()
         return 500, protocol.ApiError(500, "Internal error while embedding; see the function's log.").openai_body()
@@ -103,24 +110,46 @@ def _http_event(event: Mapping[str, Any]) -> bool:
 
 
 def _method(event: Mapping[str, Any]) -> str:
+    """The HTTP method; BadRequest when the event's requestContext is not the shape API Gateway sends."""
     if "httpMethod" in event:  # API Gateway REST (v1)
         return str(event["httpMethod"]).upper()
-    http = (event.get("requestContext") or {}).get("http") or {}  # HTTP API (v2) and Function URLs
-    return str(http.get("method") or "POST").upper()
+    context = event.get("requestContext")
+    if context is None:
+        return "POST"
+    http = context.get("http") if isinstance(context, Mapping) else None  # HTTP API (v2) and Function URLs
+    if not isinstance(context, Mapping) or not isinstance(http, (Mapping, type(None))):
+        raise protocol.BadRequest(
+            "The event's `requestContext` is not an object with an `http` object, as API Gateway and Function "
+            "URLs send it."
+        )
+    method = (http or {}).get("method") or "POST"
+    if not isinstance(method, str):
+        raise protocol.BadRequest(f"The event's `requestContext.http.method` must be a string, got {method!r}.")
+    return method.upper()
 
 
-def _body(event: Mapping[str, Any]) -> bytes:
+def _is_base64(event: Mapping[str, Any]) -> bool:
+    """`isBase64Encoded`: a boolean, or "true"/"false" as some proxies write it."""
+    flag = event.get("isBase64Encoded", False)
+    if isinstance(flag, str) and flag.strip().lower() in ("true", "false"):
+        return flag.strip().lower() == "true"
+    if isinstance(flag, bool) or flag is None:
+        return bool(flag)
+    raise protocol.BadRequest(f"The event's `isBase64Encoded` must be true or false, got {flag!r}.")
+
+
+def _body(event: Mapping[str, Any]) -> bytes | str:
     body = event.get("body")
     if body is None:
         raise protocol.BadRequest("The event has no body: send an OpenAI embeddings request as the POST body.")
     if not isinstance(body, str):
         raise protocol.BadRequest(f"The event's body must be a string, got {type(body).__name__}.")
-    if event.get("isBase64Encoded"):
+    if _is_base64(event):
         try:
             return base64.b64decode(body, validate=True)
         except (binascii.Error, ValueError):
             raise protocol.BadRequest("The event says its body is base64 but it is not valid base64.") from None
-    return body.encode("utf-8")
+    return body  # text, parsed as it is: a raw lone surrogate in it is named by the tokenizer, not an encode error
 
 
 def handle_event(event: Any) -> tuple[int, dict[str, Any]]:
@@ -131,7 +160,10 @@ def handle_event(event: Any) -> tuple[int, dict[str, Any]]:
         ).openai_body()
     if not _http_event(event):
         return respond(event)
-    method = _method(event)
+    try:
+        method = _method(event)
+    except protocol.ApiError as exc:
+        return exc.status, exc.openai_body()
     if method == "GET":
         if _models is None:
             error = _load_error or protocol.Unavailable("No model is loaded.")

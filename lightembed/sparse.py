@@ -13,6 +13,8 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
+from lightembed.errors import LightembedTypeError, LightembedValueError
+
 __all__ = ["SparseEmbeddings", "SparseVector", "as_sparse", "sparse_dot", "sparse_pairwise_dot"]
 
 SIMILARITY_NAMES = ("dot", "cosine", "euclidean", "manhattan")
@@ -46,7 +48,7 @@ class SparseVector:
         self.values = np.asarray(values, dtype=np.float32)
         self.dim = int(dim)
         if self.indices.shape != self.values.shape or self.indices.ndim != 1:
-            raise ValueError("indices and values must be 1-D arrays of the same length.")
+            raise LightembedValueError("indices and values must be 1-D arrays of the same length.")
 
     @property
     def shape(self) -> tuple[int]:
@@ -103,16 +105,16 @@ class SparseEmbeddings:
         self.values = np.asarray(values, dtype=np.float32)
         self.shape = (int(shape[0]), int(shape[1]))
         if self.indptr.shape != (self.shape[0] + 1,) or self.indices.shape != self.values.shape:
-            raise ValueError("Inconsistent CSR arrays: indptr must have rows + 1 entries, indices and values match.")
+            raise LightembedValueError("Inconsistent CSR arrays: indptr must have rows + 1 entries, indices and values match.")
         if self.indptr[-1] != self.values.size:
-            raise ValueError("indptr[-1] must equal the number of stored values.")
+            raise LightembedValueError("indptr[-1] must equal the number of stored values.")
 
     @classmethod
     def from_rows(cls, rows: Sequence[SparseVector], dim: int | None = None) -> "SparseEmbeddings":
         rows = list(rows)
         if dim is None:
             if not rows:
-                raise ValueError("Give dim for an empty list of rows.")
+                raise LightembedValueError("Give dim for an empty list of rows.")
             dim = rows[0].dim
         counts = np.fromiter((r.nnz for r in rows), dtype=np.int64, count=len(rows))
         indptr = np.zeros(len(rows) + 1, dtype=np.int64)
@@ -128,7 +130,7 @@ class SparseEmbeddings:
         if arr.ndim == 1:
             arr = arr[None, :]
         if arr.ndim != 2:
-            raise ValueError(f"Expected a 1-D or 2-D array, got {arr.ndim}-D.")
+            raise LightembedValueError(f"Expected a 1-D or 2-D array, got {arr.ndim}-D.")
         rows, cols = np.nonzero(arr)
         indptr = np.zeros(arr.shape[0] + 1, dtype=np.int64)
         np.cumsum(np.bincount(rows, minlength=arr.shape[0]), out=indptr[1:])
@@ -206,13 +208,13 @@ def as_sparse(x: Any, name: str = "embeddings") -> tuple[SparseEmbeddings, bool]
         csr.sort_indices()
         return SparseEmbeddings(csr.indptr, csr.indices, csr.data, csr.shape), False
     if x is None:
-        raise TypeError(f"{name} must be embeddings, got None.")
+        raise LightembedTypeError(f"{name} must be embeddings, got None.")
     try:
         arr = np.asarray(x, dtype=np.float32)
     except (TypeError, ValueError) as exc:
-        raise TypeError(f"{name} could not be read as embeddings: {exc}") from None
+        raise LightembedTypeError(f"{name} could not be read as embeddings: {exc}") from None
     if arr.ndim not in (1, 2):
-        raise ValueError(f"{name} must be 1-D or 2-D, got {arr.ndim}-D.")
+        raise LightembedValueError(f"{name} must be 1-D or 2-D, got {arr.ndim}-D.")
     return SparseEmbeddings.from_dense(arr), arr.ndim == 1
 
 
@@ -229,7 +231,7 @@ def sparse_dot(a: SparseEmbeddings, b: SparseEmbeddings) -> np.ndarray:
     dimensions, so the work is the number of (entry of a, entry of b) pairs that share a dimension. float64
     accumulation, float32 result."""
     if a.shape[1] != b.shape[1]:
-        raise ValueError(f"Dimension mismatch: {a.shape[1]} vs {b.shape[1]}.")
+        raise LightembedValueError(f"Dimension mismatch: {a.shape[1]} vs {b.shape[1]}.")
     n, m = a.shape[0], b.shape[0]
     out = np.zeros((n, m), dtype=np.float32)
     if a.nnz == 0 or b.nnz == 0:
@@ -267,7 +269,7 @@ def sparse_dot(a: SparseEmbeddings, b: SparseEmbeddings) -> np.ndarray:
 def sparse_pairwise_dot(a: SparseEmbeddings, b: SparseEmbeddings) -> np.ndarray:
     """(n,) dot products of row i of `a` with row i of `b`."""
     if a.shape != b.shape:
-        raise ValueError(f"Pairwise similarity needs the same shapes, got {a.shape} and {b.shape}.")
+        raise LightembedValueError(f"Pairwise similarity needs the same shapes, got {a.shape} and {b.shape}.")
     n = a.shape[0]
     out = np.zeros(n, dtype=np.float32)
     step = max(1, _SIM_BLOCK_ELEMS // max(a.shape[1], 1))
@@ -339,10 +341,10 @@ def intersection(embeddings_1: Any, embeddings_2: Any) -> Any:
     (positive) in both: a SparseVector for a 1-D second argument, else SparseEmbeddings."""
     a, a_1d = as_sparse(embeddings_1, "embeddings_1")
     if not a_1d and len(a) != 1:
-        raise ValueError(f"Expected one embedding for embeddings_1, got shape {a.shape}.")
+        raise LightembedValueError(f"Expected one embedding for embeddings_1, got shape {a.shape}.")
     b, b_1d = as_sparse(embeddings_2, "embeddings_2")
     if a.shape[1] != b.shape[1]:
-        raise ValueError(f"Vocab dimension mismatch: {a.shape[1]} vs {b.shape[1]}.")
+        raise LightembedValueError(f"Vocab dimension mismatch: {a.shape[1]} vs {b.shape[1]}.")
     dense = a[0].toarray()
     prod = dense[b.indices] * b.values
     keep = prod > 0

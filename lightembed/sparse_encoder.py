@@ -16,18 +16,24 @@ relu/log1p in place (`out=`) before summing. Only the pooled rows' non-zero entr
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Sequence, overload
-
-import warnings
+from typing import Any, ClassVar, Literal, Sequence, overload
 
 import numpy as np
 
 from lightembed import sparse
-from lightembed.base import EmbeddingModel, ModelSetup
-from lightembed.config import TransformerSettings, read_json, read_model_settings, read_modules, read_transformer_settings
-from lightembed.inputs import as_text_list, check_batch_size, check_int, pop_legacy, take_sentences
+from lightembed.base import SIMILARITY_NAMES, EmbeddingModel, ModelSetup
+from lightembed.config import (
+    TransformerSettings,
+    read_json,
+    read_model_settings,
+    read_modules,
+    read_transformer_settings,
+)
+from lightembed.errors import LightembedTypeError, LightembedValueError
+from lightembed.inputs import as_text_list, check_batch_size, check_int, pop_legacy, take_sentences, take_task_options
 from lightembed.sparse import SparseEmbeddings, SparseVector
 from lightembed.tokenize import Batch
 
@@ -67,19 +73,19 @@ def load_splade_config(folder: str | Path) -> SpladeConfig:
         for kind, path, type_name in entries:
             if kind in ("Transformer", "MLMTransformer"):
                 if transformer_dir is not None:
-                    raise ValueError(f"{modules_path} lists more than one Transformer module.")
+                    raise LightembedValueError(f"{modules_path} lists more than one Transformer module.")
                 transformer_dir = path
             elif kind == "SpladePooling":
                 pooling = read_json(path / "config.json")
             else:
-                raise ValueError(
+                raise LightembedValueError(
                     f"Module type {type_name!r} in {modules_path} is not supported by lightembed's "
                     "SparseEncoder (supported: a fill-mask Transformer / MLMTransformer followed by SpladePooling)."
                 )
         if transformer_dir is None:
-            raise ValueError(f"{modules_path} lists no Transformer module.")
+            raise LightembedValueError(f"{modules_path} lists no Transformer module.")
         if pooling is None:
-            raise ValueError(
+            raise LightembedValueError(
                 f"{modules_path} has no SpladePooling module; lightembed's SparseEncoder runs SPLADE models only."
             )
     else:
@@ -89,15 +95,15 @@ def load_splade_config(folder: str | Path) -> SpladeConfig:
     settings = read_transformer_settings(transformer_dir, folder)
     task = settings.transformer_task
     if task not in (None, "fill-mask"):
-        raise ValueError(
+        raise LightembedValueError(
             f"The Transformer module in {folder} has transformer_task {task!r}; SPLADE needs 'fill-mask' logits."
         )
     strategy = pooling.get("pooling_strategy", "max")
     activation = pooling.get("activation_function", "relu")
     if strategy not in _POOLING_STRATEGIES:
-        raise ValueError(f"SpladePooling pooling_strategy must be one of {_POOLING_STRATEGIES}, got {strategy!r}.")
+        raise LightembedValueError(f"SpladePooling pooling_strategy must be one of {_POOLING_STRATEGIES}, got {strategy!r}.")
     if activation not in _ACTIVATIONS:
-        raise ValueError(f"SpladePooling activation_function must be one of {_ACTIVATIONS}, got {activation!r}.")
+        raise LightembedValueError(f"SpladePooling activation_function must be one of {_ACTIVATIONS}, got {activation!r}.")
     dim = pooling.get("embedding_dimension", pooling.get("word_embedding_dimension"))
     prompts, default_prompt_name, similarity_fn_name = read_model_settings(folder)
     return SpladeConfig(
@@ -163,6 +169,7 @@ class SparseEncoder(EmbeddingModel):
 
     _preferred_outputs = ("logits", "token_embeddings")
     _default_similarity = "dot"
+    SUPPORTED_SIMILARITY_FN_NAMES: ClassVar[tuple[str, ...]] = SIMILARITY_NAMES
 
     def __init__(
         self,
@@ -196,7 +203,7 @@ class SparseEncoder(EmbeddingModel):
         processor_kwargs = pop_legacy(kwargs, processor_kwargs, "tokenizer_kwargs")
         kwargs.pop("modules", None)
         if kwargs:
-            raise TypeError(f"SparseEncoder() got unexpected keyword arguments: {sorted(kwargs)}.")
+            raise LightembedTypeError(f"SparseEncoder() got unexpected keyword arguments: {sorted(kwargs)}.")
         del config_kwargs, model_card_data, trust_remote_code  # nothing to configure or run in an exported graph
         self.max_active_dims = _check_max_active_dims(max_active_dims)
         self.max_logits_bytes = max_logits_bytes
@@ -230,12 +237,12 @@ class SparseEncoder(EmbeddingModel):
         self.config = load_splade_config(self.model_dir)
         name, shape = self._graph.output_name, self._graph.output_shape()
         if shape is not None and len(shape) != 3:
-            raise ValueError(
+            raise LightembedValueError(
                 f"The ONNX graph's output {name!r} has shape {shape}; SPLADE needs per-token vocabulary "
                 "logits (batch, seq, vocab) from a fill-mask (masked-LM) export."
             )
         if name in ("last_hidden_state", "sentence_embedding", "pooler_output"):
-            raise ValueError(
+            raise LightembedValueError(
                 f"The ONNX graph outputs {name!r} (hidden states); SPLADE needs per-token vocabulary logits from "
                 "a fill-mask (masked-LM) export. Is this an embedding model? Use SentenceTransformer."
             )
@@ -278,7 +285,7 @@ class SparseEncoder(EmbeddingModel):
         weights), run in sub-batches whose logits stay under `max_logits_bytes`."""
         budget = self.max_logits_bytes
         if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
-            raise ValueError(f"max_logits_bytes must be a positive integer, got {budget!r}.")
+            raise LightembedValueError(f"max_logits_bytes must be a positive integer, got {budget!r}.")
         dim = self._vocab_size
         left = self.tokenizer_wrapper.padding_side == "left"
         arrays = batch.as_dict()
@@ -294,7 +301,7 @@ class SparseEncoder(EmbeddingModel):
             sub = {name: arr[start:stop, cols] for name, arr in arrays.items()}
             logits = self._graph(sub)
             if logits.ndim != 3:
-                raise ValueError(f"The ONNX graph returned logits of shape {logits.shape}; expected 3-D.")
+                raise LightembedValueError(f"The ONNX graph returned logits of shape {logits.shape}; expected 3-D.")
             if not logits.flags.writeable:
                 logits = logits.copy()
             if dim != logits.shape[2]:
@@ -388,9 +395,7 @@ class SparseEncoder(EmbeddingModel):
         the k largest weights per text (default: the model's). `save_to_cpu` has no effect (results are NumPy).
         """
         inputs = take_sentences(inputs, kwargs)
-        kwargs.pop("task", None)  # routing by task needs a Router module, which SPLADE models don't have
-        if kwargs.pop("processing_kwargs", None):
-            raise ValueError("processing_kwargs is not supported by lightembed; set max_seq_length instead.")
+        take_task_options(kwargs)  # routing by task needs a Router module, which SPLADE models don't have
         del save_to_cpu
         if self._uses_pool(pool, device):
             from lightembed.pool import encode_sparse

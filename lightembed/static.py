@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from lightembed.errors import LightembedValueError
 from lightembed.jsonfiles import read_json
 from lightembed.safetensors_io import tensor_names
 
@@ -93,7 +94,7 @@ def _length(value: Any, where: Path) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"max_length in {where} must be a positive integer or null, got {value!r}.")
+        raise LightembedValueError(f"max_length in {where} must be a positive integer or null, got {value!r}.")
     return value
 
 

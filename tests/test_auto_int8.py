@@ -1,5 +1,6 @@
-"""--quantize auto keeps no int8 file that fails its own check: it falls back to per-token int8, or writes none and
-fails saying why."""
+"""--quantize auto keeps a batch-invariant int8 file when one keeps the auto bar (min cos >= 0.97, mean >= 0.99 on
+the probes and the calibration texts), the dynamic file only when none does, and no int8 file that fails: then it
+writes none and fails saying why."""
 
 from __future__ import annotations
 
@@ -40,8 +41,9 @@ def _tiny(tmp_path):
     "amx, kept",
     [(False, "onnx/model_qint8_rowwise.onnx"), (True, "onnx/model_qint8_weights.onnx")],
 )
-def test_auto_falls_back_to_the_best_recipe_for_the_machine_when_dynamic_fails(tmp_path, monkeypatch, amx, kept):
-    """Per-token int8 first; where OpenVINO will run it (extra installed, AMX-BF16), the int8-weights file first."""
+def test_auto_keeps_the_best_batch_invariant_recipe_for_the_machine(tmp_path, monkeypatch, amx, kept):
+    """Per-token int8 first; where OpenVINO will run it (extra installed, AMX-BF16), the int8-weights file first;
+    the dynamic file is deleted (here it is broken as well: it is not even needed)."""
     from lightembed import machine
     from lightembed.graphs import openvino as openvino_backend
     from lightembed_export import export_model
@@ -58,8 +60,11 @@ def test_auto_falls_back_to_the_best_recipe_for_the_machine_when_dynamic_fails(t
     dynamic = quantizing.file_name(quantizing.detect_cpu_target()[0])
     assert not (out / "onnx" / dynamic).exists()  # the failing file is gone
     record = manifest["quantize_auto"]
-    assert record["kept"] == kept
-    assert [t["passed"] for t in record["tried"]] == [False, True]
+    assert record["kept"] == kept and "batch-invariant" in record["why"]
+    assert [(t["target"], t["passed"]) for t in record["tried"]] == [(kept.split("_")[-1][:-5], True)]
+    check = paths[kept]["auto_check"]
+    assert check["passed"] and check["bar"] == {"min_cosine": 0.97, "mean_cosine": 0.99}
+    assert check["texts"]["texts"] > 17 and check["texts"]["min_cosine"] >= 0.97  # the calibration texts, measured
 
 
 def test_auto_writes_no_int8_file_when_no_recipe_passes(tmp_path, monkeypatch):
@@ -106,11 +111,49 @@ def test_auto_writes_no_int8_file_when_no_recipe_passes(tmp_path, monkeypatch):
     assert [f["path"] for f in manifest["files"]] == ["onnx/model.onnx"]
 
 
-def test_auto_keeps_a_passing_dynamic_file(tmp_path):
-    from lightembed_export import export_model
+def test_auto_keeps_a_passing_dynamic_file_only_when_no_batch_invariant_recipe_passes(tmp_path, monkeypatch):
+    from lightembed_export import auto_int8, export_model
 
+    real_rowwise = quantizing.quantize_rowwise_file
+
+    def broken_rowwise(fp32):
+        done = real_rowwise(fp32)
+        _broken_dynamic(lambda *a, **k: done)(fp32, None, None)
+        return done
+
+    monkeypatch.setattr(quantizing, "quantize_rowwise_file", broken_rowwise)
+    monkeypatch.setattr(auto_int8, "preferred", lambda: (quantizing.ROWWISE,))
     out = tmp_path / "out"
     export_model(_tiny(tmp_path), out, quantize=["auto"], verbose=False)
     manifest = json.loads((out / "lightembed.json").read_text())
-    assert "quantize_auto" not in manifest and not (out / "onnx" / "model_qint8_rowwise.onnx").exists()
-    assert len(manifest["files"]) == 2 and all(f["passed"] for f in manifest["files"])
+    dynamic = "onnx/" + quantizing.file_name(quantizing.detect_cpu_target()[0])
+    assert [f["path"] for f in manifest["files"]] == ["onnx/model.onnx", dynamic]
+    assert manifest["quantize_auto"]["kept"] == dynamic and "no batch-invariant recipe" in manifest["quantize_auto"]["why"]
+    assert not (out / "onnx" / "model_qint8_rowwise.onnx").exists()
+    assert manifest["files"][1]["auto_check"]["passed"]
+
+
+def test_the_auto_bar_refuses_what_the_file_kind_threshold_lets_through(tmp_path, monkeypatch):
+    """Every recipe passes mean >= 0.9 on the tiny model; with the bar set past what int8 keeps, none is kept."""
+    from lightembed_export import auto_int8, export_model
+    from lightembed_export.errors import VerificationError
+
+    monkeypatch.setattr(auto_int8, "MEAN_COSINE", 0.999999999)
+    out = tmp_path / "out"
+    with pytest.raises(VerificationError, match="auto bar min >= 0.97, mean >= 0.999"):
+        export_model(_tiny(tmp_path), out, quantize=["auto"], verbose=False)
+    assert not list((out / "onnx").glob("*int8*"))
+
+
+def test_auto_prefers_a_batch_invariant_file_to_a_passing_dynamic_one(tmp_path, monkeypatch):
+    from lightembed import machine
+    from lightembed_export import export_model
+
+    monkeypatch.setattr(machine, "has_amx_bf16", lambda flags=None: False)
+    out = tmp_path / "out"
+    export_model(_tiny(tmp_path), out, quantize=["auto"], verbose=False)
+    manifest = json.loads((out / "lightembed.json").read_text())
+    assert [f["path"] for f in manifest["files"]] == ["onnx/model.onnx", "onnx/model_qint8_rowwise.onnx"]
+    assert not (out / "onnx" / quantizing.file_name(quantizing.detect_cpu_target()[0])).exists()
+    assert manifest["files"][1]["quantization"]["batch_invariant"]
+    assert manifest["quantize_auto"]["bar"]["min_cosine"] == 0.97

@@ -178,9 +178,13 @@ def test_three_labels_identity_by_default_and_softmax_on_request(ce3):
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-6)
 
 
-def test_apply_softmax_on_one_label_gives_ones_like_sentence_transformers(ce1):
-    # sentence-transformers applies softmax over the (batch, 1) scores before squeezing.
-    np.testing.assert_array_equal(CrossEncoder(ce1).predict(PAIRS, apply_softmax=True), np.ones(len(PAIRS)))
+def test_apply_softmax_on_one_label_changes_nothing_as_in_sentence_transformers_6(ce1):
+    # sentence-transformers 6 squeezes a one-label model's (batch, 1) scores before its softmax, which then does not
+    # apply (5.x took the softmax over the one label first, which made every score 1.0).
+    model = CrossEncoder(ce1)
+    scores = model.predict(PAIRS, apply_softmax=True)
+    np.testing.assert_array_equal(scores, model.predict(PAIRS))
+    assert not np.allclose(scores, 1.0)
 
 
 def test_activation_lookup_order(tmp_path, caplog):

@@ -186,3 +186,48 @@ def test_progress_bar_counts_rows(tmp_path, model, capsys):
     embed_file(src, tmp_path / "out.npy", model, chunk_rows=100)
     err = capsys.readouterr().err
     assert "Embedding" in err and f"{len(TEXTS)}/{len(TEXTS)}" in err  # Parquet knows its row count
+
+
+# ----- errors that name the row, and rows that are fine (issue 24) -----------------------------------------------
+LONG = "the cat sat on the mat " * 20  # ~460 characters: 3000 rows are well past pyarrow's 1 MiB blocks
+
+
+def test_a_broken_jsonl_row_after_the_first_megabyte_is_named_by_its_row(tmp_path, model):
+    rows = [json.dumps({"text": LONG, "id": i}) for i in range(4000)]
+    rows[3000] = '{"text": "broken'
+    (tmp_path / "in.jsonl").write_text("\n".join(rows) + "\n")
+    with pytest.raises(ValueError, match=r"in\.jsonl: row 3000\b"):
+        embed_file(tmp_path / "in.jsonl", tmp_path / "o.parquet", model, show_progress_bar=False)
+
+
+def test_a_broken_csv_row_after_the_first_megabyte_is_named_by_its_row(tmp_path, model):
+    lines = ["text,id"] + [f"{LONG},{i}" for i in range(4000)]
+    lines[3001] = "a,b,c"  # data row 3000
+    (tmp_path / "in.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match=r"in\.csv: row 3000\b"):
+        embed_file(tmp_path / "in.csv", tmp_path / "o.parquet", model, show_progress_bar=False)
+
+
+def test_a_valid_row_with_an_extra_field_later_in_the_file_is_embedded(tmp_path, model):
+    rows = [{"text": f"{LONG} {i}", "id": i} for i in range(3000)]
+    rows[2500]["source"] = "web"  # a field the first block never had
+    with open(tmp_path / "in.jsonl", "w") as f:
+        f.write("".join(json.dumps(r) + "\n" for r in rows))
+    result = embed_file(tmp_path / "in.jsonl", tmp_path / "o.parquet", model, show_progress_bar=False, chunk_rows=1000)
+    assert result.rows == 3000
+    table = pq.read_table(tmp_path / "o.parquet")
+    assert table.column("id").to_pylist() == list(range(3000))
+    got = np.array(table.column("embedding").to_pylist()[2500], dtype=np.float32)
+    np.testing.assert_allclose(got, model.encode(rows[2500]["text"]), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv"])
+def test_invalid_utf8_names_the_file_and_row(tmp_path, model, suffix):
+    good = [f"{LONG} {i}" for i in range(2500)]
+    if suffix == ".jsonl":
+        data = b"".join(json.dumps({"text": t}).encode() + b"\n" for t in good) + b'{"text": "bad \xff"}\n'
+    else:
+        data = b"text\n" + b"".join(t.encode() + b"\n" for t in good) + b"bad \xff\n"
+    (tmp_path / f"in{suffix}").write_bytes(data)
+    with pytest.raises(ValueError, match=rf"in\{suffix}: row 2500: .*not valid UTF-8"):
+        embed_file(tmp_path / f"in{suffix}", tmp_path / "o.parquet", model, show_progress_bar=False)

@@ -209,3 +209,68 @@ def test_processor_and_config_kwargs_apply_or_are_refused_by_name(tiny_model):
     with pytest.raises(ValueError, match=r"config_kwargs \['attn_implementation'\]"):
         SentenceTransformer(tiny_model, config_kwargs={"attn_implementation": "sdpa"})
     assert SentenceTransformer(tiny_model, processor_kwargs={}, config_kwargs={}).max_seq_length == 12
+
+
+def test_a_graph_that_returns_nan_is_an_error_not_a_vector(tiny_model):
+    """Damaged weights with no manifest to catch them: the output is refused, never returned as a vector."""
+    from onnx import load, numpy_helper, save
+
+    path = Path(tiny_model) / "onnx" / "model.onnx"
+    graph = load(str(path))
+    for i, init in enumerate(graph.graph.initializer):
+        if init.name == "E":
+            table = numpy_helper.to_array(init).copy()
+            table[:] = np.nan
+            graph.graph.initializer[i].CopyFrom(numpy_helper.from_array(table, "E"))
+    save(graph, str(path))
+    for backend in ("onnx", "openvino"):
+        with pytest.raises(ValueError, match="non-finite values"):
+            SentenceTransformer(tiny_model, backend=backend).encode(TEXTS)
+
+
+def test_module_paths_stay_inside_the_folder(tiny_model, tmp_path):
+    modules_json = Path(tiny_model) / "modules.json"
+    modules = json.loads(modules_json.read_text())
+    outside = tmp_path / "elsewhere"
+    (outside / "1_Pooling").mkdir(parents=True)
+    (outside / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_cls_token": True}))
+    modules[1]["path"] = "../elsewhere/1_Pooling"
+    modules_json.write_text(json.dumps(modules))
+    with pytest.raises(ValueError, match="leads outside the model folder"):
+        SentenceTransformer(tiny_model)
+
+
+def test_the_manifest_covers_the_tokenizer_and_configs(tiny_model):
+    """A valid but scrambled tokenizer.json, or an edited config, changes the vectors without touching the ONNX
+    file: the manifest's support_files catch it at load."""
+    folder = _exported(Path(tiny_model))
+    data = json.loads((folder / manifest.MANIFEST_NAME).read_text())
+    data[manifest.SUPPORT_FILES] = manifest.support_files(folder)
+    manifest.write(folder, data)
+    listed = {f["path"] for f in data[manifest.SUPPORT_FILES]}
+    assert {"tokenizer.json", "modules.json", "1_Pooling/config.json", "config.json"} <= listed
+    assert SentenceTransformer(folder).runtime_info.verified
+    tokenizer = json.loads((folder / "tokenizer.json").read_text())
+    vocab = tokenizer["model"]["vocab"]
+    names = list(vocab)
+    tokenizer["model"]["vocab"] = dict(zip(names, reversed(list(vocab.values()))))  # still a valid tokenizer
+    (folder / "tokenizer.json").write_text(json.dumps(tokenizer))
+    with pytest.raises(IntegrityError, match="tokenizer.json does not match"):
+        SentenceTransformer(folder)
+    assert SentenceTransformer(folder, verify=False).encode(TEXTS).shape == (3, 8)
+    (folder / "tokenizer.json").unlink()
+    with pytest.raises(IntegrityError, match="tokenizer.json, which lightembed.json lists, is missing"):
+        SentenceTransformer(folder)
+
+
+def test_every_error_lightembed_raises_is_a_lightembed_error():
+    """No bare built-in ValueError/TypeError/RuntimeError raised anywhere in lightembed/: each is one of
+    lightembed.errors' types (which keep the built-in type as a base)."""
+    bare = []
+    for name, tree in _sources().items():
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call):
+                func = node.exc.func
+                if isinstance(func, ast.Name) and func.id in ("ValueError", "TypeError", "RuntimeError"):
+                    bare.append(f"{name}:{node.lineno}")
+    assert bare == []

@@ -215,3 +215,33 @@ def test_sparse_encoder_and_cross_encoder_accept_a_pool(tmp_path):
         )
         same(ce.predict(PAIRS[1], pool=ce_pool), ce.predict(PAIRS[1]))
     assert workers_alive() <= before
+
+
+# ----- a script without `if __name__ == "__main__":` (issue 24) ---------------------------------------------------
+@pytest.mark.parametrize("guarded", [False, True], ids=["unguarded", "guarded"])
+def test_a_pool_started_by_unguarded_script_code_is_a_clear_error(tmp_path, guarded):
+    import subprocess
+    import sys
+    import textwrap
+    from pathlib import Path
+
+    folder = make_model(tmp_path / "m")
+    body = textwrap.dedent(f"""
+        from lightembed import SentenceTransformer
+        model = SentenceTransformer({str(folder)!r})
+        def run():
+            with model.start_multi_process_pool(["cpu", "cpu"]) as pool:
+                print("shape", model.encode(["a", "b", "c"], pool=pool).shape)
+    """)
+    body += 'if __name__ == "__main__":\n    run()\n' if guarded else "run()\n"
+    script = tmp_path / "script.py"
+    script.write_text(body)
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                         env={**os.environ, "PYTHONPATH": str(root)})
+    if guarded:
+        assert out.returncode == 0 and "shape (3, " in out.stdout, out.stderr
+    else:
+        assert out.returncode == 1
+        assert 'under `if __name__ == "__main__":`' in out.stderr and f"{script} (line 7)" in out.stderr
+        assert out.stderr.count("Traceback") == 1  # the parent's error only: no worker was started

@@ -40,11 +40,11 @@ def free_port() -> int:
 class Server:
     """A `lightembed serve` subprocess; `url` is its base URL."""
 
-    def __init__(self, args: list[str], env: dict | None = None) -> None:
+    def __init__(self, args: list[str], env: dict | None = None, log_level: str = "warning") -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "lightembed.cli", "serve", *args, "--port", str(self.port), "--log-level", "warning"],
+            [sys.executable, "-m", "lightembed.cli", "serve", *args, "--port", str(self.port), "--log-level", log_level],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, **(env or {})},
         )
         deadline = time.monotonic() + 60

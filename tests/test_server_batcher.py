@@ -11,15 +11,20 @@ import pytest
 
 from lightembed.server.batcher import Batcher
 from lightembed.server.protocol import Overloaded
+from lightembed.tokenize import plan_batches, token_counts
 
 
 class FakeModel:
     """forward() returns each row's token ids summed (so results show which input they came from), records
     every batch and the thread it ran in, and fails on a batch holding the id 666."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_batch_tokens=None) -> None:
         self.batches: list[list[int]] = []
         self.threads: set[str] = set()
+        self.max_batch_tokens = max_batch_tokens
+
+    def plan(self, encodings, batch_size):
+        return plan_batches(token_counts(encodings), batch_size, self.max_batch_tokens)
 
     def pad(self, encodings):
         width = max(len(e.ids) for e in encodings)
@@ -48,7 +53,7 @@ def test_concurrent_requests_share_batches_and_get_their_own_rows_in_order():
     model = FakeModel()
 
     async def main():
-        b = Batcher(model, max_items=8, max_tokens=None, wait_s=0.05)
+        b = Batcher(model, max_items=8, wait_s=0.05)
         b.start()
         jobs = [b.submit([enc(i, 1), enc(i, 2, 3)]) for i in range(1, 5)]
         out = await asyncio.gather(*jobs)
@@ -63,10 +68,10 @@ def test_concurrent_requests_share_batches_and_get_their_own_rows_in_order():
 
 
 def test_big_request_is_split_under_items_and_tokens_and_reassembled():
-    model = FakeModel()
+    model = FakeModel(max_batch_tokens=8)
 
     async def main():
-        b = Batcher(model, max_items=3, max_tokens=8, wait_s=0)
+        b = Batcher(model, max_items=3, wait_s=0)
         b.start()
         rows = await b.submit([enc(*([1] * n)) for n in (1, 5, 2, 4, 3, 1, 2)])
         await b.close()
@@ -82,7 +87,7 @@ def test_no_merge_runs_each_request_alone():
     model = FakeModel()
 
     async def main():
-        b = Batcher(model, max_items=8, max_tokens=None, wait_s=0.05, merge=False)
+        b = Batcher(model, max_items=8, wait_s=0.05, merge=False)
         b.start()
         await asyncio.gather(*[b.submit([enc(i)]) for i in range(1, 5)])
         await b.close()
@@ -95,7 +100,7 @@ def test_different_keys_never_share_a_batch():
     model = FakeModel()
 
     async def main():
-        b = Batcher(model, max_items=8, max_tokens=None, wait_s=0.05)
+        b = Batcher(model, max_items=8, wait_s=0.05)
         b.start()
         a, c = await asyncio.gather(b.submit([enc(1)], key="x", scale=1), b.submit([enc(1)], key="y", scale=10))
         await b.close()
@@ -110,7 +115,7 @@ def test_one_bad_input_fails_only_its_own_request():
     model = FakeModel()
 
     async def main():
-        b = Batcher(model, max_items=8, max_tokens=None, wait_s=0.05)
+        b = Batcher(model, max_items=8, wait_s=0.05)
         b.start()
         out = await asyncio.gather(b.submit([enc(1)]), b.submit([enc(666)]), b.submit([enc(2)]), return_exceptions=True)
         await b.close()
@@ -125,7 +130,7 @@ def test_cancelled_request_costs_no_inference_and_frees_its_queue_room():
     model = FakeModel()
 
     async def main():
-        b = Batcher(model, max_items=8, max_tokens=None, wait_s=0.3, max_queue=3)
+        b = Batcher(model, max_items=8, wait_s=0.3, max_queue=3)
         b.start()
         gone = asyncio.ensure_future(b.submit([enc(7), enc(8)]))
         await asyncio.sleep(0.05)
@@ -147,10 +152,207 @@ def test_short_inputs_are_not_padded_to_a_long_one_gathered_with_them():
     model = FakeModel()
 
     async def main():
-        b = Batcher(model, max_items=8, max_tokens=None, wait_s=0.05)
+        b = Batcher(model, max_items=8, wait_s=0.05)
         b.start()
         await asyncio.gather(b.submit([enc(*[1] * 40)]), *[b.submit([enc(1, 1, 1)]) for _ in range(3)], b.submit([enc(*[1] * 15)]))
         await b.close()
 
     run(main())
     assert model.batches == [[40], [15], [3, 3, 3]]  # one gather, cut where an input is under half the longest
+
+
+# ----- admission and order by expected work ------------------------------------------------------------------------
+class SlowModel(FakeModel):
+    """FakeModel whose forward takes 1 ms per padded token (so the drain rate is about 1000 tokens/s)."""
+
+    ms_per_token = 1.0
+
+    def forward(self, batch, scale=1):
+        import time
+
+        time.sleep(batch.input_ids.size * self.ms_per_token / 1000)
+        return super().forward(batch, scale)
+
+
+def within(timeout: float):
+    """Set the request deadline as the app does for one request."""
+    import time
+
+    from lightembed.server.batcher import request_deadline
+
+    return request_deadline.set((time.monotonic() + timeout, timeout))
+
+
+def test_cost_is_estimated_with_the_models_own_plan():
+    model = FakeModel(max_batch_tokens=8)
+    b = Batcher(model, max_items=3)
+    # plan: [5, 4] (cap 8 // 5 = 1 row -> [5], then [4, 3] ...): each input costs its batch's longest
+    unit = b.cost([enc(*[1] * n) for n in (1, 5, 2, 4, 3)])
+    plan = model.plan([enc(*[1] * n) for n in (1, 5, 2, 4, 3)], 3)
+    want = np.zeros(5)
+    for idx in plan:
+        want[idx] = max((1, 5, 2, 4, 3)[i] for i in idx)
+    np.testing.assert_array_equal(unit, want)
+
+
+def test_small_requests_run_before_a_large_one_that_arrived_first():
+    model = FakeModel(max_batch_tokens=8)  # one batch of work: 8 tokens; the large request is 60
+
+    async def main():
+        b = Batcher(model, max_items=4, wait_s=0.05)
+        b.start()
+        big = b.submit([enc(100 + i, 1, 1, 1, 1) for i in range(12)])
+        small = [b.submit([enc(i)]) for i in (1, 2, 3)]
+        await asyncio.gather(big, *small)
+        await b.close()
+
+    run(main())
+    # the first batch holds the three one-token requests (shortest work first), not the big one's first 4 inputs
+    # (one gather: the three of them and one input of the big one, which runs as its own padded group)
+    assert {1, 2, 3} <= set(model.batches[0] + model.batches[1])
+
+
+def test_overload_is_a_429_at_once_with_retry_after_from_the_drain_rate():
+    model = SlowModel()
+
+    async def main():
+        import time
+
+        b = Batcher(model, max_items=8, wait_s=0)
+        b.start()
+        await b.submit([enc(*[1] * 50)])  # measures the rate (~1000 padded tokens/s)
+        within(1.0)
+        running = asyncio.ensure_future(b.submit([enc(*[1] * 100)] * 6))  # 600 tokens: ~0.6 s, admitted
+        await asyncio.sleep(0.01)
+        start = time.monotonic()
+        with pytest.raises(Overloaded) as info:
+            await b.submit([enc(*[1] * 100)] * 6)  # 0.6 s more does not fit in 0.8 x 1 s
+        refused_in = time.monotonic() - start
+        await running
+        await b.close()
+        return info.value, refused_in
+
+    error, refused_in = run(main())
+    assert refused_in < 0.1  # refused at arrival, not after waiting
+    assert 1 <= int(error.headers()["Retry-After"]) <= 2
+    assert "request timeout" in error.message
+
+
+def test_a_request_larger_than_the_whole_timeout_is_413():
+    from lightembed.server.protocol import PayloadTooLarge
+
+    model = SlowModel()
+
+    async def main():
+        b = Batcher(model, max_items=8, wait_s=0)
+        b.start()
+        await b.submit([enc(*[1] * 50)])
+        within(0.5)
+        with pytest.raises(PayloadTooLarge) as info:
+            await b.submit([enc(*[1] * 100)] * 8)  # ~0.8 s alone
+        await b.close()
+        return info.value
+
+    assert "fewer or shorter inputs" in run(main()).message
+
+
+def test_work_that_can_no_longer_finish_in_time_is_refused_before_it_starts():
+    model = SlowModel()
+
+    async def main():
+        b = Batcher(model, max_items=2, wait_s=0)
+        b.start()
+        await b.submit([enc(*[1] * 50)])  # measured: 1 ms per token
+        model.ms_per_token = 5  # the model gets slower than measured (a neighbour took the cores)
+        within(10.0)
+        first = asyncio.ensure_future(b.submit([enc(*[1] * 100)]))  # runs at once, takes 0.5 s
+        await asyncio.sleep(0.02)
+        within(0.6)  # admitted by the old rate (0.1 s ahead + 0.2 s), late by the new one
+        late = asyncio.ensure_future(b.submit([enc(7, *[1] * 199)]))
+        out = await asyncio.gather(first, late, return_exceptions=True)
+        await b.close()
+        return out
+
+    first, late = run(main())
+    assert len(first) == 1
+    assert isinstance(late, Overloaded) and "not started" in late.message
+    assert all(7 + 199 not in batch for batch in model.batches)  # its input never ran
+
+
+def test_a_large_request_is_not_starved_by_a_stream_of_small_ones():
+    model = SlowModel(max_batch_tokens=100)  # one batch of work: 100 tokens; the large request is 800
+
+    async def main():
+        b = Batcher(model, max_items=2, wait_s=0)
+        b.start()
+        await b.submit([enc(*[1] * 50)])
+        within(3.0)
+        big = asyncio.ensure_future(b.submit([enc(9, *[1] * 99)] * 8))  # ~0.8 s of work, 3 s to do it
+        stop = False
+
+        async def stream():
+            while not stop:
+                await b.submit([enc(*[1] * 20)] * 2)  # always shorter than what is left of the big one
+
+        streams = [asyncio.ensure_future(stream()) for _ in range(4)]
+        rows = await big
+        stop = True
+        await asyncio.gather(*streams, return_exceptions=True)
+        await b.close()
+        return rows
+
+    assert len(run(main())) == 8  # finished before its deadline although shorter work kept arriving
+
+
+def test_the_speed_fit_separates_the_fixed_cost_of_a_batch_from_the_cost_of_tokens():
+    b = Batcher(FakeModel(), max_items=32)
+    assert b.speed() is None and b.rate is None
+    for batches, tokens in [(1, 16), (1, 20), (4, 8192), (1, 12), (2, 4096), (1, 256)] * 3:
+        b.record_speed(batches, tokens, 0.01 * batches + 1e-4 * tokens)  # 10 ms a batch, 0.1 ms a token
+    fixed, per_token = b.speed()
+    assert fixed == pytest.approx(0.01, rel=1e-6) and per_token == pytest.approx(1e-4, rel=1e-6)
+    # a 128-input request is charged its tokens and its own batches' fixed cost, not one-text requests' overhead
+    unit = b.cost([enc(*[1] * 256)] * 128)  # plan: 4 batches of 32
+    assert float(unit.sum()) / b.rate == pytest.approx(4 * 0.01 + 128 * 256 * 1e-4, rel=1e-6)
+    alike = Batcher(FakeModel(), max_items=32)
+    for _ in range(3):
+        alike.record_speed(1, 100, 0.05)  # one shape only: no fixed cost can be told apart
+    assert alike.speed() == (0.0, pytest.approx(5e-4))
+
+
+def test_a_short_request_runs_between_the_batches_of_a_long_one():
+    model = SlowModel(max_batch_tokens=8)
+    model.ms_per_token = 10  # one 8-token batch: 80 ms
+
+    async def main():
+        b = Batcher(model, max_items=8, wait_s=0)
+        b.start()
+        long = asyncio.ensure_future(b.submit([enc(100 + i, *[1] * 7) for i in range(6)]))  # 6 batches of 8 tokens
+        await asyncio.sleep(0.1)  # its first batch is running
+        await b.submit([enc(5)])
+        await long
+        await b.close()
+
+    run(main())
+    order = [row for batch in model.batches for row in batch]
+    assert order.index(5) < order.index(105 + 7)  # before the long request's last input, not after all of it
+
+
+def test_a_request_too_large_for_a_busy_model_is_429_not_413():
+    model = SlowModel()
+
+    async def main():
+        b = Batcher(model, max_items=8, wait_s=0)
+        b.start()
+        await b.submit([enc(*[1] * 50)])
+        within(10.0)
+        running = asyncio.ensure_future(b.submit([enc(*[1] * 100)]))
+        await asyncio.sleep(0.02)
+        within(0.5)
+        with pytest.raises(Overloaded) as info:  # the speed measured under load may be what is too slow
+            await b.submit([enc(*[1] * 100)] * 8)
+        await running
+        await b.close()
+        return info.value
+
+    assert run(main()).status == 429

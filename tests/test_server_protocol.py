@@ -132,3 +132,17 @@ def test_default_prompt_is_applied_as_encode_does(tmp_path):
     assert tokens == sum(len(t.split()) + 3 for t in TEXTS)  # the prompt's token counts
     plain = model.encode(TEXTS, prompt="", normalize_embeddings=True)
     assert not np.allclose(vectors, plain, atol=1e-4)
+
+
+def test_every_model_class_is_a_served_model(tmp_path):
+    from lightembed import CrossEncoder, SentenceTransformer, SparseEncoder
+    from lightembed.server.model import EmbeddingModel, ServedModel
+    from tests.test_cross_encoder import make_ce
+    from tests.test_sparse_encoder import make_splade
+    from tests.tiny import make_model
+
+    for model in (SentenceTransformer(make_model(tmp_path / "e")), CrossEncoder(make_ce(tmp_path / "c")),
+                  SparseEncoder(make_splade(tmp_path / "s"))):
+        assert isinstance(model, ServedModel), type(model).__name__
+        assert isinstance(model, EmbeddingModel) == isinstance(model, SentenceTransformer)
+    assert not isinstance(object(), ServedModel)

@@ -232,3 +232,71 @@ def test_awslambdaric_client_against_runtime_api_stand_in(model_dir):
     np.testing.assert_allclose(vectors(json.loads(r1["body"])), expected(model_dir, TEXTS), atol=1e-6)
     assert r2["statusCode"] == 422 and "must be a string or a list" in r2["body"]
     np.testing.assert_allclose(vectors(r3), expected(model_dir, ["hello world"]), atol=1e-6)
+
+
+# ----- hostile events (issue 24) --------------------------------------------------------------------------------------
+def test_a_lone_surrogate_is_422_not_500(serverless):
+    status, body = serverless.respond(b'{"model": "tiny", "input": ["ok", "bad \\ud800 text"]}')
+    assert status == 422 and "surrogate" in body["error"]["message"] and "input" in body["error"]["message"]
+
+
+@pytest.mark.parametrize("context", ["x", {"http": "x"}, {"http": {"method": 5}}, None, ["a"]])
+def test_a_malformed_request_context_does_not_raise_out_of_the_handler(serverless, context):
+    event = {"requestContext": context, "body": json.dumps({"model": "tiny", "input": "a"})}
+    out = serverless.lambda_handler(event, None)
+    assert out["statusCode"] in (200, 400), out
+    json.loads(out["body"])
+
+
+def test_a_raw_surrogate_in_the_event_body_is_a_json_error(serverless):
+    event = v2_event('{"model": "tiny", "input": "bad \ud800 text"}')
+    out = serverless.lambda_handler(event, None)
+    assert out["statusCode"] == 422 and "surrogate" in json.loads(out["body"])["error"]["message"]
+    json.dumps(out)  # the whole answer can be sent back by the Lambda runtime
+
+
+@pytest.mark.parametrize("flag, status", [("false", 200), ("False", 200), (False, 200), ("true", 400), ("yes", 400)])
+def test_is_base64_encoded_as_a_string(serverless, flag, status):
+    event = v2_event(json.dumps({"model": "tiny", "input": "a"}))
+    event["isBase64Encoded"] = flag
+    out = serverless.lambda_handler(event, None)
+    assert out["statusCode"] == status, out  # "true" with a plain JSON body: not base64, a clear 400
+
+
+def test_deeply_nested_json_is_422_in_both_handlers(serverless):
+    nested = '{"input": ' + "[" * 20000 + "]" * 20000 + "}"
+    out = serverless.lambda_handler(v1_event(nested), None)
+    assert out["statusCode"] == 422 and "nested too deeply" in out["body"]
+
+    class Request:
+        method = "POST"
+
+        def get_data(self, cache=False):
+            return nested.encode()
+
+    text, status, _ = serverless.cloud_function(Request())
+    assert status == 422 and "nested too deeply" in text
+
+
+def test_damaged_weights_are_a_500_naming_non_finite_output_never_a_vector(tmp_path, monkeypatch):
+    from onnx import load, numpy_helper, save
+
+    import lightembed.serverless as module
+    from tests.tiny import make_model
+
+    folder = make_model(tmp_path / "nan")
+    path = folder / "onnx" / "model.onnx"
+    graph = load(str(path))
+    for i, init in enumerate(graph.graph.initializer):
+        if init.name == "E":
+            table = numpy_helper.to_array(init).copy()
+            table[:] = np.nan
+            graph.graph.initializer[i].CopyFrom(numpy_helper.from_array(table, "E"))
+    save(graph, str(path))
+    monkeypatch.delenv("LIGHTEMBED_MODEL_NAME", raising=False)
+    module.load(str(folder))
+    try:
+        out = module.lambda_handler(v1_event(json.dumps({"model": "nan", "input": ["the cat"]})), None)
+        assert out["statusCode"] == 500 and "non-finite" in out["body"], out
+    finally:
+        module._models, module._load_error = None, None

@@ -10,12 +10,15 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-HEAVY = ("torch", "transformers", "optimum", "sentence_transformers")
+HEAVY = ("torch", "transformers", "optimum", "sentence_transformers", "scipy")
+"""scipy only for HierarchicalTokenPooling, imported when it runs."""
 
 CODE = """
 import json, sys
 import lightembed
-from lightembed import SentenceTransformer, util
+from lightembed import MultiVectorEncoder, SentenceTransformer, SimilarityFunction, util
+from lightembed import multi_vector, maxsim
+util.maxsim([[[1.0, 0.0]]], [[[0.5, 0.5]]])
 m = SentenceTransformer(sys.argv[1])
 e = m.encode(["hello world", "the cat"])
 s = util.cos_sim(e, e)

@@ -38,15 +38,6 @@ def st():
     return util
 
 
-@pytest.fixture(scope="module")
-def st_quantize():
-    pytest.importorskip("torch")
-    pytest.importorskip("sentence_transformers")
-    from sentence_transformers.util import quantize_embeddings  # noqa: PLC0415
-
-    return quantize_embeddings
-
-
 def _rand(rng, shape, dtype=np.float32):
     """Gaussian rows scaled to roughly unit norm, like real embeddings."""
     dim = shape[-1] if shape and shape[-1] else 1
@@ -237,8 +228,8 @@ def test_paraphrase_mining_embeddings_hand_computed():
     pairs = le.paraphrase_mining_embeddings(emb, top_k=3)
     keys = [(i, j) for _, i, j in pairs]
     assert all(i < j for i, j in keys) and len(set(keys)) == len(keys)
-    # (0, 3) are opposite: cosine exactly -1 is excluded (scores must exceed -1)
-    assert set(keys) == {(0, 1), (1, 2), (0, 2), (2, 3), (1, 3)}
+    # (0, 3) are opposite: cosine exactly -1 counts too (sentence-transformers 6 keeps every score; 5.x dropped -1)
+    assert set(keys) == {(0, 1), (1, 2), (0, 2), (2, 3), (1, 3), (0, 3)} and pairs[-1][0] == pytest.approx(-1)
     assert keys[0] == (0, 1)
     scores = [s for s, _, _ in pairs]
     assert scores == sorted(scores, reverse=True)
@@ -248,13 +239,12 @@ def test_paraphrase_mining_embeddings_hand_computed():
 
 
 def test_paraphrase_mining_embeddings_max_pairs_semantics():
-    # sentence-transformers keeps at most max_pairs - 1 directed candidates,
-    # before removing the (j, i) duplicates of (i, j).
+    # sentence-transformers 6 keeps the max_pairs best pairs (5.x kept max_pairs - 1 directed candidates, before
+    # removing the (j, i) duplicates of (i, j), so it returned fewer).
     emb = np.array([[1.0, 0.0], [0.8, 0.6], [0.0, 1.0]], dtype=np.float32)
-    assert le.paraphrase_mining_embeddings(emb, max_pairs=1) == []
-    assert [(i, j) for _, i, j in le.paraphrase_mining_embeddings(emb, max_pairs=3)] == [(0, 1)]
-    assert [(i, j) for _, i, j in le.paraphrase_mining_embeddings(emb, max_pairs=4)] == [(0, 1), (1, 2)]
-    assert len(le.paraphrase_mining_embeddings(emb, max_pairs=100)) == 3
+    assert [(i, j) for _, i, j in le.paraphrase_mining_embeddings(emb, max_pairs=1)] == [(0, 1)]
+    assert [(i, j) for _, i, j in le.paraphrase_mining_embeddings(emb, max_pairs=2)] == [(0, 1), (1, 2)]
+    assert len(le.paraphrase_mining_embeddings(emb, max_pairs=3)) == len(le.paraphrase_mining_embeddings(emb)) == 3
 
 
 def test_paraphrase_mining_calls_encode_with_numpy():
@@ -526,36 +516,27 @@ def _assert_pairs_equal(ours, ref):
     assert all(type(s) is float and type(i) is int and type(j) is int for s, i, j in ours)
 
 
-@pytest.mark.parametrize(
-    "n,dim,kw",
-    [
-        (60, 8, dict(top_k=5)),
-        (60, 8, dict(top_k=5, query_chunk_size=7, corpus_chunk_size=11)),
-        (60, 8, dict(top_k=5, max_pairs=50)),
-        (60, 8, dict(top_k=5, max_pairs=51, query_chunk_size=9, corpus_chunk_size=13)),
-        (40, 16, dict(top_k=100)),  # top_k larger than the data
-        (200, 32, dict(top_k=3, query_chunk_size=64, corpus_chunk_size=50, max_pairs=300)),
-        (2, 4, dict()),
-        (1, 4, dict()),
-        (0, 4, dict()),
-    ],
-)
-@pytest.mark.parametrize("score", ["cos_sim", "dot_score"])
-def test_paraphrase_mining_embeddings_matches_st(st, n, dim, kw, score):
-    rng = np.random.default_rng(n * 10 + dim)
-    emb = _rand(rng, (n, dim))
-    ours = le.paraphrase_mining_embeddings(emb, score_function=getattr(le, score), **kw)
-    ref = st.paraphrase_mining_embeddings(emb, score_function=getattr(st, score), **kw)
-    _assert_pairs_equal(ours, ref)
+@pytest.fixture(scope="module")
+def st6_paraphrase(tmp_path_factory):
+    """sentence-transformers 6.2's paraphrase_mining_embeddings results (tests/st6.py, in its own venv)."""
+    from tests.st6_venv import build  # noqa: PLC0415
+
+    return np.load(build(tmp_path_factory.mktemp("para"), "paraphrase") / "paraphrase" / "reference.npz")
 
 
-def test_paraphrase_mining_euclidean_only_keeps_scores_above_minus_one(st):
-    rng = np.random.default_rng(8)
-    emb = 0.3 * _rand(rng, (30, 4))
-    ours = le.paraphrase_mining_embeddings(emb, top_k=4, score_function=le.euclidean_sim)
-    ref = st.paraphrase_mining_embeddings(emb, top_k=4, score_function=st.euclidean_sim)
-    assert ours and all(s > -1 for s, _, _ in ours)
+@pytest.mark.parametrize("case", range(11))
+@pytest.mark.parametrize("score", ["cos_sim", "dot_score", "euclidean_sim"])
+def test_paraphrase_mining_embeddings_matches_6_2(st6_paraphrase, case, score):
+    from tests.st6 import PARAPHRASE_CASES, paraphrase_embeddings  # noqa: PLC0415
+
+    n, dim, kw = PARAPHRASE_CASES[case]
+    ours = le.paraphrase_mining_embeddings(paraphrase_embeddings(n, dim), score_function=getattr(le, score), **kw)
+    ref = [[float(s), int(i), int(j)] for s, i, j in st6_paraphrase[f"{case}_{score}"]]
     _assert_pairs_equal(ours, ref)
+    if kw == dict(top_k=3, corpus_chunk_size=10):  # 6.x: top_k over the whole corpus, not per chunk
+        assert len(ours) <= 3 * n
+    if kw == dict(top_k=3, max_pairs=20):  # 6.x: max_pairs pairs, not max_pairs - 1 directed candidates
+        assert len(ours) == 20
 
 
 def test_paraphrase_mining_matches_st(st):
@@ -610,29 +591,42 @@ def test_community_detection_float64_matches_st(st):
     )
 
 
+@pytest.fixture(scope="module")
+def st6_quantize(tmp_path_factory):
+    """sentence-transformers 6.2's quantize_embeddings results (tests/st6.py, in its own venv)."""
+    from tests.st6_venv import build  # noqa: PLC0415
+
+    return np.load(build(tmp_path_factory.mktemp("quant"), "quantize") / "quantize" / "reference.npz")
+
+
 @pytest.mark.parametrize("precision", ["float32", "int8", "uint8", "binary", "ubinary"])
 @pytest.mark.parametrize("shape", [(50, 16), (3, 13), (1, 384)], ids=str)
 @pytest.mark.parametrize("calib", ["self", "calibration", "ranges"])
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_quantize_matches_st(st_quantize, precision, shape, calib, dtype):
-    rng = np.random.default_rng(shape[0] * shape[1])
-    emb = _rand(rng, shape, dtype)
-    kw = {}
-    if calib == "calibration":
-        kw["calibration_embeddings"] = _rand(rng, (200, shape[1]), dtype)
-    elif calib == "ranges":
-        kw["ranges"] = np.vstack([np.full(shape[1], -1.0), np.full(shape[1], 1.5)]).astype(dtype)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_quantize_matches_6_2(st6_quantize, precision, shape, calib, dtype):
+    from tests.st6 import quantize_inputs  # noqa: PLC0415
+
+    emb, kw = quantize_inputs(shape, calib, dtype)
+    ref = st6_quantize[f"{shape[0]}x{shape[1]}_{calib}_{dtype}_{precision}"]
+    if ref.dtype.kind == "U":  # 6.2 refuses int8/uint8 ranges from one embedding (5.x gave all -128 / 0)
+        with pytest.raises(ValueError, match="single embedding"):
+            le.quantize_embeddings(emb, precision, **kw)
+        return
     ours = le.quantize_embeddings(emb, precision, **kw)
-    ref = st_quantize(emb, precision, **kw)
     assert ours.dtype == ref.dtype and ours.shape == ref.shape
     np.testing.assert_array_equal(ours, ref)
 
 
 @pytest.mark.parametrize("precision", ["float32", "int8", "uint8", "binary", "ubinary"])
-def test_quantize_list_input_matches_st(st_quantize, precision):
-    rng = np.random.default_rng(21)
-    emb = _rand(rng, (6, 10)).tolist()
-    ours = le.quantize_embeddings(emb, precision)
-    ref = st_quantize(emb, precision)
-    assert ours.dtype == ref.dtype
-    np.testing.assert_array_equal(ours, ref)
+def test_quantize_list_inputs_match_6_2(st6_quantize, precision):
+    from tests.st6 import quantize_inputs  # noqa: PLC0415
+
+    emb, _ = quantize_inputs((50, 16), "self", "float32")
+    parts = le.quantize_embeddings([emb[:20], emb[20:23], emb[23:]], precision)  # multi-vector: one range for all
+    assert isinstance(parts, list) and len(parts) == 3
+    for i, part in enumerate(parts):
+        np.testing.assert_array_equal(part, st6_quantize[f"list_{precision}_{i}"])
+    rows = le.quantize_embeddings(emb.tolist(), precision)  # a list of rows stays one matrix
+    assert rows.dtype == st6_quantize[f"rows_{precision}"].dtype
+    np.testing.assert_array_equal(rows, st6_quantize[f"rows_{precision}"])
+    assert le.quantize_embeddings([], precision) == []

@@ -53,6 +53,7 @@ def export_model(
     trust_remote_code: bool = False,
     external_data: bool = False,
     preoptimize: bool = True,
+    tune: bool = False,
     verbose: bool = True,
     echo: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
@@ -83,6 +84,11 @@ def export_model(
     machine with the same onnxruntime, CPU architecture and instruction-set flags, skipping the optimization and the
     parsing of the weights at every start (lightembed.preoptimized; `lightembed preoptimize` writes it on another
     machine).
+
+    `tune` then times the near-lossless ways to run the embedding model's default file on this machine
+    (onnxruntime fp32 and its pre-optimized copy, OpenVINO f32/bf16 with the openvino extra) on the calibration texts
+    and records the fastest in lightembed.json for this machine class (lightembed.tune, as `lightembed tune` does on
+    a serving machine): a machine of the same class then runs it by default.
 
     `per_channel` selects per-channel int8 weights (sentence-transformers' default). `overwrite` replaces a
     previous export in `output_dir`. Progress goes to `echo` (default print) unless `verbose` is False.
@@ -180,6 +186,8 @@ def export_model(
     write_manifest(output, manifest)
     if preoptimize:
         manifest = write_preoptimized(output, say, clock)
+    if tune and task == FEATURE_EXTRACTION and files[0]["passed"]:
+        manifest = tune_on_this_machine(output, calibration, say, clock)
     from lightembed_export.verify import format_table
 
     say(format_table(files, task))
@@ -278,6 +286,8 @@ def _write_files(
         lambda new: _describe_files(new, output, task, external_data),
         lambda new: _verify(new, output, torch_model, task, reference),
         say,
+        texts=quant.calibration.texts,
+        embeddings=task == FEATURE_EXTRACTION,
     )
     decoder = extra.get("decoder")
     if decoder and decoder["expected_tied"] and decoder["checked"] and not decoder["tied"]:
@@ -303,6 +313,18 @@ def write_preoptimized(output: Path, say: Callable[[str], None], clock: _Clock) 
     if preoptimized.candidates(output):
         preoptimized.write_all(output, say=lambda line: say(f"preoptimize: {line}"))
         say(f"preoptimize: done{clock.lap()}")
+    return read_manifest(output)
+
+
+def tune_on_this_machine(output: Path, calibration: CalibrationSet, say: Callable[[str], None], clock: _Clock) -> dict[str, Any]:
+    """Time the default file's near-lossless backends here on the calibration texts and record the winner for this
+    machine class (lightembed.tune.tune); returns the manifest as it now is."""
+    from lightembed.tune import tune
+    from lightembed_export.manifest import read_manifest
+
+    tune(output, texts=calibration.texts, texts_source=f"the exporter's calibration set ({calibration.source})",
+         say=lambda line: say(f"tune: {line}"))  # fmt: skip
+    say(f"tune: done{clock.lap()}")
     return read_manifest(output)
 
 

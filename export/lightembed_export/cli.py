@@ -108,6 +108,12 @@ def build_parser(prog: str = "lightembed-export") -> argparse.ArgumentParser:
         help="do not save the CPU files again already optimized for this machine (<file>.cpu + .cpu.data, which "
         "the runtime loads faster on a machine with the same onnxruntime and CPU flags)",
     )
+    parser.add_argument(
+        "--tune",
+        action="store_true",
+        help="time onnxruntime fp32 and OpenVINO f32/bf16 (with lightembed[openvino]) on this machine and record the "
+        "fastest near-lossless one in lightembed.json for this machine class (as `lightembed tune` does)",
+    )
     parser.add_argument("--opset", type=int, help="ONNX opset for the export (default: optimum's for the architecture)")
     parser.add_argument("--overwrite", action="store_true", help="replace a previous export in the output folder")
     parser.add_argument("--cache-dir", help="Hugging Face cache folder for Hub downloads")
@@ -141,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
             trust_remote_code=args.trust_remote_code,
             external_data=args.external_data,
             preoptimize=args.preoptimize,
+            tune=args.tune,
             verbose=not args.quiet,
         )
     except ExportError as exc:

@@ -72,7 +72,9 @@ def probes_digest(probes: Sequence[Any]) -> str:
 
 
 def write_manifest(output_dir: Path, manifest: dict[str, Any]) -> Path:
-    """Write `manifest` as OUT/lightembed.json through the runtime's one (atomic) writer."""
+    """Write `manifest` as OUT/lightembed.json through the runtime's one (atomic) writer, with the sha256 of every
+    config, tokenizer file and module weight file the runtime reads (`support_files`)."""
+    manifest[runtime_manifest.SUPPORT_FILES] = runtime_manifest.support_files(output_dir)
     return runtime_manifest.write(output_dir, manifest)
 
 

@@ -12,25 +12,13 @@ would cost seconds to minutes.
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from lightembed.errors import IntegrityError
+from lightembed.hashing import sha256_of
 from lightembed.manifest import MANIFEST_NAME, DataFile, FileRecord
-
-_CHUNK = 1 << 22
-
-
-def sha256_of(path: Path) -> str:
-    """Hex SHA-256 of a file, read in 4 MiB chunks (hashlib releases the GIL while it hashes them)."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
 
 def check_file(
     model_dir: Path,
@@ -101,6 +89,22 @@ def _check_external_data(model_dir: Path, data: DataFile, hash_it: bool) -> None
         if actual != data.sha256:
             raise IntegrityError(
                 f"{path} does not match {MANIFEST_NAME}: sha256 {actual} instead of {data.sha256}; {again}"
+            )
+
+
+def check_support_files(model_dir: Path, files: Sequence[DataFile]) -> None:
+    """Raise IntegrityError when one of the configs, tokenizer files or module weights the manifest records is
+    missing or differs from its sha256 (`lightembed.manifest.support_files`)."""
+    for data in files:
+        path = model_dir / data.path
+        if not path.is_file():
+            raise IntegrityError(f"{path}, which {MANIFEST_NAME} lists, is missing; fetch or export the model again.")
+        actual = sha256_of(path)
+        if actual != data.sha256:
+            raise IntegrityError(
+                f"{path} does not match {MANIFEST_NAME}: sha256 {actual} instead of {data.sha256}. A config or "
+                "tokenizer file was changed after export, which changes the vectors; fetch or export it again "
+                "(verify=False loads it unchecked)."
             )
 
 

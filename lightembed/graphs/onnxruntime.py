@@ -12,7 +12,7 @@ import onnxruntime as ort
 
 from lightembed import env, machine
 from lightembed.errors import LightembedValueError, ModelFileError
-from lightembed.graphs.protocol import Modality, check_inputs, choose_output, last_dim, make_feed
+from lightembed.graphs.protocol import Modality, check_inputs, choose_output, finite, last_dim, make_feed
 from lightembed.graphs.providers import CPU, CUDA, requested_gpu
 
 # No spinning intra-op threads (onnxruntime spins by default): 1.11x as fast on a quiet 2-core machine and
@@ -103,9 +103,14 @@ class OnnxGraph:
     """
 
     def __init__(
-        self, session: ort.InferenceSession, preferred_outputs: Sequence[str] = (), modality: Modality = "text"
+        self,
+        session: ort.InferenceSession,
+        preferred_outputs: Sequence[str] = (),
+        modality: Modality = "text",
+        path: Path | None = None,
     ) -> None:
         self.session = session
+        self.path = path
         self.input_dtypes = check_inputs(((n.name, _DTYPES.get(n.type)) for n in session.get_inputs()), modality)
         self._shapes = {node.name: node.shape for node in session.get_outputs()}
         self.output_names = list(self._shapes)
@@ -142,7 +147,7 @@ class OnnxGraph:
             (out,) = binding.copy_outputs_to_cpu()
         else:
             (out,) = self.session.run([name], feed)
-        return out if out.dtype == np.float32 else out.astype(np.float32)
+        return finite(out, name, self.path)
 
 
 def _cuda_device_id(session: ort.InferenceSession) -> int | None:
@@ -160,4 +165,4 @@ def open_file(path: Path, options: Any) -> OnnxGraph:
     """The backend's opener (lightembed.graphs.policy): a session for `path` on `options.providers`; a
     pre-optimized copy (`options.optimize` False) is opened without optimization."""
     session = create_session(path, options.providers, options.threads, options.spinning, optimize=options.optimize)
-    return OnnxGraph(session, options.preferred_outputs, options.modality)
+    return OnnxGraph(session, options.preferred_outputs, options.modality, path)

@@ -19,9 +19,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from lightembed import machine
-from lightembed.errors import ModelFileError
+from lightembed.errors import LightembedValueError, ModelFileError
 from lightembed.graphs.onnxruntime import check_threads
-from lightembed.graphs.protocol import Modality, check_inputs, choose_output, last_dim, make_feed
+from lightembed.graphs.protocol import Modality, check_inputs, choose_output, finite, last_dim, make_feed
 
 EXTRA_HINT = 'pip install "lightembed[openvino]"'
 PROVIDER_NAME = "OpenVINO:CPU"
@@ -65,6 +65,7 @@ class OpenVinoGraph:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"ONNX model file not found: {path}")
+        self.path = path
         self._threads = check_threads(threads) or machine.usable_cores()
         settings: dict[str, Any] = {"INFERENCE_NUM_THREADS": self._threads, "PERFORMANCE_HINT": "LATENCY"}
         if precision is not None:
@@ -119,7 +120,7 @@ class OpenVinoGraph:
             request = self._local.request = self.compiled.create_infer_request()
         request.infer(feed)
         out = request.get_output_tensor(self._output_index[name]).data
-        return np.array(out, dtype=np.float32)  # a copy: the request's buffer is reused by the next call
+        return finite(np.array(out, dtype=np.float32), name, self.path)  # a copy: the buffer is reused
 
 
 def cache_dir() -> str | None:
@@ -177,7 +178,7 @@ def _varint(buf: Any, pos: int) -> tuple[int, int]:
             return value, pos
         shift += 7
         if shift > 63:
-            raise ValueError("bad varint")
+            raise LightembedValueError("bad varint")
 
 
 def _fields(data: bytes) -> dict[int, str]:
@@ -186,7 +187,7 @@ def _fields(data: bytes) -> dict[int, str]:
     while pos < len(data):
         key, pos = _varint(data, pos)
         if key & 7 != 2:
-            raise ValueError("unexpected field")
+            raise LightembedValueError("unexpected field")
         length, pos = _varint(data, pos)
         out[key >> 3] = data[pos : pos + length].decode("utf-8", "replace")
         pos += length

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -16,6 +17,7 @@ from lightembed.errors import LightembedValueError
 from lightembed.graphs import openvino
 from lightembed.graphs.openvino import EXTRA_HINT
 from lightembed.graphs.protocol import Graph
+from lightembed.manifest import FileRecord
 
 # backend name -> the module whose open_file() opens a file for it (imported only when that backend runs)
 OPENERS: dict[str, str] = {
@@ -34,6 +36,20 @@ INT8_MARGIN = 0.001  # how much below its onnxruntime fidelity an int8 file may 
 # The exporter also runs each file on OpenVINO and onnxruntime over its calibration texts (long passages included):
 # 17 probes once let all-mpnet-base-v2 through at 0.99992 while 500 real texts reached 0.99955.
 TEXTS_MIN_COSINE = AUTO_MIN_COSINE
+# What an int8 file must keep to fp32 on calibration texts to be kept at all (`--quantize auto`, `lightembed tune
+# --int8`): no text below 0.97, and 0.99 on average.
+INT8_MIN_COSINE = 0.97
+INT8_MEAN_COSINE = 0.99
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The backend to run, why, and the OpenVINO settings the choice comes with (a timed bf16 win carries its
+    INFERENCE_PRECISION_HINT; settings the caller passed win over these)."""
+
+    backend: str
+    reason: str
+    ov_config: dict[str, Any] = field(default_factory=dict)
 
 
 def opener(backend: str) -> Callable[[Path, Any], Graph]:
@@ -59,16 +75,31 @@ def choose_backend(
     flags: frozenset[str] | None = None,
     static_table: bool = False,
 ) -> tuple[str, str]:
-    """The backend to run and why. An explicit "onnx"/"openvino" is kept (openvino must be installed and on CPU);
-    "torch" (sentence-transformers' default, which frameworks pass explicitly) means the default runtime, as None;
-    None follows LIGHTEMBED_BACKEND when it names one, else picks "openvino" only when all hold: the model runs on
-    CPU, the extra is installed, the CPU has AMX-BF16, and the exporter recorded for the file in bf16 min cosine
-    >= `auto_bar` to torch on its probes and >= `texts_bar` to the fp32 file on onnxruntime on its calibration texts
-    (lightembed.json); else "onnx"."""
+    """The backend to run and why: `decide`'s backend and reason."""
+    decision = decide(backend, cpu_only=cpu_only, manifest_entry=manifest_entry, flags=flags, static_table=static_table)
+    return decision.backend, decision.reason
+
+
+def decide(
+    backend: str | None,
+    *,
+    cpu_only: bool,
+    manifest_entry: Mapping[str, Any] | None,
+    flags: frozenset[str] | None = None,
+    static_table: bool = False,
+) -> Decision:
+    """Which backend runs a file. An explicit "onnx"/"openvino" is kept (openvino must be installed and on CPU);
+    "torch" (sentence-transformers' default, which frameworks pass explicitly) means the default runtime, as None.
+    None follows LIGHTEMBED_BACKEND when it names one; else, on CPU, a `lightembed tune` record of the file measured
+    on this machine class with these onnxruntime/OpenVINO versions decides (lightembed.tune); else "openvino" only
+    when all hold: the extra is installed, the CPU has AMX-BF16, and the exporter recorded for the file in bf16 min
+    cosine >= `auto_bar` to torch on its probes and >= `texts_bar` to the fp32 file on onnxruntime on its
+    calibration texts (lightembed.json); else "onnx". Only the record is read: nothing is timed at load. A static
+    table (`static_table`, lightembed.static) runs on the `static` backend, whatever else holds."""
     if static_table:  # a table has one backend; the graph backends cannot open it
         if backend not in (None, TORCH, STATIC):
             raise LightembedValueError(f"A static-embedding model runs in NumPy (backend='static'), not {backend!r}.")
-        return STATIC, "a static-embedding table runs in NumPy"
+        return Decision(STATIC, "a static-embedding table runs in NumPy")
     if backend == STATIC:
         raise LightembedValueError("backend='static' runs static-embedding tables; this file is a model graph.")
     note = ""
@@ -80,17 +111,47 @@ def choose_backend(
             f"backend=None (or 'torch', sentence-transformers' default) chooses; got {backend!r}."
         )
     if backend is not None:
-        return _explicit(backend, cpu_only, "requested")
-    chosen, why = _default(cpu_only, manifest_entry, flags)
-    return chosen, note + why
-
-
-def _default(cpu_only: bool, manifest_entry: Mapping[str, Any] | None, flags: frozenset[str] | None) -> tuple[str, str]:
+        return Decision(*_explicit(backend, cpu_only, "requested"))
     pinned = (env.get(ENV_BACKEND) or "").lower()
     if pinned not in ("", "auto", *OPENERS):
         raise LightembedValueError(f"{ENV_BACKEND}={pinned!r}: expected one of {tuple(OPENERS)} or 'auto'.")
     if pinned in OPENERS:
-        return _explicit(pinned, cpu_only, f"{ENV_BACKEND}={pinned}")
+        return Decision(*_explicit(pinned, cpu_only, note + f"{ENV_BACKEND}={pinned}"))
+    timed = _measured(cpu_only, manifest_entry)
+    if timed is not None:
+        return replace(timed, reason=note + timed.reason)
+    chosen, why = _default(cpu_only, manifest_entry, flags)
+    return Decision(chosen, note + why)
+
+
+def _measured(cpu_only: bool, manifest_entry: Mapping[str, Any] | None) -> Decision | None:
+    """The choice a matching `lightembed tune` record makes, or None (no record for this machine class and these
+    versions, or not on CPU). A record that chose OpenVINO where the extra is gone falls back to onnxruntime."""
+    if not cpu_only or not manifest_entry or not manifest_entry.get("tuned") or "path" not in manifest_entry:
+        return None
+    tuned = FileRecord.parse(manifest_entry).tuned_for(machine.machine_class(), machine.runtime_versions())
+    if tuned is None or tuned.backend not in OPENERS:
+        return None
+    when = tuned.raw.get("measured_at")
+    source = f"lightembed tune{f', {when}' if when else ''}"
+    if tuned.backend == "openvino" and not openvino.is_installed():
+        return Decision("onnx", f"measured on this machine class: {tuned.label}, but the openvino extra is not "
+                                f"installed ({EXTRA_HINT}); onnxruntime runs ({source})")  # fmt: skip
+    fidelity = f" at min cos {tuned.min_cosine:.5f}" if tuned.min_cosine is not None else ""
+    if tuned.backend == "onnx":
+        best = tuned.raw.get("best_other")
+        beaten = ""
+        if isinstance(best, Mapping) and isinstance(best.get("speedup"), (int, float)):
+            beaten = f"; the fastest other, {best.get('label')}, ran {best['speedup']:.2f}x, under the margin"
+        return Decision("onnx", f"measured on this machine class: {tuned.label} kept{beaten} ({source})")
+    baseline = tuned.raw.get("baseline") or "onnxruntime fp32"
+    speed = f" {tuned.speedup:.2f}x {baseline}" if tuned.speedup is not None else ""
+    hinted = tuned.backend == "openvino" and tuned.ov_precision
+    config = {"INFERENCE_PRECISION_HINT": tuned.ov_precision} if hinted else {}
+    return Decision(tuned.backend, f"measured on this machine class: {tuned.label}{speed}{fidelity} ({source})", config)
+
+
+def _default(cpu_only: bool, manifest_entry: Mapping[str, Any] | None, flags: frozenset[str] | None) -> tuple[str, str]:
     if not cpu_only:
         return "onnx", "not on CPU"
     if not machine.has_amx_bf16(flags):

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from lightembed import env, machine, manifest
-from lightembed.errors import LightembedValueError
+from lightembed.errors import LightembedValueError, kind
 from lightembed.graphs.integrity import sha256_of
 from lightembed.graphs.onnxruntime import create_session, save_optimized
 from lightembed.graphs.protocol import position_ids
@@ -138,7 +138,7 @@ def _probe_feeds(model_dir: Path, texts: Sequence[str] | None, session: Any) -> 
             if name not in feed and node.type == "tensor(float)":
                 shape = [len(chunk) if i == 0 else dim for i, dim in enumerate(node.shape)]
                 if not all(isinstance(dim, int) for dim in shape):
-                    raise ValueError(f"cannot make probe inputs for {name} of shape {node.shape}")
+                    raise LightembedValueError(f"cannot make probe inputs for {name} of shape {node.shape}")
                 feed[name] = rng.standard_normal(shape).astype(np.float32)
         feeds.append(feed)
     return feeds
@@ -202,7 +202,7 @@ def write_all(
             copy = path_of(model_dir / name)
             for stale in (copy, copy.with_name(copy.name + ".data")):
                 stale.unlink(missing_ok=True)
-            error = f"{type(exc).__name__}: {exc}"
+            error = f"{kind(exc)}: {exc}"
             record = {"path": copy.relative_to(model_dir).as_posix(), "passed": False, "error": error, "metrics": None}
         records[name] = record
         if say is not None:

@@ -8,7 +8,7 @@ from typing import Any, Literal, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
-from lightembed.errors import ModelFileError
+from lightembed.errors import ModelFileError, NonFiniteOutput
 
 Modality = Literal["text", "image"]
 TEXT_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "position_ids")
@@ -83,6 +83,18 @@ def make_feed(arrays: Mapping[str, Any], dtypes: Mapping[str, str]) -> dict[str,
     if "position_ids" in dtypes and "position_ids" not in arrays:
         arrays = {**arrays, "position_ids": position_ids(arrays["attention_mask"])}
     return {key: np.ascontiguousarray(arrays[key], dtype=dtype) for key, dtype in dtypes.items()}
+
+
+def finite(out: np.ndarray, name: str, path: Any) -> np.ndarray:
+    """`out` as float32, or an error when it holds NaN or infinity: damaged weights give those, and a vector made
+    of them is garbage, never an answer."""
+    out = out if out.dtype == np.float32 else out.astype(np.float32)
+    if not np.isfinite(out).all():
+        raise NonFiniteOutput(
+            f"The graph {path} returned non-finite values (NaN or infinity) in {name!r}: its weights are damaged or "
+            "it overflowed in its precision; fetch or export the model again (or use its fp32 file)."
+        )
+    return out
 
 
 def choose_output(names: Sequence[str], preferred: Sequence[str]) -> str:

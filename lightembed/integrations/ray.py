@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from lightembed.errors import LightembedValueError
+
 META_FILE = "_lightembed.json"
 
 
@@ -67,10 +69,10 @@ class _ActorModel:
     @staticmethod
     def _texts(batch: Any, column: str) -> list[str]:
         if column not in batch.column_names:
-            raise ValueError(f"The dataset has no column {column!r} (columns: {batch.column_names}).")
+            raise LightembedValueError(f"The dataset has no column {column!r} (columns: {batch.column_names}).")
         texts = batch.column(column)
         if texts.null_count:
-            raise ValueError(f"Column {column!r} has {texts.null_count} null value(s); every row needs a text.")
+            raise LightembedValueError(f"Column {column!r} has {texts.null_count} null value(s); every row needs a text.")
         return texts.to_pylist()
 
 
@@ -192,7 +194,7 @@ def _compute(concurrency: int | tuple[int, int] | None) -> Any:
     if isinstance(concurrency, tuple):
         return ray.data.ActorPoolStrategy(min_size=concurrency[0], max_size=concurrency[1])
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
-        raise ValueError(f"concurrency must be a positive number of actors or (min, max), got {concurrency!r}.")
+        raise LightembedValueError(f"concurrency must be a positive number of actors or (min, max), got {concurrency!r}.")
     return ray.data.ActorPoolStrategy(size=concurrency)
 
 
@@ -291,7 +293,7 @@ def rerank_dataset(
 
 def read_dataset(path: str | os.PathLike, columns: list[str] | None = None) -> Any:
     """A Ray dataset from a .jsonl, .csv or .parquet file (or a folder of one of them), in file order."""
-    from lightembed.embed_file import input_format
+    from lightembed.file_formats import input_format
 
     ray = _ray()
     fmt = "parquet" if Path(path).is_dir() else input_format(Path(path))
@@ -332,9 +334,9 @@ def embed_file_with_ray(
     ds = read_dataset(input_path)
     names = ds.columns()
     if text_column not in names:
-        raise ValueError(f"{input_path} has no column {text_column!r} (columns: {names}); choose one with --text-column.")
+        raise LightembedValueError(f"{input_path} has no column {text_column!r} (columns: {names}); choose one with --text-column.")
     if id_column is not None and id_column not in names:
-        raise ValueError(f"{input_path} has no column {id_column!r} (columns: {names}); choose one with --id-column.")
+        raise LightembedValueError(f"{input_path} has no column {id_column!r} (columns: {names}); choose one with --id-column.")
     id_name = id_column or ("id" if "id" in names else None)
     ds = ds.select_columns([text_column] + ([id_name] if id_name else []))
     ds = embed_dataset(

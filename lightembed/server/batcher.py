@@ -1,65 +1,110 @@
-"""Dynamic batching for one model: inputs of many concurrent requests gathered into padded batches.
+"""Dynamic batching for one model: inputs of many concurrent requests gathered into padded batches, admitted and
+ordered by the work they need.
 
-Requests arrive already tokenized (`model.tokenize_inputs`, run off the event loop by the caller). The batcher
-takes the oldest waiting request and every later one with the same key (what forward() must share: prompt
-length, activation, max_active_dims ...), up to `max_items` inputs; a request with more inputs than that is split
-and the rest waits at the front. The gathered inputs are planned longest first under `max_tokens` padded tokens
-(`lightembed.tokenize.plan_batches`), padded (`model.pad`) and run (`model.forward`) in the model's own worker
-thread, never on the event loop, and each row goes back to its request at its own position.
+Requests arrive already tokenized (`model.tokenize_inputs`, run off the event loop by the caller). At arrival each
+request's work is estimated in padded tokens with the model's own planner (`model.plan`: each input costs the
+longest input of the batch it would run in, plus its share of the batch's fixed cost). The batcher fits the
+model's speed on its recent batches (seconds = a fixed cost per batch + a cost per padded token), and admits a request only when the work that would run before it, plus its own, fits its deadline
+(`request_deadline`, set per request by the app); otherwise `submit` raises Overloaded (429) with a Retry-After
+from the drain rate, at once, before any work. A request that alone, on an idle model, needs more than its
+whole timeout gets 413 (on a busy model, 429: the speed measured under load may be what is too slow).
+
+Order: shortest remaining work first (by size class: one batch of work, then doublings; first come first
+served within a class), so one-text requests do not wait behind documents; a request whose slack is
+running out (its deadline minus twice its remaining time, at the measured rate, is under URGENT_SLACK of its timeout)
+becomes urgent and gets every other batch (earliest deadline first; every batch once started, when only that
+finishes it in time), so large requests are not starved; their admission leaves room for twice their work. A
+request that can no longer finish by its deadline is refused (429) before any of its inputs run; work is never
+started that cannot finish in time.
+
+A batch: the head request and every other with the same key (what forward() must share: prompt length,
+activation, max_active_dims ...), up to `max_items` inputs and about `max_batch_tokens` of estimated work; a
+request with more is split and the rest waits, so shorter requests run between the batches of a long one. The gathered inputs are planned with `model.plan`, padded (`model.pad`) and run (`model.forward`) in the
+model's own worker thread, never on the event loop, and each row goes back to its request at its own position.
 
 A request whose caller stopped waiting (client gone, timeout) before its inputs were taken costs no inference.
 If a batch holding several requests fails, each request is run again alone, so one bad input fails only its own
-request. At most `max_queue` inputs wait or run at once per model; beyond that `submit` raises Overloaded (429).
+request. At most `max_queue` inputs wait or run at once per model (a memory bound); beyond it requests get 429.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
+import contextvars
+import math
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable, Hashable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Hashable, Sequence
 
 import numpy as np
 
-from lightembed.server.protocol import Overloaded
-from lightembed.tokenize import plan_batches, token_counts
+from lightembed.server.protocol import Overloaded, PayloadTooLarge
+
+if TYPE_CHECKING:
+    from lightembed.server.model import ServedModel
+
+request_deadline: contextvars.ContextVar[tuple[float, float] | None] = contextvars.ContextVar(
+    "lightembed_request_deadline", default=None
+)
+"""(deadline on time.monotonic(), timeout in seconds) of the request being answered; the app sets it."""
+
+# Admit while the work ahead fits this share of the time left: the rate is an average, batches vary.
+ADMIT_SHARE = 0.8
+# A request turns urgent (every other batch) when the time left, less twice its remaining work, is under this share
+# of its timeout: twice, since it then gets half the batches; late, so short requests keep the model meanwhile.
+URGENT_SLACK = 0.2
+CRITICAL_TURNS = 4  # a critical request gets 3 batches in 4 (so it is critical below 1.5x its time left)
+_DECAY = 0.95  # weight of the past in the measured speed, per batch
+
+
+def token_lengths(encodings: Sequence[Any]) -> np.ndarray:
+    """Tokens per encoding (special tokens included)."""
+    return np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings))
 
 
 @dataclass(eq=False)
 class Job:
-    """One request's inputs, the rows filled so far and the future its caller awaits."""
+    """One request's inputs, what each costs, the rows filled so far and the future its caller awaits."""
 
     key: Hashable
     options: dict[str, Any]
     encodings: Sequence[Any]
     future: asyncio.Future
     arrived: float
+    unit: np.ndarray  # estimated work per input: padded tokens plus its share of its batch's fixed cost
+    padded: np.ndarray  # estimated padded tokens per input
+    deadline: float | None = None
+    timeout: float | None = None
+    call: Callable[[], list[Any]] | None = None  # run alone instead of forward (e.g. token embeddings via encode)
     rows: list[Any] = field(default_factory=list)
     taken: int = 0  # inputs handed to a batch so far
     done: int = 0  # inputs whose result is in `rows`
 
     def __post_init__(self) -> None:
         self.rows = [None] * len(self.encodings)
+        self.cost_left = float(self.unit.sum())  # padded tokens not yet delivered
+
+    @property
+    def untaken_cost(self) -> float:
+        return float(self.unit[self.taken :].sum())
 
 
 class Batcher:
     """Gathers the requests of one model into batches and runs them in one worker thread.
 
-    `max_items`: inputs per gather (and rows per batch); `max_tokens`: padded tokens (rows x longest) per batch
-    (None: no cap); `wait_s`: how long the oldest request may wait for others before its batch starts when fewer
-    than `max_items` inputs are waiting; `max_queue`: inputs waiting or running at once; `merge=False` runs each
-    request's inputs on their own (no batching across requests, for comparison). `observe(rows, padded_tokens,
-    seconds)` is called after every batch (metrics).
+    `max_items`: inputs per gather (and rows per batch); padded tokens per batch are the model's
+    `max_batch_tokens` (its `plan` stage); `wait_s`: how long the oldest request may wait for others before its
+    batch starts when fewer than `max_items` inputs are waiting; `max_queue`: inputs waiting or running at once;
+    `merge=False` runs each request's inputs on their own (no batching across requests, for comparison).
+    `observe(rows, padded_tokens, seconds)` is called after every batch (metrics).
     """
 
     def __init__(
         self,
-        model: Any,
+        model: "ServedModel",
         *,
         max_items: int = 32,
-        max_tokens: int | None = 2048,
         wait_s: float = 0.002,
         max_queue: int = 4096,
         merge: bool = True,
@@ -68,24 +113,79 @@ class Batcher:
     ) -> None:
         self.model = model
         self.max_items = max_items
-        self.max_tokens = max_tokens
         self.wait_s = wait_s
         self.max_queue = max_queue
         self.merge = merge
         self.name = name
         self.observe = observe
-        self._pending: collections.deque[Job] = collections.deque()
+        self._pending: list[Job] = []
         self._in_system = 0  # inputs waiting or running
+        self._work = 0.0  # padded tokens admitted and not delivered
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"lightembed-{name}")
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
-        self._batch_seconds = 0.05  # running mean of one batch's time, for Retry-After
+        # Decayed sums over worker calls of (g = padded batches, x = padded tokens, y = seconds), for the fit
+        # y = a g + b x: a fixed cost per batch and a cost per token. One ratio of tokens to seconds would charge
+        # the fixed cost of many one-text batches to every token and overestimate large requests severalfold.
+        self._fit = np.zeros(5)  # gg, gx, xx, gy, xy
+        self._last_urgent = False
+        self._turn = 0
 
     # ----- public -------------------------------------------------------------------------------------------
+    @property
+    def max_tokens(self) -> int | None:
+        """Padded tokens per batch: the model's max_batch_tokens."""
+        return self.model.max_batch_tokens
+
     @property
     def queued(self) -> int:
         """Inputs waiting for a batch (not running yet)."""
         return sum(len(j.encodings) - j.taken for j in self._pending if not j.future.done())
+
+    @property
+    def queued_work(self) -> float:
+        """Padded tokens admitted and not yet answered (waiting or running)."""
+        return self._work
+
+    def speed(self) -> tuple[float, float] | None:
+        """(seconds per batch, seconds per padded token) fitted on the recent batches; None before the first."""
+        gg, gx, xx, gy, xy = self._fit
+        if xx <= 0:
+            return None
+        det = gg * xx - gx * gx
+        if det > 1e-9 * gg * xx:
+            a, b = (gy * xx - xy * gx) / det, (xy * gg - gy * gx) / det
+            if a >= 0 and b > 0:
+                return a, b
+        return 0.0, max(xy / xx, 1e-12)  # batches all alike (or a noisy fit): one ratio
+
+    def record_speed(self, batches: int, padded_tokens: int, seconds: float) -> None:
+        """Add one worker call (its padded batches, tokens and seconds) to the speed fit."""
+        g, x = float(batches), float(padded_tokens)
+        self._fit = _DECAY * self._fit + np.array([g * g, g * x, x * x, g * seconds, x * seconds])
+
+    @property
+    def rate(self) -> float | None:
+        """Work units (cost()) drained per second (None before the first batch)."""
+        fitted = self.speed()
+        return None if fitted is None else 1.0 / fitted[1]
+
+    def cost(self, encodings: Sequence[Any]) -> np.ndarray:
+        """Estimated work of each input, from the model's own plan: the longest input of its batch (its padded
+        length), plus its share of the batch's fixed cost in token equivalents; time = work / rate."""
+        return self._estimate(encodings)[0]
+
+    def _estimate(self, encodings: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
+        """(work, padded length) of each input."""
+        lengths = token_lengths(encodings)
+        fitted = self.speed()
+        fixed = fitted[0] / fitted[1] if fitted else 0.0
+        padded = np.zeros(len(encodings), dtype=np.float64)
+        shares = np.zeros(len(encodings), dtype=np.float64)
+        for idx in self.model.plan(encodings, self.max_items):
+            padded[idx] = lengths[idx].max(initial=1)
+            shares[idx] = fixed / len(idx)
+        return padded + shares, padded
 
     def start(self) -> None:
         """Start gathering (on the running event loop)."""
@@ -104,75 +204,181 @@ class Batcher:
 
     async def submit(self, encodings: Sequence[Any], key: Hashable = None, **options: Any) -> list[Any]:
         """Run `encodings` through forward(batch, **options); one result row per encoding, in order. Cancelling
-        the caller before the inputs are taken drops them without inference."""
+        the caller before the inputs are taken drops them without inference. Overloaded (429) when the work
+        cannot be done by the request's deadline."""
+        if not encodings:
+            return []
+        return await self._enqueue(encodings, key, options, None)
+
+    async def run_alone(self, encodings: Sequence[Any], call: Callable[[], list[Any]]) -> list[Any]:
+        """Run `call()` in the model's worker thread, admitted and ordered as a request of `encodings` (its
+        tokenized inputs, for the cost); one result per encoding."""
+        return await self._enqueue(encodings, object(), {}, call)
+
+    async def _enqueue(self, encodings: Sequence[Any], key: Hashable, options: dict, call: Any) -> list[Any]:
         if self._wakeup is None:
             raise RuntimeError("Batcher.start() was not called.")
         n = len(encodings)
-        if n == 0:
-            return []
+        now = time.monotonic()
+        unit, padded = self._estimate(encodings)
+        deadline, timeout = request_deadline.get() or (None, None)
         if self._in_system > 0 and self._in_system + n > self.max_queue:
-            wait = self._in_system / max(1, self.max_items) * self._batch_seconds
             raise Overloaded(
                 f"The queue of model {self.name!r} is full ({self._in_system} inputs waiting or running, at most "
                 f"{self.max_queue}); retry later.",
-                retry_after=int(wait) + 1,
+                retry_after=self._drain_seconds(self._work),
             )
-        job = Job(key, options, encodings, asyncio.get_running_loop().create_future(), time.monotonic())
+        self._admit(float(unit.sum()), now, deadline, timeout)
+        job = Job(key, options, encodings, asyncio.get_running_loop().create_future(), now, unit, padded, deadline,
+                  timeout, call)
         self._pending.append(job)
         self._in_system += n
+        self._work += job.cost_left
         self._wakeup.set()
         try:
             return await job.future
         finally:
             if job.future.cancelled():
-                self._in_system -= len(encodings) - job.taken  # the untaken inputs never run
+                self._release(job)
+
+    # ----- admission ----------------------------------------------------------------------------------------
+    def _drain_seconds(self, work: float) -> int:
+        rate = self.rate
+        return max(1, math.ceil(work / rate)) if rate else 1
+
+    def _admit(self, cost: float, now: float, deadline: float | None, timeout: float | None) -> None:
+        """Raise 413/429 unless a request of `cost` padded tokens can finish by `deadline`."""
+        rate = self.rate
+        if rate is None or deadline is None or timeout is None:
+            return
+        if cost / rate > timeout * ADMIT_SHARE and self._work <= 0:  # alone, on an idle model: never fits
+            raise PayloadTooLarge(
+                None,
+                f"This request needs about {cost / rate:.1f} s of inference on model {self.name!r} at its measured "
+                f"speed, more than the server's {timeout:g} s request timeout allows; send fewer or shorter inputs "
+                "per request.",
+                param="input",
+            )
+        live = [j for j in self._pending if not j.future.done()]
+        running = self._work - sum(j.untaken_cost for j in live)
+        size = self._size_class(cost)
+        # A request larger than one batch of work runs at half speed when shorter ones keep arriving (it gets
+        # every other batch once urgent): it needs room for twice its work.
+        own = cost if size == 0 else 2 * cost
+        ahead = running + sum(j.untaken_cost for j in live if self._size_class(j.untaken_cost) <= size) + own
+        room = (deadline - now) * ADMIT_SHARE * rate
+        if ahead > room:
+            raise Overloaded(
+                f"Model {self.name!r} has about {self._work / rate:.1f} s of work queued; this request could not "
+                f"finish within the {timeout:g} s request timeout. Retry after the Retry-After seconds.",
+                retry_after=self._drain_seconds(ahead - room),
+            )
+
+    def _size_class(self, work: float) -> int:
+        """0 for work that fits one batch (max_batch_tokens), then one class per doubling. Shortest first goes
+        by class and, within a class, first come first served: exact shortest-first would starve a 20-token
+        query behind a stream of 10-token ones."""
+        batch = float(self.max_tokens or 2048)
+        return max(0, math.ceil(math.log2(max(work, 1.0) / batch)))
+
+    def _release(self, job: Job) -> None:
+        """Forget the inputs of `job` that will not run."""
+        self._in_system -= len(job.encodings) - job.taken
+        self._work -= job.untaken_cost
+        job.cost_left -= job.untaken_cost
+        job.taken = len(job.encodings)
 
     # ----- gathering ----------------------------------------------------------------------------------------
-    def _drop_finished_front(self) -> None:
-        while self._pending and self._pending[0].future.done():
-            self._pending.popleft()
-
     def _waiting_inputs(self) -> int:
-        return sum(len(j.encodings) - j.taken for j in self._pending if not j.future.done())
+        return sum(len(j.encodings) - j.taken for j in self._pending)
+
+    def _refuse_late(self, now: float) -> None:
+        """Refuse (429) every untouched request that cannot finish by its deadline any more."""
+        rate = self.rate
+        if rate is None:
+            return
+        for job in self._pending:
+            if job.taken == 0 and job.deadline is not None and now + job.untaken_cost / rate > job.deadline:
+                self._release(job)
+                job.future.set_exception(Overloaded(
+                    f"Model {self.name!r} is overloaded: this request could no longer finish within the "
+                    f"{job.timeout:g} s request timeout, so it was not started.",
+                    retry_after=self._drain_seconds(self._work),
+                ))
+
+    def _urgent(self, job: Job, now: float) -> bool:
+        rate = self.rate
+        if rate is None or job.deadline is None or job.timeout is None:
+            return False
+        return job.deadline - now - 2 * job.untaken_cost / rate < job.timeout * URGENT_SLACK
+
+    def _critical(self, job: Job, now: float) -> bool:
+        rate = self.rate
+        assert rate is not None and job.deadline is not None
+        return job.deadline - now < 1.5 * job.untaken_cost / rate
 
     def _take(self) -> list[tuple[Job, int, int]]:
-        """(job, first row, end row) pieces: the oldest job's key, oldest first, at most max_items inputs."""
-        picks: list[tuple[Job, int, int]] = []
-        keep: collections.deque[Job] = collections.deque()
-        room = self.max_items
-        key: Any = None
-        for job in self._pending:
-            if job.future.done():
-                continue
-            if room == 0 or (picks and (job.key != key or not self.merge)):
-                keep.append(job)
-                continue
-            key = job.key
-            take = min(room, len(job.encodings) - job.taken)
-            picks.append((job, job.taken, job.taken + take))
-            job.taken += take
-            room -= take
-            if job.taken < len(job.encodings):
-                keep.append(job)
-        self._pending = keep
+        """(job, first row, end row) pieces of one batch: the head job's key, at most max_items inputs."""
+        now = time.monotonic()
+        urgent = [j for j in self._pending if self._urgent(j, now)]
+        critical = [j for j in urgent if j.taken > 0 and self._critical(j, now)]
+        self._turn += 1
+        if critical and (self._turn % CRITICAL_TURNS or len(critical) == len(self._pending)):
+            # started, and only finishes in time with (nearly) every batch: it gets them, but one in
+            # CRITICAL_TURNS still goes to the shortest request, so a one-text request never waits for all of it
+            order = sorted(critical, key=lambda j: j.deadline or 0.0) + [j for j in self._pending if j not in critical]
+            self._last_urgent = True
+        elif urgent and not (self._last_urgent and len(urgent) < len(self._pending)):
+            order = sorted(urgent, key=lambda j: j.deadline or 0.0) + [j for j in self._pending if j not in urgent]
+            self._last_urgent = True
+        else:
+            order = sorted(self._pending, key=lambda j: (self._size_class(j.untaken_cost), j.arrived))
+            self._last_urgent = False
+        head = order[0]
+        if head.call is not None:
+            picks = [(head, 0, len(head.encodings))]
+            head.taken = len(head.encodings)
+        else:
+            picks = []
+            room = self.max_items
+            # About one planned batch of work per take (max_batch_tokens), so a request of many long inputs is
+            # run a batch at a time and shorter requests get their turn between its batches.
+            budget = float(self.max_tokens) if self.max_tokens else float("inf")
+            for job in order:
+                if room == 0 or budget <= 0 or job.call is not None or (
+                    picks and (job.key != head.key or not self.merge)
+                ):
+                    continue
+                costs = np.cumsum(job.padded[job.taken : job.taken + room])
+                take = max(1 if not picks else 0, int(np.searchsorted(costs, budget, side="right")))
+                if take == 0:
+                    continue
+                picks.append((job, job.taken, job.taken + take))
+                job.taken += take
+                room -= take
+                budget -= float(costs[take - 1])
+        self._pending = [j for j in self._pending if j.taken < len(j.encodings)]
         return picks
 
     async def _run(self) -> None:
         assert self._wakeup is not None
         loop = asyncio.get_running_loop()
         while True:
-            self._drop_finished_front()
+            self._pending = [j for j in self._pending if not j.future.done()]
             if not self._pending:
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
-            age = time.monotonic() - self._pending[0].arrived
+            now = time.monotonic()
+            age = now - min(j.arrived for j in self._pending)
             if self.merge and age < self.wait_s and self._waiting_inputs() < self.max_items:
                 await asyncio.sleep(self.wait_s - age)
                 continue
-            picks = self._take()
-            if not picks:
+            self._refuse_late(now)
+            self._pending = [j for j in self._pending if not j.future.done()]
+            if not self._pending:
                 continue
+            picks = self._take()
             try:
                 results = await loop.run_in_executor(self._executor, self._forward_pieces, picks)
             except BaseException as exc:  # noqa: BLE001 - every failure goes to its request
@@ -196,21 +402,27 @@ class Batcher:
     def _forward_pieces(self, picks: list[tuple[Job, int, int]]) -> list[Any]:
         """In the worker thread: plan, pad and run the picked inputs; one list of rows per piece."""
         start = time.perf_counter()
-        encodings = [enc for job, a, b in picks for enc in job.encodings[a:b]]
-        options = picks[0][0].options
-        rows: list[Any] = [None] * len(encodings)
-        padded = 0
-        lengths = token_counts(encodings)
-        for idx in split_by_length(plan_batches(lengths, self.max_items, self.max_tokens), lengths):
-            batch = self.model.pad([encodings[i] for i in idx])
-            padded += int(batch.input_ids.size)
-            out = self.model.forward(batch, **options)
-            for row, i in enumerate(idx):
-                rows[i] = out[row]
+        head = picks[0][0]
+        if head.call is not None:
+            rows = head.call()
+            padded, groups = int(sum(len(e.ids) for e in head.encodings)), 1
+        else:
+            encodings = [enc for job, a, b in picks for enc in job.encodings[a:b]]
+            rows = [None] * len(encodings)
+            padded = 0
+            lengths = token_lengths(encodings)
+            plan = split_by_length(self.model.plan(encodings, self.max_items), lengths)
+            groups = len(plan)
+            for idx in plan:
+                batch = self.model.pad([encodings[i] for i in idx])
+                padded += int(batch.input_ids.size)
+                out = self.model.forward(batch, **head.options)
+                for row, i in enumerate(idx):
+                    rows[i] = out[row]
         seconds = time.perf_counter() - start
-        self._batch_seconds = 0.8 * self._batch_seconds + 0.2 * seconds
+        self.record_speed(groups, padded, seconds)
         if self.observe is not None:
-            self.observe(len(encodings), padded, seconds)
+            self.observe(len(rows), padded, seconds)
         pieces, at = [], 0
         for _, a, b in picks:
             pieces.append(rows[at : at + b - a])
@@ -220,11 +432,13 @@ class Batcher:
     def _deliver(self, picks: list[tuple[Job, int, int]], results: list[Any]) -> None:
         for (job, a, b), rows in zip(picks, results):
             self._in_system -= b - a
+            piece_cost = float(job.unit[a:b].sum())
+            self._work -= piece_cost
+            job.cost_left -= piece_cost
             if job.future.done():
                 continue
             if isinstance(rows, BaseException):
-                self._in_system -= len(job.encodings) - job.taken  # its other inputs will not run
-                job.taken = len(job.encodings)
+                self._release(job)  # its other inputs will not run
                 job.future.set_exception(rows)
                 continue
             job.rows[a:b] = rows

@@ -2,6 +2,7 @@
 and the typed errors every route maps to an HTTP status. No starlette/uvicorn import here, so the serverless
 handlers (lightembed.serverless) and the ASGI app share it.
 
+
 Public API (kept stable; new names may be added, none removed):
 
 - `Limits(max_inputs=2048, max_chars=100_000, max_body_bytes=4 MiB)`: what one request may hold.
@@ -19,7 +20,7 @@ Public API (kept stable; new names may be added, none removed):
   little-endian float32, as the official client decodes it).
 - `ApiError(status, message, type, param=None)` and one subclass per kind: `BadRequest` 400, `Unauthorized` 401,
   `NotFound` 404, `PayloadTooLarge` 413, `InvalidField` 422, `Overloaded` 429 (with `retry_after` seconds),
-  `Unavailable` 503, `RequestTimeout` 503. `error.openai_body()` is OpenAI's `{"error": {...}}`,
+  `Unavailable` 503, `RequestTimeout` 503, `NonFinite` 500 (NaN/inf output; `check_finite(values, model)`). `error.openai_body()` is OpenAI's `{"error": {...}}`,
   `error.tei_body()` TEI's `{"error", "error_type"}`, `error.headers()` the headers to send (Retry-After).
 """
 
@@ -32,6 +33,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from lightembed.errors import LightembedError
+
 __all__ = [
     "ApiError",
     "BadRequest",
@@ -42,6 +45,8 @@ __all__ = [
     "Overloaded",
     "Unavailable",
     "RequestTimeout",
+    "NonFinite",
+    "check_finite",
     "Limits",
     "EmbeddingsRequest",
     "read_json",
@@ -55,20 +60,23 @@ __all__ = [
 
 
 # ----- errors ---------------------------------------------------------------------------------------------------
-class ApiError(Exception):
+class ApiError(LightembedError):
     """An error a client caused or must be told about: an HTTP status, a message and an error type."""
 
     status = 500
     type = "server_error"
     tei_type = "Backend"
 
-    def __init__(self, status: int | None = None, message: str = "", type: str | None = None, param: str | None = None):
+    def __init__(
+        self, status: int | str | None = None, message: str = "", type: str | None = None, param: str | None = None
+    ) -> None:
         # Positional (status, message, type) as well as Subclass(message) are accepted.
+        code: int | str | None = status
         if isinstance(status, str) and not message:
-            status, message = None, status
+            code, message = None, status
         super().__init__(message)
-        if status is not None:
-            self.status = int(status)
+        if code is not None:
+            self.status = int(code)
         if type is not None:
             self.type = type
         self.message = message
@@ -142,6 +150,25 @@ class RequestTimeout(ApiError):
     status, type, tei_type = 503, "timeout", "Overloaded"
 
 
+class NonFinite(ApiError):
+    """500: the model gave NaN or infinite values (damaged weights, an overflow): an error, never a vector."""
+
+    status, type, tei_type = 500, "server_error", "Backend"
+
+
+def check_finite(values: Any, model: str, field: str = "input") -> None:
+    """NonFinite naming the first input whose result holds NaN or inf; `values` is an array (rows first) or a
+    list of arrays, one per input."""
+    rows = values if isinstance(values, list) else list(values)
+    for i, row in enumerate(rows):
+        if not np.isfinite(np.asarray(row, dtype=np.float64)).all():
+            raise NonFinite(
+                None,
+                f"The model {model!r} gave non-finite values (NaN or inf) for `{field}[{i}]`; its weights may be "
+                "damaged. No vector is returned; the server reports itself unhealthy.",
+            )
+
+
 # ----- limits and parsing ---------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Limits:
@@ -161,6 +188,8 @@ def read_json(raw: bytes, limits: Limits = Limits()) -> dict[str, Any]:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidField(None, f"The request body is not valid JSON: {exc}.", param="body") from None
+    except RecursionError:
+        raise InvalidField(None, "The request body is JSON nested too deeply to read.", param="body") from None
     if not isinstance(body, dict):
         raise InvalidField(None, f"The request body must be a JSON object, got {kind_of(body)}.", param="body")
     return body
@@ -192,7 +221,11 @@ def texts_field(body: Mapping[str, Any], field: str, limits: Limits, *, allow_to
     token_ids = all(is_int(x) for x in items) or all(isinstance(x, list) and x and all(map(is_int, x)) for x in items)
     if token_ids and not allow_token_ids:
         raise BadRequest(
-            None, f"`{field}` holds token ids; this server takes text only: send the strings instead.", param=field
+            None,
+            f"`{field}` holds token ids; this server takes text only: send the strings instead. (LangChain's "
+            "OpenAIEmbeddings tokenizes with tiktoken and sends token ids unless it is created with "
+            "`check_embedding_ctx_length=False`.)",
+            param=field,
         )
     for i, item in enumerate(items):
         if not isinstance(item, str):
@@ -246,18 +279,24 @@ class EmbeddingsRequest:
     user: str | None = None
 
 
-def pick_model(body: Mapping[str, Any], models: Mapping[str, Any], route: str, fits: Any, kind: str) -> str:
+def pick_model(body: Mapping[str, Any], models: Mapping[str, Any], route: str, fits: Any, kind: str,
+               default: str | None = None) -> str:
     """The served name `body["model"]` asks for: NotFound when nothing is served under it; with no `model`,
-    the only served model that `fits` (BadRequest when there are several or none); BadRequest naming the model
-    when it does not fit the route."""
+    `default` (the server's --default-model) when it fits, else the only served model that fits (InvalidField
+    when there are several, BadRequest when there is none); BadRequest naming the model when it does not fit
+    the route."""
     name = optional_field(body, "model", (str,), "a string naming a served model")
     if name is None:
+        if default is not None and default in models and fits(models[default]):
+            return default
         fitting = [n for n, m in models.items() if fits(m)]
-        if len(fitting) != 1:
+        if not fitting:
+            raise BadRequest(None, f"No {kind} model is served here, so {route} cannot be answered.", param="model")
+        if len(fitting) > 1:
             raise InvalidField(
                 None,
-                f"`model` is required for {route}: one of {fitting} ({kind} models served here)."
-                if fitting else f"No {kind} model is served here, so {route} cannot be answered.",
+                f"`model` is required for {route}: one of {fitting} ({kind} models served here), or start the "
+                "server with --default-model.",
                 param="model",
             )
         return fitting[0]
@@ -272,11 +311,13 @@ def pick_model(body: Mapping[str, Any], models: Mapping[str, Any], route: str, f
     return name
 
 
-def parse_embeddings_request(body: Mapping[str, Any], models: Mapping[str, Any], limits: Limits = Limits()) -> EmbeddingsRequest:
-    """Check an OpenAI embeddings request body against the served `models` (served name -> model)."""
+def parse_embeddings_request(body: Mapping[str, Any], models: Mapping[str, Any], limits: Limits = Limits(),
+                             default: str | None = None) -> EmbeddingsRequest:
+    """Check an OpenAI embeddings request body against the served `models` (served name -> model); `default`
+    is the model a request without `model` gets."""
     if not isinstance(body, Mapping):
         raise InvalidField(None, f"The request body must be a JSON object, got {kind_of(body)}.", param="body")
-    name = pick_model(body, models, "/v1/embeddings", can_embed, "embedding (SentenceTransformer)")
+    name = pick_model(body, models, "/v1/embeddings", can_embed, "embedding (SentenceTransformer)", default)
     texts, single = texts_field(body, "input", limits)
     encoding_format = optional_field(body, "encoding_format", (str,), '"float" or "base64"') or "float"
     if encoding_format not in ("float", "base64"):
@@ -329,13 +370,17 @@ def with_prompt(model: Any, texts: list[str], prompt_name: str | None = None) ->
 def embed(request: EmbeddingsRequest, model: Any, batch_size: int = 32) -> tuple[np.ndarray, int]:
     """Run `request` on `model` in this thread with the model's stages; (vectors, tokens)."""
     texts, prompt_length = with_prompt(model, request.texts)
-    encodings = model.tokenize_inputs(texts)
+    try:
+        encodings = model.tokenize_inputs(texts)
+    except (TypeError, ValueError) as exc:  # e.g. a lone surrogate, named by its input
+        raise InvalidField(None, str(exc), param="input") from None
     vectors = np.empty((len(encodings), 0), dtype=np.float32)
     for idx in model.plan(encodings, batch_size):
         out = model.forward(model.pad([encodings[i] for i in idx]), prompt_length)
         if vectors.shape[1] != out.shape[1]:
             vectors = np.empty((len(encodings), out.shape[1]), dtype=np.float32)
         vectors[idx] = out
+    check_finite(vectors, request.model)
     return finish_embeddings(vectors, request.dimensions), count_tokens(encodings)
 
 

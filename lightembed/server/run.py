@@ -10,6 +10,7 @@ import sys
 import time
 from typing import Any, Sequence
 
+from lightembed.errors import LightembedValueError
 from lightembed.server import SERVER_EXTRA_MISSING
 
 ENV_PREFIX = "LIGHTEMBED_"
@@ -68,6 +69,18 @@ def parser() -> argparse.ArgumentParser:
                     help="on SIGTERM, seconds to let in-flight requests finish before exiting")
     ap.add_argument("--http", choices=("auto", "h11", "httptools"), default=_env("http", "auto"),
                     help="uvicorn's HTTP parser (auto: httptools when installed, else h11)")
+    ap.add_argument("--default-model", default=_env("default_model", None),
+                    help="the served name a request without `model` gets (default: the only model that fits the route)")
+    ap.add_argument("--header-timeout", type=float, default=_env("header_timeout", 10.0),
+                    help="seconds a client may take to send a request's headers before it is disconnected")
+    ap.add_argument("--body-timeout", type=float, default=_env("body_timeout", 30.0),
+                    help="seconds a client may take to send a request's body (408 beyond)")
+    ap.add_argument("--keep-alive-timeout", type=float, default=_env("keep_alive_timeout", 5.0),
+                    help="seconds an idle keep-alive connection stays open")
+    ap.add_argument("--max-connections", type=int, default=_env("max_connections", 1024),
+                    help="open connections (and requests in progress); beyond it new requests get 503")
+    ap.add_argument("--max-header-bytes", type=int, default=_env("max_header_bytes", 16384),
+                    help="size of a request's headers (431 beyond)")
     ap.add_argument("--log-level", default=_env("log_level", "info"))
     return ap
 
@@ -77,7 +90,8 @@ def _check(args: argparse.Namespace, ap: argparse.ArgumentParser) -> None:
         args.models = _env("models", "").split()
     if not args.models:
         ap.error("give at least one MODEL (or set LIGHTEMBED_MODELS)")
-    for name in ("max_batch_items", "max_queue", "max_inputs", "max_chars", "max_body_bytes"):
+    for name in ("max_batch_items", "max_queue", "max_inputs", "max_chars", "max_body_bytes", "max_connections",
+                 "max_header_bytes"):
         if getattr(args, name) < 1:
             ap.error(f"--{name.replace('_', '-')} must be at least 1")
     if args.max_batch_tokens is not None and args.max_batch_tokens < 1:
@@ -86,6 +100,10 @@ def _check(args: argparse.Namespace, ap: argparse.ArgumentParser) -> None:
         ap.error(f"--http (or LIGHTEMBED_HTTP) must be auto, h11 or httptools, got {args.http!r}")
     if args.request_timeout <= 0 or args.drain_timeout < 0 or args.batch_wait_ms < 0:
         ap.error("--request-timeout must be > 0, --drain-timeout and --batch-wait-ms >= 0")
+    if min(args.header_timeout, args.body_timeout, args.keep_alive_timeout) <= 0:
+        ap.error("--header-timeout, --body-timeout and --keep-alive-timeout must be > 0")
+    if args.api_key is not None and not args.api_key.strip():
+        ap.error("--api-key (or LIGHTEMBED_API_KEY) is set but empty; give a key, or unset it to serve without one")
 
 
 def build(args: argparse.Namespace) -> tuple[Any, Any]:
@@ -102,13 +120,18 @@ def build(args: argparse.Namespace) -> tuple[Any, Any]:
     specs = [ModelSpec.parse(m) for m in args.models]
     names = [s.name for s in specs]
     if len(set(names)) != len(names):
-        raise ValueError(f"Two models are served under the same name: {names}; give names with MODEL=NAME.")
+        raise LightembedValueError(f"Two models are served under the same name: {names}; give names with MODEL=NAME.")
+    if args.default_model is not None and args.default_model not in names:
+        raise LightembedValueError(f"--default-model {args.default_model!r} is not one of the served names {names}.")
     for spec in specs:
         kind, model = load_model(spec, threads=args.threads, device=args.device)
+        # The batcher plans with the model's own stage (model.plan), so the server's cap is the model's.
+        model.max_batch_tokens = args.max_batch_tokens or (
+            CPU_BATCH_TOKENS if model.device == "cpu" else model.max_batch_tokens
+        )
         batcher = Batcher(
             model,
             max_items=args.max_batch_items,
-            max_tokens=args.max_batch_tokens or (CPU_BATCH_TOKENS if model.device == "cpu" else model.max_batch_tokens),
             wait_s=args.batch_wait_ms / 1000,
             max_queue=args.max_queue,
             merge=not args.no_batching,
@@ -120,9 +143,26 @@ def build(args: argparse.Namespace) -> tuple[Any, Any]:
         limits=Limits(args.max_inputs, args.max_chars, args.max_body_bytes),
         auto_truncate=not args.no_auto_truncate,
         request_timeout=args.request_timeout,
+        body_timeout=args.body_timeout,
+        default_model=args.default_model,
     )
     state = State()
     return build_app(served, settings, api_key=args.api_key or None, metrics=metrics, state=state), state
+
+
+def log_config(level: str = "info") -> dict[str, Any]:
+    """uvicorn's logging setup with a timestamp on every line (access log included), and the server's own
+    "lightembed.server" messages (the "ready" line, failures) through the same handler."""
+    import copy
+
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    for formatter in config["formatters"].values():
+        formatter["fmt"] = "%(asctime)s " + formatter["fmt"]
+        formatter["datefmt"] = "%Y-%m-%dT%H:%M:%S%z"
+    config["loggers"]["lightembed"] = {"handlers": ["default"], "level": level.upper(), "propagate": False}
+    return config
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -159,17 +199,31 @@ def main(argv: Sequence[str] | None = None) -> int:
             if state.draining and not self.should_exit:
                 if state.in_flight == 0 or time.monotonic() >= self.deadline:
                     self.should_exit = True
+                    # uvicorn's own graceful wait comes after ours: only what is left of --drain-timeout.
+                    left = max(0.1, self.deadline - time.monotonic())  # uvicorn waits with asyncio: a float works
+                    self.config.timeout_graceful_shutdown = left  # type: ignore[assignment]
             return await super().on_tick(counter)
 
+    from lightembed.server.http import hardened_protocol
+
+    try:
+        protocol = hardened_protocol(args.http, args.header_timeout, args.max_header_bytes)
+    except ImportError as exc:
+        print(f"lightembed serve: error: {exc}", file=sys.stderr)
+        return 2
     config = uvicorn.Config(
         app,
         host=args.host,
         port=args.port,
         log_level=args.log_level,
-        access_log=False,
+        log_config=log_config(args.log_level),
+        access_log=True,
         timeout_graceful_shutdown=max(1, int(args.drain_timeout)),
+        timeout_keep_alive=args.keep_alive_timeout,
+        limit_concurrency=args.max_connections,
+        h11_max_incomplete_event_size=args.max_header_bytes,
         lifespan="on",
-        http=args.http,
+        http=protocol,
     )
     server = DrainingServer(config)
     server.run()
