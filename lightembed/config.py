@@ -240,7 +240,8 @@ def _module_kind(type_name: str) -> str:
 
 # sentence-transformers module classes lightembed does not run, with why (a folder naming one is refused by name).
 _REFUSED_MODULES = {
-    "Router": "a Router runs as the first module of a SentenceTransformer folder (lightembed.router), not here",
+    "Router": "it sends queries and documents through different modules, which lightembed runs only for a Router "
+    "that is a folder's first module (lightembed.router)",
     "Asym": "it sends queries and documents through different modules, and lightembed runs one pipeline",
     "WeightedLayerPooling": "it pools every hidden layer, and the exported graph gives the last one only",
     "CNN": "it has no transformer graph to export",
