@@ -349,10 +349,30 @@ def quantize(folder: Path) -> dict[str, np.ndarray]:
     return refs
 
 
+def static(folder: Path) -> dict[str, np.ndarray]:
+    """A StaticEmbedding (6.x's module path in modules.json) then Normalize, with a Matryoshka truncate_dim of 8."""
+    import shutil
+
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer import modules
+    from tokenizers import Tokenizer
+
+    write_tokenizer(folder / "_tokenizer")
+    tokenizer = Tokenizer.from_file(str(folder / "_tokenizer" / "tokenizer.json"))
+    torch.manual_seed(2)
+    model = SentenceTransformer(
+        modules=[modules.StaticEmbedding(tokenizer, embedding_dim=16), modules.Normalize()], device="cpu", truncate_dim=8
+    )
+    model.save(str(folder), create_model_card=False)
+    shutil.rmtree(folder / "_tokenizer")
+    return {"texts": model.encode(TEXTS), "queries": model.encode_query(QUERIES)}
+
+
 CASES: dict[str, Callable[[Path], dict[str, np.ndarray]]] = {
     f.__name__: f
     for f in (residual, normalize_tokens, token_dense, weightedmean_left, multi_vector, multi_vector_min, maxsim_scores,
-              paraphrase, quantize)
+              paraphrase, quantize, static)
 }
 
 
