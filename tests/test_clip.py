@@ -17,7 +17,6 @@ from tests import families
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("sentence_transformers")
-pytest.importorskip("optimum.onnxruntime")
 Image = pytest.importorskip("PIL.Image")
 
 pytestmark = pytest.mark.integration

@@ -22,7 +22,6 @@ pytestmark = pytest.mark.integration
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("sentence_transformers")
-pytest.importorskip("optimum.onnxruntime")
 pytest.importorskip("lightembed_export")
 
 from lightembed_export import (  # noqa: E402
@@ -170,8 +169,10 @@ def test_manifest_hashes_and_metrics(exported):
     assert manifest == report
     assert manifest["source"] == {"id": str(src), "hub": False, "revision": None, "requested_revision": None}
     assert manifest["exporter"]["name"] == "lightembed-export"
-    for package in ("torch", "transformers", "optimum", "onnxruntime", "sentence-transformers"):
+    for package in ("torch", "transformers", "onnxruntime", "sentence-transformers"):
         assert manifest["versions"][package], package
+    assert "optimum" in manifest["versions"]  # None where the [optimum] extra is not installed
+    assert manifest["exporter"]["fp32_export"] in ("optimum", "torch.onnx.export")
     files = {entry["path"]: entry for entry in manifest["files"]}
     assert sorted(files) == sorted(ST_NAMES.values())
     for path, entry in files.items():
@@ -275,14 +276,15 @@ def test_an_int8_file_that_ignores_its_input_fails_verification(tmp_path, monkey
 
 
 def test_sentence_transformers_onnx_backend_loads_output(exported):
+    """sentence-transformers' own backend="onnx" (or, without optimum, its stand-in: tests/st_onnx.py)."""
     from sentence_transformers import SentenceTransformer
+
+    from tests.st_onnx import onnx_backed
 
     src, out, _ = exported
     reference = _torch_embeddings(src, TEXTS)
     for name, bar in ((ST_NAMES["O2"], 0.9999), (ST_NAMES["avx512_vnni"], 0.999)):  # int8 measured 0.99997
-        model = SentenceTransformer(
-            str(out), backend="onnx", model_kwargs={"provider": "CPUExecutionProvider", "file_name": name}
-        )
+        model = onnx_backed(SentenceTransformer, src, out, name)
         emb = model.encode(TEXTS, batch_size=8, convert_to_numpy=True, show_progress_bar=False)
         assert emb.shape == reference.shape
         assert _min_cos(emb, reference) >= bar, name
@@ -572,18 +574,73 @@ def test_resolve_targets_merges_auto(monkeypatch):
 
 
 def test_quantized_file_names_follow_sentence_transformers():
-    from optimum.onnxruntime.configuration import AutoQuantizationConfig
-
-    for target in quantizing.DYNAMIC_TARGETS:
-        dtype = getattr(AutoQuantizationConfig, target)(is_static=False).weights_dtype.name.lower()
-        assert quantizing.file_name(target) == f"model_{dtype}_{target}.onnx"
-    assert quantizing.file_name("avx2") == "model_quint8_avx2.onnx"
+    names = {target: quantizing.file_name(target) for target in quantizing.DYNAMIC_TARGETS}
+    assert names == {
+        "avx2": "model_quint8_avx2.onnx",  # avx2's weights are uint8
+        "avx512": "model_qint8_avx512.onnx",
+        "avx512_vnni": "model_qint8_avx512_vnni.onnx",
+        "arm64": "model_qint8_arm64.onnx",
+    }
     # the same {weights dtype}_{config} rule for the two additions
     assert quantizing.file_name("avx2_qint8") == "model_qint8_avx2.onnx"
     assert quantizing.file_name("static") == "model_qint8_static.onnx"
     assert quantizing.file_name("rowwise") == "model_qint8_rowwise.onnx"
     assert quantizing.file_name("weights") == "model_qint8_weights.onnx"
     assert set(quantizing.TARGETS) == set(quantizing.DYNAMIC_TARGETS) | {"avx2_qint8", "static", "rowwise", "weights"}
+
+
+# What optimum 2.1's AutoQuantizationConfig.<target>(is_static=False) and AutoOptimizationConfig.O<n>() set: the
+# recipes the exporter runs with onnxruntime alone. Checked against optimum itself where it is installed.
+OPTIMUM_DYNAMIC = {
+    "weights_dtype": {"avx2": "QUInt8", "avx512": "QInt8", "avx512_vnni": "QInt8", "arm64": "QInt8"},
+    "fields": {"activations_dtype": "QUInt8", "per_channel": True, "reduce_range": False, "weights_symmetric": True,
+               "activations_symmetric": False, "mode": "IntegerOps", "format": "QOperator"},
+}  # fmt: skip
+OPTIMUM_LEVELS = {
+    "O1": (1, False, False, False),
+    "O2": (2, True, False, False),
+    "O3": (2, True, True, False),
+    "O4": (2, True, True, True),
+}
+"""level -> (optimization_level, enable_transformers_specific_optimizations, enable_gelu_approximation, fp16)."""
+
+
+def _optimum_or_none():
+    from lightembed_export.onnx_export import optimum_available
+
+    if not optimum_available():
+        return None
+    from optimum.onnxruntime import configuration
+
+    return configuration
+
+
+def test_dynamic_int8_and_levels_are_optimums_recipes():
+    from lightembed_export import optimize as optimizing
+
+    optimum = _optimum_or_none()
+    for target, dtype in OPTIMUM_DYNAMIC["weights_dtype"].items():
+        ours = quantizing.quantization_config(target)
+        got = {key: getattr(ours, key) for key in OPTIMUM_DYNAMIC["fields"]}
+        got = {key: getattr(value, "name", value) for key, value in got.items()}
+        assert (ours.weights_dtype.name, got) == (dtype, OPTIMUM_DYNAMIC["fields"]), target
+        assert not ours.is_static and "MatMul" in ours.operators_to_quantize and "Gather" in ours.operators_to_quantize
+        if optimum is not None:
+            theirs = getattr(optimum.AutoQuantizationConfig, target)(is_static=False)
+            assert theirs.weights_dtype.name == dtype
+            assert {k: getattr(getattr(theirs, k), "name", getattr(theirs, k)) for k in got} == got
+            assert [getattr(o, "value", o) for o in theirs.operators_to_quantize] == ours.operators_to_quantize
+    for level, expected in OPTIMUM_LEVELS.items():
+        settings = optimizing.LEVEL_SETTINGS[level]
+        fields = ("optimization_level", "enable_transformers_specific_optimizations", "enable_gelu_approximation",
+                  "fp16")  # fmt: skip
+        assert tuple(getattr(settings, f) for f in fields) == expected, level
+        assert settings.optimize_for_gpu == (level == "O4")
+        if optimum is not None:
+            theirs = optimum.AutoOptimizationConfig.with_optimization_level(level)
+            assert tuple(getattr(theirs, f) for f in fields) == expected, level
+            assert theirs.optimize_for_gpu == settings.optimize_for_gpu
+            assert theirs.disable_embed_layer_norm_fusion  # the one fusion optimum turns off (ours too)
 
 
 def test_hub_source_records_the_commit(tmp_path, monkeypatch):
@@ -711,3 +768,24 @@ def test_compare_metrics():
     assert verify.compare(three, np.tile(three.mean(axis=0), (3, 1)))["nearest_own"] == pytest.approx(1 / 3)
     assert verify.nearest_own(three, three[[1, 0, 2]]) == pytest.approx(1 / 3)  # rows swapped
     assert verify.nearest_own(np.vstack([three, three[:1]]), np.vstack([three, three[:1]])) == 1.0  # duplicates
+
+
+def test_torch_onnx_export_path_exports_and_verifies(tmp_path, monkeypatch):
+    """The fp32 export without optimum (the default beside sentence-transformers 6; also what a 5.x install
+    without the [optimum] extra runs): traced with torch.onnx.export, dynamic axes, verified against torch."""
+    import onnx
+
+    from lightembed import SentenceTransformer
+    from lightembed_export import onnx_export
+
+    monkeypatch.setattr(onnx_export, "optimum_available", lambda: False)
+    src = _tiny_st(tmp_path / "st", seed=5)
+    report = export_model(src, tmp_path / "out", optimize=["O2"], quantize=["avx2"], verbose=False)
+    assert report["exporter"]["fp32_export"] == "torch.onnx.export"
+    assert all(entry["passed"] for entry in report["files"]), report["files"]
+    graph = onnx.load(str(tmp_path / "out" / "onnx" / "model.onnx")).graph
+    assert [i.name for i in graph.input] == ["input_ids", "attention_mask", "token_type_ids"]
+    dims = [[d.dim_param or d.dim_value for d in o.type.tensor_type.shape.dim] for o in graph.output]
+    assert dims[0] == ["batch_size", "sequence_length", 32]
+    got = SentenceTransformer(str(tmp_path / "out"), device="cpu").encode(TEXTS, batch_size=2)
+    assert _min_cos(got, _torch_embeddings(src, TEXTS)) >= 0.99999

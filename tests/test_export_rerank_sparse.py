@@ -25,6 +25,7 @@ pytest.importorskip("lightembed_export")
 from lightembed_export import export_model, verify
 from lightembed_export.source import read_layout
 from lightembed_export.tasks import FolderFacts, detect_task, resolve_task
+from tests.st_onnx import onnx_backed
 
 from benchmarks.corpus import headlines, lee_background, movie_snippets, package_dir
 from lightembed import CrossEncoder, SentenceTransformer, SparseEncoder
@@ -155,7 +156,7 @@ def test_cross_encoder_folder_keeps_sentence_transformers_configs(cross_encoders
     assert st_config["activation_fn"] == "torch.nn.modules.activation.Sigmoid"
     assert json.loads((out / "sentence_bert_config.json").read_text())["transformer_task"] == "sequence-classification"
     # sentence-transformers' own ONNX backend loads the folder as well
-    onnx_ce = st.CrossEncoder(str(out), backend="onnx", model_kwargs={"provider": "CPUExecutionProvider"})
+    onnx_ce = onnx_backed(st.CrossEncoder, src, out)  # without optimum: tests/st_onnx.py's stand-in
     pairs = [("How do I reset my password?", "Open settings and choose reset."), ("a", "b")]
     np.testing.assert_allclose(onnx_ce.predict(pairs), st.CrossEncoder(str(src)).predict(pairs), atol=1e-5)
 

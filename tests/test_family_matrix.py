@@ -55,6 +55,15 @@ def _encode_both(
     return np.asarray(ref), np.asarray(got)
 
 
+def _version_or_none(package: str) -> str | None:
+    from importlib import metadata
+
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
 @pytest.fixture(scope="module", autouse=True)
 def matrix_artifact():
     """Write the rows gathered by the tests to MATRIX_JSON once the module is done."""
@@ -62,7 +71,6 @@ def matrix_artifact():
     if not _rows:
         return
     import onnxruntime
-    import optimum.version
     import sentence_transformers
     import torch
     import transformers
@@ -72,7 +80,7 @@ def matrix_artifact():
         "versions": {
             "torch": torch.__version__,
             "transformers": transformers.__version__,
-            "optimum": optimum.version.__version__,
+            "optimum": _version_or_none("optimum"),
             "onnxruntime": onnxruntime.__version__,
             "sentence-transformers": sentence_transformers.__version__,
         },

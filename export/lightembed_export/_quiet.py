@@ -34,6 +34,7 @@ def quiet(enabled: bool = True) -> Iterator[None]:
         saved_levels[name] = logger.level
         logger.setLevel(logging.ERROR)
     tf_verbosity = _set_transformers_verbosity(logging.ERROR)
+    tf_bars = _set_transformers_progress_bars(False)  # transformers 5 draws bars for loading and saving weights
     ort = _set_ort_severity(3)
     saved_env = os.environ.get("TOKENIZERS_PARALLELISM")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -54,6 +55,8 @@ def quiet(enabled: bool = True) -> Iterator[None]:
                 (logging.getLogger() if name == "root" else logging.getLogger(name)).setLevel(level)
             if tf_verbosity is not None:
                 _set_transformers_verbosity(tf_verbosity)
+            if tf_bars is not None:
+                _set_transformers_progress_bars(tf_bars)
             if ort is not None:
                 ort.set_default_logger_severity(2)
             if saved_env is None:
@@ -77,6 +80,17 @@ def _set_transformers_verbosity(level: int) -> int | None:
         return None
     previous = tf_logging.get_verbosity()
     tf_logging.set_verbosity(level)
+    return previous
+
+
+def _set_transformers_progress_bars(enabled: bool) -> bool | None:
+    """Turn transformers' progress bars on or off; return whether they were on (None without transformers)."""
+    try:
+        from transformers.utils import logging as tf_logging
+    except ImportError:  # pragma: no cover
+        return None
+    previous = tf_logging.is_progress_bar_enabled()
+    (tf_logging.enable_progress_bar if enabled else tf_logging.disable_progress_bar)()
     return previous
 
 

@@ -21,9 +21,11 @@ from lightembed_export.source import read_layout, resolve_source
 from lightembed_export.tasks import (
     FEATURE_EXTRACTION,
     FILL_MASK,
+    MULTI_VECTOR,
     TASK_INFO,
     TEXT_CLASSIFICATION,
     check_task,
+    graph_task,
     resolve_task,
 )
 
@@ -130,7 +132,7 @@ def export_model(
         from lightembed_export import onnx_export
 
         onnx_export.check_exportable(
-            layout.model_type, layout.architecture, task, layout.transformer_dir, trust_remote_code
+            layout.model_type, layout.architecture, graph_task(task), layout.transformer_dir, trust_remote_code
         )
         if levels:
             optimizing.check_optimizable(layout.model_type, layout.architecture)
@@ -152,7 +154,7 @@ def export_model(
         from lightembed_export.verify import reference_outputs
 
         reference = reference_outputs(torch_model, task)
-        # The weights are saved and the reference computed: free them before optimum loads its own copy, which
+        # The weights are saved and the reference computed: free them before the exporter loads its own copy, which
         # lowers peak memory by one copy of the fp32 weights (benchmarks/export_memory.py).
         torch_model.to("meta")
         say(f"reference: sentence-transformers outputs on the probes, torch weights released{clock.lap()}")
@@ -179,6 +181,9 @@ def export_model(
             raise
 
     manifest = _manifest(source, layout, torch_model, task, task_reason, files, extra)
+    from lightembed_export.onnx_export import exporter_name
+
+    manifest["exporter"]["fp32_export"] = exporter_name()
     if rewritten:
         manifest["model"]["config_rewritten"] = rewritten
     if extra.get("quantize_auto"):
@@ -230,10 +235,10 @@ def _write_files(
     say(f"layout: {len(copied)} files in sentence-transformers layout, no Transformer weights{clock.lap()}")
 
     fp32 = onnx_export.export_transformer(
-        saved, output / ONNX_SUBDIR, opset=opset, task=task, trust_remote_code=trust_remote_code
+        saved, output / ONNX_SUBDIR, opset=opset, task=graph_task(task), trust_remote_code=trust_remote_code
     )
     entries: list[dict[str, Any]] = [{"file": fp32, "kind": "fp32"}]
-    say(f"export: {_rel(fp32, output)} (optimum task {task}){clock.lap()}")
+    say(f"export: {_rel(fp32, output)} ({onnx_export.exporter_name()}, task {task}){clock.lap()}")
     extra: dict[str, Any] = {}
     if task == FILL_MASK:
         extra["decoder"] = _check_decoder(fp32, torch_model)
@@ -275,7 +280,8 @@ def _write_files(
         why = f" ({target.reason})" if target.reason else ""
         say(f"quantize {target.name}{why}: {_rel(done_q.path, output)}{clock.lap()}")
 
-    files = _describe_files(entries, output, task, external_data)
+    fuse = task == FEATURE_EXTRACTION and st_layout.pooling_follows_transformer(torch_model)
+    files = _describe_files(entries, output, task, external_data, fuse)
     probes = _verify(files, output, torch_model, task, reference)
     from lightembed_export import auto_int8
 
@@ -283,7 +289,7 @@ def _write_files(
         files,
         output,
         fp32,
-        lambda new: _describe_files(new, output, task, external_data),
+        lambda new: _describe_files(new, output, task, external_data, fuse),
         lambda new: _verify(new, output, torch_model, task, reference),
         say,
         texts=quant.calibration.texts,
@@ -297,10 +303,15 @@ def _write_files(
             f"(max |logits - h @ E.T - b| = {decoder['max_abs_diff']:.3g})"
         )
     unit = "pairs" if task == TEXT_CLASSIFICATION else "probes"
-    say(
-        f"verify: {len(files)} file(s) on {probes} {unit}, lightembed.{TASK_INFO[task].runtime_class} vs "
-        f"sentence-transformers {TASK_INFO[task].st_class} (torch){clock.lap()}"
-    )
+    if task == MULTI_VECTOR:
+        from lightembed_export.verify import multi_vector_compared
+
+        say(f"verify: {len(files)} file(s) on {probes} {unit}: {multi_vector_compared()}{clock.lap()}")
+    else:
+        say(
+            f"verify: {len(files)} file(s) on {probes} {unit}, lightembed.{TASK_INFO[task].runtime_class} vs "
+            f"sentence-transformers {TASK_INFO[task].st_class} (torch){clock.lap()}"
+        )
     return files, extra
 
 
@@ -442,10 +453,11 @@ def _discard_output(output: Path, created: bool) -> None:
 
 
 def _describe_files(
-    entries: list[dict[str, Any]], output: Path, task: str, external_data: bool = False
+    entries: list[dict[str, Any]], output: Path, task: str, external_data: bool = False, fuse_pooling: bool = False
 ) -> list[dict[str, Any]]:
-    """Give each embedding file a fused pooling output, make it loadable by older onnxruntime, then record its facts
-    and the threshold it will be held to."""
+    """Give each embedding file a fused pooling output (when `fuse_pooling`: the Pooling module reads the
+    Transformer's output), make it loadable by older onnxruntime, then record its facts and the threshold it will be
+    held to."""
     import onnx
 
     from lightembed_export.onnx_files import make_model_loadable, onnx_file_info, save_model_file
@@ -453,7 +465,7 @@ def _describe_files(
     from lightembed_export.verify import threshold_for
 
     modes: tuple[str, ...] = ()
-    if task == FEATURE_EXTRACTION:
+    if fuse_pooling:
         from lightembed.config import load_config
 
         modes = load_config(output).pooling.modes
@@ -552,7 +564,7 @@ def _manifest(
     files: list[dict[str, Any]],
     extra: dict[str, Any],
 ) -> dict[str, Any]:
-    from lightembed_export.verify import BATCH_SIZE, PROBE_PAIRS, PROBES, SPARSE_BATCH_SIZE
+    from lightembed_export.verify import BATCH_SIZE, PROBE_PAIRS, PROBES, SPARSE_BATCH_SIZE, multi_vector_compared
 
     transformer = torch_model[0]
     info = TASK_INFO[task]
@@ -573,7 +585,7 @@ def _manifest(
         "verification": {
             "reference": f"sentence-transformers {info.st_class} on torch (cpu, float32)",
             "candidate": f"lightembed.{info.runtime_class}(device='cpu', file_name=...)",
-            "compared": _COMPARED[task],
+            "compared": multi_vector_compared() if task == MULTI_VECTOR else _COMPARED[task],
             "probes": len(probes),
             "probes_sha256": probes_digest(probes),
             "batch_size": SPARSE_BATCH_SIZE if task == FILL_MASK else BATCH_SIZE,

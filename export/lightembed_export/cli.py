@@ -80,7 +80,8 @@ def build_parser(prog: str = "lightembed-export") -> argparse.ArgumentParser:
         choices=TASKS,
         help="what the model is (default: detected from the folder): feature-extraction (embeddings, "
         "lightembed.SentenceTransformer), text-classification (a CrossEncoder reranker, logits (batch, num_labels)), "
-        "fill-mask (a SparseEncoder / SPLADE model, logits (batch, seq, vocab))",
+        "fill-mask (a SparseEncoder / SPLADE model, logits (batch, seq, vocab)), multi-vector (a ColBERT-style "
+        "MultiVectorEncoder, sentence-transformers >= 6: every token's hidden state)",
     )
     parser.add_argument("--revision", help="Hub branch, tag or commit (Hub ids only)")
     parser.add_argument(
@@ -114,7 +115,11 @@ def build_parser(prog: str = "lightembed-export") -> argparse.ArgumentParser:
         help="time onnxruntime fp32 and OpenVINO f32/bf16 (with lightembed[openvino]) on this machine and record the "
         "fastest near-lossless one in lightembed.json for this machine class (as `lightembed tune` does)",
     )
-    parser.add_argument("--opset", type=int, help="ONNX opset for the export (default: optimum's for the architecture)")
+    parser.add_argument(
+        "--opset",
+        type=int,
+        help="ONNX opset for the export (default: optimum's for the architecture; 17 with torch.onnx.export)",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace a previous export in the output folder")
     parser.add_argument("--cache-dir", help="Hugging Face cache folder for Hub downloads")
     parser.add_argument("-q", "--quiet", action="store_true", help="print only errors")

@@ -114,6 +114,32 @@ def references(model: Any, texts: list[str], images: list[Any]) -> tuple[np.ndar
     return text, image
 
 
+def _projected(features: Any) -> Any:
+    """The projected embedding get_text_features / get_image_features return: the tensor itself (transformers 4),
+    or the output's pooler_output (transformers 5 returns the tower's output with the projection there)."""
+    return features if hasattr(features, "ndim") else features.pooler_output
+
+
+PROCESSOR_CONFIG = "processor_config.json"
+
+
+def write_preprocessor_config(output: Path) -> bool:
+    """Write `output`/preprocessor_config.json (what the runtime and transformers 4 read) from the image processor
+    section of processor_config.json, where transformers 5 saves it; returns whether it wrote one."""
+    import json
+
+    target = output / "preprocessor_config.json"
+    try:
+        processor = json.loads((output / PROCESSOR_CONFIG).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    image = processor.get("image_processor") if isinstance(processor, dict) else None
+    if target.exists() or not isinstance(image, dict):
+        return False
+    target.write_text(json.dumps(image, indent=2) + "\n", encoding="utf-8")
+    return True
+
+
 def export_towers(clip: Any, onnx_dir: Path, opset: int | None = None) -> tuple[Path, Path]:
     """torch.onnx.export of the two towers into `onnx_dir`: text_model.onnx and vision_model.onnx."""
     import torch
@@ -124,7 +150,7 @@ def export_towers(clip: Any, onnx_dir: Path, opset: int | None = None) -> tuple[
             self.inner = inner
 
         def forward(self, input_ids: Any, attention_mask: Any) -> Any:
-            return self.inner.get_text_features(input_ids=input_ids, attention_mask=attention_mask)
+            return _projected(self.inner.get_text_features(input_ids=input_ids, attention_mask=attention_mask))
 
     class VisionTower(torch.nn.Module):
         def __init__(self, inner: Any) -> None:
@@ -132,7 +158,7 @@ def export_towers(clip: Any, onnx_dir: Path, opset: int | None = None) -> tuple[
             self.inner = inner
 
         def forward(self, pixel_values: Any) -> Any:
-            return self.inner.get_image_features(pixel_values=pixel_values)
+            return _projected(self.inner.get_image_features(pixel_values=pixel_values))
 
     onnx_dir.mkdir(parents=True, exist_ok=True)
     text_path = onnx_dir.parent / TEXT_MODEL
@@ -162,24 +188,10 @@ def export_towers(clip: Any, onnx_dir: Path, opset: int | None = None) -> tuple[
 def optimize_tower(path: Path, level: str, config_dir: Path) -> tuple[Path, dict[str, Any]]:
     """ONNX Runtime's transformer graph optimization of one tower at optimum's `level`, written beside it as
     `<name>_<level>.onnx`; returns the path and the configuration reported in lightembed.json."""
-    import shutil
+    from lightembed_export.optimize import optimize_file
 
-    from optimum.onnxruntime import ORTOptimizer
-    from optimum.onnxruntime.configuration import AutoOptimizationConfig
-
-    from lightembed_export.architectures import load_config
-    from lightembed_export.optimize import _REPORTED_FIELDS, FP16_LEVELS
-
-    config = AutoOptimizationConfig.with_optimization_level(level, for_gpu=level in FP16_LEVELS)
-    optimizer = ORTOptimizer([path], config=load_config(config_dir), from_ortmodel=True)
-    name = f"{path.stem}_{level}.onnx"
-    with tempfile.TemporaryDirectory(prefix="lightembed-export-") as tmp:
-        optimizer.optimize(config, tmp, file_suffix=level)
-        if not (Path(tmp) / name).is_file():
-            raise RuntimeError(f"optimum wrote no {name} for {level}")
-        for written in Path(tmp).glob(name + "*"):
-            shutil.move(str(written), path.parent / written.name)
-    return path.parent / name, {"level": level, **{key: getattr(config, key) for key in _REPORTED_FIELDS}}
+    done = optimize_file(path, level, config_dir, name=f"{path.stem}_{level}.onnx")
+    return done.path, done.config
 
 
 def verify_pair(
@@ -244,6 +256,8 @@ def export_clip(
         created = api._prepare_output(output, overwrite)
         try:
             copied = copy_layout(saved, output, source.path)
+            if write_preprocessor_config(output):
+                copied.append("preprocessor_config.json")
             say(f"layout: {len(copied)} files (tokenizer, preprocessor_config.json), no torch weights{clock.lap()}")
             pairs = [(*export_towers(clip, output / "onnx", opset), "fp32", None)]
             say(f"export: {TEXT_MODEL}, {VISION_MODEL} (torch.onnx.export){clock.lap()}")

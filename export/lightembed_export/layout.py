@@ -8,8 +8,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from lightembed_export.errors import UnsupportedModelError
-from lightembed_export.tasks import FEATURE_EXTRACTION, FILL_MASK, TASK_INFO, TEXT_CLASSIFICATION
+from lightembed_export.errors import SourceError, UnsupportedModelError
+from lightembed_export.tasks import FEATURE_EXTRACTION, FILL_MASK, MULTI_VECTOR, TASK_INFO, TEXT_CLASSIFICATION
 
 # Module classes the lightembed runtime runs after the Transformer, per task (mirrors lightembed.config.load_config,
 # lightembed.cross_encoder and lightembed.sparse_encoder.load_splade_config).
@@ -18,13 +18,18 @@ TASK_MODULES: dict[str, tuple[str, ...]] = {
     FEATURE_EXTRACTION: RUNTIME_MODULES,
     TEXT_CLASSIFICATION: ("Transformer",),
     FILL_MASK: ("Transformer", "MLMTransformer", "SpladePooling"),
+    MULTI_VECTOR: ("Transformer", "Dense", "MultiVectorMask", "Normalize"),
 }
 # The Transformer module's transformer_task sentence-transformers >= 5 sets for each task.
 ST_TRANSFORMER_TASKS: dict[str, str] = {
     FEATURE_EXTRACTION: "feature-extraction",
     TEXT_CLASSIFICATION: "sequence-classification",
     FILL_MASK: "fill-mask",
+    MULTI_VECTOR: "feature-extraction",
 }
+# What sentence-transformers 6 modules read and write by default; any other module_input_name is refused.
+_DEFAULT_INPUTS = {"Dense": "sentence_embedding", "Normalize": "sentence_embedding"}
+_TOKEN_LEVEL = "token_embeddings"
 
 # The Transformer's own weights: never copied to the output, which holds the ONNX graph instead.
 TRANSFORMER_WEIGHT_PATTERNS: tuple[str, ...] = (
@@ -52,11 +57,70 @@ def load_model(path: Path, task: str = FEATURE_EXTRACTION, trust_remote_code: bo
     import transformers
     from packaging.version import Version
 
+    check_module_types(path)
     dtype_key = "dtype" if Version(transformers.__version__) >= Version("4.56") else "torch_dtype"
-    model_class = getattr(sentence_transformers, TASK_INFO[task].st_class)
-    return model_class(
-        str(path), device="cpu", model_kwargs={dtype_key: torch.float32}, trust_remote_code=trust_remote_code
-    )
+    st_class = TASK_INFO[task].st_class
+    model_class = getattr(sentence_transformers, st_class, None)
+    if model_class is None:
+        raise UnsupportedModelError(
+            f"a {TASK_INFO[task].what} needs sentence-transformers' {st_class}, which sentence-transformers "
+            f"{sentence_transformers.__version__} does not have (it is new in 6.0): install lightembed-export beside "
+            "sentence-transformers >= 6",
+            architecture=st_class,
+        )
+    try:
+        return model_class(
+            str(path), device="cpu", model_kwargs={dtype_key: torch.float32}, trust_remote_code=trust_remote_code
+        )
+    except (TypeError, ImportError, AttributeError) as exc:  # a module config this release cannot build
+        raise UnsupportedModelError(
+            f"sentence-transformers {sentence_transformers.__version__} cannot load {path}{_saved_by(path)}: "
+            f"{type(exc).__name__}: {exc}",
+            architecture=st_class,
+        ) from None
+
+
+def _saved_by(path: Path) -> str:
+    """' (saved by sentence-transformers X)' from config_sentence_transformers.json, or ''."""
+    import json
+
+    try:
+        saved = json.loads((path / "config_sentence_transformers.json").read_text(encoding="utf-8"))
+        version = saved["__version__"]["sentence_transformers"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return ""
+    return f" (saved by sentence-transformers {version})"
+
+
+def check_module_types(path: Path) -> None:
+    """UnsupportedModelError naming the first module in `path`/modules.json whose class the installed
+    sentence-transformers cannot import: a folder saved by sentence-transformers 6 (module paths under
+    sentence_transformers.base.modules) read beside 5.x, or a module from another package."""
+    import json
+
+    import sentence_transformers
+    from sentence_transformers.util import import_from_string
+
+    try:
+        entries = json.loads((path / "modules.json").read_text(encoding="utf-8"))
+    except OSError:
+        return  # a plain transformers folder
+    except ValueError as exc:
+        raise SourceError(f"cannot read {path / 'modules.json'}: {exc}") from None
+    for entry in entries if isinstance(entries, list) else []:
+        ref = str(entry.get("type", "")) if isinstance(entry, dict) else ""
+        module_name, _, class_name = ref.rpartition(".")
+        if not module_name.startswith("sentence_transformers."):
+            continue  # other packages' modules (pylate.*): sentence-transformers maps or refuses them itself
+        try:
+            import_from_string(ref)  # what sentence-transformers resolves modules.json's types with
+        except ImportError:
+            raise UnsupportedModelError(
+                f"module {entry.get('idx', '?')} is {ref}, which sentence-transformers "
+                f"{sentence_transformers.__version__} does not have{_saved_by(path)}; install lightembed-export "
+                "beside the sentence-transformers release that saved the folder",
+                architecture=class_name,
+            ) from None
 
 
 def _first_is_transformer(index: int, name: str) -> bool:
@@ -83,6 +147,8 @@ def check_modules(model: Any, task: str = FEATURE_EXTRACTION) -> None:
             "SparseEncoder runs SPLADE models",
             architecture=names[0],
         )
+    for index, module in enumerate(model):
+        _check_module_options(index, module, names)
     transformer = model[0]
     transformer_task = getattr(transformer, "transformer_task", None)
     expected = ST_TRANSFORMER_TASKS[task]
@@ -97,6 +163,35 @@ def check_modules(model: Any, task: str = FEATURE_EXTRACTION) -> None:
             f"the Transformer module takes {modalities}; lightembed embeds text only",
             architecture=type(transformer.auto_model).__name__,
         )
+
+
+def _check_module_options(index: int, module: Any, names: list[str]) -> None:
+    """UnsupportedModelError for a module option the runtime does not reproduce: a Dense or Normalize reading
+    anything but the sentence embedding or the token embeddings, or writing its result under another name."""
+    name = type(module).__name__
+    if name not in _DEFAULT_INPUTS:
+        return
+    read = getattr(module, "module_input_name", None)
+    written = getattr(module, "module_output_name", None)
+    if read not in (None, _DEFAULT_INPUTS[name], _TOKEN_LEVEL):
+        problem = f"module_input_name={read!r}"
+    elif written not in (None, read):
+        problem = f"module_output_name={written!r} (module_input_name={read!r})"
+    else:
+        return
+    raise UnsupportedModelError(
+        f"module {index} is {name} with {problem}; lightembed runs {name} on {_DEFAULT_INPUTS[name]!r} or "
+        f"{_TOKEN_LEVEL!r}, in place (modules: {', '.join(names)})",
+        architecture=name,
+    )
+
+
+def pooling_follows_transformer(model: Any) -> bool:
+    """Whether the module after the Transformer is Pooling, so the pooled output fused into the graph
+    (lightembed_export.pooled) pools what the model's Pooling pools: not so when, for example, a token-level
+    Normalize sits in between."""
+    modules = list(model)
+    return len(modules) > 1 and type(modules[1]).__name__ == "Pooling"
 
 
 def save_model(model: Any, folder: Path) -> None:

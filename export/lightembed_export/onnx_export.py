@@ -1,5 +1,6 @@
-"""The fp32 ONNX export of the Transformer module with optimum, for the model's task (feature-extraction,
-text-classification or fill-mask)."""
+"""The fp32 ONNX export of the Transformer module for the model's task (feature-extraction, text-classification or
+fill-mask): with optimum's exporter where it is installed (`pip install "lightembed-export[optimum]"`, which needs
+transformers < 4.58), otherwise with torch.onnx.export (lightembed_export.torch_export)."""
 
 from __future__ import annotations
 
@@ -22,12 +23,10 @@ def check_exportable(
     model_dir: Path | None = None,
     trust_remote_code: bool = False,
 ) -> None:
-    """UnsupportedModelError unless optimum's ONNX exporter handles `model_type` for `task` (or, with
-    `trust_remote_code`, the checkpoint in `model_dir` brings its own modeling code) and lightembed-export does not
-    refuse the architecture (architectures.check_supported)."""
-    from optimum.exporters.onnx import main_export  # noqa: F401 - importing registers the ONNX configs
-    from optimum.exporters.tasks import TasksManager
-
+    """UnsupportedModelError unless the exporter in use (optimum's, or transformers' model classes for
+    torch.onnx.export) handles `model_type` for `task` (or, with `trust_remote_code`, the checkpoint in `model_dir`
+    brings its own modeling code) and lightembed-export does not refuse the architecture
+    (architectures.check_supported)."""
     from lightembed_export import architectures
 
     if model_dir is not None:
@@ -38,6 +37,14 @@ def check_exportable(
         raise UnsupportedModelError(
             f"cannot export {architecture}: its config.json has no model_type", architecture=architecture
         )
+    if not optimum_available():
+        from lightembed_export import torch_export
+
+        torch_export.check_exportable(model_type, architecture, task)
+        return
+    from optimum.exporters.onnx import main_export  # noqa: F401 - importing registers the ONNX configs
+    from optimum.exporters.tasks import TasksManager
+
     try:
         tasks = TasksManager.get_supported_tasks_for_model_type(
             model_type, exporter="onnx", library_name="transformers"
@@ -57,23 +64,51 @@ def check_exportable(
         )
 
 
+def optimum_available() -> bool:
+    """Whether optimum's ONNX exporter imports here (the `optimum` extra, on transformers < 4.58)."""
+    import importlib
+
+    try:
+        importlib.import_module("optimum.exporters.onnx")
+    except Exception:  # ImportError, or optimum-onnx failing against a transformers it does not support
+        return False
+    return True
+
+
+def exporter_name() -> str:
+    """The tool that writes the fp32 file here, for messages: optimum or torch.onnx.export."""
+    return "optimum" if optimum_available() else "torch.onnx.export"
+
+
 def export_transformer(
     model_dir: Path, onnx_dir: Path, opset: int | None = None, task: str = TASK, trust_remote_code: bool = False
 ) -> Path:
-    """Export the transformers checkpoint in `model_dir` to `onnx_dir/model.onnx` with optimum's `task`.
+    """Export the transformers checkpoint in `model_dir` to `onnx_dir/model.onnx` for `task`, with optimum where
+    it is installed, otherwise torch.onnx.export.
 
     Outputs: feature-extraction last_hidden_state (batch, seq, hidden); text-classification logits
     (batch, num_labels); fill-mask logits (batch, seq, vocab), the decoder tied to the word embeddings as in torch.
     T5-family encoders and remote-code models go through architectures.plan_export's own text-encoder config.
     """
-    from optimum.exporters.onnx import main_export, onnx_export_from_model
-
     from lightembed_export import architectures
 
     plan = architectures.plan_export(model_dir, task, trust_remote_code)
     onnx_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="lightembed-export-") as tmp:
-        if plan.custom:
+        if not optimum_available():
+            from lightembed_export import torch_export
+
+            torch_export.export(
+                model_dir,
+                Path(tmp) / FP32_FILE_NAME,
+                task,
+                opset=opset,
+                model_class=plan.model_class if plan.custom else None,
+                trust_remote_code=trust_remote_code,
+            )
+        elif plan.custom:
+            from optimum.exporters.onnx import onnx_export_from_model
+
             model = architectures.load_for_export(model_dir, plan)
             onnx_export_from_model(
                 model,
@@ -85,6 +120,8 @@ def export_transformer(
                 custom_onnx_configs={"model": architectures.onnx_config(model, plan, task)},
             )
         else:
+            from optimum.exporters.onnx import main_export
+
             main_export(
                 str(model_dir),
                 output=tmp,
@@ -99,7 +136,7 @@ def export_transformer(
         written = sorted(Path(tmp).glob(FP32_FILE_NAME + "*"))  # model.onnx and, past 2 GB, model.onnx_data
         if not any(p.name == FP32_FILE_NAME for p in written):
             raise RuntimeError(
-                f"optimum wrote no {FP32_FILE_NAME} (found {sorted(p.name for p in Path(tmp).iterdir())})"
+                f"the exporter wrote no {FP32_FILE_NAME} (found {sorted(p.name for p in Path(tmp).iterdir())})"
             )
         for path in written:
             shutil.move(str(path), onnx_dir / path.name)

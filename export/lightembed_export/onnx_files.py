@@ -94,7 +94,7 @@ def save_model_file(model: Any, path: Path, external_data: bool = False) -> None
     layout files over 2 GB need, which protobuf cannot hold). Tensors already external keep their file."""
     import onnx
 
-    if external_data and not _external_locations(model):
+    if external_data and not external_locations(model):
         onnx.save(
             model,
             str(path),
@@ -107,7 +107,7 @@ def save_model_file(model: Any, path: Path, external_data: bool = False) -> None
         onnx.save(model, str(path))
 
 
-def _external_locations(model: Any) -> list[str]:
+def external_locations(model: Any) -> list[str]:
     """Names of the files holding the model's external tensor data (large models), relative to the model file."""
     from onnx.external_data_helper import _get_all_tensors, uses_external_data
 
@@ -134,7 +134,7 @@ def onnx_file_info(path: Path, root: Path, model: Any = None) -> dict[str, Any]:
         "ir_version": int(model.ir_version),
         "domains": {d: v for d, v in sorted(opsets.items()) if d != "ai.onnx"},
     }
-    data = [path.parent / name for name in _external_locations(model)]
+    data = [path.parent / name for name in external_locations(model)]
     if data:
         info["external_data"] = [
             {"path": p.relative_to(root).as_posix(), "sha256": sha256_file(p), "size": p.stat().st_size} for p in data

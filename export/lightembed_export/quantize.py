@@ -1,5 +1,5 @@
-"""int8 quantization of the fp32 export: dynamic for a CPU target (optimum's configs), static (batch-invariant,
-calibrated), and detection of the CPU this runs on.
+"""int8 quantization of the fp32 export with onnxruntime's quantization tools: dynamic for a CPU target (optimum's
+recipes), static (batch-invariant, calibrated), and detection of the CPU this runs on.
 
 Dynamic quantization computes each activation's scale from the whole batch tensor at run time, so a text's
 embedding depends on what it is batched with and on padding. Static quantization fixes every scale from
@@ -8,7 +8,6 @@ calibration text: a text gets the same embedding alone or in any batch.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import platform
 import shutil
@@ -128,22 +127,61 @@ def resolve_targets(requested: Iterable[str] | str | None) -> list[QuantTarget]:
 
 
 def _config_name(target: str) -> str:
-    """The optimum config a dynamic target uses (avx2_qint8 is avx2's)."""
+    """The optimum config name a dynamic target is named after (avx2_qint8 is avx2's)."""
     return "avx2" if target == AVX2_QINT8 else target
 
 
-def quantization_config(target: str, per_channel: bool = True) -> Any:
-    """optimum's dynamic AutoQuantizationConfig for `target` (avx2_qint8: avx2's with QInt8 weights)."""
-    from optimum.onnxruntime.configuration import AutoQuantizationConfig
-    from optimum.onnxruntime.quantization import QuantType
+@dataclass(frozen=True)
+class DynamicConfig:
+    """A dynamic int8 recipe, with the settings optimum's AutoQuantizationConfig gives the same target: u8
+    activations (asymmetric, scale from each batch at run time), symmetric weights, full range, every operator
+    onnxruntime's integer-ops registry covers, each MatMul quantized whether its B input is a weight or not."""
+
+    weights_dtype: Any
+    per_channel: bool = True
+    reduce_range: bool = False
+    weights_symmetric: bool = True
+    activations_symmetric: bool = False
+
+    @property
+    def activations_dtype(self) -> Any:
+        from onnxruntime.quantization import QuantType
+
+        return QuantType.QUInt8
+
+    @property
+    def is_static(self) -> bool:
+        return False
+
+    @property
+    def mode(self) -> Any:
+        from onnxruntime.quantization import QuantizationMode
+
+        return QuantizationMode.IntegerOps
+
+    @property
+    def format(self) -> Any:
+        from onnxruntime.quantization import QuantFormat
+
+        return QuantFormat.QOperator
+
+    @property
+    def operators_to_quantize(self) -> list[str]:
+        from onnxruntime.quantization.registry import IntegerOpsRegistry
+
+        return list(IntegerOpsRegistry)
+
+
+def quantization_config(target: str, per_channel: bool = True) -> DynamicConfig:
+    """The dynamic recipe for `target`: avx2 has u8 weights (u8 x u8 kernels), every other target
+    (arm64, avx512, avx512_vnni, avx2_qint8) s8 weights."""
+    from onnxruntime.quantization import QuantType
 
     if target not in DYNAMIC_TARGETS + (AVX2_QINT8,):
         names = ", ".join(DYNAMIC_TARGETS + (AVX2_QINT8,))
         raise ValueError(f"unknown dynamic quantization target {target!r}; choose from {names}")
-    config = getattr(AutoQuantizationConfig, _config_name(target))(is_static=False, per_channel=per_channel)
-    if target == AVX2_QINT8:
-        config = dataclasses.replace(config, weights_dtype=QuantType.QInt8)
-    return config
+    weights = QuantType.QUInt8 if target == "avx2" else QuantType.QInt8
+    return DynamicConfig(weights, per_channel=per_channel)
 
 
 def file_name(target: str, per_channel: bool = True) -> str:
@@ -163,26 +201,42 @@ def file_name(target: str, per_channel: bool = True) -> str:
     return f"model_{config.weights_dtype.name.lower()}_{_config_name(target)}.onnx"
 
 
-def quantize_file(fp32_path: Path, target: str, config_dir: Path, per_channel: bool = True) -> QuantizedFile:
-    """Write the dynamically quantized int8 file for `target` next to `fp32_path`."""
-    from optimum.onnxruntime import ORTQuantizer
+def _has_external_data(fp32_path: Path) -> bool:
+    return fp32_path.stat().st_size > 1_800_000_000 or any(
+        p.name != fp32_path.name for p in fp32_path.parent.glob(fp32_path.name + "*")
+    )
 
-    from lightembed_export.architectures import load_config
+
+def quantize_file(fp32_path: Path, target: str, config_dir: Path, per_channel: bool = True) -> QuantizedFile:
+    """Write the dynamically quantized int8 file for `target` next to `fp32_path` (onnxruntime's quantize_dynamic).
+    `config_dir` is accepted for symmetry with the other recipes; dynamic int8 needs no config."""
+    from onnxruntime.quantization import quantize_dynamic
 
     config = quantization_config(target, per_channel)
     name = file_name(target, per_channel)
-    suffix = name[len("model_") : -len(".onnx")]
-    quantizer = ORTQuantizer(fp32_path, config=load_config(config_dir))
     with tempfile.TemporaryDirectory(prefix="lightembed-export-") as tmp:
-        quantizer.quantize(config, tmp, file_suffix=suffix)
+        quantize_dynamic(
+            str(fp32_path),
+            str(Path(tmp) / name),
+            op_types_to_quantize=config.operators_to_quantize,
+            per_channel=config.per_channel,
+            reduce_range=config.reduce_range,
+            weight_type=config.weights_dtype,
+            use_external_data_format=_has_external_data(fp32_path),
+            extra_options={
+                "WeightSymmetric": config.weights_symmetric,
+                "ActivationSymmetric": config.activations_symmetric,
+                "MatMulConstBOnly": False,
+            },
+        )
         written = sorted(Path(tmp).glob(name + "*"))
         if not any(p.name == name for p in written):
-            raise RuntimeError(f"optimum wrote no {name} for {target}")
+            raise RuntimeError(f"onnxruntime wrote no {name} for {target}")
         for path in written:
             shutil.move(str(path), fp32_path.parent / path.name)
     reported = {
         "target": target,
-        "is_static": bool(config.is_static),
+        "is_static": config.is_static,
         "weights_dtype": config.weights_dtype.name,
         "activations_dtype": config.activations_dtype.name,
         "per_channel": bool(config.per_channel),
@@ -256,9 +310,7 @@ def quantize_static_file(
     model = onnx.load(str(fp32_path), load_external_data=False)
     input_names = [i.name for i in model.graph.input]
     excluded = ffn_down_projections(model, config_dir)
-    large = fp32_path.stat().st_size > 1_800_000_000 or any(
-        p.name != fp32_path.name for p in fp32_path.parent.glob(fp32_path.name + "*")
-    )
+    large = _has_external_data(fp32_path)
     del model
 
     class Reader(_FeedReader, CalibrationDataReader):

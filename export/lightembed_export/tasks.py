@@ -2,7 +2,9 @@
 
 The task names are optimum's: feature-extraction (sentence-transformers SentenceTransformer: hidden states,
 pooled by the modules that follow), text-classification (CrossEncoder: (batch, num_labels) logits) and
-fill-mask (SparseEncoder / SPLADE: (batch, seq, vocab) logits, pooled by SpladePooling).
+fill-mask (SparseEncoder / SPLADE: (batch, seq, vocab) logits, pooled by SpladePooling); multi-vector is
+lightembed's name for sentence-transformers 6's MultiVectorEncoder (ColBERT-style: one vector per token), whose graph
+is a feature-extraction one (graph_task).
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from dataclasses import dataclass
 FEATURE_EXTRACTION = "feature-extraction"
 TEXT_CLASSIFICATION = "text-classification"
 FILL_MASK = "fill-mask"
-TASKS: tuple[str, ...] = (FEATURE_EXTRACTION, TEXT_CLASSIFICATION, FILL_MASK)
+MULTI_VECTOR = "multi-vector"
+TASKS: tuple[str, ...] = (FEATURE_EXTRACTION, TEXT_CLASSIFICATION, FILL_MASK, MULTI_VECTOR)
 
 
 @dataclass(frozen=True)
@@ -37,7 +40,16 @@ TASK_INFO: dict[str, TaskInfo] = {
     ),
     TEXT_CLASSIFICATION: TaskInfo(TEXT_CLASSIFICATION, "CrossEncoder", "CrossEncoder", "logits", "cross-encoder"),
     FILL_MASK: TaskInfo(FILL_MASK, "SparseEncoder", "SparseEncoder", "logits", "sparse encoder (SPLADE)"),
+    MULTI_VECTOR: TaskInfo(
+        MULTI_VECTOR, "MultiVectorEncoder", "MultiVectorEncoder", "last_hidden_state", "multi-vector encoder (ColBERT)"
+    ),
 }
+
+
+def graph_task(task: str) -> str:
+    """The task the ONNX graph is exported for (optimum's name): a multi-vector encoder's graph is a
+    feature-extraction one (every token's hidden state)."""
+    return FEATURE_EXTRACTION if task == MULTI_VECTOR else task
 
 # sentence-transformers' Transformer setting (sentence_bert_config.json "transformer_task") for each task.
 _ST_TRANSFORMER_TASKS = {
@@ -51,7 +63,10 @@ _ST_MODEL_TYPES = {
     "SentenceTransformer": FEATURE_EXTRACTION,
     "CrossEncoder": TEXT_CLASSIFICATION,
     "SparseEncoder": FILL_MASK,
+    "MultiVectorEncoder": MULTI_VECTOR,
+    "ColBERT": MULTI_VECTOR,  # PyLate <= 3, which sentence-transformers 6 loads as a MultiVectorEncoder
 }
+_MULTI_VECTOR_ARCHITECTURES = ("HF_ColBERT",)  # Stanford ColBERT checkpoints
 _SPARSE_MODULES = ("SpladePooling", "MLMTransformer", "SparseStaticEmbedding")
 
 
@@ -81,13 +96,19 @@ def detect_task(facts: FolderFacts) -> tuple[str, str]:
     """The task of a checkpoint folder and a short reason.
 
     sentence-transformers layouts: SpladePooling or MLMTransformer modules mean fill-mask; otherwise the
-    Transformer's transformer_task, then config_sentence_transformers.json's model_type decide. A folder without
-    modules.json goes by config.json's architecture: *ForSequenceClassification is a cross-encoder,
+    Transformer's transformer_task, then config_sentence_transformers.json's model_type decide; a
+    MultiVectorEncoder (or PyLate ColBERT) model_type or a Stanford HF_ColBERT architecture means multi-vector first.
+    A folder without modules.json goes by config.json's architecture: *ForSequenceClassification is a cross-encoder,
     *ForMaskedLM a SPLADE model; anything else is an embedding model (mean pooling).
     """
     sparse = [m for m in facts.module_types if m in _SPARSE_MODULES]
     if sparse:
         return FILL_MASK, f"modules.json has {sparse[0]}"
+    if _ST_MODEL_TYPES.get(facts.st_model_type or "") == MULTI_VECTOR:
+        return MULTI_VECTOR, f"a sentence-transformers {facts.st_model_type} (config_sentence_transformers.json)"
+    colbert = [a for a in facts.architectures if a in _MULTI_VECTOR_ARCHITECTURES]
+    if colbert:
+        return MULTI_VECTOR, f"a {colbert[0]} checkpoint"
     if facts.module_types:
         if facts.transformer_task in _ST_TRANSFORMER_TASKS:
             task = _ST_TRANSFORMER_TASKS[facts.transformer_task]

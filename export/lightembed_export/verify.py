@@ -1,7 +1,8 @@
 """Checks each written ONNX file, run through the lightembed runtime, against sentence-transformers on torch.
 
 Embedding models (feature-extraction) and SPLADE models (fill-mask) are compared by the cosine of their
-(dense) embeddings of a fixed probe set; cross-encoders (text-classification) by their raw logits on probe pairs.
+(dense) embeddings of a fixed probe set; cross-encoders (text-classification) by their raw logits on probe pairs;
+multi-vector encoders (ColBERT) token by token (see MultiVectorReference).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from lightembed_export.tasks import FEATURE_EXTRACTION, FILL_MASK, TEXT_CLASSIFICATION
+from lightembed_export.tasks import FEATURE_EXTRACTION, FILL_MASK, MULTI_VECTOR, TEXT_CLASSIFICATION
 
 PROBES: tuple[str, ...] = (
     "A man is eating food.",
@@ -199,17 +200,143 @@ def runtime_sparse(model_dir: Path, file_name: str, probes: Sequence[str] = PROB
     return np.asarray(emb, dtype=np.float32)
 
 
-def reference_outputs(model: Any, task: str = FEATURE_EXTRACTION) -> np.ndarray:
-    """What the torch model gives on the probes of `task`: embeddings, logits or dense sparse embeddings."""
+MULTI_VECTOR_SIDES = ("document", "query")
+"""A multi-vector encoder is checked on both encode_document and encode_query (prefixes, query expansion)."""
+
+
+@dataclass
+class MultiVectorReference:
+    """What a multi-vector encoder gives on the probes, as documents then as queries.
+
+    `outputs`: sentence-transformers' per-token vectors (one (tokens, dim) array per probe and side), what
+    lightembed.MultiVectorEncoder's encode_document/encode_query must give. `graph`: per batch, the inputs
+    sentence-transformers fed its Transformer module and the token embeddings it returned, the check of the ONNX
+    graph itself where the runtime has no MultiVectorEncoder class (the rest of the pipeline is then unchecked).
+    """
+
+    outputs: list[np.ndarray]
+    graph: list[tuple[dict[str, np.ndarray], np.ndarray]]
+
+    def __len__(self) -> int:
+        return len(self.outputs)
+
+
+def runtime_has_multi_vector() -> bool:
+    """Whether the installed lightembed runtime has the MultiVectorEncoder class."""
+    import lightembed
+
+    return hasattr(lightembed, "MultiVectorEncoder")
+
+
+def multi_vector_compared() -> str:
+    """What a multi-vector file is compared on, with the runtime installed here."""
+    if runtime_has_multi_vector():
+        return (
+            "lightembed.MultiVectorEncoder encode_document(probes) and encode_query(probes), token by token, vs "
+            "sentence-transformers MultiVectorEncoder"
+        )
+    return (
+        "the graph alone: its last_hidden_state vs the token embeddings of sentence-transformers' Transformer module "
+        "on the inputs it was fed in encode_document(probes) and encode_query(probes) (this lightembed has no "
+        "MultiVectorEncoder class to run the whole pipeline)"
+    )
+
+
+def reference_multi_vector(model: Any, probes: Sequence[str] = PROBES) -> MultiVectorReference:
+    """Per-token outputs of the sentence-transformers (torch) MultiVectorEncoder, and its Transformer's inputs and
+    outputs, captured with a forward hook."""
+    graph: list[tuple[dict[str, np.ndarray], np.ndarray]] = []
+
+    def capture(_module: Any, args: Any, _kwargs: Any, output: Any) -> None:
+        features = args[0] if args else _kwargs["features"]
+        feeds = {k: v.detach().cpu().numpy().copy() for k, v in features.items() if k in _GRAPH_INPUTS}
+        graph.append((feeds, output["token_embeddings"].detach().cpu().numpy().astype(np.float32)))
+
+    handle = model[0].register_forward_hook(capture, with_kwargs=True)
+    try:
+        outputs: list[np.ndarray] = []
+        for side in MULTI_VECTOR_SIDES:
+            encode = model.encode_query if side == "query" else model.encode_document
+            for vectors in encode(list(probes), batch_size=BATCH_SIZE, show_progress_bar=False):
+                outputs.append(np.asarray(vectors.detach().cpu().numpy(), dtype=np.float32))
+    finally:
+        handle.remove()
+    return MultiVectorReference(outputs, graph)
+
+
+_GRAPH_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+def runtime_multi_vector(model_dir: Path, file_name: str, reference: MultiVectorReference) -> list[np.ndarray]:
+    """The candidate's per-token vectors, in `reference.outputs`' order with lightembed.MultiVectorEncoder; without
+    that class, the graph's token embeddings on each captured batch, in `reference.graph`'s order (real tokens)."""
+    if runtime_has_multi_vector():
+        from lightembed import MultiVectorEncoder  # type: ignore[attr-defined]
+
+        model = MultiVectorEncoder(str(model_dir), device="cpu", file_name=file_name)
+        got: list[np.ndarray] = []
+        for side in MULTI_VECTOR_SIDES:
+            encode = model.encode_query if side == "query" else model.encode_document
+            got.extend(np.asarray(v, dtype=np.float32) for v in encode(list(PROBES), batch_size=BATCH_SIZE))
+        return got
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(model_dir / file_name), providers=["CPUExecutionProvider"])
+    names = [i.name for i in session.get_inputs()]
+    got = []
+    for feeds, _ in reference.graph:
+        (hidden,) = session.run(["last_hidden_state"], {n: feeds[n].astype(np.int64) for n in names})
+        got.extend(_real_tokens(np.asarray(hidden, dtype=np.float32), feeds["attention_mask"]))
+    return got
+
+
+def _real_tokens(hidden: np.ndarray, mask: np.ndarray) -> list[np.ndarray]:
+    return [rows[m.astype(bool)] for rows, m in zip(hidden, mask, strict=True)]
+
+
+def multi_vector_expected(reference: MultiVectorReference) -> list[np.ndarray]:
+    """The reference rows runtime_multi_vector() is compared with, for the runtime installed here."""
+    if runtime_has_multi_vector():
+        return reference.outputs
+    rows: list[np.ndarray] = []
+    for feeds, hidden in reference.graph:
+        rows.extend(_real_tokens(hidden, feeds["attention_mask"]))
+    return rows
+
+
+def compare_multi_vector(reference: Sequence[np.ndarray], candidate: Sequence[np.ndarray]) -> dict[str, Any]:
+    """Token-level cosine (min, mean; worst text's index), max absolute difference, and nearest_own on each text's
+    mean vector. ValueError when a text has a different number of tokens (or vectors of another width)."""
+    if len(reference) != len(candidate):
+        raise ValueError(f"{len(candidate)} outputs where the reference has {len(reference)}")
+    for index, (ref, cand) in enumerate(zip(reference, candidate, strict=True)):
+        if ref.shape != cand.shape:
+            raise ValueError(f"output {index} has shape {cand.shape}, the reference {ref.shape}")
+    metrics = compare(np.concatenate(reference), np.concatenate(candidate))
+    owners = np.repeat(np.arange(len(reference)), [len(r) for r in reference])
+    if metrics["worst_probe"] is not None:
+        metrics["worst_probe"] = int(owners[metrics["worst_probe"]])
+    means = [np.stack([r.mean(0) for r in side]) for side in (reference, candidate)]
+    metrics["nearest_own"] = nearest_own(means[0], means[1])
+    metrics["tokens"] = len(owners)
+    return metrics
+
+
+def reference_outputs(model: Any, task: str = FEATURE_EXTRACTION) -> Any:
+    """What the torch model gives on the probes of `task`: embeddings, logits, dense sparse embeddings or
+    (multi-vector) a MultiVectorReference."""
     if task == TEXT_CLASSIFICATION:
         return reference_logits(model)
     if task == FILL_MASK:
         return reference_sparse(model)
+    if task == MULTI_VECTOR:
+        return reference_multi_vector(model)
     return reference_embeddings(model)
 
 
 def runtime_outputs(model_dir: Path, file_name: str, task: str = FEATURE_EXTRACTION) -> np.ndarray:
-    """What the lightembed runtime gives on the probes of `task` with `file_name` of `model_dir`."""
+    """What the lightembed runtime gives on the probes of `task` with `file_name` of `model_dir` (not for
+    multi-vector, whose candidate depends on the reference: runtime_multi_vector)."""
     if task == TEXT_CLASSIFICATION:
         return runtime_logits(model_dir, file_name)
     if task == FILL_MASK:
@@ -329,7 +456,11 @@ def verify_file(
 ) -> dict[str, Any]:
     """Run `file_name` through the runtime, compare with `reference`; returns metrics, passed and error."""
     try:
-        metrics = compare_outputs(reference, runtime_outputs(model_dir, file_name, task), task)
+        if task == MULTI_VECTOR:
+            candidate = runtime_multi_vector(model_dir, file_name, reference)
+            metrics = compare_multi_vector(multi_vector_expected(reference), candidate)
+        else:
+            metrics = compare_outputs(reference, runtime_outputs(model_dir, file_name, task), task)
     except Exception as exc:  # the runtime rejecting a file is a verification failure, reported per file
         return {"metrics": None, "passed": False, "error": f"{type(exc).__name__}: {exc}"}
     own = metrics.get("nearest_own")
@@ -347,6 +478,12 @@ TABLE_COLUMNS: dict[str, tuple[tuple[str, str, str], ...]] = {
     FEATURE_EXTRACTION: (
         ("min_cosine", "min cos", ".6f"),
         ("mean_cosine", "mean cos", ".6f"),
+        ("max_abs_diff", "max abs diff", ".2e"),
+        ("nearest_own", "nearest own", ".2f"),
+    ),
+    MULTI_VECTOR: (
+        ("min_cosine", "min token cos", ".6f"),
+        ("mean_cosine", "mean token cos", ".6f"),
         ("max_abs_diff", "max abs diff", ".2e"),
         ("nearest_own", "nearest own", ".2f"),
     ),
