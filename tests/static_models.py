@@ -1,14 +1,12 @@
 """Tiny seeded static-embedding folders built at test time by the libraries that define them: a
 sentence-transformers `StaticEmbedding` model (saved by sentence-transformers, torch needed) and model2vec
-`StaticModel` folders (saved by model2vec), over the WordPiece tokenizer of tests/families.py."""
+`StaticModel` folders (saved by model2vec), over a WordPiece tokenizer of tests/families.py's vocabulary."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
-
-from tests.families import write_wordpiece_tokenizer
 
 TEXTS = [
     "the cat sat on the mat",
@@ -21,10 +19,20 @@ TEXTS = [
 
 
 def _tokenizer(folder: Path, truncation: int | None = None):
-    from tokenizers import Tokenizer
+    """A lower-casing WordPiece tokenizer over tests.families' vocabulary, built with `tokenizers` alone (the
+    libraries save it with the model; transformers 5's BertTokenizerFast no longer reads a vocab file)."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
 
-    write_wordpiece_tokenizer(folder / "tokenizer_src")
-    tok = Tokenizer.from_file(str(folder / "tokenizer_src" / "tokenizer.json"))
+    from tests.families import _wordpiece_vocab
+
+    vocab = {token: i for i, token in enumerate(_wordpiece_vocab())}
+    tok = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])],
+    )  # fmt: skip
     if truncation:
         tok.enable_truncation(truncation)
     return tok
