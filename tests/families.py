@@ -40,6 +40,23 @@ def _wordpiece_vocab() -> list[str]:
     return vocab + [w for w in dict.fromkeys(WORDS) if w not in vocab]
 
 
+def wordpiece_tokenizer() -> Any:
+    """A lower-casing WordPiece `tokenizers.Tokenizer` over the vocabulary above (BERT's normalizer, pre-tokenizer
+    and [CLS]/[SEP] template), built with `tokenizers` alone (transformers 5's BertTokenizerFast no longer reads a
+    vocab file)."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+
+    vocab = {token: i for i, token in enumerate(_wordpiece_vocab())}
+    tok = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])],
+    )  # fmt: skip
+    return tok
+
+
 def write_wordpiece_tokenizer(folder: Path, cls: Any = None, **kwargs: Any) -> int:
     """A small WordPiece tokenizer saved with transformers' `cls` (default BertTokenizerFast); returns its size."""
     from transformers import BertTokenizerFast

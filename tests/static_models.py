@@ -19,20 +19,11 @@ TEXTS = [
 
 
 def _tokenizer(folder: Path, truncation: int | None = None):
-    """A lower-casing WordPiece tokenizer over tests.families' vocabulary, built with `tokenizers` alone (the
-    libraries save it with the model; transformers 5's BertTokenizerFast no longer reads a vocab file)."""
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+    """tests.families' WordPiece tokenizer, truncating at `truncation` when given (`folder` is unused: the libraries
+    save the tokenizer with the model)."""
+    from tests.families import wordpiece_tokenizer
 
-    from tests.families import _wordpiece_vocab
-
-    vocab = {token: i for i, token in enumerate(_wordpiece_vocab())}
-    tok = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
-        special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])],
-    )  # fmt: skip
+    tok = wordpiece_tokenizer()
     if truncation:
         tok.enable_truncation(truncation)
     return tok
