@@ -14,6 +14,7 @@ from lightembed.errors import ModelFileError
 from lightembed.jsonfiles import read_json, read_json_file  # noqa: F401 - also read from here
 from lightembed.modules import SENTENCE, TOKENS, Dense, LayerNorm, Normalize
 from lightembed.pooling import PoolingConfig
+from lightembed.static import STATIC_MODULE, StaticLayout, read_layout
 
 _LARGE = 10**8
 
@@ -197,6 +198,8 @@ class ModelConfig:
     module_types: list[str] = field(default_factory=list)
     modalities: tuple[str, ...] = ("text",)
     """What the model embeds: ("text",), or ("text", "image") for a CLIP model (lightembed.clip)."""
+    static: StaticLayout | None = None
+    """A static-embedding model's table and rules (lightembed.static); None for a transformer."""
 
     @property
     def is_clip(self) -> bool:
@@ -237,7 +240,8 @@ def _module_kind(type_name: str) -> str:
 
 # sentence-transformers module classes lightembed does not run, with why (a folder naming one is refused by name).
 _REFUSED_MODULES = {
-    "Router": "it sends queries and documents through different modules, and lightembed runs one pipeline",
+    "Router": "it sends queries and documents through different modules, which lightembed runs only for a Router "
+    "that is a folder's first module (lightembed.router)",
     "Asym": "it sends queries and documents through different modules, and lightembed runs one pipeline",
     "WeightedLayerPooling": "it pools every hidden layer, and the exported graph gives the last one only",
     "CNN": "it has no transformer graph to export",
@@ -245,7 +249,7 @@ _REFUSED_MODULES = {
     "BoW": "it has no transformer graph to export",
     "WordEmbeddings": "it has no transformer graph to export",
     "WordWeights": "it has no transformer graph to export",
-    "StaticEmbedding": "it has no transformer graph to export",
+    "StaticEmbedding": "a StaticEmbedding runs as the first module of a SentenceTransformer folder (lightembed.static)",
     "MultiVectorMask": "it belongs to a multi-vector model: load the folder with lightembed.MultiVectorEncoder",
     "HierarchicalTokenPooling": "it belongs to a multi-vector model: load the folder with lightembed.MultiVectorEncoder",
     "SpladePooling": "it belongs to a sparse model: load the folder with lightembed.SparseEncoder",
@@ -317,11 +321,20 @@ def read_model_settings(folder: Path) -> tuple[dict[str, str], str | None, str |
     return dict(prompts), model_config.get("default_prompt_name"), model_config.get("similarity_fn_name")
 
 
+def read_static_layout(folder: Path) -> StaticLayout | None:
+    """The folder's static-embedding layout (lightembed.static), or None when it is not a static model."""
+    return read_layout(folder, read_modules(folder))
+
+
 def load_config(folder: str | Path) -> ModelConfig:
-    """Read modules.json and the module configs; a folder with no modules.json gets mean pooling."""
+    """Read modules.json and the module configs; a folder with no modules.json gets mean pooling. A static-embedding
+    folder (lightembed.static) gets its table's mean, then its own modules."""
     folder = Path(folder)
     modules = folder / "modules.json"
+    static = read_static_layout(folder)
     entries = read_modules(folder) or [("Transformer", folder, "Transformer")]
+    if static is not None:
+        entries = [(STATIC_MODULE, static.module_dir, STATIC_MODULE), *static.modules]
     transformer_dir: Path | None = None
     pooling: PoolingConfig | None = None
     pre: list[Callable[[np.ndarray], np.ndarray]] = []
@@ -338,6 +351,9 @@ def load_config(folder: str | Path) -> ModelConfig:
             if transformer_dir is not None:
                 raise ValueError(f"{modules} lists more than one Transformer module.")
             transformer_dir = path
+        elif kind == STATIC_MODULE and static is not None and transformer_dir is None:
+            # its tokenizer.json; the table's mean (the static graph's pooled output) is its sentence embedding
+            transformer_dir, pooling = path, PoolingConfig()
         elif kind == "Pooling":
             if pooling is not None:
                 raise ValueError(f"{modules} lists more than one Pooling module.")
@@ -354,7 +370,9 @@ def load_config(folder: str | Path) -> ModelConfig:
                 )
             (pre if pooling is None else post).append(module)
         else:
-            raise refuse_module(type_name, modules, "Transformer, CLIPModel, Pooling, Dense, Normalize, LayerNorm, Dropout")
+            raise refuse_module(
+                type_name, modules, "Transformer, CLIPModel, StaticEmbedding (first), Pooling, Dense, Normalize, LayerNorm, Dropout"
+            )
     if transformer_dir is None:
         raise ValueError(f"{modules} lists no Transformer module.")
     if pooling is None:
@@ -363,7 +381,10 @@ def load_config(folder: str | Path) -> ModelConfig:
     if version is not None and version >= (6,):
         pooling = replace(pooling, weights_from_first_token=True)
 
-    settings = read_transformer_settings(transformer_dir, folder)
+    if static is not None:
+        settings = TransformerSettings(static.max_length, False, None, None)
+    else:
+        settings = read_transformer_settings(transformer_dir, folder)
     for key in ("query_length", "document_length", "query_expansion"):
         if getattr(settings, key) is not None:
             raise ValueError(
@@ -383,6 +404,7 @@ def load_config(folder: str | Path) -> ModelConfig:
         similarity_fn_name=similarity_fn_name,
         module_types=kinds,
         modalities=modalities,
+        static=static,
     )
 
 

@@ -10,9 +10,11 @@ from typing import Any, Callable, ClassVar, Iterator, Literal, Sequence, overloa
 
 import numpy as np
 
+from lightembed import chunking
 from lightembed.base import SIMILARITY_NAMES, EmbeddingModel, ModelSetup
 from lightembed.clip import ImageTower
 from lightembed.config import ModelConfig, load_config, read_json, read_modules
+from lightembed.errors import LightembedValueError
 from lightembed.inputs import (
     OUTPUT_VALUES,
     as_text_list,
@@ -26,6 +28,8 @@ from lightembed.inputs import (
 from lightembed.modality import TextOnly, modality_of
 from lightembed.modules import SENTENCE, TOKENS, l2_normalize, run_modules
 from lightembed.pooling import POOLED_METADATA_KEY, POOLED_OUTPUT, exclude_prompt, first_real_tokens, pool
+from lightembed.router import RouterConfig, read_router, route_folder
+from lightembed.static import tokenizer_rules
 from lightembed.tokenize import Batch
 
 Precision = Literal["float32", "int8", "uint8", "binary", "ubinary"]
@@ -82,6 +86,18 @@ class SentenceTransformer(EmbeddingModel):
             raise TypeError(f"SentenceTransformer() got unexpected keyword arguments: {sorted(kwargs)}.")
         del trust_remote_code, model_card_data  # an exported graph runs no Python code from the model folder
         self.truncate_dim = check_truncate_dim(truncate_dim)
+        local = Path(model_name_or_path) if isinstance(model_name_or_path, (str, Path)) else None
+        self.router: RouterConfig | None = read_router(local) if local is not None and local.is_dir() else None
+        """A Router model's routes (lightembed.router); None for any other model."""
+        self.routes: dict[str, SentenceTransformer] = {}
+        """A Router model's other routes, each a model of its own; this model runs the default route."""
+        if self.router is not None:
+            views = {route: route_folder(self.router, route, self) for route in self.router.routes}
+            model_name_or_path, default = views[self.router.default_route], self.router.default_route
+            shared = dict(device=device, providers=providers, threads=threads, truncate_dim=truncate_dim,
+                          backend=backend, max_batch_tokens=max_batch_tokens, verify=verify, preoptimized=preoptimized,
+                          spinning=spinning)  # fmt: skip
+            self.routes = {route: SentenceTransformer(view, **shared) for route, view in views.items() if route != default}
         super().__init__(
             model_name_or_path,
             device,
@@ -104,6 +120,8 @@ class SentenceTransformer(EmbeddingModel):
             processor_kwargs=processor_kwargs,
             config_kwargs=config_kwargs,
         )
+        if self.config.static is not None:
+            self.tokenizer_wrapper.set_rules(**tokenizer_rules(self.config.static, self.tokenizer))
         hidden = read_json(self.config.transformer_dir / "config.json")
         self._hidden_size = self._graph.output_width or hidden.get("hidden_size") or hidden.get("d_model")
         self.use_pooled_output = self.has_pooled_output
@@ -227,6 +245,41 @@ class SentenceTransformer(EmbeddingModel):
             return self._after_pooling(self._graph(batch.as_dict(), POOLED_OUTPUT))
         return self._sentence_embeddings(self._graph(batch.as_dict()), batch.attention_mask, prompt_length)
 
+    def encode_query(self, inputs: str | Sequence[str] | None = None, **kwargs: Any) -> Any:
+        """encode() with task "query" (a Router's query route) and the "query" prompt when the model has one and no
+        prompt was given."""
+        kwargs.setdefault("task", "query")
+        return super().encode_query(inputs, **kwargs)
+
+    def encode_document(self, inputs: str | Sequence[str] | None = None, **kwargs: Any) -> Any:
+        """encode() with task "document" (a Router's document route) and the first of the "document", "passage",
+        "corpus" prompts the model has, when no prompt was given (sentence-transformers' fallback)."""
+        kwargs.setdefault("task", "document")
+        return super().encode_document(inputs, **kwargs)
+
+    def state_without_graph(self) -> dict[str, Any]:
+        """See BaseModel.state_without_graph; a Router model's routes are models of their own, refused here."""
+        if self.router is not None:
+            from lightembed.unsupported import NotSupportedError
+
+            raise NotSupportedError(
+                "A Router model runs several models, and a pool sends one: start the pool on the route you encode "
+                f"with ({sorted(self.router.routes)}; `model.routes[name]`, the default route is the model itself)."
+            )
+        return super().state_without_graph()
+
+    def forward_tokens(self, batch: Batch) -> np.ndarray:
+        """The token embeddings (rows, tokens, hidden) of one padded batch, before pooling (stage 4's first half)."""
+        if self.config.is_clip:
+            raise LightembedValueError("A CLIP model's graphs give sentence embeddings only, not token embeddings.")
+        return self._graph(batch.as_dict())
+
+    def embed_pooled(self, pooled: np.ndarray) -> np.ndarray:
+        """The modules after Pooling (Dense, Normalize ...) applied to pooled vectors (stage 4's second half)."""
+        return self._after_pooling(pooled)
+
+    encode_chunks = chunking.encode_chunks
+
     def prompt_length(self, prompt: str | None) -> int | None:
         """Tokens to leave out of pooling for `prompt` (None when the model's Pooling includes the prompt)."""
         if not prompt or self.config.pooling.include_prompt:
@@ -345,7 +398,17 @@ class SentenceTransformer(EmbeddingModel):
         (`pip install 'lightembed[images]'`); prompts apply to texts only.
         """
         inputs = take_sentences(inputs, kwargs)
+        task = kwargs.get("task")  # a Router's route; other models have one route and ignore it
         take_task_options(kwargs)
+        if self.router is not None:
+            route = self.router.resolve(task)
+            if route in self.routes:
+                return self.routes[route].encode(
+                    inputs, prompt_name=prompt_name, prompt=prompt, batch_size=batch_size,
+                    show_progress_bar=show_progress_bar, output_value=output_value, precision=precision,
+                    convert_to_numpy=convert_to_numpy, convert_to_tensor=convert_to_tensor, device=device,
+                    normalize_embeddings=normalize_embeddings, truncate_dim=truncate_dim, **kwargs,
+                )  # fmt: skip
         pool, chunk_size = kwargs.pop("pool", None), kwargs.pop("chunk_size", None)
         if self._uses_pool(pool, device):
             from lightembed.pool import encode_embeddings

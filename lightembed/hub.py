@@ -1,4 +1,5 @@
-"""Finds a model folder (local, or a Hub snapshot) and the ONNX file in it to run."""
+"""Finds a model folder (local, or a Hub snapshot) and the ONNX file in it to run (for a static-embedding folder,
+its table of token vectors: lightembed.static)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import re
 from pathlib import Path
 
 from lightembed.clip import vision_file_name
+from lightembed.config import read_modules, read_static_layout
+from lightembed.static import STATIC_MODULE, TABLE_FILE
 
 # Everything a runtime needs from a repo except weights: configs, tokenizer files, module folders' configs
 # and Dense weights (module folders hold safetensors; the transformer's own weights sit at the root).
@@ -26,8 +29,13 @@ def onnx_candidates(file_name: str | None) -> list[str]:
 
 
 def find_onnx_file(folder: Path, file_name: str | None, source: str | None = None) -> Path:
-    """The ONNX file to load from `folder`, or an error that says what to do instead."""
+    """The ONNX file to load from `folder` (a static-embedding folder's table), or an error that says what to do
+    instead."""
     source = source or str(folder)
+    if file_name is None:
+        static = read_static_layout(folder)
+        if static is not None:
+            return static.table
     for candidate in onnx_candidates(file_name):
         if (folder / candidate).is_file():
             return folder / candidate
@@ -119,9 +127,23 @@ def _from_hub(
             continue
         if any((folder / c).is_file() for c in group):
             break
+        table = _static_table(folder)
+        if table is not None:  # a static-embedding repo: its table is the model file, fetched only now
+            snapshot_download(repo_id, revision=revision, cache_dir=cache_folder, local_files_only=local_files_only,
+                              token=token, allow_patterns=[table])  # fmt: skip
+            break
     if folder is None:
         raise FileNotFoundError(
             f"Could not find {repo_id!r} as a local folder or on the Hugging Face Hub"
             f"{' (revision ' + revision + ')' if revision else ''}: {type(last_error).__name__}: {last_error}"
         ) from None
     return folder, find_onnx_file(folder, file_name, source=repo_id)
+
+
+def _static_table(folder: Path) -> str | None:
+    """The table a static-embedding snapshot still lacks (its path in the repo), or None for any other folder."""
+    modules = read_modules(folder)  # a model2vec repo without modules.json looks like any transformers repo here
+    if not modules or modules[0][0] != STATIC_MODULE:
+        return None
+    table = modules[0][1] / TABLE_FILE
+    return None if table.is_file() else table.relative_to(folder).as_posix()

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from lightembed.errors import ModelFileError
+
 _DTYPES = {
     "F64": np.float64,
     "F32": np.float32,
@@ -50,4 +52,53 @@ def load_safetensors(path: str | Path) -> dict[str, np.ndarray]:
         else:
             raise ValueError(f"{path}: tensor {name!r} has unsupported dtype {dtype}.")
         tensors[name] = array.reshape(info["shape"])
+    return tensors
+
+
+def tensor_names(path: str | Path) -> list[str]:
+    """The names of the tensors in a safetensors file, from its header alone ([] when it is not one)."""
+    try:
+        with Path(path).open("rb") as handle:
+            (header_len,) = struct.unpack("<Q", handle.read(8))
+            header = json.loads(handle.read(min(header_len, 100_000_000)))
+    except (OSError, struct.error, UnicodeDecodeError, json.JSONDecodeError):
+        return []
+    return [name for name in header if name != "__metadata__"] if isinstance(header, dict) else []
+
+
+def map_safetensors(path: str | Path) -> dict[str, np.ndarray]:
+    """Every tensor in a safetensors file as a read-only array memory-mapped from the file (nothing is read until
+    used, and processes that map the same file share its pages). BF16 tensors are refused: they have no NumPy dtype
+    to map as (load_safetensors converts them, at the cost of a copy)."""
+    path = Path(path)
+    size = path.stat().st_size
+    with path.open("rb") as handle:
+        head = handle.read(8)
+        if len(head) < 8:
+            raise ModelFileError(f"{path} is not a safetensors file: it is only {len(head)} bytes long.")
+        (header_len,) = struct.unpack("<Q", head)
+        if header_len > size - 8:
+            raise ModelFileError(f"{path} is not a valid safetensors file: its header length is out of range.")
+        raw_header = handle.read(header_len)
+    try:
+        header = json.loads(raw_header)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelFileError(f"{path} is not a valid safetensors file: unreadable header ({exc}).") from None
+    body = 8 + header_len
+    tensors: dict[str, np.ndarray] = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        dtype = info["dtype"]
+        if dtype not in _DTYPES:
+            raise ModelFileError(f"{path}: tensor {name!r} has dtype {dtype}, which cannot be memory-mapped.")
+        start, end = info["data_offsets"]
+        shape = tuple(info["shape"])
+        np_dtype = np.dtype(_DTYPES[dtype]).newbyteorder("<")
+        if end - start != int(np.prod(shape, dtype=np.int64)) * np_dtype.itemsize or body + end > size:
+            raise ModelFileError(f"{path}: tensor {name!r} does not fit its recorded offsets.")
+        if end == start:
+            tensors[name] = np.zeros(shape, dtype=np_dtype)
+            continue
+        tensors[name] = np.memmap(path, dtype=np_dtype, mode="r", offset=body + start, shape=shape)
     return tensors

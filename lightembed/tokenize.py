@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
-from typing import Iterator, Sequence, Union
+from typing import Callable, Iterator, Sequence, Union
 
 import numpy as np
 from tokenizers import Encoding
@@ -86,6 +86,10 @@ class Tokenizer:
         self.padding_side = padding_side
         self.do_lower_case = do_lower_case
         self.limit = limit
+        self.add_special_tokens = True
+        self.drop_ids: frozenset[int] = frozenset()
+        self.chars_per_token: int | None = None
+        self.offsets = True
         if limit is not None and max_length is not None and max_length > limit:
             max_length = limit  # a config that asks for more positions than the model has
         self._configure(tokenizer, max_length)
@@ -135,6 +139,21 @@ class Tokenizer:
             tokenizer.enable_truncation(max_length=max_length, strategy="longest_first")
         self._tokenizer, self._max_length = tokenizer, max_length
 
+    def set_rules(
+        self,
+        *,
+        add_special_tokens: bool = True,
+        drop_ids: frozenset[int] = frozenset(),
+        chars_per_token: int | None = None,
+        offsets: bool = True,
+    ) -> None:
+        """How texts become tokens beyond truncation (a static-embedding model's, lightembed.static): without the
+        special tokens; with `drop_ids` (model2vec's unknown token) left out at padding; each text first cut to
+        max_length * `chars_per_token` characters (model2vec's cut before tokenizing); `offsets` False skips
+        computing the encodings' character offsets (tokenizers' encode_batch_fast), which nothing downstream reads."""
+        self.add_special_tokens, self.drop_ids, self.chars_per_token = add_special_tokens, drop_ids, chars_per_token
+        self.offsets = offsets
+
     @property
     def max_length(self) -> int | None:
         return self._max_length
@@ -162,19 +181,48 @@ class Tokenizer:
         if self.do_lower_case:
             texts = [t.lower() if isinstance(t, str) else (t[0].lower(), t[1].lower()) for t in texts]
         texts = list(texts)
+        if self.chars_per_token is not None and self._max_length is not None:
+            cut = self._max_length * self.chars_per_token
+            texts = [t[:cut] if isinstance(t, str) else (t[0][:cut], t[1][:cut]) for t in texts]
+        encode = self._tokenizer.encode_batch if self.offsets else self._tokenizer.encode_batch_fast
+        return self._checked(encode, texts)
+
+    def _checked(self, encode: Callable[..., list[Encoding]], texts: list[TextInput]) -> list[Encoding]:
+        """`encode(texts)` (with this tokenizer's special-token rule), its failure on bad text named."""
         try:
-            return self._tokenizer.encode_batch(texts, add_special_tokens=True)
+            return encode(texts, add_special_tokens=self.add_special_tokens)
         except (TypeError, ValueError, UnicodeError) as exc:
             reason = _bad_text(texts)
             if reason is None:
                 raise
             raise ValueError(reason) from exc
 
+    def windows(self, texts: Sequence[str], size: int | None, overlap: int) -> list[list[Encoding]]:
+        """Each text as windows of at most `size` tokens (special tokens included), consecutive windows sharing
+        `overlap` tokens (tokenizers' truncation stride); with character offsets into the text. `size=None`: each
+        text whole, in one window, however long (for a pass over all of it)."""
+        tokenizer = HFTokenizer.from_str(self._tokenizer.to_str())  # a copy: the one in use keeps its truncation
+        if size is None:
+            tokenizer.no_truncation()
+        else:
+            tokenizer.enable_truncation(max_length=size, stride=overlap, strategy="longest_first")
+        if self.do_lower_case:  # lower() keeps the length of almost all text; offsets index the text as given
+            texts = [t.lower() for t in texts]
+        encodings = self._checked(tokenizer.encode_batch, list(texts))
+        return [[e, *e.overflowing] for e in encodings]
+
     def pad(self, encodings: Sequence[Encoding]) -> Batch:
-        """Stack encodings into int64 arrays padded to the longest one."""
+        """Stack encodings into int64 arrays padded to the longest one (leaving out `drop_ids`)."""
         lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings))
-        width = int(lengths.max()) if len(encodings) else 0
         total = int(lengths.sum())
+        all_ids = np.fromiter(chain.from_iterable(e.ids for e in encodings), dtype=np.int64, count=total)
+        all_types = np.fromiter(chain.from_iterable(e.type_ids for e in encodings), dtype=np.int64, count=total)
+        if self.drop_ids:
+            keep = ~np.isin(all_ids, list(self.drop_ids))
+            rows = np.repeat(np.arange(len(encodings)), lengths)
+            lengths = np.bincount(rows[keep], minlength=len(encodings)).astype(np.int64)
+            all_ids, all_types, total = all_ids[keep], all_types[keep], int(keep.sum())
+        width = int(lengths.max()) if len(encodings) else 0
         # One boolean mask places every token at once: the real tokens of each row are contiguous and in order, and
         # boolean assignment fills row by row, so the concatenated ids land where they belong (left or right).
         columns = np.arange(width)
@@ -184,8 +232,7 @@ class Tokenizer:
             real = columns < lengths[:, None]
         ids = np.full((len(encodings), width), self.pad_id, dtype=np.int64)
         types = np.zeros((len(encodings), width), dtype=np.int64)
-        ids[real] = np.fromiter(chain.from_iterable(e.ids for e in encodings), dtype=np.int64, count=total)
-        types[real] = np.fromiter(chain.from_iterable(e.type_ids for e in encodings), dtype=np.int64, count=total)
+        ids[real], types[real] = all_ids, all_types
         return Batch(ids, real.astype(np.int64), types, lengths)
 
     def batches(

@@ -40,15 +40,28 @@ def _modules(row: dict[str, Any]) -> str:
     return " + ".join(parts)
 
 
+def _difference(cell: dict[str, Any]) -> str:
+    """Drift (1 - min cosine) of embeddings, or the largest score difference of a cross-encoder (`max_abs`)."""
+    if "max_abs" in cell:
+        return f"max score diff {cell['max_abs']:.0e}" if cell["max_abs"] else "max score diff 0"
+    return f"drift {_drift(cell['min_cos'])}"
+
+
 def _optimized(cell: dict[str, Any]) -> str:
     if cell.get("status") == "refused":
         return f"{cell['level']} refused by the exporter"
-    return f"{cell['level']}: drift {_drift(cell['min_cos'])}"
+    if cell.get("status") == "n/a":
+        return f"n/a ({cell['reason']})"
+    return f"{cell['level']}: {_difference(cell)}"
 
 
 def _int8(cell: dict[str, Any]) -> str:
     if cell.get("status") == "refused":
         return "refused by the exporter"
+    if cell.get("status") == "n/a":
+        return "n/a"
+    if "max_abs" in cell:
+        return f"max score diff {cell['max_abs']:.0e}, Pearson {cell['pearson']:.4f}"
     return f"{cell['mean_cos']:.4f} / {cell['min_cos']:.4f}"
 
 
@@ -63,7 +76,7 @@ def render(data: dict[str, Any]) -> str:
         remote = " (`--trust-remote-code`)" if row.get("trust_remote_code") else ""
         lines.append(
             f"| {row['family']}{remote} | {row['examples']} | {row['architecture']} | {_modules(row)} "
-            f"| exact: drift {_drift(row['fp32']['min_cos'])} | {_optimized(row['optimized'])} "
+            f"| exact: {_difference(row['fp32'])} | {_optimized(row['optimized'])} "
             f"| {_int8(row['int8'])} | not run |"
         )
     for row in data.get("refused", []):
@@ -85,7 +98,9 @@ def render(data: dict[str, Any]) -> str:
         "batches of 4, drift = 1 - the minimum cosine to sentence-transformers on torch; int8 is dynamic "
         f"`{data['int8_target']}` on random tiny weights, so it says the file runs, not how a trained model fares "
         "(export/README.md has all-MiniLM-L6-v2's int8 figures). CUDA: not run by this test (CI has no GPU). "
-        f"{versions}.{image_note}",
+        "Cross-encoders: scores of text pairs, max |difference| to sentence-transformers' CrossEncoder (int8: and "
+        "Pearson). Static embeddings: no export, the runtime reads the folder each library saves (NumPy over the "
+        f"memory-mapped table), compared with that library. {versions}.{image_note}",
     ]
     return "\n".join(lines)
 

@@ -40,6 +40,23 @@ def _wordpiece_vocab() -> list[str]:
     return vocab + [w for w in dict.fromkeys(WORDS) if w not in vocab]
 
 
+def wordpiece_tokenizer() -> Any:
+    """A lower-casing WordPiece `tokenizers.Tokenizer` over the vocabulary above (BERT's normalizer, pre-tokenizer
+    and [CLS]/[SEP] template), built with `tokenizers` alone (transformers 5's BertTokenizerFast no longer reads a
+    vocab file)."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+
+    vocab = {token: i for i, token in enumerate(_wordpiece_vocab())}
+    tok = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])],
+    )  # fmt: skip
+    return tok
+
+
 def write_wordpiece_tokenizer(folder: Path, cls: Any = None, **kwargs: Any) -> int:
     """A small WordPiece tokenizer saved with transformers' `cls` (default BertTokenizerFast); returns its size."""
     from transformers import BertTokenizerFast
@@ -404,6 +421,41 @@ class Family:
         return saved
 
 
+def modernbert(folder: Path, seed: int = 0, head: str = "ModernBertModel") -> Path:
+    """ModernBERT (gte-modernbert-base, nomic-embed-text-v2-style encoders): alternating global and sliding-window
+    attention (window 8 here, so the longer texts exercise it), rotary positions, no token types."""
+    import torch
+    import transformers
+
+    vocab = write_wordpiece_tokenizer(folder, model_input_names=["input_ids", "attention_mask"])  # as ModernBERT's
+    config = transformers.ModernBertConfig(
+        initializer_range=INIT_RANGE,
+        vocab_size=vocab, hidden_size=HIDDEN, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+        max_position_embeddings=128, global_attn_every_n_layers=2, local_attention=8, pad_token_id=0,
+        cls_token_id=2, sep_token_id=3, bos_token_id=2, eos_token_id=3, num_labels=1, reference_compile=False,
+    )  # fmt: skip
+    torch.manual_seed(seed)
+    _save_transformer(getattr(transformers, head)(config), folder, seed)
+    return folder
+
+
+def deberta_v2(folder: Path, seed: int = 0, head: str = "DebertaV2Model") -> Path:
+    """DeBERTa-v2/v3 (mxbai and DeBERTa rerankers): disentangled relative-position attention."""
+    import torch
+    import transformers
+
+    vocab = write_wordpiece_tokenizer(folder)
+    config = transformers.DebertaV2Config(
+        initializer_range=INIT_RANGE,
+        vocab_size=vocab, hidden_size=HIDDEN, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+        max_position_embeddings=128, relative_attention=True, position_buckets=16, max_relative_positions=-1,
+        pos_att_type=["p2c", "c2p"], position_biased_input=False, type_vocab_size=0, pad_token_id=0, num_labels=1,
+    )  # fmt: skip
+    torch.manual_seed(seed)
+    _save_transformer(getattr(transformers, head)(config), folder, seed)
+    return folder
+
+
 def write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
 
@@ -450,23 +502,9 @@ def clip(folder: Path, seed: int = 0, max_seq_length: int = 24) -> Path:
     return folder
 
 
-def static_embedding_folder(folder: Path) -> Path:
-    """A sentence-transformers StaticEmbedding folder as static-retrieval-mrl-en-v1 lays it out (StaticEmbedding,
-    then Normalize). Only its layout: the exporter refuses it from modules.json, before reading any weights."""
-    folder.mkdir(parents=True, exist_ok=True)
-    write_json(folder / "modules.json", [
-        {"idx": 0, "name": "0", "path": "0_StaticEmbedding", "type": "sentence_transformers.models.StaticEmbedding"},
-        {"idx": 1, "name": "1", "path": "1_Normalize", "type": "sentence_transformers.models.Normalize"},
-    ])  # fmt: skip
-    (folder / "0_StaticEmbedding").mkdir(exist_ok=True)
-    write_json(folder / "0_StaticEmbedding" / "config.json", {})
-    return folder
-
-
-REFUSED: tuple[tuple[str, str, Callable[[Path], Path]], ...] = (
-    ("Static embeddings", "static-retrieval-mrl-en-v1, static-similarity-mrl-multilingual-v1", static_embedding_folder),
-)
-"""Families the exporter refuses: (name, example checkpoints, layout builder)."""
+REFUSED: tuple[tuple[str, str, Callable[[Path], Path]], ...] = ()
+"""Families the exporter refuses, (name, example checkpoints, layout builder): none now. Static embeddings, the last
+one, are read by the runtime as they are (tests/test_static.py has the exporter's refusal that says so)."""
 
 CLIP_FAMILY = "CLIP (text and image towers)"
 CLIP_EXAMPLES = "clip-ViT-B-32, clip-ViT-B-16, clip-ViT-L-14"
@@ -496,6 +534,8 @@ FAMILIES: tuple[Family, ...] = (
         "Gemma3 bidirectional, mean + Dense", gemma3, "mean", "EmbeddingGemma-300m", dense=16,
         prompts={"query": "task: search result | query: "}, optimize=None, config_overrides={"sliding_window": 16},
     ),  # fmt: skip
+    Family("ModernBERT, mean", modernbert, "mean", "gte-modernbert-base, nomic-embed-text-v2-style encoders"),
+    Family("DeBERTa-v2, mean", deberta_v2, "mean", "DeBERTa-v3 encoders (mxbai, NLI models) with mean pooling"),
     Family(
         "Remote code (BERT-like), mean", remote_bert, "mean", "nomic-embed-text-v1/v1.5, gte-base-en-v1.5",
         optimize=None, trust_remote_code=True,
@@ -503,5 +543,42 @@ FAMILIES: tuple[Family, ...] = (
 )
 """The families of the coverage matrix (tests/test_family_matrix.py)."""
 
-MATRIX_ROWS: tuple[str, ...] = (*(f.name for f in FAMILIES), CLIP_FAMILY)
-"""The coverage table's rows in order: the text families, then CLIP."""
+
+
+@dataclass(frozen=True)
+class CrossFamily:
+    """A cross-encoder family of the matrix: a sequence-classification head (1 label) saved by
+    sentence-transformers' CrossEncoder."""
+
+    name: str
+    build: Callable[..., Path]
+    head: str
+    examples: str
+
+    def make(self, folder: Path, seed: int = 0) -> Path:
+        from sentence_transformers import CrossEncoder
+
+        hf = self.build(folder.parent / f"{folder.name}-hf", seed, head=self.head)
+        CrossEncoder(str(hf), num_labels=1, device="cpu").save_pretrained(str(folder))
+        shutil.rmtree(hf)
+        return folder
+
+
+CROSS_ENCODERS: tuple[CrossFamily, ...] = (
+    CrossFamily("ModernBERT cross-encoder", modernbert, "ModernBertForSequenceClassification",
+                "gte-reranker-modernbert-base"),
+    CrossFamily("DeBERTa-v2 cross-encoder", deberta_v2, "DebertaV2ForSequenceClassification",
+                "mxbai-rerank-xsmall/base/large-v1, cross-encoder/nli-deberta-v3-*"),
+)  # fmt: skip
+"""Cross-encoder rows of the matrix (tests/test_family_matrix.py)."""
+PAIRS = [(TEXTS[i], TEXTS[j]) for i in range(len(TEXTS)) for j in (0, 1, 4)]
+"""Query-document pairs of TEXTS (empty, long and non-ASCII sides included)."""
+
+STATIC_FAMILIES = ("Static embeddings (sentence-transformers)", "Static embeddings (model2vec)")
+"""Rows run by the runtime straight from the folder, no export (tests/test_family_matrix.py)."""
+ROUTER_FAMILY = "Router: static queries, BERT documents"
+
+MATRIX_ROWS: tuple[str, ...] = (
+    *(f.name for f in FAMILIES), CLIP_FAMILY, *(f.name for f in CROSS_ENCODERS), *STATIC_FAMILIES, ROUTER_FAMILY
+)
+"""The coverage table's rows in order: the text families, CLIP, the cross-encoders, the static models, Router."""

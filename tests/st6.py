@@ -59,19 +59,12 @@ def export_onnx(transformer: Any, folder: Path) -> None:
 def write_tokenizer(folder: Path, padding_side: str = "right") -> int:
     """A lower-casing WordPiece tokenizer (BERT's normalizer and pre-tokenizer) over tests.families' vocabulary,
     built with `tokenizers` (transformers 5's BertTokenizerFast no longer reads a vocab_file); returns its size."""
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
-    from tests.families import _wordpiece_vocab
+    from tests.families import wordpiece_tokenizer
 
-    vocab = {token: i for i, token in enumerate(_wordpiece_vocab())}
-    tok = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
-        special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])],
-    )  # fmt: skip
+    tok = wordpiece_tokenizer()
+    vocab = tok.get_vocab()
     PreTrainedTokenizerFast(
         tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]",
         mask_token="[MASK]", padding_side=padding_side, model_max_length=128,
@@ -349,10 +342,30 @@ def quantize(folder: Path) -> dict[str, np.ndarray]:
     return refs
 
 
+def static(folder: Path) -> dict[str, np.ndarray]:
+    """A StaticEmbedding (6.x's module path in modules.json) then Normalize, with a Matryoshka truncate_dim of 8."""
+    import shutil
+
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer import modules
+    from tokenizers import Tokenizer
+
+    write_tokenizer(folder / "_tokenizer")
+    tokenizer = Tokenizer.from_file(str(folder / "_tokenizer" / "tokenizer.json"))
+    torch.manual_seed(2)
+    model = SentenceTransformer(
+        modules=[modules.StaticEmbedding(tokenizer, embedding_dim=16), modules.Normalize()], device="cpu", truncate_dim=8
+    )
+    model.save(str(folder), create_model_card=False)
+    shutil.rmtree(folder / "_tokenizer")
+    return {"texts": model.encode(TEXTS), "queries": model.encode_query(QUERIES)}
+
+
 CASES: dict[str, Callable[[Path], dict[str, np.ndarray]]] = {
     f.__name__: f
     for f in (residual, normalize_tokens, token_dense, weightedmean_left, multi_vector, multi_vector_min, maxsim_scores,
-              paraphrase, quantize)
+              paraphrase, quantize, static)
 }
 
 

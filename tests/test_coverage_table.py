@@ -66,3 +66,16 @@ def test_stored_run_covers_every_family():
     data = json.loads(_script().STORED.read_text(encoding="utf-8"))
     assert [row["family"] for row in data["rows"]] == list(families.MATRIX_ROWS)
     assert [row["family"] for row in data["refused"]] == [name for name, _, _ in families.REFUSED]
+
+
+def test_render_cross_encoder_and_static_rows():
+    script = _script()
+    cross = {**ROW, "family": "ModernBERT cross-encoder", "modules": "cross-encoder, 1 label",
+             "fp32": {"status": "exact", "max_abs": 2.7e-07}, "optimized": {"level": "O3", "status": "ok", "max_abs": 6e-05},
+             "int8": {"status": "reported", "max_abs": 0.047, "pearson": 0.99643}}  # fmt: skip
+    static = {**ROW, "family": "Static", "modules": "mean", "fp32": {"status": "exact", "min_cos": 1.0},
+              "optimized": {"status": "n/a", "reason": "no graph"}, "int8": {"status": "n/a", "reason": "no graph"}}
+    table = script.render({**DATA, "rows": [cross, static], "refused": []})
+    assert ("| exact: max score diff 3e-07 | O3: max score diff 6e-05 | max score diff 5e-02, Pearson 0.9964 |"
+            in table)  # fmt: skip
+    assert "| Static | Qwen3-Embedding-0.6B | Qwen3Model | mean | exact: drift 0 | n/a (no graph) | n/a | not run |" in table

@@ -1,6 +1,8 @@
 """The coverage matrix: a tiny seeded checkpoint of each model family (tests/families.py), exported with fp32, an
 optimized level and dynamic int8, each file compared with sentence-transformers on torch. CLIP is exported as two
 towers (text and vision) and compared on the same texts and on seeded images; the exporter refuses int8 for it.
+Cross-encoders (ModernBERT, DeBERTa-v2) are compared on scores of text pairs; static embeddings are not exported at
+all: the runtime reads the folders sentence-transformers and model2vec save, compared with each library.
 
 Besides asserting, the run writes work/family_matrix.json (override with LIGHTEMBED_MATRIX_JSON), from which
 scripts/coverage_table.py renders the README's coverage table.
@@ -27,7 +29,6 @@ INT8 = "avx2_qint8"  # dynamic u8 x s8: runs on any x86-64 CPU onnxruntime suppo
 FP32_MIN_COS = 0.99999
 OPTIMIZED_MIN_COS = 0.9999
 _rows: dict[str, dict[str, Any]] = {}
-_refused: dict[str, dict[str, Any]] = {}
 
 
 def _min_cos(a: np.ndarray, b: np.ndarray) -> float:
@@ -67,7 +68,7 @@ def _version_or_none(package: str) -> str | None:
 def matrix_artifact():
     """Write the rows gathered by the tests to MATRIX_JSON once the module is done."""
     yield
-    if not _rows and not _refused:
+    if not _rows:
         return
     import onnxruntime
     import sentence_transformers
@@ -87,7 +88,7 @@ def matrix_artifact():
         "texts": len(families.TEXTS),
         "int8_target": INT8,
         "rows": [_rows[name] for name in families.MATRIX_ROWS if name in _rows],
-        "refused": [_refused[name] for name, _, _ in families.REFUSED if name in _refused],
+        "refused": [],  # families.REFUSED is empty: no family is refused now
     }
     MATRIX_JSON.parent.mkdir(parents=True, exist_ok=True)
     MATRIX_JSON.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
@@ -140,18 +141,6 @@ def test_family_exports_exactly(family: families.Family, tmp_path: Path) -> None
     _rows[family.name] = row
 
 
-@pytest.mark.parametrize("name,examples,build", families.REFUSED, ids=[r[0] for r in families.REFUSED])
-def test_unsupported_family_is_refused_naming_it(name: str, examples: str, build, tmp_path: Path) -> None:
-    from lightembed_export import UnsupportedModelError, export_model
-
-    with pytest.raises(UnsupportedModelError) as refused:
-        export_model(build(tmp_path / "src"), tmp_path / "out", verbose=False)
-    assert refused.value.architecture and refused.value.architecture in str(refused.value)
-    assert not (tmp_path / "out").exists()
-    _refused[name] = {"family": name, "examples": examples, "architecture": refused.value.architecture,
-                      "reason": str(refused.value)}  # fmt: skip
-
-
 def test_clip_exports_exactly(tmp_path: Path) -> None:
     """CLIP: both towers at fp32 and O2, each compared with sentence-transformers on texts and on images."""
     import sentence_transformers
@@ -193,3 +182,111 @@ def test_clip_exports_exactly(tmp_path: Path) -> None:
         "optimized": {"level": "O2", "status": "ok", "min_cos": cos["O2"]},
         "int8": {"status": "refused", "reason": str(refused.value)},
     }
+
+
+@pytest.mark.parametrize("family", families.CROSS_ENCODERS, ids=[f.name for f in families.CROSS_ENCODERS])
+def test_cross_encoder_family_exports_exactly(family: families.CrossFamily, tmp_path: Path) -> None:
+    """Scores of families.PAIRS from each exported file against sentence-transformers' CrossEncoder on torch."""
+    import sentence_transformers
+    from lightembed_export import export_model
+
+    import lightembed
+
+    src = family.make(tmp_path / "st")
+    report = export_model(src, tmp_path / "onnx", optimize=["O3"], quantize=[INT8], verbose=False)
+    files = {entry["kind"]: entry for entry in report["files"]}
+    assert all(entry["passed"] for entry in report["files"]), report["files"]
+    ref = sentence_transformers.CrossEncoder(str(src), device="cpu").predict(families.PAIRS, batch_size=4)
+
+    def max_abs(name: str) -> float:
+        got = lightembed.CrossEncoder(str(tmp_path / "onnx"), device="cpu", file_name=name)
+        return float(np.abs(got.predict(families.PAIRS, batch_size=4) - ref).max())
+
+    fp32, optimized = max_abs("onnx/model.onnx"), max_abs("onnx/model_O3.onnx")
+    assert fp32 <= 1e-5 and optimized <= 1e-3, (family.name, fp32, optimized)
+    assert np.std(ref) > 0  # the seeded head scores pairs differently, so equal scores mean something
+    quantized = files["quantized"]["metrics"]
+    _rows[family.name] = {
+        "family": family.name, "examples": family.examples, "architecture": report["model"]["architecture"],
+        "modules": "cross-encoder, 1 label", "pooling": None, "dense": False, "normalize": False, "prompts": False,
+        "trust_remote_code": False, "pairs": len(families.PAIRS),
+        "fp32": {"status": "exact", "max_abs": fp32},
+        "optimized": {"level": "O3", "status": "ok", "max_abs": optimized},
+        "int8": {"status": "reported", "max_abs": quantized["max_abs_diff"], "pearson": quantized["pearson"]},
+    }  # fmt: skip
+
+
+STATIC_NOT_A_GRAPH = "no graph: the runtime reads the table (NumPy), nothing to optimize or quantize"
+
+
+@pytest.mark.parametrize("name", families.STATIC_FAMILIES)
+def test_static_family_loads_directly(name: str, tmp_path: Path) -> None:
+    """Static embeddings need no export: SentenceTransformer(folder) on what each library saves, against it."""
+    import lightembed
+    from tests import static_models
+
+    if "model2vec" in name:
+        from model2vec import StaticModel
+
+        folder = static_models.model2vec_static(tmp_path, quantized=True)
+        ref = StaticModel.from_pretrained(str(folder)).encode(families.TEXTS)
+        architecture, examples, modules = "StaticModel (model2vec)", "potion-base-8M, potion-retrieval-32M", "mean + weights"
+    else:
+        folder = static_models.sentence_transformers_static(tmp_path, truncate_dim=8)
+        ref = _st_encode(folder)
+        architecture, examples = "StaticEmbedding", "static-retrieval-mrl-en-v1, static-similarity-mrl-multilingual-v1"
+        modules = "mean + Normalize + truncate_dim"
+    got = lightembed.SentenceTransformer(str(folder), device="cpu").encode(families.TEXTS, batch_size=4)
+    cos = _min_cos(np.asarray(ref), got)
+    assert cos >= FP32_MIN_COS and np.abs(np.asarray(ref) - got).max() < 1e-5, (name, cos)
+    _rows[name] = {
+        "family": name, "examples": examples, "architecture": architecture, "modules": modules, "pooling": "mean",
+        "dense": False, "normalize": "model2vec" not in name, "prompts": False, "trust_remote_code": False,
+        "fp32": {"status": "exact", "min_cos": cos},
+        "optimized": {"status": "n/a", "reason": STATIC_NOT_A_GRAPH},
+        "int8": {"status": "n/a", "reason": STATIC_NOT_A_GRAPH},
+    }  # fmt: skip
+
+
+def _st_encode(folder: Path) -> np.ndarray:
+    import sentence_transformers
+
+    model = sentence_transformers.SentenceTransformer(str(folder), device="cpu")
+    return np.asarray(model.encode(families.TEXTS, batch_size=4))
+
+
+def test_router_family_exports_exactly(tmp_path: Path) -> None:
+    """A Router (static query route, BERT + mean document route, Normalize): the transformer route exported at fp32,
+    O3 and int8, each route compared with sentence-transformers' encode_query / encode_document."""
+    import sentence_transformers
+    from lightembed_export import export_model
+
+    import lightembed
+    from tests import static_models
+
+    src = static_models.router_model(tmp_path)
+    report = export_model(src, tmp_path / "onnx", optimize=["O3"], quantize=[INT8], verbose=False)
+    assert all(entry["passed"] for entry in report["files"]), report["files"]
+    files = {entry["kind"]: entry for entry in report["files"]}
+    ref = sentence_transformers.SentenceTransformer(str(src), device="cpu")
+    ref_q, ref_d = ref.encode_query(families.TEXTS, batch_size=4), ref.encode_document(families.TEXTS, batch_size=4)
+
+    def cos(file_name: str | None) -> float:
+        """Min cosine over both routes; `file_name` picks the document (default) route's file."""
+        ours = lightembed.SentenceTransformer(str(tmp_path / "onnx"), device="cpu", file_name=file_name)
+        got = np.concatenate([ours.encode_query(families.TEXTS, batch_size=4),
+                              ours.encode_document(families.TEXTS, batch_size=4)])  # fmt: skip
+        return _min_cos(np.concatenate([ref_q, ref_d]), got)
+
+    fp32, optimized = cos(None), cos("onnx/model_O3.onnx")
+    assert fp32 >= FP32_MIN_COS and optimized >= OPTIMIZED_MIN_COS, (fp32, optimized)
+    quantized = files["quantized"]["metrics"]
+    _rows[families.ROUTER_FAMILY] = {
+        "family": families.ROUTER_FAMILY, "examples": "static query + transformer document Routers, "
+        "inference-free SPLADE-style asymmetric models", "architecture": "Router (StaticEmbedding, BertModel)",
+        "modules": "query: static mean; document: mean; + Normalize", "pooling": "mean", "dense": False,
+        "normalize": True, "prompts": False, "trust_remote_code": False,
+        "fp32": {"status": "exact", "min_cos": fp32},
+        "optimized": {"level": "O3", "status": "ok", "min_cos": optimized},
+        "int8": {"status": "reported", "mean_cos": quantized["mean_cosine"], "min_cos": quantized["min_cosine"]},
+    }  # fmt: skip

@@ -146,3 +146,13 @@ def test_dropout_is_a_no_op_and_a_dense_before_pooling_on_the_sentence_is_refuse
     bad = _edit(st6 / "token_dense", tmp_path / "bad", "1_Dense/config.json", module_input_name="sentence_embedding")
     with pytest.raises(ValueError, match="before any Pooling"):
         SentenceTransformer(str(bad))
+
+
+def test_static_embedding_saved_by_6_2_gives_its_vectors(tmp_path: Path) -> None:
+    """A StaticEmbedding folder saved by 6.2 (its module path, its table) runs from the folder as 6.2 runs it."""
+    folder = build(tmp_path, "static") / "static"
+    refs = np.load(folder / "reference.npz")
+    model = SentenceTransformer(str(folder))
+    assert model.runtime_info.providers == ["NumPy (static table)"]
+    np.testing.assert_allclose(model.encode(TEXTS), refs["texts"], atol=1e-6)
+    np.testing.assert_allclose(model.encode_query(QUERIES), refs["queries"], atol=1e-6)

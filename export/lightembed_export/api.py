@@ -100,6 +100,11 @@ def export_model(
     written; VerificationError (after writing everything, lightembed.json included) if a file misses its threshold.
     """
     say = (echo or print) if verbose else (lambda _msg: None)
+    from lightembed_export import router
+
+    if router.is_router_folder(model):  # a Router: each Transformer route exported as a model of its own
+        options = {k: v for k, v in locals().items() if k not in ("model", "output_dir", "overwrite", "router", "say")}
+        return router.export_router(model, output_dir, export_model, overwrite, **options)
     levels = optimizing.normalize_levels(optimize)
     targets = quantizing.resolve_targets(quantize)
     if task is not None:

@@ -36,8 +36,9 @@ _TRANSFORMER_CLASSES = ("Transformer", "MLMTransformer", "CLIPModel")
 # Why a known first module other than a Transformer is refused, and what to do instead.
 _UNSUPPORTED_MODULES = {
     "StaticEmbedding": (
-        ". StaticEmbedding (static-retrieval-mrl-en-v1 and the like) is a table of token vectors with no transformer "
-        "graph to export; use sentence-transformers (or model2vec) for static embeddings"
+        ". StaticEmbedding (static-retrieval-mrl-en-v1, model2vec's potion models and the like) is a table of token "
+        "vectors with no transformer graph to export, and none is needed: lightembed reads the folder as it is, "
+        "lightembed.SentenceTransformer(folder) (tokenizer.json + model.safetensors, memory-mapped)"
     ),
 }
 

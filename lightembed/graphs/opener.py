@@ -71,7 +71,12 @@ def open_graph(folder: Path, path: Path, options: GraphOptions, manifest: Manife
     if manifest is None:
         manifest = manifests.read(folder, strict=options.verify)
     record = manifest.record(path) if manifest is not None else None
-    decision = policy.decide(options.backend, cpu_only=options.cpu_only, manifest_entry=record.raw if record else None)
+    decision = policy.decide(
+        options.backend,
+        cpu_only=options.cpu_only,
+        manifest_entry=record.raw if record else None,
+        static_table=path.suffix == ".safetensors",
+    )
     backend, reason = decision.backend, decision.reason
     if decision.ov_config:  # a timed OpenVINO choice brings its precision hint; the caller's settings still win
         options = replace(options, ov_config={**decision.ov_config, **options.ov_config})

@@ -23,7 +23,9 @@ from lightembed.manifest import FileRecord
 OPENERS: dict[str, str] = {
     "onnx": "lightembed.graphs.onnxruntime",
     "openvino": "lightembed.graphs.openvino",
+    "static": "lightembed.graphs.static",
 }
+STATIC = "static"  # a static-embedding table (lightembed.static), not a graph: NumPy runs it
 BACKENDS = tuple(OPENERS)  # the built-in ones; OPENERS is what is checked, so one added there is accepted
 TORCH = "torch"
 # LIGHTEMBED_BACKEND=onnx|openvino pins what backend=None means (auto: the choice below), e.g. for a fleet
@@ -71,9 +73,10 @@ def choose_backend(
     cpu_only: bool,
     manifest_entry: Mapping[str, Any] | None,
     flags: frozenset[str] | None = None,
+    static_table: bool = False,
 ) -> tuple[str, str]:
     """The backend to run and why: `decide`'s backend and reason."""
-    decision = decide(backend, cpu_only=cpu_only, manifest_entry=manifest_entry, flags=flags)
+    decision = decide(backend, cpu_only=cpu_only, manifest_entry=manifest_entry, flags=flags, static_table=static_table)
     return decision.backend, decision.reason
 
 
@@ -83,6 +86,7 @@ def decide(
     cpu_only: bool,
     manifest_entry: Mapping[str, Any] | None,
     flags: frozenset[str] | None = None,
+    static_table: bool = False,
 ) -> Decision:
     """Which backend runs a file. An explicit "onnx"/"openvino" is kept (openvino must be installed and on CPU);
     "torch" (sentence-transformers' default, which frameworks pass explicitly) means the default runtime, as None.
@@ -90,7 +94,14 @@ def decide(
     on this machine class with these onnxruntime/OpenVINO versions decides (lightembed.tune); else "openvino" only
     when all hold: the extra is installed, the CPU has AMX-BF16, and the exporter recorded for the file in bf16 min
     cosine >= `auto_bar` to torch on its probes and >= `texts_bar` to the fp32 file on onnxruntime on its
-    calibration texts (lightembed.json); else "onnx". Only the record is read: nothing is timed at load."""
+    calibration texts (lightembed.json); else "onnx". Only the record is read: nothing is timed at load. A static
+    table (`static_table`, lightembed.static) runs on the `static` backend, whatever else holds."""
+    if static_table:  # a table has one backend; the graph backends cannot open it
+        if backend not in (None, TORCH, STATIC):
+            raise LightembedValueError(f"A static-embedding model runs in NumPy (backend='static'), not {backend!r}.")
+        return Decision(STATIC, "a static-embedding table runs in NumPy")
+    if backend == STATIC:
+        raise LightembedValueError("backend='static' runs static-embedding tables; this file is a model graph.")
     note = ""
     if backend == TORCH:
         backend, note = None, f"backend={TORCH!r} (sentence-transformers' default) runs lightembed's default; "
