@@ -25,9 +25,8 @@ if TYPE_CHECKING:
     from lightembed.encoder import SentenceTransformer
     from lightembed.multi_vector_encoder import MultiVectorEncoder
     from lightembed.sparse_encoder import SparseEncoder
-    from lightembed.util import SimilarityFunction
     from lightembed.unsupported import NotSupportedError
-    from lightembed.util import quantize_embeddings
+    from lightembed.util import SimilarityFunction, quantize_embeddings
 
 
 # sentence-transformers' top-level names for training, model cards and its own exporters, which lightembed

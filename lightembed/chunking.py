@@ -164,7 +164,7 @@ def _late(model: SentenceTransformer, wholes: list[Encoding], span: int, overlap
         batch = model.pad([wholes[i] for i in idx])
         hidden = model.forward_tokens(batch)
         # the padded row holds the text's tokens at their encoding positions shifted by the left padding
-        shift = batch.input_ids.shape[1] - batch.lengths if model.tokenizer_wrapper.padding_side == "left" else 0
+        shift: Any = batch.input_ids.shape[1] - batch.lengths if model.tokenizer_wrapper.padding_side == "left" else 0
         for row, i in enumerate(idx):
             content = _content(wholes[i])
             ranges = _spans(len(content), span, overlap)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -10,7 +9,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from lightembed.errors import ModelFileError
+from lightembed.errors import LightembedValueError, ModelFileError
 from lightembed.jsonfiles import read_json, read_json_file  # noqa: F401 - also read from here
 from lightembed.modules import SENTENCE, TOKENS, Dense, LayerNorm, Normalize
 from lightembed.pooling import PoolingConfig
@@ -90,7 +89,7 @@ _EXPANSION_KEYS = ("strategy", "attend", "token", "length")
 def _optional_length(st_config: dict[str, Any], key: str, path: Path) -> int | None:
     value = st_config.get(key)
     if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-        raise ValueError(f"{key} in {path} must be a positive integer, got {value!r}.")
+        raise LightembedValueError(f"{key} in {path} must be a positive integer, got {value!r}.")
     return value
 
 
@@ -100,18 +99,18 @@ def _query_expansion(st_config: dict[str, Any], path: Path) -> dict[str, Any] | 
     if value is None:
         return None
     if not isinstance(value, dict) or set(value) - set(_EXPANSION_KEYS):
-        raise ValueError(f"query_expansion in {path} must be an object with keys among {_EXPANSION_KEYS}, got {value!r}.")
+        raise LightembedValueError(f"query_expansion in {path} must be an object with keys among {_EXPANSION_KEYS}, got {value!r}.")
     if value.get("strategy") not in ("fixed", "min"):
-        raise ValueError(f"query_expansion strategy in {path} must be 'fixed' or 'min', got {value.get('strategy')!r}.")
+        raise LightembedValueError(f"query_expansion strategy in {path} must be 'fixed' or 'min', got {value.get('strategy')!r}.")
     attend = value.get("attend", False)
     length = value.get("length")
     if not isinstance(attend, bool):
-        raise ValueError(f"query_expansion attend in {path} must be true or false, got {attend!r}.")
+        raise LightembedValueError(f"query_expansion attend in {path} must be true or false, got {attend!r}.")
     if isinstance(length, bool) or not isinstance(length, int) or length < 1:
-        raise ValueError(f"query_expansion length in {path} must be a positive integer, got {length!r}.")
+        raise LightembedValueError(f"query_expansion length in {path} must be a positive integer, got {length!r}.")
     token = value.get("token")
     if token is not None and not isinstance(token, str):
-        raise ValueError(f"query_expansion token in {path} must be a string or null, got {token!r}.")
+        raise LightembedValueError(f"query_expansion token in {path} must be a string or null, got {token!r}.")
     return {"strategy": value["strategy"], "attend": attend, "token": token, "length": length}
 
 
@@ -120,7 +119,7 @@ def _check_transformer_options(st_config: dict[str, Any], path: Path) -> None:
     lightembed does not reproduce (options that only change torch's speed, like unpad_inputs, are accepted)."""
     processing = st_config.get("processing_kwargs")
     if processing:
-        raise ValueError(
+        raise LightembedValueError(
             f"processing_kwargs {processing!r} in {path} are not supported by lightembed: the runtime tokenizes with "
             "tokenizer.json and the model's max_seq_length only (pass per-call truncation as "
             "encode(..., processing_kwargs={'text': {'max_length': N}}) instead)."
@@ -128,7 +127,7 @@ def _check_transformer_options(st_config: dict[str, Any], path: Path) -> None:
     modality = st_config.get("modality_config")
     if isinstance(modality, dict):
         if "message" in modality:
-            raise ValueError(
+            raise LightembedValueError(
                 f"modality_config in {path} has the 'message' modality: sentence-transformers 6 renders text inputs "
                 "through the tokenizer's chat template for it, which lightembed does not do. Remove the "
                 "'message' entry (text only) or the tokenizer's chat_template before exporting."
@@ -140,7 +139,7 @@ def _check_transformer_options(st_config: dict[str, Any], path: Path) -> None:
             ("forward", "logits"),
             ("forward", "embeddings"),
         ):
-            raise ValueError(
+            raise LightembedValueError(
                 f"modality_config text entry {text!r} in {path} is not supported by lightembed: its graphs give the "
                 "transformer's forward() output (last_hidden_state, logits)."
             )
@@ -157,7 +156,7 @@ def read_transformer_settings(transformer_dir: Path, folder: Path | None = None)
     raw = st_config.get("max_seq_length")
     if raw is not None:
         if isinstance(raw, bool) or not isinstance(raw, int) or raw < 1:
-            raise ValueError(f"max_seq_length in {path} must be a positive integer, got {raw!r}.")
+            raise LightembedValueError(f"max_seq_length in {path} must be a positive integer, got {raw!r}.")
         max_length: int | None = raw
     else:
         tok_max = read_json(transformer_dir / "tokenizer_config.json").get("model_max_length")
@@ -166,7 +165,7 @@ def read_transformer_settings(transformer_dir: Path, folder: Path | None = None)
         max_length = min(candidates) if candidates else None
     lower = st_config.get("do_lower_case", False)
     if not isinstance(lower, bool):
-        raise ValueError(f"do_lower_case in {path} must be true or false, got {lower!r}.")
+        raise LightembedValueError(f"do_lower_case in {path} must be true or false, got {lower!r}.")
     task = st_config.get("transformer_task")
     return TransformerSettings(
         max_length,
@@ -282,10 +281,10 @@ def read_modules(folder: Path) -> list[tuple[str, Path, str]] | None:
     if entries is None:
         return None
     if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
-        raise ValueError(f"{modules} must hold a list of module objects.")
+        raise LightembedValueError(f"{modules} must hold a list of module objects.")
     if not entries:
         # sentence-transformers would build a model with no modules, which cannot embed anything.
-        raise ValueError(
+        raise LightembedValueError(
             f"{modules} lists no modules, so it describes no model; a sentence-transformers folder lists at least "
             "its Transformer (delete modules.json to load a bare transformer with mean pooling)."
         )
@@ -317,7 +316,7 @@ def read_model_settings(folder: Path) -> tuple[dict[str, str], str | None, str |
     model_config = read_json(path)
     prompts = model_config.get("prompts") or {}
     if not isinstance(prompts, dict) or not all(isinstance(v, str) for v in prompts.values()):
-        raise ValueError(f"'prompts' in {path} must be an object of strings.")
+        raise LightembedValueError(f"'prompts' in {path} must be an object of strings.")
     return dict(prompts), model_config.get("default_prompt_name"), model_config.get("similarity_fn_name")
 
 
@@ -345,18 +344,18 @@ def load_config(folder: str | Path) -> ModelConfig:
         kinds.append(kind)
         if kind == "CLIPModel" or (kind == "Transformer" and _is_clip_dir(path)):  # text + vision towers
             if transformer_dir is not None:
-                raise ValueError(f"{modules} lists more than one Transformer module.")
+                raise LightembedValueError(f"{modules} lists more than one Transformer module.")
             transformer_dir, modalities = path, ("text", "image")
         elif kind == "Transformer":
             if transformer_dir is not None:
-                raise ValueError(f"{modules} lists more than one Transformer module.")
+                raise LightembedValueError(f"{modules} lists more than one Transformer module.")
             transformer_dir = path
         elif kind == STATIC_MODULE and static is not None and transformer_dir is None:
             # its tokenizer.json; the table's mean (the static graph's pooled output) is its sentence embedding
             transformer_dir, pooling = path, PoolingConfig()
         elif kind == "Pooling":
             if pooling is not None:
-                raise ValueError(f"{modules} lists more than one Pooling module.")
+                raise LightembedValueError(f"{modules} lists more than one Pooling module.")
             pooling = PoolingConfig.from_dict(read_json(path / "config.json"))
         elif kind in ("Normalize", "Dense", "Dropout", "LayerNorm"):
             if kind == "Dropout":
@@ -364,7 +363,7 @@ def load_config(folder: str | Path) -> ModelConfig:
             reader: Any = {"Normalize": Normalize, "Dense": Dense, "LayerNorm": LayerNorm}[kind]
             module = reader.from_dir(path)
             if pooling is None and module.input_name != TOKENS:
-                raise ValueError(
+                raise LightembedValueError(
                     f"The {kind} module at {path} reads {module.input_name!r} before any Pooling module has made "
                     "it; sentence-transformers fails on this folder too."
                 )
@@ -374,7 +373,7 @@ def load_config(folder: str | Path) -> ModelConfig:
                 type_name, modules, "Transformer, CLIPModel, StaticEmbedding (first), Pooling, Dense, Normalize, LayerNorm, Dropout"
             )
     if transformer_dir is None:
-        raise ValueError(f"{modules} lists no Transformer module.")
+        raise LightembedValueError(f"{modules} lists no Transformer module.")
     if pooling is None:
         pooling = PoolingConfig()
     version = writer_version(folder)
@@ -387,7 +386,7 @@ def load_config(folder: str | Path) -> ModelConfig:
         settings = read_transformer_settings(transformer_dir, folder)
     for key in ("query_length", "document_length", "query_expansion"):
         if getattr(settings, key) is not None:
-            raise ValueError(
+            raise LightembedValueError(
                 f"{key} in {settings.source} is not supported on a SentenceTransformer by lightembed (it is a "
                 "multi-vector setting: load the folder with lightembed.MultiVectorEncoder if it is one)."
             )

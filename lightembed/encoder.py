@@ -14,7 +14,7 @@ from lightembed import chunking
 from lightembed.base import SIMILARITY_NAMES, EmbeddingModel, ModelSetup
 from lightembed.clip import ImageTower
 from lightembed.config import ModelConfig, load_config, read_json, read_modules
-from lightembed.errors import LightembedValueError
+from lightembed.errors import LightembedTypeError, LightembedValueError
 from lightembed.inputs import (
     OUTPUT_VALUES,
     as_text_list,
@@ -83,7 +83,7 @@ class SentenceTransformer(EmbeddingModel):
         processor_kwargs = pop_legacy(kwargs, processor_kwargs, "tokenizer_kwargs")
         token = pop_legacy(kwargs, token, "use_auth_token")
         if kwargs:
-            raise TypeError(f"SentenceTransformer() got unexpected keyword arguments: {sorted(kwargs)}.")
+            raise LightembedTypeError(f"SentenceTransformer() got unexpected keyword arguments: {sorted(kwargs)}.")
         del trust_remote_code, model_card_data  # an exported graph runs no Python code from the model folder
         self.truncate_dim = check_truncate_dim(truncate_dim)
         local = Path(model_name_or_path) if isinstance(model_name_or_path, (str, Path)) else None
@@ -93,8 +93,9 @@ class SentenceTransformer(EmbeddingModel):
         """A Router model's other routes, each a model of its own; this model runs the default route."""
         if self.router is not None:
             views = {route: route_folder(self.router, route, self) for route in self.router.routes}
-            model_name_or_path, default = views[self.router.default_route], self.router.default_route
-            shared = dict(device=device, providers=providers, threads=threads, truncate_dim=truncate_dim,
+            default = self.router.resolve(None)  # the route a text without a task takes (an error if none)
+            model_name_or_path = views[default]
+            shared: dict[str, Any] = dict(device=device, providers=providers, threads=threads, truncate_dim=truncate_dim,
                           backend=backend, max_batch_tokens=max_batch_tokens, verify=verify, preoptimized=preoptimized,
                           spinning=spinning)  # fmt: skip
             self.routes = {route: SentenceTransformer(view, **shared) for route, view in views.items() if route != default}
@@ -207,7 +208,7 @@ class SentenceTransformer(EmbeddingModel):
         """Whether pooling includes the prompt's tokens (False: they are left out, as instructor-style models
         need); save() writes it to the Pooling module's config."""
         if not isinstance(include_prompt, bool):
-            raise TypeError(f"include_prompt must be True or False, got {include_prompt!r}.")
+            raise LightembedTypeError(f"include_prompt must be True or False, got {include_prompt!r}.")
         self.config.pooling = replace(self.config.pooling, include_prompt=include_prompt)
 
     def _model_config(self) -> dict[str, Any]:
@@ -245,17 +246,19 @@ class SentenceTransformer(EmbeddingModel):
             return self._after_pooling(self._graph(batch.as_dict(), POOLED_OUTPUT))
         return self._sentence_embeddings(self._graph(batch.as_dict()), batch.attention_mask, prompt_length)
 
-    def encode_query(self, inputs: str | Sequence[str] | None = None, **kwargs: Any) -> Any:
+    def encode_query(self, inputs: str | Sequence[str] | None = None, prompt_name: str | None = None,
+                     prompt: str | None = None, **kwargs: Any) -> Any:  # fmt: skip
         """encode() with task "query" (a Router's query route) and the "query" prompt when the model has one and no
         prompt was given."""
         kwargs.setdefault("task", "query")
-        return super().encode_query(inputs, **kwargs)
+        return super().encode_query(inputs, prompt_name, prompt, **kwargs)
 
-    def encode_document(self, inputs: str | Sequence[str] | None = None, **kwargs: Any) -> Any:
+    def encode_document(self, inputs: str | Sequence[str] | None = None, prompt_name: str | None = None,
+                        prompt: str | None = None, **kwargs: Any) -> Any:  # fmt: skip
         """encode() with task "document" (a Router's document route) and the first of the "document", "passage",
         "corpus" prompts the model has, when no prompt was given (sentence-transformers' fallback)."""
         kwargs.setdefault("task", "document")
-        return super().encode_document(inputs, **kwargs)
+        return super().encode_document(inputs, prompt_name, prompt, **kwargs)
 
     def state_without_graph(self) -> dict[str, Any]:
         """See BaseModel.state_without_graph; a Router model's routes are models of their own, refused here."""
@@ -425,7 +428,7 @@ class SentenceTransformer(EmbeddingModel):
         batch_size = check_batch_size(batch_size)
         check_precision(precision)
         if output_value not in OUTPUT_VALUES:
-            raise ValueError(f"output_value must be one of {OUTPUT_VALUES}, got {output_value!r}.")
+            raise LightembedValueError(f"output_value must be one of {OUTPUT_VALUES}, got {output_value!r}.")
         truncate_dim = check_truncate_dim(truncate_dim) or self.truncate_dim
         self.modality.check_output_value(output_value)
         resolved_prompt = self._prompt(prompt, prompt_name)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from lightembed.clip import vision_file_name
 from lightembed.config import read_modules, read_static_layout
+from lightembed.errors import LightembedTypeError, LightembedValueError
 from lightembed.static import STATIC_MODULE, TABLE_FILE
 
 # Everything a runtime needs from a repo except weights: configs, tokenizer files, module folders' configs
@@ -76,12 +77,12 @@ def resolve(
     cache only. Torch weights are never downloaded.
     """
     if not isinstance(model_name_or_path, (str, Path)):
-        raise TypeError(f"model_name_or_path must be a str or Path, got {type(model_name_or_path).__name__}.")
+        raise LightembedTypeError(f"model_name_or_path must be a str or Path, got {type(model_name_or_path).__name__}.")
     path = Path(model_name_or_path).expanduser()
     if path.is_dir():
         return path, find_onnx_file(path, file_name)
     if path.exists():
-        raise ValueError(f"{path} is a file, not a model folder.")
+        raise LightembedValueError(f"{path} is a file, not a model folder.")
     name = str(model_name_or_path)
     if not _REPO_ID.match(name):
         raise FileNotFoundError(f"No model folder at {name!r}, and it is not a valid Hugging Face Hub repo id.")

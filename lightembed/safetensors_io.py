@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lightembed.errors import ModelFileError
+from lightembed.errors import LightembedValueError, ModelFileError
 
 _DTYPES = {
     "F64": np.float64,
@@ -28,14 +28,14 @@ def load_safetensors(path: str | Path) -> dict[str, np.ndarray]:
     path = Path(path)
     data = path.read_bytes()
     if len(data) < 8:
-        raise ValueError(f"{path} is not a safetensors file: it is only {len(data)} bytes long.")
+        raise LightembedValueError(f"{path} is not a safetensors file: it is only {len(data)} bytes long.")
     (header_len,) = struct.unpack("<Q", data[:8])
     if header_len > len(data) - 8:
-        raise ValueError(f"{path} is not a valid safetensors file: its header length is out of range.")
+        raise LightembedValueError(f"{path} is not a valid safetensors file: its header length is out of range.")
     try:
         header = json.loads(data[8 : 8 + header_len])
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{path} is not a valid safetensors file: unreadable header ({exc}).") from None
+        raise LightembedValueError(f"{path} is not a valid safetensors file: unreadable header ({exc}).") from None
     body = memoryview(data)[8 + header_len :]
     tensors: dict[str, np.ndarray] = {}
     for name, info in header.items():
@@ -50,7 +50,7 @@ def load_safetensors(path: str | Path) -> dict[str, np.ndarray]:
         elif dtype in _DTYPES:
             array = np.frombuffer(raw, dtype=np.dtype(_DTYPES[dtype]).newbyteorder("<")).copy()
         else:
-            raise ValueError(f"{path}: tensor {name!r} has unsupported dtype {dtype}.")
+            raise LightembedValueError(f"{path}: tensor {name!r} has unsupported dtype {dtype}.")
         tensors[name] = array.reshape(info["shape"])
     return tensors
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lightembed import manifest as manifests
+from lightembed.errors import LightembedValueError
 from lightembed.graphs.integrity import check_file, sha256_of
 from lightembed.manifest import MANIFEST_NAME
 
@@ -69,12 +70,12 @@ def save_model(
     target = Path(path).expanduser()
     resolved = target.resolve()
     if resolved == source or source in resolved.parents:
-        raise ValueError(
+        raise LightembedValueError(
             f"save() writes a new folder; {target} is the model's own folder {source} (or inside it). "
             "Save to another folder."
         )
     if target.exists() and not target.is_dir():
-        raise ValueError(f"{target} exists and is not a folder.")
+        raise LightembedValueError(f"{target} exists and is not a folder.")
     onnx_in_use = Path(model.onnx_path)
     try:
         used_rel = onnx_in_use.resolve().relative_to(source).as_posix()

@@ -26,7 +26,8 @@ from lightembed.safetensors_io import tensor_names
 
 TABLE_FILE = "model.safetensors"
 STATIC_MODULE = "StaticEmbedding"
-MODEL2VEC = "model2vec"
+MODEL2VEC: Literal["model2vec"] = "model2vec"
+SENTENCE_TRANSFORMERS: Literal["sentence-transformers"] = "sentence-transformers"
 MODEL2VEC_MAX_LENGTH = 512  # model2vec's default when config.json does not set max_length
 MODEL2VEC_TABLE = "embeddings"  # model2vec's tensor name; sentence-transformers saves "embedding.weight"
 
@@ -87,7 +88,7 @@ def read_layout(folder: Path, modules: list[ModuleEntry] | None) -> StaticLayout
             rest += (("Normalize", module_dir / "1_Normalize", "Normalize"),)
         length = config.get("max_length", MODEL2VEC_MAX_LENGTH)
         return StaticLayout(MODEL2VEC, module_dir, _length(length, module_dir / "config.json"), rest)
-    return StaticLayout("sentence-transformers", module_dir, _tokenizer_truncation(module_dir), rest)
+    return StaticLayout(SENTENCE_TRANSFORMERS, module_dir, _tokenizer_truncation(module_dir), rest)
 
 
 def _length(value: Any, where: Path) -> int | None:

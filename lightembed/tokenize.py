@@ -12,6 +12,7 @@ from tokenizers import Encoding
 from tokenizers import Tokenizer as HFTokenizer
 
 from lightembed.config import read_json
+from lightembed.errors import LightembedValueError
 from lightembed.inputs import check_int
 
 TextInput = Union[str, tuple[str, str]]
@@ -79,7 +80,7 @@ class Tokenizer:
         limit: int | None = None,
     ) -> None:
         if padding_side not in ("right", "left"):
-            raise ValueError(f"padding_side must be 'right' or 'left', got {padding_side!r}.")
+            raise LightembedValueError(f"padding_side must be 'right' or 'left', got {padding_side!r}.")
         tokenizer.no_padding()
         self._tokenizer = tokenizer
         self.pad_id = pad_id
@@ -113,7 +114,7 @@ class Tokenizer:
         try:
             tokenizer = HFTokenizer.from_file(str(path))
         except Exception as exc:  # tokenizers raises a bare Exception with a serde message
-            raise ValueError(f"{path} is not a valid tokenizer file: {exc}") from None
+            raise LightembedValueError(f"{path} is not a valid tokenizer file: {exc}") from None
         config = read_json(folder / "tokenizer_config.json")
         pad_id = None
         if tokenizer.padding is not None:
@@ -163,7 +164,7 @@ class Tokenizer:
         if value is not None:
             value = check_int(value, "max_seq_length")
             if self.limit is not None and value > self.limit:
-                raise ValueError(
+                raise LightembedValueError(
                     f"max_seq_length={value} is more than this model's {self.limit} position embeddings; "
                     f"use at most {self.limit}."
                 )
@@ -195,7 +196,7 @@ class Tokenizer:
             reason = _bad_text(texts)
             if reason is None:
                 raise
-            raise ValueError(reason) from exc
+            raise LightembedValueError(reason) from exc
 
     def windows(self, texts: Sequence[str], size: int | None, overlap: int) -> list[list[Encoding]]:
         """Each text as windows of at most `size` tokens (special tokens included), consecutive windows sharing

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from lightembed import manifest as manifests
 from lightembed.manifest import Manifest, Precision
+
 FP32_FILE = "onnx/model.onnx"
 FP16_FILE = "onnx/model_O4.onnx"
 # Files a folder may hold for each precision, best first (the exporter's names).

@@ -20,6 +20,7 @@ from lightembed.errors import IntegrityError
 from lightembed.hashing import sha256_of
 from lightembed.manifest import MANIFEST_NAME, DataFile, FileRecord
 
+
 def check_file(
     model_dir: Path,
     onnx_path: Path,
