@@ -58,15 +58,21 @@ def wordpiece_tokenizer() -> Any:
 
 
 def write_wordpiece_tokenizer(folder: Path, cls: Any = None, **kwargs: Any) -> int:
-    """A small WordPiece tokenizer saved with transformers' `cls` (default BertTokenizerFast); returns its size."""
+    """A small WordPiece tokenizer saved with transformers' `cls` (default BertTokenizerFast); returns its size.
+    The tokenizer itself is `wordpiece_tokenizer()`'s: transformers 5's BertTokenizerFast ignores `vocab_file`
+    (every token became [UNK]), so it is handed the built tokenizer on both stacks."""
     from transformers import BertTokenizerFast
 
     vocab = _wordpiece_vocab()
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
-    (cls or BertTokenizerFast)(vocab_file=str(folder / "vocab.txt"), do_lower_case=True, **kwargs).save_pretrained(
-        str(folder)
-    )
+    specials = {"unk_token": "[UNK]", "pad_token": "[PAD]", "cls_token": "[CLS]", "sep_token": "[SEP]",
+                "mask_token": "[MASK]"}  # fmt: skip
+    tokenizer = (cls or BertTokenizerFast)(
+        tokenizer_object=wordpiece_tokenizer(), vocab_file=str(folder / "vocab.txt"), do_lower_case=True,
+        **specials, **kwargs,
+    )  # fmt: skip
+    tokenizer.save_pretrained(str(folder))
     return len(vocab)
 
 

@@ -1,7 +1,8 @@
 """A stand-in for the Hugging Face Hub's HTTP API on 127.0.0.1, enough for huggingface_hub's snapshot_download.
 
 It serves model repos held in memory at fixed commits: GET /api/models/{repo}[/revision/{rev}] (the repo's sha and
-file list), HEAD and GET /{repo}/resolve/{rev}/{path} (X-Repo-Commit, ETag, Content-Length, Range requests). Every
+file list), GET /api/models/{repo}/tree/{rev} (its files, for
+huggingface_hub >= 1), HEAD and GET /{repo}/resolve/{rev}/{path} (X-Repo-Commit, ETag, Content-Length, Range requests). Every
 request is logged; `cut_once` makes the first GET of a file send half its bytes and close the connection, as a
 dropped download would.
 """
@@ -110,6 +111,9 @@ class FakeHub:
                 path = unquote(urlparse(self.path).path)
                 with hub._lock:
                     hub.log.append(Request(self.command, path, self.headers.get("Range")))
+                tree = re.fullmatch(r"/api/models/([^/]+/[^/]+)/tree/([^/]+)(?:/.*)?", path)
+                if tree:  # huggingface_hub >= 1 lists a snapshot's files through the tree API
+                    return self._tree(*tree.groups())
                 api = re.fullmatch(r"/api/models/([^/]+/[^/]+)(?:/revision/(.+))?", path)
                 if api:
                     return self._info(api.group(1), api.group(2) or "main")
@@ -125,6 +129,17 @@ class FakeHub:
                     return self._not_found(f"{repo_id}@{revision}")
                 files = [{"rfilename": name} for name in repo.commits[sha]]
                 self._json(200, {"id": repo_id, "modelId": repo_id, "sha": sha, "siblings": files, "private": False})
+
+            def _tree(self, repo_id: str, revision: str) -> None:
+                repo = hub.repos.get(repo_id)
+                sha = repo.resolve(revision) if repo else None
+                if sha is None:
+                    return self._not_found(f"{repo_id}@{revision}")
+                files = [
+                    {"type": "file", "path": name, "size": len(data), "oid": hashlib.sha1(data).hexdigest()}
+                    for name, data in sorted(repo.commits[sha].items())
+                ]
+                self._json(200, files)
 
             def _file(self, repo_id: str, revision: str, name: str, head: bool) -> None:
                 repo = hub.repos.get(repo_id)
