@@ -42,9 +42,29 @@ def onnx_backed(cls: Any, src: Path, out: Path, file_name: str = "onnx/model.onn
 
     if optimum_available():
         return cls(str(out), backend="onnx", model_kwargs={"provider": "CPUExecutionProvider", "file_name": file_name})
-    model = cls(str(src), device="cpu")
+    return _swapped(cls(str(src), device="cpu"), out / file_name)
+
+
+def _swapped(model: Any, onnx_file: Path) -> Any:
     transformer = model[0]
-    replacement = _OnnxModel(out / file_name, transformer.auto_model.config)
+    replacement = _OnnxModel(onnx_file, transformer.auto_model.config)
     attribute = "model" if isinstance(getattr(type(transformer), "auto_model", None), property) else "auto_model"
     object.__setattr__(transformer, attribute, replacement)  # not an nn.Module: bypass the submodule registry
     return model
+
+
+def saved_onnx_backed(cls: Any, src: Path, saved: Path, scratch: Path, file_name: str = "onnx/model.onnx") -> Any:
+    """`cls` loading the folder `saved` (its configs and settings, as lightembed's save() wrote them) and running
+    its ONNX file: backend="onnx" where optimum is installed; otherwise from a copy of `saved` given `src`'s torch
+    weights (save() writes none), its Transformer's model replaced by the ONNX file as in `onnx_backed`."""
+    import shutil
+
+    from lightembed_export.onnx_export import optimum_available
+
+    if optimum_available():
+        return cls(str(saved), backend="onnx", device="cpu", model_kwargs={"file_name": file_name})
+    shutil.copytree(saved, scratch)
+    for weights in ("model.safetensors", "pytorch_model.bin"):
+        if (src / weights).is_file():
+            shutil.copyfile(src / weights, scratch / weights)
+    return _swapped(cls(str(scratch), device="cpu"), saved / file_name)
