@@ -163,3 +163,17 @@ def token_embeddings(text: str, max_seq_length: int = 12, lower: bool = False) -
     """The tiny graph's output for one unpadded text: (tokens, HIDDEN)."""
     emb, types = weights()
     return emb[token_ids(text, max_seq_length, lower)] + types[0]
+
+
+def poison_weights(folder: Path, onnx_path: str = "onnx/model.onnx") -> None:
+    """Damage the tiny graph's word table to NaN in place (weights that still parse, giving NaN vectors)."""
+    from onnx import load, numpy_helper, save
+
+    path = folder / onnx_path
+    graph = load(str(path))
+    for i, init in enumerate(graph.graph.initializer):
+        if init.name == "E":
+            table = numpy_helper.to_array(init).copy()
+            table[:] = np.nan
+            graph.graph.initializer[i].CopyFrom(numpy_helper.from_array(table, "E"))
+    save(graph, str(path))
