@@ -17,10 +17,10 @@ pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parent.parent
 THROUGHPUT_COLUMNS = ["variant", "texts/s", "real tok/s", "padded/real", "x st-torch", "cos min", "cos mean", "runs (s)"]
-ALWAYS = [
-    "st_torch", "st_onnx_fp32", "st_onnx_quint8", "st_onnx_qint8", "le_fp32", "le_O3", "le_quint8", "le_qint8", "le_static",
-    "le_default",
-]
+# sentence-transformers' own ONNX backend needs optimum, which cannot be installed beside sentence-transformers 6
+# (optimum-onnx requires transformers < 4.58): its rows run on the 5.x stack and are skipped, with that reason, on 6.x.
+ST_ONNX = ["st_onnx_fp32", "st_onnx_quint8", "st_onnx_qint8"] if importlib.util.find_spec("optimum") else []
+ALWAYS = ["st_torch", *ST_ONNX, "le_fp32", "le_O3", "le_quint8", "le_qint8", "le_static", "le_default"]
 FASTEMBED = ["fe_fp32", "fe_fp32_256", "fe_qint8"]
 
 
@@ -135,6 +135,9 @@ def test_throughput_table_has_expected_rows_and_columns(quick_run):
     names = [row[0] for row in table["rows"]]
     rows = results["throughput"]["rows"]
     assert list(rows)[: len(ALWAYS)] == ALWAYS
+    if not ST_ONNX:
+        for key in ("st_onnx_fp32", "st_onnx_quint8", "st_onnx_qint8"):
+            assert key not in rows and "optimum is not installed" in results["skipped"][key]
     if importlib.util.find_spec("fastembed") is not None:
         assert [k for k in rows if k.startswith("fe_")] == FASTEMBED
     else:
@@ -153,10 +156,11 @@ def test_lightembed_matches_torch(quick_run):
     _, _, results = quick_run
     rows = results["throughput"]["rows"]
     assert rows["le_fp32"]["cos_min"] >= 0.9999
-    assert rows["st_onnx_fp32"]["cos_min"] >= 0.9999
+    if ST_ONNX:
+        assert rows["st_onnx_fp32"]["cos_min"] >= 0.9999
     assert rows["le_O3"]["cos_min"] >= 0.999
     # int8 measured: mean 0.989-0.992, min 0.963-0.987 (full and quick runs, benchmarks/RESULTS.md)
-    for key in ("le_quint8", "le_qint8", "le_static", "st_onnx_quint8", "st_onnx_qint8"):
+    for key in ("le_quint8", "le_qint8", "le_static", *ST_ONNX[1:]):
         assert rows[key]["cos_mean"] >= 0.985 and rows[key]["cos_min"] >= 0.95, key
     assert results["int8_choice"]["best"] in ("le_quint8", "le_qint8")
 
