@@ -22,7 +22,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from lightembed.errors import LightembedValueError
+from lightembed.errors import LightembedRuntimeError, LightembedValueError
 from lightembed.file_formats import INPUT_FORMATS, input_format  # noqa: F401 - part of this module's API
 
 JOURNAL = "journal.json"
@@ -373,7 +373,7 @@ def _finalize(
     expected_first = 0
     for p in journal["parts"]:  # the journal's own invariant: parts are contiguous from row 0
         if p["first_row"] != expected_first:
-            raise RuntimeError(f"{parts_dir / JOURNAL} is inconsistent at {p['file']}; pass --overwrite to start over.")
+            raise LightembedRuntimeError(f"{parts_dir / JOURNAL} is inconsistent at {p['file']}; pass --overwrite to start over.")
         expected_first += p["rows"]
     tmp = output.with_name(output.name + ".tmp")
     if out_format == ".npy":

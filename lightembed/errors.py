@@ -16,6 +16,11 @@ class LightembedTypeError(LightembedError, TypeError):
     """An argument of the wrong type; the message names the argument and what it takes."""
 
 
+class LightembedRuntimeError(LightembedError, RuntimeError):
+    """Something went wrong in lightembed's own machinery (a worker, a batcher, a job's journal); the message says
+    what and what to do."""
+
+
 class ModelFileError(LightembedValueError):
     """A model folder or one of its files cannot be loaded as it is (unreadable, wrong shape, not this class)."""
 

@@ -125,7 +125,10 @@ def _from_hub(
             )
         except Exception as exc:  # huggingface_hub raises many types: offline, not found, auth, network
             last_error = exc
-            continue
+            folder = _pinned_snapshot(repo_id, revision, cache_folder)
+            if folder is None or not any((folder / c).is_file() for c in group):
+                folder = None
+                continue
         if any((folder / c).is_file() for c in group):
             break
         table = _static_table(folder)
@@ -139,6 +142,18 @@ def _from_hub(
             f"{' (revision ' + revision + ')' if revision else ''}: {type(last_error).__name__}: {last_error}"
         ) from None
     return folder, find_onnx_file(folder, file_name, source=repo_id)
+
+
+def _pinned_snapshot(repo_id: str, revision: str | None, cache_folder: str | None) -> Path | None:
+    """The cached snapshot of a full commit hash (immutable, so safe to use as it is), or None. huggingface_hub >= 1
+    offline refuses a commit it has no file listing ("tree") cached for, as in caches filled by older releases."""
+    if not revision or not re.fullmatch(r"[0-9a-f]{40}", revision):
+        return None
+    from huggingface_hub import constants
+
+    cache = Path(cache_folder) if cache_folder else Path(constants.HF_HUB_CACHE)
+    folder = cache / f"models--{repo_id.replace('/', '--')}" / "snapshots" / revision
+    return folder if folder.is_dir() else None
 
 
 def _static_table(folder: Path) -> str | None:

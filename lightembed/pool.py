@@ -344,7 +344,7 @@ class MultiProcessPool(dict):
                     exc_type = _PASS_THROUGH.get(kind)
                     if exc_type is not None:
                         raise exc_type(f"{text} [{method}() {where}]")
-                    raise RuntimeError(f"A pool worker raised {detail} [{method}() {where}]")
+                    raise PoolError(f"A pool worker raised {detail} [{method}() {where}]")
                 out[msg[2]] = msg[3]
                 done += 1
                 next(bar_iter, None)

@@ -506,9 +506,10 @@ def community_detection(
 
     A community is every embedding whose cosine similarity to a central point is
     at least ``threshold``; only communities with at least
-    ``min_community_size`` members are returned, largest first, with the central
-    point's closest neighbours (usually itself) first. ``show_progress_bar`` is
-    accepted for compatibility and ignored.
+    ``min_community_size`` members are returned, largest first, each its central
+    point first and then its members by score (sentence-transformers 6; a
+    candidate whose central point an earlier community took is dropped).
+    ``show_progress_bar`` is accepted for compatibility and ignored.
     """
     check_int(batch_size, "batch_size")
     emb = _to_matrix(embeddings, "embeddings")
@@ -521,7 +522,7 @@ def community_detection(
     # sentence-transformers compares against a float32 threshold tensor.
     thr = emb.dtype.type(np.float32(threshold))
 
-    candidates: list[np.ndarray] = []
+    candidates: list[tuple[int, np.ndarray]] = []  # (center, members by score)
     for start in range(0, n, batch_size):
         scores = emb[start : start + batch_size] @ emb.T
         close = scores >= thr
@@ -529,18 +530,23 @@ def community_detection(
         for r in np.flatnonzero(counts >= min_size):
             members = np.flatnonzero(close[r])
             order = np.argsort(-scores[r, members], kind="stable")
-            candidates.append(members[order])
+            candidates.append((start + int(r), members[order]))
 
-    candidates.sort(key=len, reverse=True)  # stable: equal sizes keep row order
+    candidates.sort(key=lambda c: len(c[1]), reverse=True)  # stable: equal sizes keep row order
+    # sentence-transformers 6: a candidate whose center another community took is dropped, and a community lists its
+    # center first, then its free members by score.
     used = np.zeros(n, dtype=bool)
-    communities: list[np.ndarray] = []
-    for members in candidates:
+    communities: list[list[int]] = []
+    for center, members in candidates:
+        if used[center]:
+            continue
         free = members[~used[members]]
         if free.size >= min_size:
-            communities.append(free)
-            used[free] = True
+            community = [center] + [int(i) for i in free if i != center]
+            communities.append(community)
+            used[community] = True
     communities.sort(key=len, reverse=True)
-    return [c.tolist() for c in communities]
+    return communities
 
 
 # --------------------------------------------------------------------------- #

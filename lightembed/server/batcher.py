@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, Callable, Hashable, Sequence
 
 import numpy as np
 
+from lightembed.errors import LightembedRuntimeError
 from lightembed.server.protocol import Overloaded, PayloadTooLarge
 
 if TYPE_CHECKING:
@@ -217,7 +218,7 @@ class Batcher:
 
     async def _enqueue(self, encodings: Sequence[Any], key: Hashable, options: dict, call: Any) -> list[Any]:
         if self._wakeup is None:
-            raise RuntimeError("Batcher.start() was not called.")
+            raise LightembedRuntimeError("Batcher.start() was not called.")
         n = len(encodings)
         now = time.monotonic()
         unit, padded = self._estimate(encodings)
