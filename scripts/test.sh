@@ -11,5 +11,7 @@ python -m mypy
 python -m pytest -q -ra "$@"
 ST5_TESTS=(tests/test_export.py tests/test_family_matrix.py)
 if [ "${LIGHTEMBED_ST5:-}" = "1" ]; then
-  LIGHTEMBED_MATRIX_JSON=work/family_matrix_st5.json .venv-st5/bin/python -m pytest -q -ra "${ST5_TESTS[@]}"
+  # model2vec needs huggingface_hub >= 1, which transformers 4.57 refuses: its family row runs on the 6.x stack only.
+  LIGHTEMBED_MATRIX_JSON=work/family_matrix_st5.json .venv-st5/bin/python -m pytest -q -ra "${ST5_TESTS[@]}" \
+      -k "not model2vec"
 fi

@@ -549,7 +549,8 @@ def push_in_subprocess(hub: dict[str, Any], cls: str, folder: Path, code: str) -
     would set it; huggingface_hub reads HF_ENDPOINT when it is imported. Returns what the code prints."""
     script = f"from lightembed import {cls}\nmodel = {cls}({str(folder)!r})\n{code}\n"
     env = {**os.environ, "HF_ENDPOINT": f"http://127.0.0.1:{hub['port']}", "HF_HUB_DISABLE_TELEMETRY": "1"}
-    env.pop("HF_TOKEN", None)
+    for name in ("HF_TOKEN", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):  # an earlier test's runner may set them
+        env.pop(name, None)
     done = subprocess.run(
         [sys.executable, "-c", script],
         env=env,
