@@ -630,3 +630,24 @@ def test_quantize_list_inputs_match_6_2(st6_quantize, precision):
     assert rows.dtype == st6_quantize[f"rows_{precision}"].dtype
     np.testing.assert_array_equal(rows, st6_quantize[f"rows_{precision}"])
     assert le.quantize_embeddings([], precision) == []
+
+
+@pytest.mark.parametrize("sub", ["similarity", "retrieval", "quantization", "misc", "tensor"])
+def test_util_is_a_package_with_sentence_transformers_6_submodules(sub):
+    """`from sentence_transformers.util.similarity import cos_sim` and the like keep working with lightembed in
+    its place: each of 6.2's util submodules exists, and each of its names is provided or refused with a reason."""
+    import importlib
+
+    from lightembed.unsupported import TorchOnlyAttributeError
+
+    theirs = importlib.import_module(f"sentence_transformers.util.{sub}")
+    ours = importlib.import_module(f"lightembed.util.{sub}")
+    names = [n for n in dir(theirs) if not n.startswith("_") and getattr(getattr(theirs, n), "__module__", "") == theirs.__name__]
+    assert names
+    for name in names:
+        try:
+            value = getattr(ours, name)
+        except TorchOnlyAttributeError as exc:  # refused by name, saying why
+            assert f"lightembed.util.{name} is not provided" in str(exc)
+        else:
+            assert value is getattr(le, name)

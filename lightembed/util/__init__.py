@@ -700,6 +700,9 @@ NOT_PROVIDED: dict[str, str] = {
                      "disabled_tqdm", "save_to_hub_args_decorator"), _HUB),
     **dict.fromkeys(("LoggingHandler", "install_logger", "disable_logging", "fullname", "import_from_string",
                      "import_module_class"), "a sentence-transformers internal; use the standard library (logging, importlib)"),
+    **dict.fromkeys(("semantic_search_faiss", "semantic_search_usearch"),
+                    "search quantized embeddings with faiss or usearch directly (lightembed.util.quantize_embeddings "
+                    "makes the int8/binary vectors they index); util.semantic_search searches float vectors"),
 }  # fmt: skip
 
 

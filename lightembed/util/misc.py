@@ -1,0 +1,19 @@
+"""`lightembed.util.misc`: sentence-transformers 6's `util.misc` module, helpers (similarity_fct_name, fullname, import_from_string), so that
+`from sentence_transformers.util.misc import ...` keeps working with lightembed in its place. The functions live
+in lightembed.util; a name lightembed does not provide raises lightembed.util's refusal, naming why."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lightembed.util import (  # noqa: F401 - re-exported
+    similarity_fct_name,
+)
+
+__all__ = ['similarity_fct_name']
+
+
+def __getattr__(name: str) -> Any:
+    import lightembed.util
+
+    return getattr(lightembed.util, name)

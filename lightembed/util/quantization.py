@@ -1,0 +1,19 @@
+"""`lightembed.util.quantization`: sentence-transformers 6's `util.quantization` module, embedding quantization (quantize_embeddings), so that
+`from sentence_transformers.util.quantization import ...` keeps working with lightembed in its place. The functions live
+in lightembed.util; a name lightembed does not provide raises lightembed.util's refusal, naming why."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lightembed.util import (  # noqa: F401 - re-exported
+    quantize_embeddings,
+)
+
+__all__ = ['quantize_embeddings']
+
+
+def __getattr__(name: str) -> Any:
+    import lightembed.util
+
+    return getattr(lightembed.util, name)

@@ -1,0 +1,32 @@
+"""`lightembed.util.similarity`: sentence-transformers 6's `util.similarity` module, similarity functions (cos_sim, dot_score, the pairwise ones, MaxSim, SimilarityFunction), so that
+`from sentence_transformers.util.similarity import ...` keeps working with lightembed in its place. The functions live
+in lightembed.util; a name lightembed does not provide raises lightembed.util's refusal, naming why."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lightembed.util import (  # noqa: F401 - re-exported
+    SimilarityFunction,
+    cos_sim,
+    dot_score,
+    euclidean_sim,
+    manhattan_sim,
+    maxsim,
+    maxsim_pairwise,
+    mean_maxsim,
+    mean_maxsim_pairwise,
+    pairwise_cos_sim,
+    pairwise_dot_score,
+    pairwise_euclidean_sim,
+    pairwise_manhattan_sim,
+    pytorch_cos_sim,
+)
+
+__all__ = ['SimilarityFunction', 'cos_sim', 'dot_score', 'euclidean_sim', 'manhattan_sim', 'maxsim', 'maxsim_pairwise', 'mean_maxsim', 'mean_maxsim_pairwise', 'pairwise_cos_sim', 'pairwise_dot_score', 'pairwise_euclidean_sim', 'pairwise_manhattan_sim', 'pytorch_cos_sim']
+
+
+def __getattr__(name: str) -> Any:
+    import lightembed.util
+
+    return getattr(lightembed.util, name)
