@@ -1,5 +1,5 @@
-"""`lightembed.util.misc`: sentence-transformers 6's `util.misc` module, helpers (similarity_fct_name, fullname, import_from_string), so that
-`from sentence_transformers.util.misc import ...` keeps working with lightembed in its place. The functions live
+"""`lightembed.util.misc`: sentence-transformers 6's `util.misc` module, helpers (similarity_fct_name, fullname, import_from_string), so that code
+importing from sentence-transformers' `util.misc` keeps working with lightembed in its place. The functions live
 in lightembed.util; a name lightembed does not provide raises lightembed.util's refusal, naming why."""
 
 from __future__ import annotations

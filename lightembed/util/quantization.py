@@ -1,5 +1,5 @@
-"""`lightembed.util.quantization`: sentence-transformers 6's `util.quantization` module, embedding quantization (quantize_embeddings), so that
-`from sentence_transformers.util.quantization import ...` keeps working with lightembed in its place. The functions live
+"""`lightembed.util.quantization`: sentence-transformers 6's `util.quantization` module, embedding quantization (quantize_embeddings), so that code
+importing from sentence-transformers' `util.quantization` keeps working with lightembed in its place. The functions live
 in lightembed.util; a name lightembed does not provide raises lightembed.util's refusal, naming why."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""`lightembed.util.retrieval`: sentence-transformers 6's `util.retrieval` module, search and mining (semantic_search, paraphrase_mining, community_detection, information_retrieval), so that
-`from sentence_transformers.util.retrieval import ...` keeps working with lightembed in its place. The functions live
+"""`lightembed.util.retrieval`: sentence-transformers 6's `util.retrieval` module, search and mining (semantic_search, paraphrase_mining, community_detection, information_retrieval), so that code
+importing from sentence-transformers' `util.retrieval` keeps working with lightembed in its place. The functions live
 in lightembed.util; a name lightembed does not provide raises lightembed.util's refusal, naming why."""
 
 from __future__ import annotations

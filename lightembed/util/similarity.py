@@ -1,5 +1,5 @@
-"""`lightembed.util.similarity`: sentence-transformers 6's `util.similarity` module, similarity functions (cos_sim, dot_score, the pairwise ones, MaxSim, SimilarityFunction), so that
-`from sentence_transformers.util.similarity import ...` keeps working with lightembed in its place. The functions live
+"""`lightembed.util.similarity`: sentence-transformers 6's `util.similarity` module, similarity functions (cos_sim, dot_score, the pairwise ones, MaxSim, SimilarityFunction), so that code
+importing from sentence-transformers' `util.similarity` keeps working with lightembed in its place. The functions live
 in lightembed.util; a name lightembed does not provide raises lightembed.util's refusal, naming why."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""`lightembed.util.tensor`: sentence-transformers 6's `util.tensor` module, array helpers (normalize_embeddings, truncate_embeddings, ...), so that
-`from sentence_transformers.util.tensor import ...` keeps working with lightembed in its place. The functions live
+"""`lightembed.util.tensor`: sentence-transformers 6's `util.tensor` module, array helpers (normalize_embeddings, truncate_embeddings, ...), so that code
+importing from sentence-transformers' `util.tensor` keeps working with lightembed in its place. The functions live
 in lightembed.util; a name lightembed does not provide raises lightembed.util's refusal, naming why."""
 
 from __future__ import annotations
