@@ -155,7 +155,6 @@ class BaseModel(TorchCompat):
             local_files_only=local_files_only,
             token=token,
         )
-        self._threads, self._verify = threads, verify
         self.manifest: manifests.Manifest | None = manifests.read(self.model_dir, strict=verify)
         """The folder's lightembed.json (lightembed.manifest), read once at load; None when it has none."""
         options = GraphOptions.for_device(
@@ -342,7 +341,6 @@ class BaseModel(TorchCompat):
         options = replace(
             model.__dict__.pop("_graph_options"), providers=tuple(resolve_providers(device)), threads=threads
         )
-        model._threads = threads
         model._opened = open_graph(model.model_dir, model._requested_path, options, model.manifest)
         model._opened.graph.io_binding = io_binding
         return model

@@ -6,7 +6,7 @@ import json
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Iterator, Literal, Sequence, overload
+from typing import Any, Callable, ClassVar, Iterator, Literal, Sequence, cast, overload
 
 import numpy as np
 
@@ -17,6 +17,7 @@ from lightembed.config import ModelConfig, load_config, read_json, read_modules
 from lightembed.errors import LightembedTypeError, LightembedValueError
 from lightembed.inputs import (
     OUTPUT_VALUES,
+    PrecisionName,
     as_text_list,
     check_batch_size,
     check_precision,
@@ -489,7 +490,7 @@ class SentenceTransformer(EmbeddingModel):
         if precision != "float32":
             from lightembed.util import quantize_embeddings
 
-            precision = check_precision(precision)  # its checked Literal type for quantize_embeddings
+            precision = cast(PrecisionName, precision)  # checked at the top of encode()
 
             if len(out):
                 out = quantize_embeddings(out, precision=precision)

@@ -4,16 +4,10 @@ in lightembed.util; a name lightembed does not provide raises lightembed.util's 
 
 from __future__ import annotations
 
-from typing import Any
-
 from lightembed.util import (  # noqa: F401 - re-exported
+    __getattr__,  # noqa: F401 - its refusals, by name
     similarity_fct_name,
 )
 
 __all__ = ['similarity_fct_name']
 
-
-def __getattr__(name: str) -> Any:
-    import lightembed.util
-
-    return getattr(lightembed.util, name)

@@ -4,9 +4,8 @@ in lightembed.util; a name lightembed does not provide raises lightembed.util's 
 
 from __future__ import annotations
 
-from typing import Any
-
 from lightembed.util import (  # noqa: F401 - re-exported
+    __getattr__,  # noqa: F401 - its refusals, by name
     community_detection,
     information_retrieval,
     paraphrase_mining,
@@ -16,8 +15,3 @@ from lightembed.util import (  # noqa: F401 - re-exported
 
 __all__ = ['community_detection', 'information_retrieval', 'paraphrase_mining', 'paraphrase_mining_embeddings', 'semantic_search']
 
-
-def __getattr__(name: str) -> Any:
-    import lightembed.util
-
-    return getattr(lightembed.util, name)

@@ -4,10 +4,9 @@ in lightembed.util; a name lightembed does not provide raises lightembed.util's 
 
 from __future__ import annotations
 
-from typing import Any
-
 from lightembed.util import (  # noqa: F401 - re-exported
     SimilarityFunction,
+    __getattr__,  # noqa: F401 - its refusals, by name
     cos_sim,
     dot_score,
     euclidean_sim,
@@ -25,8 +24,3 @@ from lightembed.util import (  # noqa: F401 - re-exported
 
 __all__ = ['SimilarityFunction', 'cos_sim', 'dot_score', 'euclidean_sim', 'manhattan_sim', 'maxsim', 'maxsim_pairwise', 'mean_maxsim', 'mean_maxsim_pairwise', 'pairwise_cos_sim', 'pairwise_dot_score', 'pairwise_euclidean_sim', 'pairwise_manhattan_sim', 'pytorch_cos_sim']
 
-
-def __getattr__(name: str) -> Any:
-    import lightembed.util
-
-    return getattr(lightembed.util, name)
