@@ -1,6 +1,6 @@
 """Starting on onnxruntime and handing over to OpenVINO: when the policy (not the caller) chose OpenVINO for a
-file, the model answers on onnxruntime at once and OpenVINO opens the same file in a background thread after the
-first call; every call after it is ready runs on OpenVINO.
+file, the model answers on onnxruntime at once and OpenVINO opens the same file in a background thread from the
+second call on; every call after it is ready runs on OpenVINO.
 
 Why: importing OpenVINO and compiling a graph cost a fresh process seconds (more without a filled model cache),
 several times onnxruntime's load of the pre-optimized copy, while the policy chose OpenVINO only for its
@@ -19,10 +19,14 @@ import numpy as np
 
 from lightembed.graphs.protocol import Graph
 
+START_AFTER_CALLS = 2
+"""The later graph starts opening after this many calls: a process that embeds one batch and ends (a script, a
+CLI run) never compiles, nor waits at exit for a compile it would not use."""
+
 
 class HandoffGraph:
-    """A Graph that runs `first` until `open_later()` (started in a thread after the first call) has returned,
-    then runs what it returned. If opening it fails, `first` keeps running and `error` says why."""
+    """A Graph that runs `first` until `open_later()` (started in a thread after START_AFTER_CALLS calls) has
+    returned, then runs what it returned. If opening it fails, `first` keeps running and `error` says why."""
 
     def __init__(self, first: Graph, open_later: Callable[[], Graph]) -> None:
         self._first = first
@@ -31,6 +35,7 @@ class HandoffGraph:
         self.error: BaseException | None = None
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._calls = 0
         self.input_dtypes = first.input_dtypes
         self.output_names = first.output_names
         self.output_name = first.output_name
@@ -74,7 +79,8 @@ class HandoffGraph:
 
     def __call__(self, arrays: Mapping[str, Any], output: str | None = None) -> np.ndarray:
         out = self.current(arrays, output)
-        if self._thread is None:
+        self._calls += 1
+        if self._thread is None and self._calls >= START_AFTER_CALLS:
             self.start()
         return out
 
@@ -84,7 +90,7 @@ class HandoffGraph:
         return getattr(self.current, name)
 
     def start(self) -> None:
-        """Start opening the later graph (once); the first call does this."""
+        """Start opening the later graph (once); the second call does this."""
         with self._lock:
             if self._thread is not None:
                 return
