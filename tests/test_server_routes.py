@@ -198,9 +198,10 @@ def test_huggingface_inference_client_truncation_info_and_health(server, emb):
     np.testing.assert_allclose(got[0], emb.encode(" ".join(words[-kept:]), normalize_embeddings=True), rtol=1e-5, atol=1e-6)
     right = client.feature_extraction(" ".join(words), truncation_direction="right")
     np.testing.assert_allclose(right[0], emb.encode(" ".join(words), normalize_embeddings=True), rtol=1e-5, atol=1e-6)
-    info = client.get_endpoint_info(model=server.url)
+    endpoint = InferenceClient(provider="hf-inference", api_key=KEY)  # these two take the endpoint as `model`
+    info = endpoint.get_endpoint_info(model=server.url)
     assert info["model_id"] == "emb" and info["max_input_length"] == emb.max_seq_length
-    assert client.health_check(model=server.url) is True
+    assert endpoint.health_check(model=server.url) is True
 
 
 # ----- docs, defaults, hints --------------------------------------------------------------------------------------
