@@ -103,3 +103,4 @@ def test_other_routes_refuse_the_multi_vector_model(server):
     message = post(server, {"model": "colbert", "input": "a"}, 400, "/v1/embeddings")["error"]["message"]
     assert "colbert" in message
     assert "colbert" in post(server, {"model": "colbert", "inputs": "a"}, 400, "/embed")["error"]
+    assert "/v1/multi-vector" in post(server, {"model": "colbert", "inputs": "a"}, 400, "/")["error"]
