@@ -104,3 +104,10 @@ def test_other_routes_refuse_the_multi_vector_model(server):
     assert "colbert" in message
     assert "colbert" in post(server, {"model": "colbert", "inputs": "a"}, 400, "/embed")["error"]
     assert "/v1/multi-vector" in post(server, {"model": "colbert", "inputs": "a"}, 400, "/")["error"]
+
+
+def test_the_class_the_exporter_recorded_decides_the_kind(tmp_path):
+    from lightembed import manifest
+
+    manifest.write(tmp_path, {"format_version": 1, "model": {"class": "MultiVectorEncoder"}, "files": []})
+    assert model_kind(tmp_path) == "multi_vector"
