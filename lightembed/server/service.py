@@ -448,6 +448,10 @@ class Service:
             return await self.tei_similarity(body)
         name = body.get("model") if isinstance(body.get("model"), str) else self.settings.default_model
         kinds = {self.models[name].kind} if name in self.models else {s.kind for s in self.models.values()}
+        if kinds == {"multi_vector"}:  # no TEI route gives token vectors per input in a client-parsable shape
+            raise p.BadRequest(
+                None, "A multi-vector (MultiVectorEncoder) model answers POST /v1/multi-vector, not /.", param="model"
+            )
         if "embed" in kinds or not kinds - {"embed"}:
             return await self.tei_embed(body)
         if "rerank" in kinds:
