@@ -273,6 +273,7 @@ def build_app(served: list[Served], settings: Settings, *, api_key: str | None =
     routes = [
         Route("/v1/embeddings", json_route(service.openai_embeddings), methods=["POST"]),
         Route("/v1/rerank", json_route(service.cohere_rerank), methods=["POST"]),
+        Route("/v2/rerank", json_route(service.cohere_rerank_v2), methods=["POST"]),
         Route("/v1/models", models, methods=["GET"]),
         Route("/embed", json_route(service.tei_embed), methods=["POST"]),
         Route("/rerank", json_route(service.tei_rerank), methods=["POST"]),
@@ -283,6 +284,7 @@ def build_app(served: list[Served], settings: Settings, *, api_key: str | None =
         Route("/tokenize", json_route(service.tei_tokenize), methods=["POST"]),
         Route("/decode", json_route(service.tei_decode), methods=["POST"]),
         Route("/v2/embed", json_route(service.cohere_embed), methods=["POST"]),
+        Route("/v1/multi-vector", json_route(service.jina_multi_vector), methods=["POST"]),
         Route("/openapi.json", openapi, methods=["GET"]),
         Route("/docs", docs, methods=["GET"]),
         Route("/", json_route(served_route), methods=["POST"]),
@@ -307,6 +309,8 @@ async def _warm_up(service: Service, s: Served) -> None:
             await service.tei_embed({**body, "inputs": texts})
         elif s.kind == "sparse":
             await service.tei_embed_sparse({**body, "inputs": texts})
+        elif s.kind == "multi_vector":
+            await service.jina_multi_vector({**body, "input": texts})
         elif s.reranker.num_labels == 1:
             await service.tei_rerank({**body, "query": "warm-up", "texts": texts})
         else:

@@ -26,6 +26,10 @@ ROUTES: dict[str, tuple[str, str, str, dict[str, Any], list[str], str]] = {
         "documents": {"type": "array", "items": {"oneOf": [{"type": "string"}, {"type": "object"}]}},
         "top_n": {"type": "integer", "minimum": 0}, "return_documents": {"type": "boolean"},
     }, ["query", "documents"], "results, best first"),
+    "/v2/rerank": ("post", "Cohere", "Rerank documents (Cohere v2)", {
+        "model": _MODEL, "query": {"type": "string"}, "documents": {"type": "array", "items": {"type": "string"}},
+        "top_n": {"type": "integer", "minimum": 0},
+    }, ["query", "documents"], "results, best first"),
     "/v2/embed": ("post", "Cohere", "Embeddings (Cohere v2)", {
         "model": _MODEL, "texts": {"type": "array", "items": {"type": "string"}},
         "input_type": {"type": "string", "enum": ["search_query", "search_document", "classification", "clustering"]},
@@ -35,6 +39,10 @@ ROUTES: dict[str, tuple[str, str, str, dict[str, Any], list[str], str]] = {
         "output_dimension": {"type": "integer", "minimum": 1},
         "truncate": {"type": "string", "enum": ["NONE", "START", "END"]},
     }, ["texts"], "embeddings by type"),
+    "/v1/multi-vector": ("post", "Jina", "Token vectors of a multi-vector (ColBERT) model (Jina)", {
+        "model": _MODEL, "input": _TEXTS, "input_type": {"type": "string", "enum": ["query", "document"]},
+        "embedding_type": {"type": "string", "enum": ["float", "base64"]}, "dimensions": {"type": "integer", "minimum": 1},
+    }, ["input"], "per input, its token vectors (data[i].embeddings)"),
     "/embed": ("post", "TEI", "Sentence embeddings", {
         "model": _MODEL, "inputs": _TEXTS, "normalize": {"type": "boolean"}, "dimensions": {"type": "integer"},
         **_TRUNCATE, **_PROMPT,
@@ -88,7 +96,7 @@ def spec(version: str) -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
         "info": {"title": "lightembed serve", "version": version,
-                 "description": "OpenAI, TEI and Cohere/Jina compatible embedding, reranking and sparse routes."},
+                 "description": "OpenAI, TEI and Cohere/Jina compatible embedding, reranking, sparse and multi-vector routes."},
         "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
         "security": [{"bearer": []}],
         "paths": paths,

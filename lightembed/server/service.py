@@ -1,7 +1,7 @@
 """What each route does, without the web framework: check the body, tokenize off the event loop, run the inputs
 through the model's batcher, shape the answer. Routes: OpenAI embeddings and /v1/models; TEI's /embed, /embed_all,
-/embed_sparse, /similarity, /rerank, /predict, /tokenize, /decode and /info; Cohere/Jina /v1/rerank and Cohere's
-/v2/embed (lightembed/server/openapi.py lists them with their fields). Every failure is an `ApiError`
+/embed_sparse, /similarity, /rerank, /predict, /tokenize, /decode and /info; Cohere/Jina /v1/rerank, Cohere's
+/v2/rerank and /v2/embed and Jina's /v1/multi-vector (lightembed/server/openapi.py lists them with their fields). Every failure is an `ApiError`
 (protocol.py); a non-finite model output is one too (NonFinite), never a vector."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from lightembed.errors import LightembedValueError
 from lightembed.server import protocol as p
 from lightembed.server.batcher import Batcher
 from lightembed.server.loading import KIND_CLASS, Kind
-from lightembed.server.model import EmbeddingModel, RerankModel, ServedModel, SparseModel
+from lightembed.server.model import EmbeddingModel, MultiVectorModel, RerankModel, ServedModel, SparseModel
 
 
 INLINE_CHARACTERS = 2048
@@ -62,6 +62,10 @@ class Served:
     @property
     def sparse(self) -> SparseModel:
         return cast(SparseModel, self.model)
+
+    @property
+    def multi(self) -> MultiVectorModel:
+        return cast(MultiVectorModel, self.model)
 
 
 @dataclass
@@ -415,6 +419,49 @@ class Service:
             "response_type": "embeddings_by_type",
         }
 
+    # ----- Jina multi-vector ----------------------------------------------------------------------------------
+    async def jina_multi_vector(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """POST /v1/multi-vector (Jina's route for ColBERT models): `model`, `input` (a string or a list),
+        `input_type` ("query", or "document", the default), `embedding_type` ("float", the default, or "base64":
+        each token vector as base64 of its little-endian float32 bytes), `dimensions` (the first N components of
+        each token vector, L2-normalized again). Per input its token vectors, as MultiVectorEncoder.encode_query
+        / encode_document give them (query expansion, the skiplist and query_length / document_length applied)."""
+        served = self._pick(body, "/v1/multi-vector", "multi_vector")
+        texts, _ = p.texts_field(body, "input", self.settings.limits)
+        input_type = p.optional_field(body, "input_type", (str,), '"query" or "document"') or "document"
+        if input_type not in ("query", "document"):
+            raise p.InvalidField(None, f'`input_type` must be "query" or "document", got {input_type!r}.',
+                                 param="input_type")
+        embedding_type = p.optional_field(body, "embedding_type", (str,), '"float" or "base64"') or "float"
+        if embedding_type not in ("float", "base64"):
+            raise p.InvalidField(None, f'`embedding_type` must be "float" or "base64", got {embedding_type!r}.',
+                                 param="embedding_type")
+        dimensions = p.positive_int_field(body, "dimensions")
+        model = served.multi
+        full = model.get_embedding_dimension()
+        if dimensions is not None and full is not None and dimensions > full:
+            raise p.InvalidField(
+                None, f"`dimensions` is {dimensions}; the model {served.name!r} gives at most {full}.", param="dimensions"
+            )
+        # for admission (the request's cost) and usage: the texts as the model tokenizes them, before its task's
+        # shorter cut and its query expansion
+        encodings = await self._tokenize(served, texts, True, "input")
+        encode = model.encode_query if input_type == "query" else model.encode_document
+
+        def token_vectors() -> list[Any]:
+            return list(encode(texts, show_progress_bar=False))
+
+        rows = await served.batcher.run_alone(encodings, token_vectors)
+        p.check_finite(rows, served.name, "input")
+        data = []
+        for i, row in enumerate(rows):
+            vectors = p.finish_embeddings(np.asarray(row, dtype=np.float32), dimensions, dimensions is not None)
+            embeddings = [p.encode_vector(v, "base64") for v in vectors] if embedding_type == "base64" else vectors.tolist()
+            data.append({"object": "embeddings", "index": i, "embeddings": embeddings})
+        tokens = p.count_tokens(encodings)
+        return {"object": "list", "model": served.name, "data": data,
+                "usage": {"total_tokens": tokens, "prompt_tokens": tokens}}
+
     async def tei_root(self, body: Mapping[str, Any]) -> Any:
         """POST /: TEI answers with its model's own route; huggingface_hub's InferenceClient posts every task
         here. A body with `query` and `texts` is a rerank, `inputs` as {"source_sentence", "sentences"} a
@@ -427,6 +474,10 @@ class Service:
             return await self.tei_similarity(body)
         name = body.get("model") if isinstance(body.get("model"), str) else self.settings.default_model
         kinds = {self.models[name].kind} if name in self.models else {s.kind for s in self.models.values()}
+        if kinds == {"multi_vector"}:  # no TEI route gives token vectors per input in a client-parsable shape
+            raise p.BadRequest(
+                None, "A multi-vector (MultiVectorEncoder) model answers POST /v1/multi-vector, not /.", param="model"
+            )
         if "embed" in kinds or not kinds - {"embed"}:
             return await self.tei_embed(body)
         if "rerank" in kinds:
@@ -447,6 +498,8 @@ class Service:
             model_type: dict[str, Any] = {"reranker": {"id2label": labels, "label2id": {v: int(k) for k, v in labels.items()}}}
         elif served.kind == "sparse":
             model_type = {"embedding": {"pooling": "splade"}}
+        elif served.kind == "multi_vector":
+            model_type = {"multi_vector": {"dimension": served.multi.get_embedding_dimension()}}
         else:
             model_type = {"embedding": {"pooling": "+".join(model.config.pooling.modes)}}
         from lightembed import __version__
@@ -470,9 +523,19 @@ class Service:
         }
 
     # ----- Cohere / Jina ------------------------------------------------------------------------------------
-    async def cohere_rerank(self, body: Mapping[str, Any]) -> dict[str, Any]:
+    async def cohere_rerank_v2(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """POST /v2/rerank (what cohere.ClientV2.rerank posts): as /v1/rerank; `max_tokens_per_doc` is refused
+        (documents are cut at the model's max_seq_length)."""
+        if body.get("max_tokens_per_doc") is not None:
+            raise p.BadRequest(
+                None, "`max_tokens_per_doc` is not supported here: documents are cut at the model's max_seq_length.",
+                param="max_tokens_per_doc",
+            )
+        return await self.cohere_rerank(body, "/v2/rerank")
+
+    async def cohere_rerank(self, body: Mapping[str, Any], route: str = "/v1/rerank") -> dict[str, Any]:
         """POST /v1/rerank: `query`, `documents` (strings or {"text": ...}), `top_n`, `return_documents`."""
-        served = self._pick(body, "/v1/rerank", "rerank")
+        served = self._pick(body, route, "rerank")
         query = _text(body, "query", self.settings.limits)
         docs = body.get("documents")
         if not isinstance(docs, list):
