@@ -8,7 +8,7 @@ text's rows (EmbeddingBag's mean; zeros for a text with no tokens), computed ove
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +98,9 @@ class StaticGraph:
             starts = np.concatenate(([0], np.cumsum(counts)[:-1]))[filled]
             out[filled] = np.add.reduceat(real, starts, axis=0) / counts[filled, None].astype(np.float32)
         return out
+
+    def run(self, arrays: Mapping[str, Any], outputs: Sequence[str]) -> dict[str, np.ndarray]:
+        return {name: self(arrays, name) for name in outputs}
 
 
 def open_file(path: Path, options: Any) -> StaticGraph:

@@ -89,6 +89,21 @@ def model_kind(folder: str | Path, onnx_file: str | Path | None = None) -> Kind:
     return "embed"
 
 
+def other_faces(kind: Kind, model: Any) -> list[tuple[Kind, Any]]:
+    """The other kinds the file of a loaded model also serves, each as the class that serves it, sharing the
+    model's open graph: a BGE-M3 export (lightembed.bge_m3) is an embedding model and a sparse one."""
+    from lightembed import bge_m3
+
+    if kind != "embed" or not bge_m3.has_heads(model._graph):
+        return []
+    from lightembed.sparse_encoder import SparseEncoder
+
+    sparse = SparseEncoder(str(model.model_dir), device=model.device, file_name=model.runtime_info.onnx_file, verify=False)
+    sparse._opened = model._opened  # one session for both faces; the one just opened is released
+    sparse.max_batch_tokens = model.max_batch_tokens
+    return [("sparse", sparse)]
+
+
 def split_onnx_path(source: str) -> tuple[str, str | None]:
     """(model folder or Hub id, ONNX file inside it or None): a path to an .onnx file picks that file of the
     folder it is in (the folder above when the file sits in `onnx/`), e.g. `work/minilm/onnx/model_O3.onnx`."""
