@@ -99,15 +99,11 @@ def add_heads(model: Any, heads: Heads) -> bool:
     False (the model unchanged) when it lacks `last_hidden_state` or `attention_mask`, or has the outputs already."""
     from onnx import TensorProto, helper
 
+    found = NodeBuilder.after_hidden(model, DENSE_OUTPUT, _PREFIX)
+    if found is None:
+        return False
+    b, hidden = found
     graph = model.graph
-    outputs = {out.name: out for out in graph.output}
-    if HIDDEN_OUTPUT not in outputs or DENSE_OUTPUT in outputs:
-        return False
-    if "attention_mask" not in {node.name for node in graph.input}:
-        return False
-    opset = next(int(e.version) for e in model.opset_import if e.domain in ("", "ai.onnx"))
-    b = NodeBuilder(opset, _PREFIX)
-    hidden = outputs[HIDDEN_OUTPUT]
     h = HIDDEN_OUTPUT
     if hidden.type.tensor_type.elem_type != TensorProto.FLOAT:
         h = b.node("Cast", [h], "hidden_float", to=TensorProto.FLOAT)
@@ -129,8 +125,7 @@ def add_heads(model: Any, heads: Heads) -> bool:
     vecs = b.node("Add", [vecs, b.const("colbert_bias", heads.colbert_bias)], "colbert_add")
     colbert = _normalize(b, b.node("Mul", [vecs, tail_mask], "colbert_masked"), "colbert")
 
-    graph.node.extend(b.nodes)
-    graph.initializer.extend(b.initializers)
+    b.append_to(graph)
     dims = hidden.type.tensor_type.shape.dim
     batch: Any = (dims[0].dim_param or dims[0].dim_value or "batch_size") if dims else "batch_size"
     seq: Any = (dims[1].dim_param or dims[1].dim_value or "sequence_length") if len(dims) > 1 else "sequence_length"

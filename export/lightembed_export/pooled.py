@@ -48,19 +48,14 @@ def pool_into(model: Any, modes: Sequence[str]) -> bool:
     modes = tuple(modes)
     if not can_fuse(modes):
         return False
-    graph = model.graph
-    outputs = {out.name: out for out in graph.output}
-    if HIDDEN_OUTPUT not in outputs or POOLED_OUTPUT in outputs:
+    found = NodeBuilder.after_hidden(model, POOLED_OUTPUT)
+    if found is None:
         return False
-    if "attention_mask" not in {node.name for node in graph.input}:
-        return False
-    opset = next(int(e.version) for e in model.opset_import if e.domain in ("", "ai.onnx"))
-    builder = NodeBuilder(opset)
-    pooled = builder.pool(outputs[HIDDEN_OUTPUT], modes)
-    graph.node.extend(builder.nodes)
-    graph.initializer.extend(builder.initializers)
-    graph.node.append(onnx.helper.make_node("Identity", [pooled], [POOLED_OUTPUT], name=_PREFIX + "output"))
-    graph.output.append(_output_info(outputs[HIDDEN_OUTPUT], len(modes)))
+    builder, hidden = found
+    pooled = builder.pool(hidden, modes)
+    builder.append_to(model.graph)
+    model.graph.node.append(onnx.helper.make_node("Identity", [pooled], [POOLED_OUTPUT], name=_PREFIX + "output"))
+    model.graph.output.append(_output_info(hidden, len(modes)))
     entry = model.metadata_props.add()
     entry.key, entry.value = POOLED_METADATA_KEY, ",".join(modes)
     return True
@@ -85,6 +80,23 @@ class NodeBuilder:
         self.nodes: list[Any] = []
         self.initializers: list[Any] = []
         self._sum_and_count: tuple[str, str] | None = None
+
+    @classmethod
+    def after_hidden(cls, model: Any, new_output: str, prefix: str = _PREFIX) -> tuple[NodeBuilder, Any] | None:
+        """A builder for nodes that read `last_hidden_state` of the ModelProto `model` (at its opset), with that
+        output's ValueInfo; None when the graph lacks it or `attention_mask`, or has `new_output` already."""
+        outputs = {out.name: out for out in model.graph.output}
+        if HIDDEN_OUTPUT not in outputs or new_output in outputs:
+            return None
+        if "attention_mask" not in {node.name for node in model.graph.input}:
+            return None
+        opset = next(int(e.version) for e in model.opset_import if e.domain in ("", "ai.onnx"))
+        return cls(opset, prefix), outputs[HIDDEN_OUTPUT]
+
+    def append_to(self, graph: Any) -> None:
+        """Add the nodes and initializers written so far to `graph`."""
+        graph.node.extend(self.nodes)
+        graph.initializer.extend(self.initializers)
 
     def node(self, op: str, inputs: list[str], out: str, **attrs: Any) -> str:
         from onnx import helper
