@@ -23,7 +23,7 @@ import numpy as np
 from lightembed.base import EmbeddingModel, ModelSetup
 from lightembed.config import read_json, read_modules, read_transformer_settings
 from lightembed.errors import LightembedTypeError, LightembedValueError
-from lightembed.inputs import as_text_list, check_batch_size
+from lightembed.inputs import as_text_list, check_batch_size, check_int
 from lightembed.progress import progress
 from lightembed.tokenize import Batch, _token_str, plan_batches, token_counts
 
@@ -163,8 +163,8 @@ class BGEM3Model(EmbeddingModel):
                 raise LightembedValueError(f"BGEM3Model runs on one device; got devices={devices!r}.")
             device = device or listed[0]
         self.batch_size = check_batch_size(batch_size)
-        self.query_max_length = query_max_length
-        self.passage_max_length = passage_max_length
+        self.query_max_length = check_int(query_max_length, "query_max_length")
+        self.passage_max_length = check_int(passage_max_length, "passage_max_length")
         self.return_dense, self.return_sparse, self.return_colbert_vecs = return_dense, return_sparse, return_colbert_vecs
         super().__init__(
             model_name_or_path,
@@ -246,7 +246,8 @@ class BGEM3Model(EmbeddingModel):
                  self.return_colbert_vecs if return_colbert_vecs is None else return_colbert_vecs]  # fmt: skip
         texts, single = as_text_list(sentences)
         batch_size = check_batch_size(self.batch_size if batch_size is None else batch_size)
-        tokenizer = self.tokenizer_wrapper.truncating_at(self.passage_max_length if max_length is None else max_length)
+        length = self.passage_max_length if max_length is None else check_int(max_length, "max_length")
+        tokenizer = self.tokenizer_wrapper.truncating_at(length)
         encodings = tokenizer.encode(texts)
         dense: list[Any] = [None] * len(texts)
         lexical: list[Any] = [None] * len(texts)
@@ -309,6 +310,10 @@ class BGEM3Model(EmbeddingModel):
         vectors; the combinations weigh them by `weights_for_different_modes` [dense, sparse, colbert] (default
         [1, 1, 1]) and divide by the weights' sum. Queries are truncated at max_query_length, passages at
         max_passage_length (default: the constructor's)."""
+        if isinstance(sentence_pairs, str) or not isinstance(sentence_pairs, (tuple, list)):
+            raise LightembedTypeError(
+                f"sentence_pairs must be a (query, passage) pair or a list of them, got {type(sentence_pairs).__name__}."
+            )
         single = len(sentence_pairs) == 2 and all(isinstance(s, str) for s in sentence_pairs)
         pairs: list[Any] = [tuple(sentence_pairs)] if single else list(sentence_pairs)
         for i, pair in enumerate(pairs):

@@ -138,6 +138,11 @@ def test_compute_score_is_flag_embeddings_hybrid(model) -> None:
 
 
 def test_bad_calls_name_the_problem(model, folder, tmp_path) -> None:
+    with pytest.raises(LightembedTypeError, match="sentence_pairs must be"):
+        model.compute_score("ab")  # a string is not a pair of one-letter texts
+    with pytest.raises(LightembedValueError, match="max_length"):
+        model.encode("a dog", max_length=0)
+    assert model.compute_score([])["dense"] == [] and model.encode([], return_sparse=True)["lexical_weights"] == []
     with pytest.raises(LightembedTypeError, match=r"sentence_pairs\[1\]"):
         model.compute_score([("a", "b"), ("a",)])
     with pytest.raises(LightembedValueError, match="weights_for_different_modes"):

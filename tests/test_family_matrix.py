@@ -413,3 +413,17 @@ def test_bge_m3_exports_exactly(tmp_path: Path) -> None:
         "int8": {"status": "reported", "mean_cos": min(quantized[h]["mean_cosine"] for h in heads),
                  "min_cos": min(quantized[h]["min_cosine"] for h in heads)},
     }  # fmt: skip
+
+
+def test_bge_m3_head_that_does_not_fit_is_refused(tmp_path: Path) -> None:
+    """A colbert_linear.pt whose input width is not the transformer's: a SourceError naming the file, nothing
+    written."""
+    import torch
+    from lightembed_export import SourceError, export_model
+
+    src = families.bge_m3(tmp_path / "st")
+    torch.save(torch.nn.Linear(families.HIDDEN + 1, 4).state_dict(), src / "colbert_linear.pt")
+    with pytest.raises(SourceError, match="colbert_linear.pt") as refused:
+        export_model(src, tmp_path / "onnx", verbose=False)
+    assert f"hidden size {families.HIDDEN}" in str(refused.value)
+    assert not (tmp_path / "onnx").exists()
