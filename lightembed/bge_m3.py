@@ -51,6 +51,19 @@ def has_heads(graph: Any) -> bool:
     return all(name in graph.output_names for name in OUTPUTS)
 
 
+def sparse_encoder_of(model: Any) -> Any | None:
+    """A SparseEncoder of the lexical weights on the same open graph as `model` (a loaded model of a BGE-M3
+    folder: no second session is kept), or None when its file has no BGE-M3 outputs."""
+    if not has_heads(model._graph):
+        return None
+    from lightembed.sparse_encoder import SparseEncoder
+
+    sparse = SparseEncoder(str(model.model_dir), device=model.device, file_name=model.runtime_info.onnx_file,
+                           verify=False, max_batch_tokens=model.max_batch_tokens)  # fmt: skip
+    sparse._opened = model._opened  # the session just opened is released: both read one graph
+    return sparse
+
+
 def special_token_ids(transformer_dir: Path, token_to_id: Any) -> np.ndarray:
     """The ids of the cls, eos, pad and unk tokens that tokenizer_config.json (or special_tokens_map.json) names:
     the tokens FlagEmbedding leaves out of the lexical weights."""

@@ -176,6 +176,16 @@ def test_the_other_classes_read_their_head(folder, model) -> None:
         np.testing.assert_allclose(got, want, atol=1e-6)
 
 
+def test_the_servers_sparse_face_shares_the_graph(folder, tmp_path) -> None:
+    from lightembed.bge_m3 import sparse_encoder_of
+
+    st = lightembed.SentenceTransformer(str(folder))
+    sparse = sparse_encoder_of(st)
+    assert sparse is not None and sparse._graph is st._graph
+    assert sparse.encode("a dog", convert_to_sparse_tensor=False).shape == (len(VOCAB),)
+    assert sparse_encoder_of(lightembed.SentenceTransformer(str(make_model(tmp_path / "plain")))) is None
+
+
 def test_server_serves_embed_and_embed_sparse_from_one_folder(folder, model) -> None:
     from tests.test_server import KEY, Server, http
 

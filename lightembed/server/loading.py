@@ -94,14 +94,8 @@ def other_faces(kind: Kind, model: Any) -> list[tuple[Kind, Any]]:
     model's open graph: a BGE-M3 export (lightembed.bge_m3) is an embedding model and a sparse one."""
     from lightembed import bge_m3
 
-    if kind != "embed" or not bge_m3.has_heads(model._graph):
-        return []
-    from lightembed.sparse_encoder import SparseEncoder
-
-    sparse = SparseEncoder(str(model.model_dir), device=model.device, file_name=model.runtime_info.onnx_file, verify=False)
-    sparse._opened = model._opened  # one session for both faces; the one just opened is released
-    sparse.max_batch_tokens = model.max_batch_tokens
-    return [("sparse", sparse)]
+    sparse = bge_m3.sparse_encoder_of(model) if kind == "embed" else None
+    return [] if sparse is None else [("sparse", sparse)]
 
 
 def split_onnx_path(source: str) -> tuple[str, str | None]:
