@@ -158,8 +158,8 @@ class MultiVectorEncoder(EmbeddingModel):
                     "that the tokenizer does not have."
                 )
         prompts, default_prompt_name, similarity_fn_name = read_model_settings(folder)
-        if similarity_fn_name not in SIMILARITY_FN_NAMES:
-            similarity_fn_name = None  # a legacy cosine/dot falls back to MaxSim, as in 6.2
+        if similarity_fn_name not in SIMILARITY_FN_NAMES:  # a legacy cosine/dot falls back to MaxSim, as in 6.2;
+            similarity_fn_name = "meanmaxsim" if self._colbert_head else None  # BGE-M3 scores by the mean MaxSim
         return ModelSetup(transformer_dir, self.settings, prompts, default_prompt_name, similarity_fn_name)
 
     # ----- properties sentence-transformers users read ---------------------------------------------

@@ -170,10 +170,18 @@ def test_the_other_classes_read_their_head(folder, model) -> None:
         np.testing.assert_allclose(rows[i], want, atol=1e-6)
     top = sparse.encode(TEXTS[2], max_active_dims=2)
     assert len(top.indices) == 2
-    multi = lightembed.MultiVectorEncoder(str(folder)).encode(TEXTS, batch_size=4)
+    np.testing.assert_allclose(sparse.similarity(rows[:3], rows[:3]),
+                               model.compute_lexical_matching_score(m3["lexical_weights"][:3], m3["lexical_weights"][:3]),
+                               atol=1e-5)  # fmt: skip
+    colbert = lightembed.MultiVectorEncoder(str(folder))
+    multi = colbert.encode(TEXTS, batch_size=4)
     assert [m.shape for m in multi] == [c.shape for c in m3["colbert_vecs"]]
     for got, want in zip(multi, m3["colbert_vecs"]):
         np.testing.assert_allclose(got, want, atol=1e-6)
+    assert colbert.similarity_fn_name == "meanmaxsim"  # FlagEmbedding's colbert_score: MaxSim / query vectors
+    scores = colbert.similarity(multi[:3], multi[:3])
+    want = [[model.colbert_score(q, d) for d in m3["colbert_vecs"][:3]] for q in m3["colbert_vecs"][:3]]
+    np.testing.assert_allclose(scores, want, atol=1e-5)
 
 
 def test_the_servers_sparse_face_shares_the_graph(folder, tmp_path) -> None:
