@@ -26,6 +26,7 @@ from lightembed.errors import LightembedTypeError, LightembedValueError
 from lightembed.inputs import as_text_list, check_batch_size, check_int
 from lightembed.progress import progress
 from lightembed.tokenize import Batch, _token_str, plan_batches, token_counts
+from lightembed.unsupported import refusal
 
 __all__ = ["BGEM3Model"]
 
@@ -364,6 +365,10 @@ class BGEM3Model(EmbeddingModel):
         backend = self.tokenizer_wrapper.backend
         converted = [{backend.decode([int(key)]): weight for key, weight in row.items()} for row in rows]
         return converted[0] if len(converted) == 1 else converted
+
+    start_multi_process_pool = refusal(
+        "start_multi_process_pool", "not yet for BGEM3Model: encode in one process (threads= sets its cores)"
+    )
 
     def get_embedding_dimension(self) -> int | None:
         """The width of the dense vector."""

@@ -151,6 +151,8 @@ def test_bad_calls_name_the_problem(model, folder, tmp_path) -> None:
         lightembed.BGEM3Model(str(folder), normalize_embeddings=False)
     with pytest.raises(LightembedTypeError, match="unexpected"):
         lightembed.BGEM3Model(str(folder), colbert_dim=8)
+    with pytest.raises(lightembed.NotSupportedError, match="start_multi_process_pool"):
+        model.start_multi_process_pool()
     plain = make_model(tmp_path / "plain")
     with pytest.raises(LightembedValueError, match="no BGE-M3 outputs"):
         lightembed.BGEM3Model(str(plain))
