@@ -263,7 +263,8 @@ def overload(model: str, clients: int, seconds: float, extra: list[str]) -> dict
                 took = time.perf_counter() - start
                 ok = status != 200 or embed_check(want)(json.loads(raw))
                 out.append({"big": big, "status": status, "s": took, "ok": ok,
-                            "retry_after": headers.get("retry-after")})
+                            "retry_after": headers.get("retry-after"),
+                            "late": status == 429 and b"no longer finish" in raw})
                 if headers.get("connection") == "close":
                     writer.close()
                     reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
@@ -301,6 +302,8 @@ def overload(model: str, clients: int, seconds: float, extra: list[str]) -> dict
         "scenario": f"overload: {clients} clients, {seconds:g} s, 10% of requests 128 long texts",
         "requests": len(out), "by_status": by_status, "wrong_answers": sum(1 for r in out if not r["ok"]),
         "refusal_ms_p99": _pct(refusals, 0.99), "refusal_ms_max": max(refusals, default=None),
+        "refusals_over_100ms": sum(1 for ms in refusals if ms > 100),
+        "late_refusals": sum(1 for r in out if r["late"]),
         "one_text_refusals": len(late_small), "one_text_refusal_ms_max": max(late_small, default=None),
         "large_by_status": {str(k): sum(1 for r in out if r["big"] and r["status"] == k)
                             for k in sorted({r["status"] for r in out if r["big"]})},

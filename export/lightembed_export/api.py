@@ -55,7 +55,7 @@ def export_model(
     trust_remote_code: bool = False,
     external_data: bool = False,
     preoptimize: bool = True,
-    tune: bool = False,
+    tune: bool | None = None,
     verbose: bool = True,
     echo: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
@@ -90,7 +90,10 @@ def export_model(
     `tune` then times the near-lossless ways to run the embedding model's default file on this machine
     (onnxruntime fp32 and its pre-optimized copy, OpenVINO f32/bf16 with the openvino extra) on the calibration texts
     and records the fastest in lightembed.json for this machine class (lightembed.tune, as `lightembed tune` does on
-    a serving machine): a machine of the same class then runs it by default.
+    a serving machine): a machine of the same class then runs it by default. None (the default) tunes where the
+    openvino extra is installed (and LIGHTEMBED_EXPORT_TUNE is not 0), the only case with more than one
+    near-lossless candidate: a folder exported on an
+    AMD Zen 4 then runs OpenVINO bf16 there if that measured fastest and near-lossless, whatever the CPU's flags.
 
     `per_channel` selects per-channel int8 weights (sentence-transformers' default). `overwrite` replaces a
     previous export in `output_dir`. Progress goes to `echo` (default print) unless `verbose` is False.
@@ -196,6 +199,11 @@ def export_model(
     write_manifest(output, manifest)
     if preoptimize:
         manifest = write_preoptimized(output, say, clock)
+    if tune is None:
+        from lightembed import env
+        from lightembed.graphs import openvino
+
+        tune = bool(env.flag("LIGHTEMBED_EXPORT_TUNE", True)) and openvino.is_installed()
     if tune and task == FEATURE_EXTRACTION and files[0]["passed"]:
         manifest = tune_on_this_machine(output, calibration, say, clock)
     from lightembed_export.verify import format_table

@@ -142,7 +142,7 @@ def build(args: argparse.Namespace) -> tuple[Any, Any]:
             )
 
         faces = tuple(Served(spec.name, k, m, batcher_for(m), spec.source) for k, m in other_faces(kind, model))
-        served.append(Served(spec.name, kind, model, batcher_for(model), spec.source, faces))
+        served.append(Served(spec.name, kind, model, batcher_for(model), spec.source, faces=faces))
     settings = Settings(
         limits=Limits(args.max_inputs, args.max_chars, args.max_body_bytes),
         auto_truncate=not args.no_auto_truncate,

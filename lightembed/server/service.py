@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, cast
 
@@ -20,6 +21,20 @@ from lightembed.server.loading import KIND_CLASS, Kind
 from lightembed.server.model import EmbeddingModel, RerankModel, ServedModel, SparseModel
 
 
+INLINE_CHARACTERS = 2048
+"""Requests with at most this many characters in all are tokenized on the event loop (about 0.1 ms)."""
+
+
+def _characters(items: list[Any]) -> int:
+    """Characters in `items` (texts or pairs of texts); anything else counts as large."""
+    total = 0
+    for item in items:
+        parts = item if isinstance(item, (tuple, list)) else (item,)
+        for part in parts:
+            total += len(part) if isinstance(part, str) else INLINE_CHARACTERS + 1
+    return total
+
+
 @dataclass
 class Served:
     """One served model: its name, kind, the loaded model and its batcher."""
@@ -29,6 +44,11 @@ class Served:
     model: ServedModel
     batcher: Batcher
     source: str = ""
+    # Large requests tokenize here, one at a time: in the shared default pool several of them at once took the
+    # cores from inference and made the small requests queued behind them wait seconds.
+    tokenizer_thread: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="lightembed-tokenize")
+    )
     faces: tuple["Served", ...] = ()
     """The same model file served as another kind under the same name (BGE-M3: embed and sparse)."""
 
@@ -96,9 +116,15 @@ class Service:
         return self.models[name]
 
     async def _tokenize(self, served: Served, items: list[Any], truncate: bool, field_name: str) -> list[Any]:
-        loop = asyncio.get_running_loop()
         try:
-            encodings = await loop.run_in_executor(None, served.model.tokenize_inputs, items)
+            if _characters(items) <= INLINE_CHARACTERS:
+                # A few short texts tokenize in well under a millisecond: on the event loop they never wait
+                # in a thread queue behind a large request's tokenization.
+                encodings = served.model.tokenize_inputs(items)
+            else:
+                served.batcher.precheck()  # a full model refuses at once, before the tokenizing
+                loop = asyncio.get_running_loop()
+                encodings = await loop.run_in_executor(served.tokenizer_thread, served.model.tokenize_inputs, items)
         except (TypeError, ValueError) as exc:
             raise p.InvalidField(None, str(exc).replace("inputs[", f"{field_name}["), param=field_name) from None
         if not truncate:
