@@ -127,8 +127,8 @@ class BGEM3Model(EmbeddingModel):
     `compute_score(pairs)` FlagEmbedding's hybrid scores.
 
     `model_name_or_path` is a folder (or Hub repo id) that lightembed-export wrote from a BGE-M3 checkpoint.
-    `device`, `providers`, `threads`, `file_name`, `max_batch_tokens` and `verify` work as for
-    `SentenceTransformer`. FlagEmbedding's `use_fp16` and `devices` are accepted: the file picks the precision
+    `device`, `providers`, `threads`, `file_name`, `max_batch_tokens`, `verify`, `backend`, `preoptimized`,
+    `spinning` and `model_kwargs` (`ov_config`) work as for `SentenceTransformer`. FlagEmbedding's `use_fp16` and `devices` are accepted: the file picks the precision
     (`file_name`), `devices` one device. The graph normalizes the dense and ColBERT vectors and pools by CLS, as
     BGE-M3 does; `normalize_embeddings=False` or another `pooling_method` is refused.
     """
@@ -160,6 +160,10 @@ class BGEM3Model(EmbeddingModel):
         threads: int | None = None,
         max_batch_tokens: int | Literal["auto"] | None = "auto",
         verify: bool | None = None,
+        backend: str | None = None,
+        preoptimized: bool | None = None,
+        spinning: bool | None = None,
+        model_kwargs: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         if kwargs:
@@ -192,6 +196,10 @@ class BGEM3Model(EmbeddingModel):
             threads=threads,
             max_batch_tokens=max_batch_tokens,
             verify=verify,
+            backend=backend,
+            preoptimized=preoptimized,
+            spinning=spinning,
+            model_kwargs=model_kwargs,
         )
         if self.tokenizer_wrapper.padding_side != "right":  # the graph's ColBERT head drops column 0 as the CLS
             raise LightembedValueError(

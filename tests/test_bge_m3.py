@@ -211,3 +211,18 @@ def test_server_serves_embed_and_embed_sparse_from_one_folder(folder, model) -> 
             assert {str(e["index"]): e["value"] for e in row} == pytest.approx(lexical)
     finally:
         server.stop()
+
+
+def test_openvino_backend_gives_the_three_outputs(folder, model) -> None:
+    """Graph.run on OpenVINO: the three outputs of one inference request, as onnxruntime's."""
+    pytest.importorskip("openvino")
+    ours = lightembed.BGEM3Model(str(folder), backend="openvino",
+                                 model_kwargs={"ov_config": {"INFERENCE_PRECISION_HINT": "f32"}})  # fmt: skip
+    assert "OpenVINO" in ours.runtime_info.providers[0] and "f32" in ours.runtime_info.providers[0]
+    flags = dict(max_length=MAX, return_dense=True, return_sparse=True, return_colbert_vecs=True)
+    got, want = ours.encode(TEXTS, batch_size=4, **flags), model.encode(TEXTS, batch_size=4, **flags)
+    np.testing.assert_allclose(got["dense_vecs"], want["dense_vecs"], atol=1e-5)
+    for a, b in zip(got["lexical_weights"], want["lexical_weights"]):
+        assert a == pytest.approx(b, abs=1e-5)
+    for a, b in zip(got["colbert_vecs"], want["colbert_vecs"]):
+        np.testing.assert_allclose(a, b, atol=1e-5)
