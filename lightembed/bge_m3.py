@@ -39,7 +39,6 @@ OUTPUTS = (DENSE_OUTPUT, SPARSE_OUTPUT, COLBERT_OUTPUT)
 _SPECIAL_TOKENS = ("cls_token", "eos_token", "pad_token", "unk_token")
 DEFAULT_MAX_LENGTH = 512
 """FlagEmbedding's query_max_length and passage_max_length."""
-SCORE_KEYS = ("colbert", "sparse", "dense", "sparse+dense", "colbert+sparse+dense")
 
 
 def has_head_files(folder: Path) -> bool:
@@ -128,8 +127,8 @@ class BGEM3Model(EmbeddingModel):
 
     `model_name_or_path` is a folder (or Hub repo id) that lightembed-export wrote from a BGE-M3 checkpoint.
     `device`, `providers`, `threads`, `file_name`, `max_batch_tokens`, `verify`, `backend`, `preoptimized`,
-    `spinning` and `model_kwargs` (`ov_config`) work as for `SentenceTransformer`. FlagEmbedding's `use_fp16` and `devices` are accepted: the file picks the precision
-    (`file_name`), `devices` one device. The graph normalizes the dense and ColBERT vectors and pools by CLS, as
+    `spinning` and `model_kwargs` (`ov_config`) work as for `SentenceTransformer`. FlagEmbedding's `use_fp16` and
+    `devices` are accepted: the file picks the precision (`file_name`), `devices` one device. The graph normalizes the dense and ColBERT vectors and pools by CLS, as
     BGE-M3 does; `normalize_embeddings=False` or another `pooling_method` is refused.
     """
 
