@@ -23,7 +23,7 @@ from typing import Any, ClassVar, Literal, Sequence, overload
 
 import numpy as np
 
-from lightembed import sparse
+from lightembed import bge_m3, sparse
 from lightembed.base import SIMILARITY_NAMES, EmbeddingModel, ModelSetup
 from lightembed.config import (
     TransformerSettings,
@@ -141,6 +141,26 @@ def splade_pool(
     return logits.sum(axis=1, dtype=np.float32)
 
 
+def _bge_m3_config(folder: Path) -> tuple[SpladeConfig, np.ndarray]:
+    """A BGE-M3 folder as a sparse encoder (its lexical weights: max over tokens, no activation on top) and the
+    token ids its lexical weights leave out."""
+    entries = read_modules(folder) or []
+    transformer_dir = next((path for kind, path, _ in entries if kind == "Transformer"), folder)
+    hf = read_json(transformer_dir / "config.json")
+    vocab = hf.get("vocab_size") if isinstance(hf.get("vocab_size"), int) else None
+    from tokenizers import Tokenizer as HFTokenizer
+
+    backend = HFTokenizer.from_file(str(transformer_dir / "tokenizer.json"))
+    config = SpladeConfig(folder, transformer_dir, read_transformer_settings(transformer_dir, folder), "max", "relu", vocab)
+    return config, bge_m3.special_token_ids(transformer_dir, backend.token_to_id)
+
+
+def _scatter(ids: np.ndarray, weights: np.ndarray, size: int) -> np.ndarray:
+    row = np.zeros(size, dtype=np.float32)
+    row[ids] = weights
+    return row
+
+
 def _top_active(pooled_row: np.ndarray, k: int | None) -> tuple[np.ndarray, np.ndarray]:
     idx = np.flatnonzero(pooled_row > 0)
     vals = pooled_row[idx]
@@ -234,6 +254,11 @@ class SparseEncoder(EmbeddingModel):
         self._vocab_size = self._find_vocab_size()
 
     def _setup(self) -> ModelSetup:
+        self._lexical_ids: np.ndarray | None = None
+        if bge_m3.has_heads(self._graph):  # BGE-M3: its lexical weights are the sparse embeddings
+            self.config, self._lexical_ids = _bge_m3_config(self.model_dir)
+            c = self.config
+            return ModelSetup(c.transformer_dir, c.settings, c.prompts, c.default_prompt_name, c.similarity_fn_name)
         self.config = load_splade_config(self.model_dir)
         name, shape = self._graph.output_name, self._graph.output_shape()
         if shape is not None and len(shape) != 3:
@@ -250,7 +275,7 @@ class SparseEncoder(EmbeddingModel):
         return ModelSetup(c.transformer_dir, c.settings, c.prompts, c.default_prompt_name, c.similarity_fn_name)
 
     def _find_vocab_size(self) -> int | None:
-        if self._graph.output_width is not None:
+        if self._graph.output_width is not None and self._lexical_ids is None:
             return int(self._graph.output_width)
         if self.config.embedding_dimension:
             return self.config.embedding_dimension
@@ -283,6 +308,13 @@ class SparseEncoder(EmbeddingModel):
     def forward(self, batch: Batch, max_active_dims: int | None = None) -> list[SparseVector]:
         """Sparse embeddings of one padded batch, one SparseVector per row (the `max_active_dims` largest
         weights), run in sub-batches whose logits stay under `max_logits_bytes`."""
+        if self._lexical_ids is not None:
+            weights = self._graph(batch.as_dict(), bge_m3.SPARSE_OUTPUT)
+            vocab = int(self._vocab_size or 0)
+            return [
+                SparseVector(*_top_active(_scatter(ids, w, vocab), max_active_dims), vocab)
+                for ids, w in bge_m3.lexical_rows(weights, batch.input_ids, batch.lengths, self._lexical_ids)
+            ]
         budget = self.max_logits_bytes
         if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
             raise LightembedValueError(f"max_logits_bytes must be a positive integer, got {budget!r}.")

@@ -551,6 +551,29 @@ FAMILIES: tuple[Family, ...] = (
 
 
 
+BGE_M3_FAMILY = "BGE-M3: dense + sparse + multi-vector"
+BGE_M3_EXAMPLES = "bge-m3"
+BGE_M3_COLBERT_DIM = HIDDEN
+"""colbert_linear is Linear(hidden, hidden) in BAAI/bge-m3 (FlagEmbedding's colbert_dim=-1)."""
+
+
+def bge_m3(folder: Path, seed: int = 0) -> Path:
+    """A BAAI/bge-m3-style folder: a tiny XLM-R wrapped as a SentenceTransformer (CLS pooling, Normalize,
+    max_seq_length 24), with FlagEmbedding's two heads beside it as torch state dicts of nn.Linear:
+    sparse_linear.pt (hidden -> 1) and colbert_linear.pt (hidden -> hidden), seeded."""
+    import torch
+
+    saved = Family(BGE_M3_FAMILY, xlm_roberta, "cls", BGE_M3_EXAMPLES).make(folder, seed)
+    torch.manual_seed(seed + 7)
+    sparse = torch.nn.Linear(HIDDEN, 1)
+    colbert = torch.nn.Linear(HIDDEN, BGE_M3_COLBERT_DIM)
+    with torch.no_grad():
+        sparse.bias.fill_(0.05)  # so that some tokens weigh nothing (relu) and others do
+    torch.save(sparse.state_dict(), saved / "sparse_linear.pt")
+    torch.save(colbert.state_dict(), saved / "colbert_linear.pt")
+    return saved
+
+
 @dataclass(frozen=True)
 class CrossFamily:
     """A cross-encoder family of the matrix: a sequence-classification head (1 label) saved by
@@ -585,6 +608,8 @@ STATIC_FAMILIES = ("Static embeddings (sentence-transformers)", "Static embeddin
 ROUTER_FAMILY = "Router: static queries, BERT documents"
 
 MATRIX_ROWS: tuple[str, ...] = (
-    *(f.name for f in FAMILIES), CLIP_FAMILY, *(f.name for f in CROSS_ENCODERS), *STATIC_FAMILIES, ROUTER_FAMILY
+    *(f.name for f in FAMILIES), BGE_M3_FAMILY, CLIP_FAMILY, *(f.name for f in CROSS_ENCODERS), *STATIC_FAMILIES,
+    ROUTER_FAMILY,
 )
-"""The coverage table's rows in order: the text families, CLIP, the cross-encoders, the static models, Router."""
+"""The coverage table's rows in order: the text families, BGE-M3, CLIP, the cross-encoders, the static models,
+Router."""

@@ -12,7 +12,7 @@ give near-lossless-equal vectors (the policy picks OpenVINO only at min cos >= 0
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -79,10 +79,18 @@ class HandoffGraph:
 
     def __call__(self, arrays: Mapping[str, Any], output: str | None = None) -> np.ndarray:
         out = self.current(arrays, output)
+        self._called()
+        return out
+
+    def run(self, arrays: Mapping[str, Any], outputs: Sequence[str]) -> dict[str, np.ndarray]:
+        out = self.current.run(arrays, outputs)
+        self._called()
+        return out
+
+    def _called(self) -> None:
         self._calls += 1
         if self._thread is None and self._calls >= START_AFTER_CALLS:
             self.start()
-        return out
 
     def __getattr__(self, name: str) -> Any:  # anything else a backend's graph offers, from the one running
         if name.startswith("_"):

@@ -114,13 +114,19 @@ class OpenVinoGraph:
     def __call__(self, arrays: Mapping[str, Any], output: str | None = None) -> np.ndarray:
         """Run the graph on int arrays keyed by input name; returns `output` (default: the chosen one) as float32."""
         name = output or self.output_name
+        return self.run(arrays, [name])[name]
+
+    def run(self, arrays: Mapping[str, Any], outputs: Sequence[str]) -> dict[str, np.ndarray]:
         feed = make_feed(arrays, self.input_dtypes)
         request = getattr(self._local, "request", None)
         if request is None:
             request = self._local.request = self.compiled.create_infer_request()
         request.infer(feed)
-        out = request.get_output_tensor(self._output_index[name]).data
-        return finite(np.array(out, dtype=np.float32), name, self.path)  # a copy: the buffer is reused
+        return {  # copies: the buffers are reused
+            name: finite(np.array(request.get_output_tensor(self._output_index[name]).data, dtype=np.float32),
+                         name, self.path)
+            for name in outputs
+        }  # fmt: skip
 
 
 def _port_name(port: Any) -> str:

@@ -8,7 +8,7 @@ text's rows (EmbeddingBag's mean; zeros for a text with no tokens), computed ove
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +100,9 @@ class StaticGraph:
                 out[row] = real[start : start + count].sum(axis=0) / np.float32(count)
             start += count
         return out
+
+    def run(self, arrays: Mapping[str, Any], outputs: Sequence[str]) -> dict[str, np.ndarray]:
+        return {name: self(arrays, name) for name in outputs}
 
 
 def open_file(path: Path, options: Any) -> StaticGraph:

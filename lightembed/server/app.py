@@ -257,17 +257,18 @@ def build_app(served: list[Served], settings: Settings, *, api_key: str | None =
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[None]:
-        for s in served:
+        faces = [face for s in served for face in (s, *s.faces)]  # each kind a model serves has its batcher
+        for s in faces:
             s.batcher.start()
-        for s in served:
+        for s in faces:
             await _warm_up(service, s)
         state.ready = True
-        log.info("ready: %s", ", ".join(f"{s.name} ({s.kind})" for s in served))
+        log.info("ready: %s", ", ".join(f"{s.name} ({s.kind})" for s in faces))
         try:
             yield
         finally:
             state.ready = False
-            for s in served:
+            for s in faces:
                 await s.batcher.close()
 
     routes = [

@@ -96,6 +96,15 @@ def model_kind(folder: str | Path, onnx_file: str | Path | None = None) -> Kind:
     return "embed"
 
 
+def other_faces(kind: Kind, model: Any) -> list[tuple[Kind, Any]]:
+    """The other kinds the file of a loaded model also serves, each as the class that serves it, sharing the
+    model's open graph: a BGE-M3 export (lightembed.bge_m3) is an embedding model and a sparse one."""
+    from lightembed import bge_m3
+
+    sparse = bge_m3.sparse_encoder_of(model) if kind == "embed" else None
+    return [] if sparse is None else [("sparse", sparse)]
+
+
 def split_onnx_path(source: str) -> tuple[str, str | None]:
     """(model folder or Hub id, ONNX file inside it or None): a path to an .onnx file picks that file of the
     folder it is in (the folder above when the file sits in `onnx/`), e.g. `work/minilm/onnx/model_O3.onnx`."""

@@ -49,6 +49,12 @@ class Served:
     tokenizer_thread: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="lightembed-tokenize")
     )
+    faces: tuple["Served", ...] = ()
+    """The same model file served as another kind under the same name (BGE-M3: embed and sparse)."""
+
+    def as_kind(self, kind: Kind) -> "Served":
+        """This model, or its face of `kind` when it has one."""
+        return next((face for face in (self, *self.faces) if face.kind == kind), self)
 
     # The model as its kind's protocol, for the members only that kind has (routes pick by kind first).
     @property
@@ -95,11 +101,12 @@ class Service:
 
     # ----- shared steps -------------------------------------------------------------------------------------
     def _pick(self, body: Mapping[str, Any], route: str, kind: Kind) -> Served:
-        models = {name: s.model for name, s in self.models.items()}
-        fitting = {id(s.model) for s in self.models.values() if s.kind == kind}
+        faces = {name: s.as_kind(kind) for name, s in self.models.items()}
+        models = {name: face.model for name, face in faces.items()}
+        fitting = {id(face.model) for face in faces.values() if face.kind == kind}
         name = p.pick_model(body, models, route, lambda model: id(model) in fitting, KIND_CLASS[kind],
                             self.settings.default_model)
-        return self.models[name]
+        return faces[name]
 
     def _pick_any(self, body: Mapping[str, Any]) -> Served:
         """The model `body["model"]` names, else --default-model, else the first served model (routes every
