@@ -94,8 +94,7 @@ def respond(raw: bytes | str | Mapping[str, Any]) -> tuple[int, dict[str, Any]]:
         else:
             body = protocol.read_json(raw)
         request = protocol.parse_embeddings_request(body, _models)
-        vectors, tokens = protocol.embed(request, _models[request.model])
-        return 200, protocol.embeddings_response(request, vectors, tokens)
+        return 200, protocol.answer(request, _models[request.model])
     except protocol.ApiError as exc:
         return exc.status, exc.openai_body()
     except NonFiniteOutput as exc:  # damaged weights: an error, never a vector
