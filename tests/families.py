@@ -181,6 +181,23 @@ def bert(folder: Path, seed: int = 0) -> Path:
     return folder
 
 
+def bert_mlm(folder: Path, seed: int = 0) -> Path:
+    """bert()'s tiny BERT with a masked-LM head (BertForMaskedLM): a SPLADE document encoder's transformer."""
+    from transformers import BertConfig, BertForMaskedLM
+
+    vocab = write_wordpiece_tokenizer(folder)
+    config = BertConfig(
+        initializer_range=INIT_RANGE,
+        vocab_size=vocab, hidden_size=HIDDEN, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+        max_position_embeddings=128,
+    )  # fmt: skip
+    import torch
+
+    torch.manual_seed(seed)
+    _save_transformer(BertForMaskedLM(config), folder, seed)
+    return folder
+
+
 def distilbert(folder: Path, seed: int = 0) -> Path:
     import torch
     from transformers import DistilBertConfig, DistilBertModel, DistilBertTokenizerFast
@@ -583,8 +600,10 @@ PAIRS = [(TEXTS[i], TEXTS[j]) for i in range(len(TEXTS)) for j in (0, 1, 4)]
 STATIC_FAMILIES = ("Static embeddings (sentence-transformers)", "Static embeddings (model2vec)")
 """Rows run by the runtime straight from the folder, no export (tests/test_family_matrix.py)."""
 ROUTER_FAMILY = "Router: static queries, BERT documents"
+SPARSE_ROUTER_FAMILY = "Router: inference-free SPLADE (sparse static queries, SPLADE documents)"
 
 MATRIX_ROWS: tuple[str, ...] = (
-    *(f.name for f in FAMILIES), CLIP_FAMILY, *(f.name for f in CROSS_ENCODERS), *STATIC_FAMILIES, ROUTER_FAMILY
+    *(f.name for f in FAMILIES), CLIP_FAMILY, *(f.name for f in CROSS_ENCODERS), *STATIC_FAMILIES, ROUTER_FAMILY,
+    SPARSE_ROUTER_FAMILY,
 )
 """The coverage table's rows in order: the text families, CLIP, the cross-encoders, the static models, Router."""
