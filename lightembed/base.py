@@ -15,7 +15,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterator, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterator, Literal, Mapping, Sequence
 
 import numpy as np
 from tokenizers import Encoding
@@ -28,7 +28,7 @@ from lightembed.errors import LightembedValueError
 from lightembed.graphs import Graph, GraphOptions, open_graph, resolve_providers
 from lightembed.graphs.integrity import check_support_files
 from lightembed.hub import resolve
-from lightembed.inputs import check_int, merge_prompts, resolve_prompt
+from lightembed.inputs import check_int, merge_prompts, resolve_prompt, take_task_options
 from lightembed.progress import progress
 from lightembed.router import RouterConfig, pool_refusal
 from lightembed.tokenize import Batch, TextInput, Tokenizer, plan_batches, token_counts
@@ -438,6 +438,15 @@ class EmbeddingModel(BaseModel):
 
     router: RouterConfig | None = None
     """A Router model's routes (lightembed.router); None for any other model."""
+    routes: Mapping[str, Any] = {}
+    """A Router model's other routes, each a model of its own; the model runs the default route."""
+
+    def _other_route(self, kwargs: dict[str, Any]) -> Any:
+        """The route model a Router sends this encode() call to (by its `task`) when that is not this model (the
+        default route); None otherwise. Takes sentence-transformers 6's task options out of `kwargs`."""
+        task = kwargs.get("task")
+        take_task_options(kwargs)
+        return self.routes.get(self.router.resolve(task)) if self.router is not None else None
 
     def state_without_graph(self) -> dict[str, Any]:
         """See BaseModel.state_without_graph; a Router model's routes are models of their own, refused here."""

@@ -24,7 +24,6 @@ from lightembed.inputs import (
     check_truncate_dim,
     pop_legacy,
     take_sentences,
-    take_task_options,
 )
 from lightembed.modality import TextOnly, modality_of
 from lightembed.modules import SENTENCE, TOKENS, l2_normalize, run_modules
@@ -375,17 +374,14 @@ class SentenceTransformer(EmbeddingModel):
         (`pip install 'lightembed[images]'`); prompts apply to texts only.
         """
         inputs = take_sentences(inputs, kwargs)
-        task = kwargs.get("task")  # a Router's route; other models have one route and ignore it
-        take_task_options(kwargs)
-        if self.router is not None:
-            route = self.router.resolve(task)
-            if route in self.routes:
-                return self.routes[route].encode(
-                    inputs, prompt_name=prompt_name, prompt=prompt, batch_size=batch_size,
-                    show_progress_bar=show_progress_bar, output_value=output_value, precision=precision,
-                    convert_to_numpy=convert_to_numpy, convert_to_tensor=convert_to_tensor, device=device,
-                    normalize_embeddings=normalize_embeddings, truncate_dim=truncate_dim, **kwargs,
-                )  # fmt: skip
+        route = self._other_route(kwargs)
+        if route is not None:
+            return route.encode(
+                inputs, prompt_name=prompt_name, prompt=prompt, batch_size=batch_size,
+                show_progress_bar=show_progress_bar, output_value=output_value, precision=precision,
+                convert_to_numpy=convert_to_numpy, convert_to_tensor=convert_to_tensor, device=device,
+                normalize_embeddings=normalize_embeddings, truncate_dim=truncate_dim, **kwargs,
+            )  # fmt: skip
         pool, chunk_size = kwargs.pop("pool", None), kwargs.pop("chunk_size", None)
         if self._uses_pool(pool, device):
             from lightembed.pool import encode_embeddings

@@ -33,7 +33,7 @@ from lightembed.config import (
     read_transformer_settings,
 )
 from lightembed.errors import LightembedTypeError, LightembedValueError
-from lightembed.inputs import as_text_list, check_batch_size, check_int, pop_legacy, take_sentences, take_task_options
+from lightembed.inputs import as_text_list, check_batch_size, check_int, pop_legacy, take_sentences
 from lightembed.router import RouterConfig, read_router, split_routes
 from lightembed.sparse import SparseEmbeddings, SparseVector
 from lightembed.static import SPARSE_STATIC_MODULE, sparse_static_dir, tokenizer_max_length
@@ -432,17 +432,14 @@ class SparseEncoder(EmbeddingModel):
         the k largest weights per text (default: the model's). `save_to_cpu` has no effect (results are NumPy).
         """
         inputs = take_sentences(inputs, kwargs)
-        task = kwargs.get("task")  # a Router's route; other models have one route and ignore it
-        take_task_options(kwargs)
-        if self.router is not None:
-            route = self.router.resolve(task)
-            if route in self.routes:
-                return self.routes[route].encode(
-                    inputs, prompt_name=prompt_name, prompt=prompt, batch_size=batch_size,
-                    show_progress_bar=show_progress_bar, convert_to_tensor=convert_to_tensor,
-                    convert_to_sparse_tensor=convert_to_sparse_tensor, device=device, max_active_dims=max_active_dims,
-                    pool=pool, chunk_size=chunk_size, **kwargs,
-                )  # fmt: skip
+        route = self._other_route(kwargs)
+        if route is not None:
+            return route.encode(
+                inputs, prompt_name=prompt_name, prompt=prompt, batch_size=batch_size,
+                show_progress_bar=show_progress_bar, convert_to_tensor=convert_to_tensor,
+                convert_to_sparse_tensor=convert_to_sparse_tensor, device=device, max_active_dims=max_active_dims,
+                pool=pool, chunk_size=chunk_size, **kwargs,
+            )  # fmt: skip
         del save_to_cpu
         if self._uses_pool(pool, device):
             from lightembed.pool import encode_sparse

@@ -165,11 +165,12 @@ def save_st(
 # ----- one builder per family: (folder, seed) -> transformers checkpoint folder -----------------------------------
 
 
-def bert(folder: Path, seed: int = 0) -> Path:
-    from transformers import BertConfig, BertModel
+def bert(folder: Path, seed: int = 0, head: str = "BertModel") -> Path:
+    """A tiny BERT; `head` BertForMaskedLM gives a SPLADE document encoder's transformer."""
+    import transformers
 
     vocab = write_wordpiece_tokenizer(folder)
-    config = BertConfig(
+    config = transformers.BertConfig(
         initializer_range=INIT_RANGE,
         vocab_size=vocab, hidden_size=HIDDEN, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
         max_position_embeddings=128,
@@ -177,24 +178,7 @@ def bert(folder: Path, seed: int = 0) -> Path:
     import torch
 
     torch.manual_seed(seed)
-    _save_transformer(BertModel(config), folder, seed)
-    return folder
-
-
-def bert_mlm(folder: Path, seed: int = 0) -> Path:
-    """bert()'s tiny BERT with a masked-LM head (BertForMaskedLM): a SPLADE document encoder's transformer."""
-    from transformers import BertConfig, BertForMaskedLM
-
-    vocab = write_wordpiece_tokenizer(folder)
-    config = BertConfig(
-        initializer_range=INIT_RANGE,
-        vocab_size=vocab, hidden_size=HIDDEN, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-        max_position_embeddings=128,
-    )  # fmt: skip
-    import torch
-
-    torch.manual_seed(seed)
-    _save_transformer(BertForMaskedLM(config), folder, seed)
+    _save_transformer(getattr(transformers, head)(config), folder, seed)
     return folder
 
 

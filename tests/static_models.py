@@ -103,9 +103,9 @@ def sparse_router(folder: Path, seed: int = 0) -> Path:
     from sentence_transformers.sparse_encoder.modules import Router, SparseStaticEmbedding, SpladePooling, Transformer
     from transformers import AutoTokenizer
 
-    from tests.families import bert_mlm
+    from tests.families import bert
 
-    hf = bert_mlm(folder / "mlm-hf", seed)
+    hf = bert(folder / "mlm-hf", seed, head="BertForMaskedLM")
     transformer = Transformer(str(hf), max_seq_length=24, transformer_task="fill-mask")
     tokenizer = AutoTokenizer.from_pretrained(str(hf))
     torch.manual_seed(seed)

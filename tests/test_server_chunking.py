@@ -160,3 +160,15 @@ def test_serverless_handler_takes_chunking(folders, emb, monkeypatch):
         assert status == 422 and body["error"]["param"] == "chunking.overlap", body
     finally:
         module._models, module._load_error = None, None
+
+
+def test_late_chunking_on_a_model2vec_folder_is_a_400(tmp_path):
+    """model2vec drops the unknown token at padding, so its token positions are not the text's: late chunking is
+    refused (windows give the same vectors), as a 400 naming `chunking.mode`."""
+    from tests.static_models import model2vec_static
+
+    model = SentenceTransformer(model2vec_static(tmp_path))
+    with pytest.raises(protocol.BadRequest, match="windows") as refused:
+        protocol.embed_chunks(model, [LONG], protocol.Chunking(mode="late"))
+    assert refused.value.param == "chunking.mode" and refused.value.status == 400
+    assert len(protocol.embed_chunks(model, [LONG], protocol.Chunking(chunk_size=4))[0].offsets) > 1
