@@ -13,7 +13,8 @@ loads the source.
 - Cloud Functions: `functions-framework --source main.py --target embeddings` with `main.py` holding
   `from lightembed.serverless import cloud_function as embeddings`.
 
-Requests are parsed, run and answered by `lightembed.server.protocol`, the same code `lightembed serve` uses.
+Requests are parsed, run and answered by `lightembed.server.protocol`, the same code `lightembed serve` uses (so
+`chunking`, for inputs longer than the model, works here too).
 """
 
 from __future__ import annotations

@@ -117,7 +117,7 @@ class SparseStaticGraph:
         if weight.ndim != 1:
             raise ModelFileError(f"{path}: 'weight' must be 1-D (one weight per token), got shape {weight.shape}.")
         self.weight = np.asarray(weight, dtype=np.float32)
-        self.output_width: int | None = int(len(weight))
+        self.output_width: int | None = len(weight)
         self.metadata: dict[str, str] = {}
 
     @property
