@@ -86,3 +86,17 @@ def test_a_sparse_router_is_refused_by_a_pool(exported) -> None:
         ours.start_multi_process_pool(["cpu"])
     with pytest.raises(ValueError, match="No route for task 'passage'"):
         ours.encode(TEXTS, task="passage")
+
+
+def test_token_weights_table_gives_each_token_once_and_refuses_foreign_ids() -> None:
+    """The static backend's SparseStaticGraph alone: a text's vector holds each of its real tokens' weights once
+    (repeats and padding add nothing); a token id beyond the table names the mismatch."""
+    from lightembed.errors import ModelFileError
+    from lightembed.graphs.static import SparseStaticGraph
+
+    graph = SparseStaticGraph(Path("weights.safetensors"), np.array([0.5, 1.0, 2.0, 3.0], dtype=np.float32))
+    out = graph({"input_ids": np.array([[1, 3, 3, 0], [2, 0, 0, 0]]), "attention_mask": np.array([[1, 1, 1, 0],
+                                                                                                   [1, 0, 0, 0]])})
+    np.testing.assert_array_equal(out, [[0, 1, 0, 3], [0, 0, 2, 0]])
+    with pytest.raises(ModelFileError, match="outside the 4 weights"):
+        graph({"input_ids": np.array([[7]]), "attention_mask": np.array([[1]])})
