@@ -165,11 +165,12 @@ def save_st(
 # ----- one builder per family: (folder, seed) -> transformers checkpoint folder -----------------------------------
 
 
-def bert(folder: Path, seed: int = 0) -> Path:
-    from transformers import BertConfig, BertModel
+def bert(folder: Path, seed: int = 0, head: str = "BertModel") -> Path:
+    """A tiny BERT; `head` BertForMaskedLM gives a SPLADE document encoder's transformer."""
+    import transformers
 
     vocab = write_wordpiece_tokenizer(folder)
-    config = BertConfig(
+    config = transformers.BertConfig(
         initializer_range=INIT_RANGE,
         vocab_size=vocab, hidden_size=HIDDEN, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
         max_position_embeddings=128,
@@ -177,7 +178,7 @@ def bert(folder: Path, seed: int = 0) -> Path:
     import torch
 
     torch.manual_seed(seed)
-    _save_transformer(BertModel(config), folder, seed)
+    _save_transformer(getattr(transformers, head)(config), folder, seed)
     return folder
 
 
@@ -606,10 +607,11 @@ PAIRS = [(TEXTS[i], TEXTS[j]) for i in range(len(TEXTS)) for j in (0, 1, 4)]
 STATIC_FAMILIES = ("Static embeddings (sentence-transformers)", "Static embeddings (model2vec)")
 """Rows run by the runtime straight from the folder, no export (tests/test_family_matrix.py)."""
 ROUTER_FAMILY = "Router: static queries, BERT documents"
+SPARSE_ROUTER_FAMILY = "Router: inference-free SPLADE (sparse static queries, SPLADE documents)"
 
 MATRIX_ROWS: tuple[str, ...] = (
     *(f.name for f in FAMILIES), BGE_M3_FAMILY, CLIP_FAMILY, *(f.name for f in CROSS_ENCODERS), *STATIC_FAMILIES,
-    ROUTER_FAMILY,
+    ROUTER_FAMILY, SPARSE_ROUTER_FAMILY,
 )
 """The coverage table's rows in order: the text families, BGE-M3, CLIP, the cross-encoders, the static models,
 Router."""

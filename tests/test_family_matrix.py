@@ -282,8 +282,8 @@ def test_router_family_exports_exactly(tmp_path: Path) -> None:
     assert fp32 >= FP32_MIN_COS and optimized >= OPTIMIZED_MIN_COS, (fp32, optimized)
     quantized = files["quantized"]["metrics"]
     _rows[families.ROUTER_FAMILY] = {
-        "family": families.ROUTER_FAMILY, "examples": "static query + transformer document Routers, "
-        "inference-free SPLADE-style asymmetric models", "architecture": "Router (StaticEmbedding, BertModel)",
+        "family": families.ROUTER_FAMILY, "examples": "static query + transformer document Routers "
+        "(static-retrieval-style asymmetric models)", "architecture": "Router (StaticEmbedding, BertModel)",
         "modules": "query: static mean; document: mean; + Normalize", "pooling": "mean", "dense": False,
         "normalize": True, "prompts": False, "trust_remote_code": False,
         "fp32": {"status": "exact", "min_cos": fp32},
@@ -427,3 +427,52 @@ def test_bge_m3_head_that_does_not_fit_is_refused(tmp_path: Path) -> None:
         export_model(src, tmp_path / "onnx", verbose=False)
     assert f"hidden size {families.HIDDEN}" in str(refused.value)
     assert not (tmp_path / "onnx").exists()
+
+
+def test_sparse_router_family_exports_exactly(tmp_path: Path) -> None:
+    """An inference-free SPLADE Router (SparseStaticEmbedding queries, BERT masked LM + SpladePooling documents), as
+    sentence-transformers builds a SparseEncoder: the SPLADE route exported at fp32, O3 and int8, the query route
+    read as it is; both compared with sentence-transformers' SparseEncoder encode_query / encode_document."""
+    import sentence_transformers
+    from lightembed_export import export_model
+
+    import lightembed
+    from tests import static_models
+
+    src = static_models.sparse_router(tmp_path)
+    report = export_model(src, tmp_path / "onnx", optimize=["O3"], quantize=[INT8], verbose=False)
+    assert all(entry["passed"] for entry in report["files"]), report["files"]
+    assert set(report["routes"]) == {"document"}
+    files = {entry["kind"]: entry for entry in report["files"]}
+    ref = sentence_transformers.SparseEncoder(str(src), device="cpu")
+
+    def dense(x: Any) -> np.ndarray:
+        return np.asarray(x.to_dense().cpu().numpy() if hasattr(x, "to_dense") else x)
+
+    ref_q = dense(ref.encode_query(families.TEXTS, batch_size=4))
+    ref_d = dense(ref.encode_document(families.TEXTS, batch_size=4))
+    assert np.abs(ref_q).sum() > 0 and np.abs(ref_d).sum() > 0
+
+    def cos(file_name: str | None) -> float:
+        """Min cosine over both routes; `file_name` picks the document (default) route's file."""
+        ours = lightembed.SparseEncoder(str(tmp_path / "onnx"), device="cpu", file_name=file_name)
+        assert ours.routes["query"].runtime_info.providers == ["NumPy (static table)"]
+        got_q = ours.encode_query(families.TEXTS, batch_size=4, convert_to_sparse_tensor=False)
+        if file_name is None:  # the table is read as it is: the query route is exact
+            np.testing.assert_allclose(got_q, ref_q, atol=1e-6)
+        got = np.concatenate([got_q, ours.encode_document(families.TEXTS, batch_size=4, convert_to_sparse_tensor=False)])
+        return _min_cos(np.concatenate([ref_q, ref_d]), got)
+
+    fp32, optimized = cos(None), cos("onnx/model_O3.onnx")
+    assert fp32 >= FP32_MIN_COS and optimized >= OPTIMIZED_MIN_COS, (fp32, optimized)
+    quantized = files["quantized"]["metrics"]
+    _rows[families.SPARSE_ROUTER_FAMILY] = {
+        "family": families.SPARSE_ROUTER_FAMILY,
+        "examples": "opensearch-neural-sparse-encoding-doc-v2/v3-distill-style SparseEncoder Routers",
+        "architecture": "Router (SparseStaticEmbedding, BertForMaskedLM)",
+        "modules": "query: token weights; document: SpladePooling (max)", "pooling": "splade", "dense": False,
+        "normalize": False, "prompts": False, "trust_remote_code": False,
+        "fp32": {"status": "exact", "min_cos": fp32},
+        "optimized": {"level": "O3", "status": "ok", "min_cos": optimized},
+        "int8": {"status": "reported", "mean_cos": quantized["mean_cosine"], "min_cos": quantized["min_cosine"]},
+    }  # fmt: skip

@@ -192,6 +192,28 @@ class Service:
         p.check_finite(vectors, served.name)
         return vectors, p.count_tokens(encodings)
 
+    async def _chunks(self, served: Served, texts: list[str], chunking: p.Chunking, prompt_name: str | None,
+                      field_name: str) -> list[Any]:
+        """Each text embedded whole, chunk by chunk, by the model's encode_chunks in its worker thread (admitted
+        at the cost of the whole texts' tokens): one ChunkedText per text."""
+        if prompt_name is not None:
+            raise p.BadRequest(None, "`prompt_name` does not apply with `chunking`: chunks are embedded as they are.",
+                               param="prompt_name")
+        from lightembed.chunking import whole_encodings
+
+        model: Any = served.embedder
+        loop = asyncio.get_running_loop()
+        try:
+            wholes = await loop.run_in_executor(None, whole_encodings, model, texts)
+        except (TypeError, ValueError) as exc:
+            raise p.InvalidField(None, str(exc).replace("inputs[", f"{field_name}["), param=field_name) from None
+        if self._count_tokens is not None:
+            self._count_tokens(served.name, p.count_tokens(wholes))
+        results = await served.batcher.run_alone(
+            wholes, lambda: p.embed_chunks(model, texts, chunking, field_name, served.batcher.max_items))
+        p.check_finite([r.embeddings for r in results], served.name, field_name)
+        return results
+
     # ----- OpenAI -------------------------------------------------------------------------------------------
     async def openai_embeddings(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """POST /v1/embeddings."""
@@ -199,7 +221,11 @@ class Service:
         others = {n: s.model for n, s in self.models.items() if s.kind != "embed"}
         request = p.parse_embeddings_request(body, {**models, **others}, self.settings.limits,
                                              self.settings.default_model)
-        vectors, tokens = await self._embed_rows(self.models[request.model], request.texts, None, True)
+        served = self.models[request.model]
+        if request.chunking is not None:
+            return p.chunked_embeddings_response(request, await self._chunks(served, request.texts, request.chunking,
+                                                                             None, "input"))
+        vectors, tokens = await self._embed_rows(served, request.texts, None, True)
         return p.embeddings_response(request, p.finish_embeddings(vectors, request.dimensions), tokens)
 
     def openai_models(self) -> dict[str, Any]:
@@ -213,11 +239,19 @@ class Service:
         }
 
     # ----- TEI ----------------------------------------------------------------------------------------------
-    async def tei_embed(self, body: Mapping[str, Any]) -> list[list[float]]:
-        """POST /embed: `inputs`, `normalize` (default true), `truncate`, `prompt_name`, `dimensions`."""
+    async def tei_embed(self, body: Mapping[str, Any]) -> list[Any]:
+        """POST /embed: `inputs`, `normalize` (default true), `truncate`, `prompt_name`, `dimensions`, `chunking`
+        (protocol.Chunking: per input its chunks, [{"embedding", "start", "end", "tokens"}], or with `output`
+        "document" one vector)."""
         served, texts, truncate, left, prompt_name = self._text_request(body, "/embed", "embed")
         normalize = _bool_field(body, "normalize", True)
         dimensions = p.positive_int_field(body, "dimensions")
+        chunking = p.chunking_field(body)
+        if chunking is not None:
+            results = await self._chunks(served, texts, chunking, prompt_name, "inputs")
+            if chunking.output == "document":
+                return p.document_vectors(results, dimensions, normalize).tolist()
+            return [p.chunk_entries(r, dimensions, normalize) for r in results]
         vectors, _ = await self._embed_rows(served, texts, prompt_name, truncate, left)
         return p.finish_embeddings(vectors, dimensions, normalize).tolist()
 
