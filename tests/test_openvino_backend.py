@@ -263,3 +263,37 @@ def test_openvino_names_the_outputs_as_the_onnx_graph_does(exported_tiny):
     ours = SentenceTransformer(exported_tiny, device="cpu", backend="openvino")._opened.graph
     onnx = SentenceTransformer(exported_tiny, device="cpu", backend="onnx")._opened.graph
     assert ours.output_names == onnx.output_names and "sentence_embedding" in ours.output_names
+
+
+def test_the_model_cache_keeps_each_file_and_precision_apart(tmp_path, monkeypatch):
+    """One CACHE_DIR for every compile returned the wrong compiled model: f32 then the default precision of the
+    same file gave NaN, and a file exported again to the same path got the old graph back. Each file (path, size,
+    mtime), settings and OpenVINO version now has its own cache folder."""
+    import os
+    import shutil
+
+    from lightembed_export import export_model
+
+    from lightembed import SentenceTransformer
+    from tests.test_export import _tiny_st
+
+    monkeypatch.setenv("LIGHTEMBED_OPENVINO_CACHE", str(tmp_path / "cache"))
+    first, second = tmp_path / "first", tmp_path / "second"
+    export_model(_tiny_st(tmp_path / "st0"), first, verbose=False)
+    export_model(_tiny_st(tmp_path / "st1", seed=1), second, verbose=False)
+    reference = SentenceTransformer(first, device="cpu", backend="onnx").encode(TEXTS)
+    before = len(list((tmp_path / "cache").iterdir()))  # the exporter's own OpenVINO checks compiled some
+    f32 = SentenceTransformer(first, device="cpu", backend="openvino",
+                              model_kwargs={"ov_config": {"INFERENCE_PRECISION_HINT": "f32"}}).encode(TEXTS)  # fmt: skip
+    default = SentenceTransformer(first, device="cpu", backend="openvino").encode(TEXTS)
+    assert np.isfinite(default).all() and (reference * default).sum(1).min() >= 0.999
+    assert (reference * f32).sum(1).min() >= 0.99999
+    assert len(list((tmp_path / "cache").iterdir())) == before + 2  # one folder per (file, settings)
+    target = first / "onnx" / "model.onnx"  # the same path, another model of the same size, rewritten within the
+    stamp = target.stat().st_mtime_ns  # same second (as an export that reruns does): its vectors, not the old graph's
+    shutil.copy(second / "onnx" / "model.onnx", target)
+    os.utime(target, ns=(stamp + 1000, stamp + 1000))
+    other = SentenceTransformer(second, device="cpu", backend="onnx").encode(TEXTS)
+    again = SentenceTransformer(first, device="cpu", backend="openvino", verify=False,
+                                model_kwargs={"ov_config": {"INFERENCE_PRECISION_HINT": "f32"}}).encode(TEXTS)  # fmt: skip
+    assert (other * again).sum(1).min() >= 0.99999 and (reference * again).sum(1).min() < 0.999

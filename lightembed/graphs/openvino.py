@@ -8,7 +8,9 @@ When `backend=None` picks it: lightembed.graphs.policy.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import json
 import mmap
 import os
 import threading
@@ -70,10 +72,10 @@ class OpenVinoGraph:
         settings: dict[str, Any] = {"INFERENCE_NUM_THREADS": self._threads, "PERFORMANCE_HINT": "LATENCY"}
         if precision is not None:
             settings["INFERENCE_PRECISION_HINT"] = precision
-        cache = cache_dir()
-        if cache is not None:
-            settings["CACHE_DIR"] = cache
         settings.update(config or {})
+        cache = cache_dir()
+        if cache is not None and "CACHE_DIR" not in settings:
+            settings["CACHE_DIR"] = cache_entry(Path(cache), path, settings, str(ov.get_version()))
         try:  # from the path, so that a filled model cache skips reading the ONNX file as well as compiling it
             self.compiled = ov.Core().compile_model(str(path), "CPU", settings)
         except Exception as exc:  # OpenVINO raises its own types for unreadable files
@@ -155,6 +157,22 @@ def cache_dir() -> str | None:
     except OSError:
         return None
     return str(folder) if os.access(folder, os.W_OK) else None
+
+
+def cache_entry(cache: Path, path: Path, settings: Mapping[str, Any], version: str) -> str:
+    """The folder under `cache` for one file compiled with these settings by this OpenVINO. Sharing one CACHE_DIR
+    across them returned the wrong compiled model: a file compiled in f32 and then at its default precision gave
+    NaN, and a file exported again to the same path got the old graph back. The key holds the file's path, size
+    and modification time (and those of its data files), the settings and the version."""
+    parts = sorted(p for p in path.parent.glob(path.name + "*") if p.is_file())
+    stats = [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in parts]
+    key = json.dumps([str(path.resolve()), stats, sorted((k, str(v)) for k, v in settings.items()), version])
+    folder = cache / hashlib.sha256(key.encode()).hexdigest()[:20]
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return str(cache)
+    return str(folder)
 
 
 def onnx_metadata(path: str | Path) -> dict[str, str]:
