@@ -65,6 +65,17 @@ def _int8(cell: dict[str, Any]) -> str:
     return f"{cell['mean_cos']:.4f} / {cell['min_cos']:.4f}"
 
 
+def _openvino(row: dict[str, Any]) -> str:
+    """The OpenVINO backend's score difference, for the rows that measure it (the causal-LM rerankers)."""
+    cell = row.get("openvino")
+    if not cell:
+        return ""
+    default = ""
+    if cell.get("default_precision") not in (None, "f32"):
+        default = f", its default {cell['default_precision']}: {cell['default_max_abs']:.0e}"
+    return f"; OpenVINO f32: {_difference(cell)}{default}"
+
+
 def render(data: dict[str, Any]) -> str:
     """The markdown table (with a line on where it comes from) for the matrix JSON `data`."""
     versions = ", ".join(f"{k} {v}" for k, v in data["versions"].items())
@@ -77,7 +88,7 @@ def render(data: dict[str, Any]) -> str:
         lines.append(
             f"| {row['family']}{remote} | {row['examples']} | {row['architecture']} | {_modules(row)} "
             f"| exact: {_difference(row['fp32'])} | {_optimized(row['optimized'])} "
-            f"| {_int8(row['int8'])} | not run |"
+            f"| {_int8(row['int8'])}{_openvino(row)} | not run |"
         )
     for row in data.get("refused", []):
         lines.append(
@@ -99,7 +110,8 @@ def render(data: dict[str, Any]) -> str:
         f"`{data['int8_target']}` on random tiny weights, so it says the file runs, not how a trained model fares "
         "(export/README.md has all-MiniLM-L6-v2's int8 figures). CUDA: not run by this test (CI has no GPU). "
         "Cross-encoders: scores of text pairs, max |difference| to sentence-transformers' CrossEncoder (int8: and "
-        "Pearson). Static embeddings: no export, the runtime reads the folder each library saves (NumPy over the "
+        "Pearson); causal-LM rerankers: LogitScore scores (yes - no logits at the last token), their OpenVINO drift "
+        "beside int8. Static embeddings: no export, the runtime reads the folder each library saves (NumPy over the "
         f"memory-mapped table), compared with that library. {versions}.{image_note}",
     ]
     return "\n".join(lines)
