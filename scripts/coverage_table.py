@@ -95,6 +95,12 @@ def render(data: dict[str, Any]) -> str:
             f"| {row['family']} | {row['examples']} | {row['architecture']} | - "
             f"| refused by the exporter: {row['reason'].replace('|', '/')} | - | - | - |"
         )
+    stacks = {
+        row["family"]: ", ".join(f"{k} {v}" for k, v in row["versions"].items())
+        for row in data["rows"]
+        if row.get("versions") and any(data["versions"].get(k) != v for k, v in row["versions"].items())
+    }
+    stack_note = "".join(f" {family}: run with {versions}." for family, versions in stacks.items())
     images = next((row["images"] for row in data["rows"] if row.get("images")), None)
     image_note = (
         f" CLIP: both towers, compared on the same texts and on {images} seeded images of several sizes and modes "
@@ -112,7 +118,7 @@ def render(data: dict[str, Any]) -> str:
         "Cross-encoders: scores of text pairs, max |difference| to sentence-transformers' CrossEncoder (int8: and "
         "Pearson); causal-LM rerankers: LogitScore scores (yes - no logits at the last token), their OpenVINO drift "
         "beside int8. Static embeddings: no export, the runtime reads the folder each library saves (NumPy over the "
-        f"memory-mapped table), compared with that library. {versions}.{image_note}",
+        f"memory-mapped table), compared with that library. {versions}.{image_note}{stack_note}",
     ]
     return "\n".join(lines)
 

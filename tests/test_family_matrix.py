@@ -236,9 +236,6 @@ def test_llm_reranker_family_exports_exactly(
     import lightembed
     from lightembed.activations import Identity
 
-    # OpenVINO's model cache keys a file by its path: a graph exported to a path another run used (pytest's
-    # numbered temporary folders are shared) would be answered by that run's compiled model.
-    monkeypatch.setenv("LIGHTEMBED_OPENVINO_CACHE", str(tmp_path / "openvino-cache"))
     src = family.make(tmp_path / "st")
     with pytest.raises(UnsupportedModelError) as refused:
         export_model(src, tmp_path / "refused", optimize=["O3"], verbose=False)
@@ -269,6 +266,9 @@ def test_llm_reranker_family_exports_exactly(
         """Max score difference on OpenVINO at INFERENCE_PRECISION_HINT `precision` (None: OpenVINO's default, bf16
         on AMX CPUs), and the precision it ran in."""
         config = {"ov_config": {"INFERENCE_PRECISION_HINT": precision}} if precision else None
+        # A cache of its own per precision: OpenVINO's model cache answered a bf16 load with NaN after an f32 load of
+        # the same file, and a file re-exported to a path used before with that path's old compiled model.
+        monkeypatch.setenv("LIGHTEMBED_OPENVINO_CACHE", str(tmp_path / f"openvino-cache-{precision}"))
         model = lightembed.CrossEncoder(str(tmp_path / "onnx"), device="cpu", backend="openvino", model_kwargs=config)
         got = _llm_scores(model, pairs, activation_fn=Identity())
         return float(np.abs(got - ref_raw).max()), model._graph.inference_precision  # type: ignore[attr-defined]
@@ -287,6 +287,8 @@ def test_llm_reranker_family_exports_exactly(
         "int8": {"status": "reported", "max_abs": quantized["max_abs_diff"], "pearson": quantized["pearson"]},
         "openvino": {"status": "ok", "max_abs": ov_f32, "default_precision": default_precision,
                      "default_max_abs": ov_default},
+        "versions": {"sentence-transformers": sentence_transformers.__version__,
+                     "transformers": _version_or_none("transformers")},
     }  # fmt: skip
 
 

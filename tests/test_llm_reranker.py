@@ -147,3 +147,19 @@ def test_a_prompt_is_refused_when_the_template_takes_no_system_message() -> None
     assert template.render("a {b}", "<c>") == "Q: a {b} D: <c>"
     with pytest.raises(ValueError, match="takes no system message.*TemplateError"):
         template.render("a", "b", "be strict")
+
+
+def test_padding_is_left_whatever_tokenizer_config_says(exported: tuple[Path, Path], tmp_path: Path) -> None:
+    """As sentence-transformers sets padding_side="left" on load for causal models, so does lightembed: a
+    tokenizer_config.json saying "right" changes nothing."""
+    import lightembed
+
+    folder = _copy(exported[1], tmp_path)
+    path = folder / "tokenizer_config.json"
+    config = json.loads(path.read_text(encoding="utf-8"))
+    path.write_text(json.dumps({**config, "padding_side": "right"}), encoding="utf-8")
+    pairs = families.LLM_PAIRS
+    right = lightembed.CrossEncoder(str(folder), device="cpu", verify=False)
+    assert right.tokenizer_wrapper.padding_side == "left"
+    expected = lightembed.CrossEncoder(str(exported[1]), device="cpu").predict(pairs, batch_size=4)
+    np.testing.assert_allclose(right.predict(pairs, batch_size=4), expected, atol=1e-6)
