@@ -243,21 +243,26 @@ def xlm_roberta(folder: Path, seed: int = 0) -> Path:
 
 def qwen3(folder: Path, seed: int = 0) -> Path:
     """A Qwen3-Embedding-style decoder: left padding, <|endoftext|> appended to every input."""
-    import torch
-    from transformers import Qwen3Config, Qwen3Model
-
     vocab = write_wordlevel_tokenizer(
         folder, ["<|endoftext|>", "<unk>"], "$A <|endoftext|>", "<|endoftext|>", "<unk>", padding_side="left",
         eos_token="<|endoftext|>",
     )  # fmt: skip
-    config = Qwen3Config(
+    return _save_qwen3(folder, seed, "Qwen3Model", vocab_size=vocab)
+
+
+def _save_qwen3(folder: Path, seed: int, head: str, **config: Any) -> Path:
+    """A seeded tiny Qwen3 (`head`: Qwen3Model or Qwen3ForCausalLM) saved in `folder`; `config` overrides."""
+    import torch
+    import transformers
+
+    values: dict[str, Any] = dict(
         initializer_range=INIT_RANGE,
-        vocab_size=vocab, hidden_size=HIDDEN, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-        head_dim=8, intermediate_size=64, max_position_embeddings=128, tie_word_embeddings=False,
-        pad_token_id=0, eos_token_id=0, bos_token_id=0,
+        hidden_size=HIDDEN, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, head_dim=8,
+        intermediate_size=64, max_position_embeddings=128, tie_word_embeddings=False, pad_token_id=0, eos_token_id=0,
+        bos_token_id=0,
     )  # fmt: skip
     torch.manual_seed(seed)
-    _save_transformer(Qwen3Model(config), folder, seed)
+    _save_transformer(getattr(transformers, head)(transformers.Qwen3Config(**{**values, **config})), folder, seed)
     return folder
 
 
@@ -621,23 +626,15 @@ LLM_PAIRS = [
 def qwen3_reranker(folder: Path, seed: int = 0) -> Path:
     """A Qwen3-Reranker-style causal LM: Qwen3ForCausalLM (tied embeddings), <|im_start|>/<|im_end|> special tokens,
     the chat template above, no special tokens added to a text, left padding."""
-    import torch
-    from transformers import Qwen3Config, Qwen3ForCausalLM
-
     specials = ["<|endoftext|>", "<unk>", "<|im_start|>", "<|im_end|>"]
     vocab = write_wordlevel_tokenizer(
         folder, specials, "$A", "<|endoftext|>", "<unk>", padding_side="left", words=RERANKER_WORDS,
         added=("<|im_start|>", "<|im_end|>"), chat_template=QWEN3_RERANKER_TEMPLATE, eos_token="<|im_end|>",
     )  # fmt: skip
-    config = Qwen3Config(
-        initializer_range=INIT_RANGE,
-        vocab_size=vocab, hidden_size=HIDDEN, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-        head_dim=8, intermediate_size=64, max_position_embeddings=160, tie_word_embeddings=True,
-        pad_token_id=0, eos_token_id=3, bos_token_id=0,
+    return _save_qwen3(
+        folder, seed, "Qwen3ForCausalLM", vocab_size=vocab, max_position_embeddings=160, tie_word_embeddings=True,
+        eos_token_id=3,
     )  # fmt: skip
-    torch.manual_seed(seed)
-    _save_transformer(Qwen3ForCausalLM(config), folder, seed)
-    return folder
 
 
 def gemma3_reranker(folder: Path, seed: int = 0) -> Path:
