@@ -29,7 +29,7 @@ from typing import Any, NamedTuple, Sequence, cast
 import numpy as np
 from tokenizers import Encoding
 
-from lightembed.errors import LightembedValueError, ModelFileError
+from lightembed.errors import LightembedTypeError, LightembedValueError, ModelFileError
 from lightembed.jsonfiles import read_json, read_json_file
 from lightembed.tokenize import Tokenizer
 
@@ -83,7 +83,7 @@ class PairTemplate:
             with_system = _pieces(data["with_system"]) if data.get("with_system") is not None else None
             restore = data.get("restore_suffix", True)
             if not isinstance(restore, bool):
-                raise TypeError("restore_suffix must be true or false")
+                raise LightembedTypeError("restore_suffix must be true or false")
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelFileError(f"{path} is not a pair template lightembed-export wrote: {exc}") from None
         refused = data.get("system_refused")
@@ -105,7 +105,7 @@ class PairTemplate:
 
 def _pieces(raw: Any) -> tuple[tuple[str, bool], ...]:
     if not isinstance(raw, list):
-        raise TypeError("a template variant must be a list of pieces")
+        raise LightembedTypeError("a template variant must be a list of pieces")
     pieces = []
     for piece in raw:
         if isinstance(piece, dict) and isinstance(piece.get("text"), str) and len(piece) == 1:
@@ -113,7 +113,7 @@ def _pieces(raw: Any) -> tuple[tuple[str, bool], ...]:
         elif isinstance(piece, dict) and piece.get("slot") in SLOTS and len(piece) == 1:
             pieces.append((piece["slot"], True))
         else:
-            raise ValueError(f"unknown piece {piece!r}")
+            raise LightembedValueError(f"unknown piece {piece!r}")
     return tuple(pieces)
 
 
