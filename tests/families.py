@@ -692,7 +692,7 @@ LLM_RERANKERS: tuple[LLMRerankerFamily, ...] = (
                       prompts={"rerank": "Given a query A and a passage B, does B answer A? "},
                       default_prompt_name="rerank"),
 )  # fmt: skip
-"""Causal-LM reranker rows of the matrix (tests/test_family_matrix.py; sentence-transformers >= 6 only)."""
+"""Causal-LM reranker rows of the matrix (tests/test_family_matrix.py; the 6.x stack only: transformers >= 5)."""
 
 STATIC_FAMILIES = ("Static embeddings (sentence-transformers)", "Static embeddings (model2vec)")
 """Rows run by the runtime straight from the folder, no export (tests/test_family_matrix.py)."""

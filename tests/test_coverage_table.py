@@ -83,7 +83,7 @@ def test_render_cross_encoder_and_static_rows():
 
 def test_render_llm_reranker_row():
     """A causal-LM reranker row: OpenVINO's f32 and default-precision drift beside int8, and the stack it ran on
-    when it is not the table's (sentence-transformers 5 has no LogitScore)."""
+    when it is not the table's (the 5.x stack cannot export these rerankers)."""
     script = _script()
     row = {**ROW, "family": "Qwen3 causal-LM reranker", "modules": "causal LM + LogitScore (yes - no), chat template",
            "fp32": {"status": "exact", "max_abs": 2e-06},

@@ -227,8 +227,8 @@ def test_llm_reranker_family_exports_exactly(
 ) -> None:
     """A causal-LM reranker (Transformer + LogitScore): exported with int8, then predict() and rank() of each file
     and the OpenVINO backend against sentence-transformers 6's CrossEncoder on torch (raw LogitScore scores, the
-    default Sigmoid, a prompt). Needs sentence-transformers >= 6 (5.x has no LogitScore): scripts/test.sh deselects
-    it on the 5.x stack by name."""
+    default Sigmoid, a prompt). Needs transformers >= 5 (the exporter refuses 4.57, which cannot trace these
+    decoders): scripts/test.sh deselects it on the 5.x stack by name."""
     import sentence_transformers
     import torch
     from lightembed_export import UnsupportedModelError, export_model

@@ -163,3 +163,16 @@ def test_padding_is_left_whatever_tokenizer_config_says(exported: tuple[Path, Pa
     assert right.tokenizer_wrapper.padding_side == "left"
     expected = lightembed.CrossEncoder(str(exported[1]), device="cpu").predict(pairs, batch_size=4)
     np.testing.assert_allclose(right.predict(pairs, batch_size=4), expected, atol=1e-6)
+
+
+def test_transformers_4_is_refused_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    """transformers 4.57 (the optimum stack) cannot trace these decoders: the exporter says so before loading."""
+    import transformers
+    from lightembed_export import UnsupportedModelError
+    from lightembed_export.llm_reranker import check_stack
+
+    check_stack("Qwen3ForCausalLM")  # this stack: transformers 5
+    monkeypatch.setattr(transformers, "__version__", "4.57.6")
+    with pytest.raises(UnsupportedModelError, match="needs transformers >= 5.*4.57.6") as refused:
+        check_stack("Qwen3ForCausalLM")
+    assert refused.value.architecture == "Qwen3ForCausalLM"

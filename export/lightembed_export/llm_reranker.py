@@ -108,6 +108,20 @@ def check_model(model: Any) -> tuple[Any, Any]:
     return transformer, score
 
 
+def check_stack(architecture: str) -> None:
+    """UnsupportedModelError unless transformers >= 5 runs here: on 4.57 (the optimum stack) torch.onnx.export
+    cannot trace the causal LM (RuntimeError: unordered_map::at), and its tokenizers read transformers 5 folders
+    badly."""
+    import transformers
+    from packaging.version import Version
+
+    if Version(transformers.__version__) < Version("5"):
+        raise _refuse(
+            f"exporting a causal-LM reranker needs transformers >= 5 (with sentence-transformers >= 6); this is "
+            f"transformers {transformers.__version__}", architecture
+        )  # fmt: skip
+
+
 def _render(transformer: Any, texts: dict[str, str], system: bool) -> str:
     """The conversation sentence-transformers renders for the pair (texts["query"], texts["document"]), with
     texts["system"] as the system message when `system`."""
@@ -258,7 +272,8 @@ def export_llm_reranker(
     from lightembed_export.layout import check_module_types, copy_layout, load_model, save_model
     from lightembed_export.verify import format_table, reference_logits
 
-    check_module_types(source.path)  # sentence-transformers 5 has no LogitScore: refused here, naming it
+    check_module_types(source.path)  # an older sentence-transformers without LogitScore: refused here, naming it
+    check_stack(layout.architecture)
     if levels:
         optimizing.check_optimizable(layout.model_type, layout.architecture)
     static = [t.name for t in targets if t.name == quantizing.STATIC]
