@@ -21,6 +21,7 @@ A pair reaches the model in one of two ways, as in sentence-transformers:
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,6 +75,10 @@ class PairTemplate:
     system_refused: str | None
     restore_suffix: bool
     """Whether a truncated row gets the template's tail back (sentence-transformers' chat_template restore_suffix)."""
+    chat_template_sha256: str | None = None
+    """The digest (`template_digest`) of the chat template the pieces were rendered from."""
+    chat_template_kwargs: dict[str, Any] = field(default_factory=dict)
+    """The Transformer's chat_template processing_kwargs they were rendered with."""
 
     @classmethod
     def read(cls, path: Path) -> PairTemplate:
@@ -87,7 +92,30 @@ class PairTemplate:
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelFileError(f"{path} is not a pair template lightembed-export wrote: {exc}") from None
         refused = data.get("system_refused")
-        return cls(plain, with_system, refused if isinstance(refused, str) else None, restore)
+        digest, kwargs = data.get("chat_template_sha256"), data.get("chat_template_kwargs")
+        return cls(
+            plain, with_system, refused if isinstance(refused, str) else None, restore,
+            digest if isinstance(digest, str) else None, kwargs if isinstance(kwargs, dict) else {},
+        )  # fmt: skip
+
+    def check_folder(self, folder: Path) -> None:
+        """A ModelFileError when the folder's chat template or its processing_kwargs are not the ones the pieces
+        were rendered from (edited after the export): lightembed would write pairs the old way."""
+        text = chat_template_text(folder)
+        if text is None or template_digest(text) != self.chat_template_sha256:
+            raise ModelFileError(
+                f"The chat template in {folder} is not the one lightembed-export rendered into {PAIR_TEMPLATE_FILE}; "
+                "export the model again after changing it."
+            )
+        st_config = read_json(folder / "sentence_bert_config.json")
+        processing = st_config.get("processing_kwargs") or {}
+        kwargs = processing.get("chat_template", {}) if isinstance(processing, dict) else {}
+        if kwargs != self.chat_template_kwargs:
+            raise ModelFileError(
+                f"The chat_template processing_kwargs {kwargs!r} in {folder / 'sentence_bert_config.json'} are not "
+                f"the ones {PAIR_TEMPLATE_FILE} was rendered with ({self.chat_template_kwargs!r}); export the model "
+                "again after changing them."
+            )
 
     def render(self, query: str, document: str, system: str | None = None, *, why: str = "") -> str:
         """The conversation's text: the pieces joined, each slot filled with its text as it is."""
@@ -101,6 +129,20 @@ class PairTemplate:
             pieces = self.with_system
         values = {"system": system or "", "query": query, "document": document}
         return "".join(values[text] if is_slot else text for text, is_slot in pieces)
+
+
+def chat_template_text(folder: Path) -> str | None:
+    """The folder's chat template as transformers reads it: chat_template.jinja, else tokenizer_config.json's."""
+    jinja = folder / "chat_template.jinja"
+    if jinja.is_file():
+        return jinja.read_text(encoding="utf-8")
+    value = read_json(folder / "tokenizer_config.json").get("chat_template")
+    return value if isinstance(value, str) else None
+
+
+def template_digest(text: str) -> str:
+    """Hex SHA-256 of a chat template's text."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def _pieces(raw: Any) -> tuple[tuple[str, bool], ...]:
@@ -256,4 +298,6 @@ def read(folder: Path) -> CausalReranker | None:
             raise ModelFileError(f"LogitScore {name} in {path} must be a vocabulary id, got {value!r}.")
     template_path = folder / PAIR_TEMPLATE_FILE
     template = PairTemplate.read(template_path) if template_path.is_file() else None
+    if template is not None:
+        template.check_folder(folder)
     return CausalReranker(int(cast(int, true_id)), None if false_id is None else int(false_id), template)

@@ -176,3 +176,24 @@ def test_transformers_4_is_refused_by_name(monkeypatch: pytest.MonkeyPatch) -> N
     with pytest.raises(UnsupportedModelError, match="needs transformers >= 5.*4.57.6") as refused:
         check_stack("Qwen3ForCausalLM")
     assert refused.value.architecture == "Qwen3ForCausalLM"
+
+
+@pytest.mark.parametrize("edit", ["template", "kwargs"])
+def test_a_chat_template_changed_after_export_is_refused(exported: tuple[Path, Path], tmp_path: Path, edit: str) -> None:
+    """pair_template.json was rendered from one chat template with one set of chat_template processing_kwargs: a
+    folder whose template or kwargs changed since is refused, not run the old way."""
+    import lightembed
+
+    folder = _copy(exported[1], tmp_path)
+    if edit == "template":
+        path = folder / "chat_template.jinja"
+        path.write_text(path.read_text(encoding="utf-8").replace("<Query>: ", "Q: "), encoding="utf-8")
+        message = "not the one lightembed-export rendered"
+    else:
+        path = folder / "sentence_bert_config.json"
+        config = json.loads(path.read_text(encoding="utf-8"))
+        config["processing_kwargs"] = {"chat_template": {"add_generation_prompt": True}}
+        path.write_text(json.dumps(config), encoding="utf-8")
+        message = "chat_template processing_kwargs"
+    with pytest.raises(ValueError, match=message):
+        lightembed.CrossEncoder(str(folder), device="cpu", verify=False)

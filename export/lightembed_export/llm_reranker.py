@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from lightembed.llm_reranker import LOGIT_SCORE, PAIR_TEMPLATE_FILE, SLOTS, TOKEN_IDS_KEY, SystemPair
+from lightembed.llm_reranker import LOGIT_SCORE, PAIR_TEMPLATE_FILE, TOKEN_IDS_KEY, SystemPair, template_digest
 from lightembed_export.errors import UnsupportedModelError, VerificationError
 from lightembed_export.manifest import MANIFEST_NAME, manifest_head, probes_digest, write_manifest
 from lightembed_export.tasks import TEXT_CLASSIFICATION
@@ -174,11 +174,18 @@ def pair_template(transformer: Any) -> dict[str, Any] | None:
     modality_config), else None (pairs go through the tokenizer's pair encoding)."""
     if "message" not in transformer.modality_config:
         return None
+    template = transformer.processor.chat_template
+    if not isinstance(template, str):
+        raise _refuse("the tokenizer has several named chat templates; lightembed renders a single one",
+                      type(transformer.auto_model).__name__)  # fmt: skip
+    chat_kwargs = transformer.processing_kwargs.get("chat_template", {})
     data: dict[str, Any] = {
         "written_by": "lightembed-export: the chat template rendered for a query/document pair",
         "plain": template_variant(transformer, system=False),
         "with_system": None,
-        "restore_suffix": bool(transformer.processing_kwargs.get("chat_template", {}).get("restore_suffix", True)),
+        "restore_suffix": bool(chat_kwargs.get("restore_suffix", True)),
+        "chat_template_sha256": template_digest(template),
+        "chat_template_kwargs": chat_kwargs,
     }
     try:
         data["with_system"] = template_variant(transformer, system=True)
