@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 __all__ = [
+    "BGEM3Model",
     "CrossEncoder",
     "MultiVectorEncoder",
     "NotSupportedError",
@@ -20,6 +21,7 @@ __all__ = [
 
 if TYPE_CHECKING:
     from lightembed import util
+    from lightembed.bge_m3 import BGEM3Model
     from lightembed.compat import PrecisionWarning
     from lightembed.cross_encoder import CrossEncoder
     from lightembed.encoder import SentenceTransformer
@@ -67,6 +69,10 @@ def __getattr__(name: str) -> Any:
         from lightembed.multi_vector_encoder import MultiVectorEncoder
 
         return MultiVectorEncoder
+    if name == "BGEM3Model":
+        from lightembed.bge_m3 import BGEM3Model
+
+        return BGEM3Model
     if name == "SimilarityFunction":
         from lightembed.util import SimilarityFunction
 

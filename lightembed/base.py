@@ -15,7 +15,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterator, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterator, Literal, Mapping, Sequence
 
 import numpy as np
 from tokenizers import Encoding
@@ -28,8 +28,9 @@ from lightembed.errors import LightembedValueError
 from lightembed.graphs import Graph, GraphOptions, open_graph, resolve_providers
 from lightembed.graphs.integrity import check_support_files
 from lightembed.hub import resolve
-from lightembed.inputs import check_int, merge_prompts, resolve_prompt
+from lightembed.inputs import check_int, merge_prompts, resolve_prompt, take_task_options
 from lightembed.progress import progress
+from lightembed.router import RouterConfig, pool_refusal
 from lightembed.tokenize import Batch, TextInput, Tokenizer, plan_batches, token_counts
 
 if TYPE_CHECKING:
@@ -435,6 +436,24 @@ class BaseModel(TorchCompat):
 class EmbeddingModel(BaseModel):
     """A base model with encode(): adds the query/document prompt helpers."""
 
+    router: RouterConfig | None = None
+    """A Router model's routes (lightembed.router); None for any other model."""
+    routes: Mapping[str, Any] = {}
+    """A Router model's other routes, each a model of its own; the model runs the default route."""
+
+    def _other_route(self, kwargs: dict[str, Any]) -> Any:
+        """The route model a Router sends this encode() call to (by its `task`) when that is not this model (the
+        default route); None otherwise. Takes sentence-transformers 6's task options out of `kwargs`."""
+        task = kwargs.get("task")
+        take_task_options(kwargs)
+        return self.routes.get(self.router.resolve(task)) if self.router is not None else None
+
+    def state_without_graph(self) -> dict[str, Any]:
+        """See BaseModel.state_without_graph; a Router model's routes are models of their own, refused here."""
+        if self.router is not None:
+            raise pool_refusal(self.router)
+        return super().state_without_graph()
+
     if TYPE_CHECKING:  # each class has its own overloads
         encode: Callable[..., Any]
     else:
@@ -450,15 +469,18 @@ class EmbeddingModel(BaseModel):
 
     def encode_query(self, inputs: str | Sequence[str] | None = None, prompt_name: str | None = None,
                      prompt: str | None = None, **kwargs: Any) -> Any:  # fmt: skip
-        """encode() with the "query" prompt when the model has one and no prompt was given."""
+        """encode() with task "query" (a Router's query route) and the "query" prompt when the model has one and no
+        prompt was given."""
         kwargs.update(prompt_name=prompt_name, prompt=prompt)
+        kwargs.setdefault("task", "query")
         return self.encode(inputs, **self._with_role(("query",), kwargs))
 
     def encode_document(self, inputs: str | Sequence[str] | None = None, prompt_name: str | None = None,
                         prompt: str | None = None, **kwargs: Any) -> Any:  # fmt: skip
-        """encode() with the first of the "document", "passage", "corpus" prompts the model has, when no prompt
-        was given (sentence-transformers' fallback)."""
+        """encode() with task "document" (a Router's document route) and the first of the "document", "passage",
+        "corpus" prompts the model has, when no prompt was given (sentence-transformers' fallback)."""
         kwargs.update(prompt_name=prompt_name, prompt=prompt)
+        kwargs.setdefault("task", "document")
         return self.encode(inputs, **self._with_role(DOCUMENT_PROMPTS, kwargs))
 
     def _with_role(self, names: Sequence[str], kwargs: dict[str, Any]) -> dict[str, Any]:

@@ -26,6 +26,15 @@ if TYPE_CHECKING:
     from lightembed.encoder import SentenceTransformer
 
 
+class ChunkingError(LightembedValueError):
+    """A chunking option or a text encode_chunks cannot chunk; `field` names it: "chunk_size", "overlap",
+    "late_chunking", or "inputs[i]" (a text too long for late chunking)."""
+
+    def __init__(self, message: str, field: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
 @dataclass(frozen=True)
 class ChunkedText:
     """One text's chunks: their vectors (chunks, dim), character spans into the text, and token counts."""
@@ -47,6 +56,12 @@ class ChunkedText:
             return np.zeros(self.embeddings.shape[1], dtype=np.float32)
         mean = (weights[:, None] * self.embeddings).sum(axis=0) / weights.sum()
         return l2_normalize(mean[None])[0] if self.normalized else mean.astype(np.float32)
+
+
+def whole_encodings(model: SentenceTransformer, texts: Sequence[str]) -> list[Encoding]:
+    """Each text's tokens, special tokens included, however long (no truncation): what late chunking runs, and
+    what chunking a text costs."""
+    return [windows[0] for windows in model.tokenizer_wrapper.windows(texts, None, 0)]
 
 
 def _content(encoding: Encoding) -> np.ndarray:
@@ -98,16 +113,18 @@ def encode_chunks(
     wrapper = model.tokenizer_wrapper
     size = model.max_seq_length if chunk_size is None else check_int(chunk_size, "chunk_size")
     if size is None:
-        raise LightembedValueError("This model has no max_seq_length to chunk by; pass chunk_size (tokens per chunk).")
+        raise ChunkingError("This model has no max_seq_length to chunk by; pass chunk_size (tokens per chunk).",
+                            "chunk_size")
     if isinstance(overlap, bool) or not isinstance(overlap, int) or overlap < 0:
-        raise LightembedValueError(f"overlap must be a non-negative integer of tokens, got {overlap!r}.")
-    wholes = [windows[0] for windows in wrapper.windows(texts, None, 0)]
+        raise ChunkingError(f"overlap must be a non-negative integer of tokens, got {overlap!r}.", "overlap")
+    wholes = whole_encodings(model, texts)
     specials = max((len(e.ids) - len(_content(e)) for e in wholes), default=0)
     span = size - specials
     if span < 1 or overlap >= span:
-        raise LightembedValueError(
+        raise ChunkingError(
             f"chunk_size={size} leaves {span} text tokens per chunk beside the {specials} special tokens; overlap "
-            f"({overlap}) must be smaller than that."
+            f"({overlap}) must be smaller than that.",
+            "overlap" if span >= 1 else "chunk_size",
         )
     normalized = normalize_embeddings or model.config.has_normalize
     if late_chunking:
@@ -149,15 +166,16 @@ def _late(model: SentenceTransformer, wholes: list[Encoding], span: int, overlap
     """Each text run whole once; each chunk the mean of its span's token embeddings, then the modules after
     pooling."""
     if model.tokenizer_wrapper.drop_ids:  # its token positions move at padding; a static table has no context
-        raise LightembedValueError("Late chunking needs a model whose tokens see each other; for this static model, windows "
-                         "(late_chunking=False) give the same vectors.")  # fmt: skip
+        raise ChunkingError("Late chunking needs a model whose tokens see each other; for this static model, windows "
+                            "(late_chunking=False) give the same vectors.", "late_chunking")  # fmt: skip
     limit = model.tokenizer_wrapper.limit
     for i, encoding in enumerate(wholes):
         if limit is not None and len(encoding.ids) > limit:
-            raise LightembedValueError(
+            raise ChunkingError(
                 f"inputs[{i}] has {len(encoding.ids)} tokens, more than this model's {limit} positions: late chunking "
                 "runs the whole text at once. Chunk it into windows (late_chunking=False), or use a model with "
-                "longer positions."
+                "longer positions.",
+                f"inputs[{i}]",
             )
     out: list[Any] = [None] * len(wholes)
     for idx in model.plan(wholes, batch_size):

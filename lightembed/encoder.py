@@ -24,12 +24,11 @@ from lightembed.inputs import (
     check_truncate_dim,
     pop_legacy,
     take_sentences,
-    take_task_options,
 )
 from lightembed.modality import TextOnly, modality_of
 from lightembed.modules import SENTENCE, TOKENS, l2_normalize, run_modules
 from lightembed.pooling import POOLED_METADATA_KEY, POOLED_OUTPUT, exclude_prompt, first_real_tokens, pool
-from lightembed.router import RouterConfig, read_router, route_folder
+from lightembed.router import RouterConfig, read_router, split_routes
 from lightembed.static import tokenizer_rules
 from lightembed.tokenize import Batch
 
@@ -93,13 +92,11 @@ class SentenceTransformer(EmbeddingModel):
         self.routes: dict[str, SentenceTransformer] = {}
         """A Router model's other routes, each a model of its own; this model runs the default route."""
         if self.router is not None:
-            views = {route: route_folder(self.router, route, self) for route in self.router.routes}
-            default = self.router.resolve(None)  # the route a text without a task takes (an error if none)
-            model_name_or_path = views[default]
             shared: dict[str, Any] = dict(device=device, providers=providers, threads=threads, truncate_dim=truncate_dim,
                           backend=backend, max_batch_tokens=max_batch_tokens, verify=verify, preoptimized=preoptimized,
                           spinning=spinning)  # fmt: skip
-            self.routes = {route: SentenceTransformer(view, **shared) for route, view in views.items() if route != default}
+            model_name_or_path, self.routes = split_routes(self.router, self,
+                                                           lambda view: SentenceTransformer(view, **shared))
         super().__init__(
             model_name_or_path,
             device,
@@ -247,31 +244,6 @@ class SentenceTransformer(EmbeddingModel):
             return self._after_pooling(self._graph(batch.as_dict(), POOLED_OUTPUT))
         return self._sentence_embeddings(self._graph(batch.as_dict()), batch.attention_mask, prompt_length)
 
-    def encode_query(self, inputs: str | Sequence[str] | None = None, prompt_name: str | None = None,
-                     prompt: str | None = None, **kwargs: Any) -> Any:  # fmt: skip
-        """encode() with task "query" (a Router's query route) and the "query" prompt when the model has one and no
-        prompt was given."""
-        kwargs.setdefault("task", "query")
-        return super().encode_query(inputs, prompt_name, prompt, **kwargs)
-
-    def encode_document(self, inputs: str | Sequence[str] | None = None, prompt_name: str | None = None,
-                        prompt: str | None = None, **kwargs: Any) -> Any:  # fmt: skip
-        """encode() with task "document" (a Router's document route) and the first of the "document", "passage",
-        "corpus" prompts the model has, when no prompt was given (sentence-transformers' fallback)."""
-        kwargs.setdefault("task", "document")
-        return super().encode_document(inputs, prompt_name, prompt, **kwargs)
-
-    def state_without_graph(self) -> dict[str, Any]:
-        """See BaseModel.state_without_graph; a Router model's routes are models of their own, refused here."""
-        if self.router is not None:
-            from lightembed.unsupported import NotSupportedError
-
-            raise NotSupportedError(
-                "A Router model runs several models, and a pool sends one: start the pool on the route you encode "
-                f"with ({sorted(self.router.routes)}; `model.routes[name]`, the default route is the model itself)."
-            )
-        return super().state_without_graph()
-
     def forward_tokens(self, batch: Batch) -> np.ndarray:
         """The token embeddings (rows, tokens, hidden) of one padded batch, before pooling (stage 4's first half)."""
         if self.config.is_clip:
@@ -402,17 +374,14 @@ class SentenceTransformer(EmbeddingModel):
         (`pip install 'lightembed[images]'`); prompts apply to texts only.
         """
         inputs = take_sentences(inputs, kwargs)
-        task = kwargs.get("task")  # a Router's route; other models have one route and ignore it
-        take_task_options(kwargs)
-        if self.router is not None:
-            route = self.router.resolve(task)
-            if route in self.routes:
-                return self.routes[route].encode(
-                    inputs, prompt_name=prompt_name, prompt=prompt, batch_size=batch_size,
-                    show_progress_bar=show_progress_bar, output_value=output_value, precision=precision,
-                    convert_to_numpy=convert_to_numpy, convert_to_tensor=convert_to_tensor, device=device,
-                    normalize_embeddings=normalize_embeddings, truncate_dim=truncate_dim, **kwargs,
-                )  # fmt: skip
+        route = self._other_route(kwargs)
+        if route is not None:
+            return route.encode(
+                inputs, prompt_name=prompt_name, prompt=prompt, batch_size=batch_size,
+                show_progress_bar=show_progress_bar, output_value=output_value, precision=precision,
+                convert_to_numpy=convert_to_numpy, convert_to_tensor=convert_to_tensor, device=device,
+                normalize_embeddings=normalize_embeddings, truncate_dim=truncate_dim, **kwargs,
+            )  # fmt: skip
         pool, chunk_size = kwargs.pop("pool", None), kwargs.pop("chunk_size", None)
         if self._uses_pool(pool, device):
             from lightembed.pool import encode_embeddings

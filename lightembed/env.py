@@ -37,6 +37,8 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("LIGHTEMBED_HTTP", "lightembed serve --http", "uvicorn's HTTP parser: auto, h11 or httptools"),
     Variable("LIGHTEMBED_<FLAG>", "lightembed serve --<flag>",
              "every flag of `lightembed serve` (LIGHTEMBED_PORT, LIGHTEMBED_API_KEY, ...)"),  # fmt: skip
+    Variable("LIGHTEMBED_EXPORT_TUNE", "lightembed-export --tune / --no-tune",
+             "the exporter's default: 0 skips timing the backends on the exporting machine"),  # fmt: skip
     Variable("LIGHTEMBED_SLOW", "pytest -m slow", "tests only: 1 runs the slow tests"),
 )
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from lightembed.clip import vision_file_name
 from lightembed.config import read_modules, read_static_layout
 from lightembed.errors import LightembedTypeError, LightembedValueError
-from lightembed.static import STATIC_MODULE, TABLE_FILE
+from lightembed.static import STATIC_MODULE, TABLE_FILE, sparse_static_dir
 
 # Everything a runtime needs from a repo except weights: configs, tokenizer files, module folders' configs
 # and Dense weights (module folders hold safetensors; the transformer's own weights sit at the root).
@@ -37,6 +37,9 @@ def find_onnx_file(folder: Path, file_name: str | None, source: str | None = Non
         static = read_static_layout(folder)
         if static is not None:
             return static.table
+        weights = sparse_static_dir(read_modules(folder))
+        if weights is not None:  # a sparse table of token weights
+            return weights / TABLE_FILE
     for candidate in onnx_candidates(file_name):
         if (folder / candidate).is_file():
             return folder / candidate

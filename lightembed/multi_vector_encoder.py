@@ -23,6 +23,7 @@ from typing import Any, ClassVar, Literal, Sequence
 import numpy as np
 from tokenizers import Tokenizer as HFTokenizer
 
+from lightembed import bge_m3
 from lightembed import maxsim as scoring
 from lightembed.base import EmbeddingModel, ModelSetup
 from lightembed.config import (
@@ -34,6 +35,7 @@ from lightembed.config import (
     read_transformer_settings,
 )
 from lightembed.errors import LightembedTypeError, LightembedValueError
+from lightembed.graphs.protocol import last_dim
 from lightembed.inputs import as_text_list, check_batch_size, check_int, take_sentences
 from lightembed.modules import TOKENS, l2_normalize, run_modules
 from lightembed.multi_vector import (
@@ -124,6 +126,9 @@ class MultiVectorEncoder(EmbeddingModel):
                 "(MultiVectorEncoder(path).save(new_path)), which converts it, and export new_path."
             )
         entries = read_modules(folder)
+        self._colbert_head = bge_m3.has_heads(self._graph)
+        if self._colbert_head and entries is not None:  # BGE-M3: the graph's ColBERT output, normalized already
+            entries = [entry for entry in entries if entry[0] == "Transformer"]
         if entries is None:
             raise LightembedValueError(
                 f"{folder} has no modules.json: a MultiVectorEncoder needs the folder sentence-transformers 6 saves "
@@ -153,8 +158,8 @@ class MultiVectorEncoder(EmbeddingModel):
                     "that the tokenizer does not have."
                 )
         prompts, default_prompt_name, similarity_fn_name = read_model_settings(folder)
-        if similarity_fn_name not in SIMILARITY_FN_NAMES:
-            similarity_fn_name = None  # a legacy cosine/dot falls back to MaxSim, as in 6.2
+        if similarity_fn_name not in SIMILARITY_FN_NAMES:  # a legacy cosine/dot falls back to MaxSim, as in 6.2;
+            similarity_fn_name = "meanmaxsim" if self._colbert_head else None  # BGE-M3 scores by the mean MaxSim
         return ModelSetup(transformer_dir, self.settings, prompts, default_prompt_name, similarity_fn_name)
 
     # ----- properties sentence-transformers users read ---------------------------------------------
@@ -190,6 +195,8 @@ class MultiVectorEncoder(EmbeddingModel):
 
     def get_embedding_dimension(self) -> int | None:
         """The width of each token vector encode() returns."""
+        if self._colbert_head:
+            return last_dim(self._graph.output_shape(bge_m3.COLBERT_OUTPUT))
         dims = [m.out_features for m in self.modules.token_modules if hasattr(m, "out_features")]
         if dims:
             return dims[-1]
@@ -209,11 +216,7 @@ class MultiVectorEncoder(EmbeddingModel):
         if max_length is None or max_length == base.max_length:
             return base
         if max_length not in self._task_tokenizers:
-            limit = base.limit
-            self._task_tokenizers[max_length] = Tokenizer(
-                HFTokenizer.from_str(base.backend.to_str()), min(max_length, limit) if limit else max_length,
-                pad_id=base.pad_id, padding_side=base.padding_side, do_lower_case=base.do_lower_case, limit=limit,
-            )  # fmt: skip
+            self._task_tokenizers[max_length] = base.truncating_at(max_length)
         return self._task_tokenizers[max_length]
 
     def _task_length(self, task: str | None, processing_kwargs: dict[str, Any] | None) -> int | None:
@@ -230,6 +233,9 @@ class MultiVectorEncoder(EmbeddingModel):
     def forward(self, batch: Batch, task: str | None = None, expansion: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """The features of one padded batch after the modules: token_embeddings (rows, seq, dim) and the scoring
         attention_mask (rows, seq) that MultiVectorMask leaves (expansion: the query expansion positions)."""
+        if self._colbert_head:  # BGE-M3's vectors leave out the CLS token: the mask's first column goes too
+            tokens = self._graph(batch.as_dict(), bge_m3.COLBERT_OUTPUT)
+            return {TOKENS: tokens, "attention_mask": batch.attention_mask[:, 1:].astype(bool)}
         features = run_modules(self.modules.token_modules, {TOKENS: self._graph(batch.as_dict())})
         mask = self.modules.mask or ScoringMask(skiplist_tasks=())
         if self.modules.mask is None:

@@ -20,7 +20,7 @@ import tempfile
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 from lightembed.config import read_modules
 from lightembed.errors import LightembedValueError
@@ -33,6 +33,7 @@ TEXT = "text"
 _REPLACED = ("modules.json", "config_sentence_transformers.json", "README.md")
 
 ModuleEntry = tuple[str, Path, str]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,24 @@ def route_folder(config: RouterConfig, route: str, owner: object) -> Path:
     if first is not None and (first / "modules.json").is_file():
         return first
     return route_view(config, route, owner)
+
+
+def split_routes(config: RouterConfig, owner: object, load: Callable[[Path], T]) -> tuple[Path, dict[str, T]]:
+    """(the folder the default route loads from, every other route loaded by `load(folder)`): a Router model is its
+    default route, holding the others as models of their own (`model.routes`)."""
+    views = {route: route_folder(config, route, owner) for route in config.routes}
+    default = config.resolve(None)  # the route a text without a task takes (an error if none)
+    return views[default], {route: load(view) for route, view in views.items() if route != default}
+
+
+def pool_refusal(config: RouterConfig) -> Exception:
+    """The error a Router model gives a multi-process pool, which sends one model."""
+    from lightembed.unsupported import NotSupportedError
+
+    return NotSupportedError(
+        "A Router model runs several models, and a pool sends one: start the pool on the route you encode "
+        f"with ({sorted(config.routes)}; `model.routes[name]`, the default route is the model itself)."
+    )
 
 
 def route_view(config: RouterConfig, route: str, owner: object | None) -> Path:

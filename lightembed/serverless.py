@@ -13,7 +13,8 @@ loads the source.
 - Cloud Functions: `functions-framework --source main.py --target embeddings` with `main.py` holding
   `from lightembed.serverless import cloud_function as embeddings`.
 
-Requests are parsed, run and answered by `lightembed.server.protocol`, the same code `lightembed serve` uses.
+Requests are parsed, run and answered by `lightembed.server.protocol`, the same code `lightembed serve` uses (so
+`chunking`, for inputs longer than the model, works here too).
 """
 
 from __future__ import annotations
@@ -94,8 +95,7 @@ def respond(raw: bytes | str | Mapping[str, Any]) -> tuple[int, dict[str, Any]]:
         else:
             body = protocol.read_json(raw)
         request = protocol.parse_embeddings_request(body, _models)
-        vectors, tokens = protocol.embed(request, _models[request.model])
-        return 200, protocol.embeddings_response(request, vectors, tokens)
+        return 200, protocol.answer(request, _models[request.model])
     except protocol.ApiError as exc:
         return exc.status, exc.openai_body()
     except NonFiniteOutput as exc:  # damaged weights: an error, never a vector

@@ -23,7 +23,7 @@ from typing import Any, ClassVar, Literal, Sequence, overload
 
 import numpy as np
 
-from lightembed import sparse
+from lightembed import bge_m3, sparse
 from lightembed.base import SIMILARITY_NAMES, EmbeddingModel, ModelSetup
 from lightembed.config import (
     TransformerSettings,
@@ -33,8 +33,10 @@ from lightembed.config import (
     read_transformer_settings,
 )
 from lightembed.errors import LightembedTypeError, LightembedValueError
-from lightembed.inputs import as_text_list, check_batch_size, check_int, pop_legacy, take_sentences, take_task_options
+from lightembed.inputs import as_text_list, check_batch_size, check_int, pop_legacy, take_sentences
+from lightembed.router import RouterConfig, read_router, split_routes
 from lightembed.sparse import SparseEmbeddings, SparseVector
+from lightembed.static import SPARSE_STATIC_MODULE, sparse_static_dir, tokenizer_max_length
 from lightembed.tokenize import Batch
 
 __all__ = ["SparseEncoder", "SparseEmbeddings", "SparseVector"]
@@ -58,6 +60,8 @@ class SpladeConfig:
     prompts: dict[str, str] = field(default_factory=dict)
     default_prompt_name: str | None = None
     similarity_fn_name: str | None = None
+    static: bool = False
+    """A SparseStaticEmbedding (a weight per token, no transformer): the graph gives each text's weights itself."""
 
 
 def load_splade_config(folder: str | Path) -> SpladeConfig:
@@ -69,6 +73,17 @@ def load_splade_config(folder: str | Path) -> SpladeConfig:
     pooling: dict[str, Any] | None = None
     transformer_dir: Path | None = None
     entries = read_modules(folder)
+    weights_dir = sparse_static_dir(entries)
+    if weights_dir is not None:
+        assert entries is not None
+        if len(entries) > 1:
+            raise LightembedValueError(
+                f"{modules_path} lists modules after its {SPARSE_STATIC_MODULE}; lightembed runs that module alone."
+            )
+        prompts, default_prompt_name, similarity_fn_name = read_model_settings(folder)
+        settings = TransformerSettings(tokenizer_max_length(weights_dir), False, None, None)
+        return SpladeConfig(folder, weights_dir, settings, prompts=prompts, default_prompt_name=default_prompt_name,
+                            similarity_fn_name=similarity_fn_name, static=True)  # fmt: skip
     if entries is not None:
         for kind, path, type_name in entries:
             if kind in ("Transformer", "MLMTransformer"):
@@ -141,6 +156,26 @@ def splade_pool(
     return logits.sum(axis=1, dtype=np.float32)
 
 
+def _bge_m3_config(folder: Path) -> tuple[SpladeConfig, np.ndarray]:
+    """A BGE-M3 folder as a sparse encoder (its lexical weights: max over tokens, no activation on top) and the
+    token ids its lexical weights leave out."""
+    entries = read_modules(folder) or []
+    transformer_dir = next((path for kind, path, _ in entries if kind == "Transformer"), folder)
+    hf = read_json(transformer_dir / "config.json")
+    vocab = hf.get("vocab_size") if isinstance(hf.get("vocab_size"), int) else None
+    from tokenizers import Tokenizer as HFTokenizer
+
+    backend = HFTokenizer.from_file(str(transformer_dir / "tokenizer.json"))
+    config = SpladeConfig(folder, transformer_dir, read_transformer_settings(transformer_dir, folder), "max", "relu", vocab)
+    return config, bge_m3.special_token_ids(transformer_dir, backend.token_to_id)
+
+
+def _scatter(ids: np.ndarray, weights: np.ndarray, size: int) -> np.ndarray:
+    row = np.zeros(size, dtype=np.float32)
+    row[ids] = weights
+    return row
+
+
 def _top_active(pooled_row: np.ndarray, k: int | None) -> tuple[np.ndarray, np.ndarray]:
     idx = np.flatnonzero(pooled_row > 0)
     vals = pooled_row[idx]
@@ -187,7 +222,7 @@ class SparseEncoder(EmbeddingModel):
         processor_kwargs: dict[str, Any] | None = None,
         config_kwargs: dict[str, Any] | None = None,
         model_card_data: Any = None,
-        backend: str = "onnx",
+        backend: str | None = "onnx",
         similarity_fn_name: str | None = None,
         max_active_dims: int | None = None,
         file_name: str | None = None,
@@ -207,6 +242,20 @@ class SparseEncoder(EmbeddingModel):
         del config_kwargs, model_card_data, trust_remote_code  # nothing to configure or run in an exported graph
         self.max_active_dims = _check_max_active_dims(max_active_dims)
         self.max_logits_bytes = max_logits_bytes
+        local = Path(model_name_or_path) if isinstance(model_name_or_path, (str, Path)) else None
+        self.router: RouterConfig | None = read_router(local) if local is not None and local.is_dir() else None
+        """A Router model's routes (lightembed.router), e.g. inference-free SPLADE: a SparseStaticEmbedding for
+        queries, a SPLADE transformer for documents; None for any other model."""
+        self.routes: dict[str, SparseEncoder] = {}
+        """A Router model's other routes, each a model of its own; this model runs the default route."""
+        if self.router is not None:
+            shared: dict[str, Any] = dict(device=device, providers=providers, threads=threads, backend=backend,
+                          max_active_dims=max_active_dims, max_logits_bytes=max_logits_bytes,
+                          max_batch_tokens=max_batch_tokens, verify=verify, preoptimized=preoptimized,
+                          spinning=spinning)  # fmt: skip
+            model_name_or_path, self.routes = split_routes(self.router, self, lambda view: SparseEncoder(view, **shared))
+        elif backend == "onnx" and local is not None and local.is_dir() and sparse_static_dir(read_modules(local)):
+            backend = None  # the default names the graph runtime; a table of token weights runs in NumPy
         max_length = None
         if processor_kwargs and processor_kwargs.get("model_max_length") is not None:
             max_length = processor_kwargs["model_max_length"]
@@ -232,9 +281,19 @@ class SparseEncoder(EmbeddingModel):
             spinning=spinning,
         )
         self._vocab_size = self._find_vocab_size()
+        if self.config.static:  # SparseStaticEmbedding tokenizes without special tokens
+            self.tokenizer_wrapper.set_rules(add_special_tokens=False, offsets=False)
 
     def _setup(self) -> ModelSetup:
+        self._lexical_ids: np.ndarray | None = None
+        if bge_m3.has_heads(self._graph):  # BGE-M3: its lexical weights are the sparse embeddings
+            self.config, self._lexical_ids = _bge_m3_config(self.model_dir)
+            c = self.config
+            return ModelSetup(c.transformer_dir, c.settings, c.prompts, c.default_prompt_name, c.similarity_fn_name)
         self.config = load_splade_config(self.model_dir)
+        c = self.config
+        if c.static:
+            return ModelSetup(c.transformer_dir, c.settings, c.prompts, c.default_prompt_name, c.similarity_fn_name)
         name, shape = self._graph.output_name, self._graph.output_shape()
         if shape is not None and len(shape) != 3:
             raise LightembedValueError(
@@ -250,7 +309,7 @@ class SparseEncoder(EmbeddingModel):
         return ModelSetup(c.transformer_dir, c.settings, c.prompts, c.default_prompt_name, c.similarity_fn_name)
 
     def _find_vocab_size(self) -> int | None:
-        if self._graph.output_width is not None:
+        if self._graph.output_width is not None and self._lexical_ids is None:
             return int(self._graph.output_width)
         if self.config.embedding_dimension:
             return self.config.embedding_dimension
@@ -283,6 +342,13 @@ class SparseEncoder(EmbeddingModel):
     def forward(self, batch: Batch, max_active_dims: int | None = None) -> list[SparseVector]:
         """Sparse embeddings of one padded batch, one SparseVector per row (the `max_active_dims` largest
         weights), run in sub-batches whose logits stay under `max_logits_bytes`."""
+        if self._lexical_ids is not None:
+            weights = self._graph(batch.as_dict(), bge_m3.SPARSE_OUTPUT)
+            vocab = int(self._vocab_size or 0)
+            return [
+                SparseVector(*_top_active(_scatter(ids, w, vocab), max_active_dims), vocab)
+                for ids, w in bge_m3.lexical_rows(weights, batch.input_ids, batch.lengths, self._lexical_ids)
+            ]
         budget = self.max_logits_bytes
         if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
             raise LightembedValueError(f"max_logits_bytes must be a positive integer, got {budget!r}.")
@@ -293,6 +359,9 @@ class SparseEncoder(EmbeddingModel):
         # Logits of one run: rows x width x vocab float32. An unknown vocab runs one row first to learn it.
         step = max(1, budget // (width * dim * 4)) if dim else 1
         rows: list[SparseVector] = []
+        if self.config.static:  # a table of token weights: (rows, vocab) already
+            weights = self._graph(arrays)
+            return [SparseVector(*_top_active(row, max_active_dims), weights.shape[1]) for row in weights]
         start = 0
         while start < n_rows:
             stop = min(n_rows, start + step)
@@ -395,7 +464,14 @@ class SparseEncoder(EmbeddingModel):
         the k largest weights per text (default: the model's). `save_to_cpu` has no effect (results are NumPy).
         """
         inputs = take_sentences(inputs, kwargs)
-        take_task_options(kwargs)  # routing by task needs a Router module, which SPLADE models don't have
+        route = self._other_route(kwargs)
+        if route is not None:
+            return route.encode(
+                inputs, prompt_name=prompt_name, prompt=prompt, batch_size=batch_size,
+                show_progress_bar=show_progress_bar, convert_to_tensor=convert_to_tensor,
+                convert_to_sparse_tensor=convert_to_sparse_tensor, device=device, max_active_dims=max_active_dims,
+                pool=pool, chunk_size=chunk_size, **kwargs,
+            )  # fmt: skip
         del save_to_cpu
         if self._uses_pool(pool, device):
             from lightembed.pool import encode_sparse

@@ -26,6 +26,9 @@ from lightembed.safetensors_io import tensor_names
 
 TABLE_FILE = "model.safetensors"
 STATIC_MODULE = "StaticEmbedding"
+SPARSE_STATIC_MODULE = "SparseStaticEmbedding"
+"""sentence-transformers' sparse table: one weight per vocabulary token (e.g. IDF), the query side of inference-free
+SPLADE models (lightembed.sparse_encoder)."""
 MODEL2VEC: Literal["model2vec"] = "model2vec"
 SENTENCE_TRANSFORMERS: Literal["sentence-transformers"] = "sentence-transformers"
 MODEL2VEC_MAX_LENGTH = 512  # model2vec's default when config.json does not set max_length
@@ -136,3 +139,23 @@ def tokenizer_rules(layout: StaticLayout, tokenizer: Any) -> dict[str, Any]:
         "drop_ids": frozenset() if unk is None else frozenset({unk}),
         "chars_per_token": median_token_length(tokenizer),
     }
+
+
+def sparse_static_dir(modules: list[ModuleEntry] | None) -> Path | None:
+    """The SparseStaticEmbedding module folder of a folder whose first module it is (its modules.json entries
+    `modules`), or None."""
+    if not modules or modules[0][0] != SPARSE_STATIC_MODULE:
+        return None
+    if not (modules[0][1] / TABLE_FILE).is_file():
+        raise FileNotFoundError(
+            f"{modules[0][1]} is a {SPARSE_STATIC_MODULE} module but its {TABLE_FILE} is missing: the token weights "
+            "must be a safetensors file (pytorch_model.bin cannot be read without torch)."
+        )
+    return modules[0][1]
+
+
+def tokenizer_max_length(module_dir: Path) -> int | None:
+    """The truncation a transformers tokenizer applies with truncation=True: tokenizer_config.json's
+    model_max_length (None when unset or transformers' "no limit" placeholder)."""
+    value = read_json(module_dir / "tokenizer_config.json").get("model_max_length")
+    return value if isinstance(value, int) and not isinstance(value, bool) and 0 < value < 10**9 else None

@@ -177,6 +177,17 @@ class Tokenizer:
         """The underlying `tokenizers.Tokenizer`."""
         return self._tokenizer
 
+    def truncating_at(self, max_length: int | None) -> "Tokenizer":
+        """This tokenizer if it truncates at `max_length` already (or `max_length` is None), else a copy that does
+        (at most the model's positions), with the same padding; the copy shares nothing mutable with it."""
+        if max_length is None or max_length == self.max_length:
+            return self
+        limit = self.limit
+        return Tokenizer(
+            HFTokenizer.from_str(self._tokenizer.to_str()), min(max_length, limit) if limit else max_length,
+            pad_id=self.pad_id, padding_side=self.padding_side, do_lower_case=self.do_lower_case, limit=limit,
+        )  # fmt: skip
+
     def encode(self, texts: Sequence[TextInput]) -> list[Encoding]:
         """Tokenize texts (or text pairs), truncated and unpadded."""
         if self.do_lower_case:

@@ -1,7 +1,14 @@
 """Render the README's model-family coverage table from the family matrix test's output.
 
+    .venv/bin/python scripts/coverage_table.py --run      # the matrix test on the default (6.x) stack, then the table
+
+which is the two steps
+
     python -m pytest -q tests/test_family_matrix.py      # writes work/family_matrix.json
     python scripts/coverage_table.py                      # README.md table + export/family_matrix.json
+
+`--run` runs the whole matrix test with this interpreter (so `.venv`'s, sentence-transformers 6.x) and renders the
+table only when every row passed: a partial run would leave rows out.
 
 The table goes between the README's `<!-- family-coverage:start -->` and `<!-- family-coverage:end -->` lines; the
 JSON it came from is kept as export/family_matrix.json. `--check` only says whether the README matches the JSON.
@@ -11,7 +18,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -78,7 +87,7 @@ def _openvino(row: dict[str, Any]) -> str:
 
 def render(data: dict[str, Any]) -> str:
     """The markdown table (with a line on where it comes from) for the matrix JSON `data`."""
-    versions = ", ".join(f"{k} {v}" for k, v in data["versions"].items())
+    versions = ", ".join(f"{k} {v}" for k, v in data["versions"].items() if v is not None)  # optimum: 5.x only
     lines = [
         "| family | example checkpoints | architecture | modules | fp32 | optimized | int8 (mean / min cos) | CUDA |",
         "|---|---|---|---|---|---|---|---|",
@@ -118,7 +127,9 @@ def render(data: dict[str, Any]) -> str:
         "Cross-encoders: scores of text pairs, max |difference| to sentence-transformers' CrossEncoder (int8: and "
         "Pearson); causal-LM rerankers: LogitScore scores (yes - no logits at the last token), their OpenVINO drift "
         "beside int8. Static embeddings: no export, the runtime reads the folder each library saves (NumPy over the "
-        f"memory-mapped table), compared with that library. {versions}.{image_note}{stack_note}",
+        f"memory-mapped table), compared with that library. {versions}.{image_note}{stack_note} Regenerate with "
+        "`.venv/bin/python scripts/coverage_table.py --run` (the whole matrix test on the default stack, then this "
+        "table).",
     ]
     return "\n".join(lines)
 
@@ -137,7 +148,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=ROOT / "work" / "family_matrix.json", help="the test's output")
     parser.add_argument("--readme", type=Path, default=ROOT / "README.md")
     parser.add_argument("--check", action="store_true", help="exit 1 if the README's table differs from the JSON's")
+    parser.add_argument("--run", action="store_true",
+                        help="first run tests/test_family_matrix.py with this Python, writing --json")
     args = parser.parse_args(argv)
+    if args.run:
+        env = {**os.environ, "LIGHTEMBED_MATRIX_JSON": str(args.json.resolve())}
+        test = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_family_matrix.py"]
+        if subprocess.run(test, cwd=ROOT, env=env, check=False).returncode != 0:
+            print("the family matrix test failed: the table is left as it was", file=sys.stderr)
+            return 1
     data = json.loads(args.json.read_text(encoding="utf-8"))
     readme = args.readme.read_text(encoding="utf-8")
     updated = replace_section(readme, render(data))

@@ -13,6 +13,8 @@ if str(ROOT) not in sys.path:
 import os  # noqa: E402
 
 os.environ.setdefault("LIGHTEMBED_BACKEND", "onnx")
+# Exports in tests skip timing the backends (seconds each, dozens of exports); tests/test_tune.py tests the default.
+os.environ.setdefault("LIGHTEMBED_EXPORT_TUNE", "0")
 # OpenVINO's compiled-model cache in a folder of this test run, not the user's ~/.cache: a cache filled by other
 # processes' runs once made OpenVINO crash in infer (issue 22's notes), and tests must not depend on what is there.
 import tempfile  # noqa: E402

@@ -175,11 +175,12 @@ def save_st(
 # ----- one builder per family: (folder, seed) -> transformers checkpoint folder -----------------------------------
 
 
-def bert(folder: Path, seed: int = 0) -> Path:
-    from transformers import BertConfig, BertModel
+def bert(folder: Path, seed: int = 0, head: str = "BertModel") -> Path:
+    """A tiny BERT; `head` BertForMaskedLM gives a SPLADE document encoder's transformer."""
+    import transformers
 
     vocab = write_wordpiece_tokenizer(folder)
-    config = BertConfig(
+    config = transformers.BertConfig(
         initializer_range=INIT_RANGE,
         vocab_size=vocab, hidden_size=HIDDEN, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
         max_position_embeddings=128,
@@ -187,7 +188,7 @@ def bert(folder: Path, seed: int = 0) -> Path:
     import torch
 
     torch.manual_seed(seed)
-    _save_transformer(BertModel(config), folder, seed)
+    _save_transformer(getattr(transformers, head)(config), folder, seed)
     return folder
 
 
@@ -566,6 +567,29 @@ FAMILIES: tuple[Family, ...] = (
 
 
 
+BGE_M3_FAMILY = "BGE-M3: dense + sparse + multi-vector"
+BGE_M3_EXAMPLES = "bge-m3"
+BGE_M3_COLBERT_DIM = HIDDEN
+"""colbert_linear is Linear(hidden, hidden) in BAAI/bge-m3 (FlagEmbedding's colbert_dim=-1)."""
+
+
+def bge_m3(folder: Path, seed: int = 0) -> Path:
+    """A BAAI/bge-m3-style folder: a tiny XLM-R wrapped as a SentenceTransformer (CLS pooling, Normalize,
+    max_seq_length 24), with FlagEmbedding's two heads beside it as torch state dicts of nn.Linear:
+    sparse_linear.pt (hidden -> 1) and colbert_linear.pt (hidden -> hidden), seeded."""
+    import torch
+
+    saved = Family(BGE_M3_FAMILY, xlm_roberta, "cls", BGE_M3_EXAMPLES).make(folder, seed)
+    torch.manual_seed(seed + 7)
+    sparse = torch.nn.Linear(HIDDEN, 1)
+    colbert = torch.nn.Linear(HIDDEN, BGE_M3_COLBERT_DIM)
+    with torch.no_grad():
+        sparse.bias.fill_(0.05)  # so that some tokens weigh nothing (relu) and others do
+    torch.save(sparse.state_dict(), saved / "sparse_linear.pt")
+    torch.save(colbert.state_dict(), saved / "colbert_linear.pt")
+    return saved
+
+
 @dataclass(frozen=True)
 class CrossFamily:
     """A cross-encoder family of the matrix: a sequence-classification head (1 label) saved by
@@ -697,10 +721,11 @@ LLM_RERANKERS: tuple[LLMRerankerFamily, ...] = (
 STATIC_FAMILIES = ("Static embeddings (sentence-transformers)", "Static embeddings (model2vec)")
 """Rows run by the runtime straight from the folder, no export (tests/test_family_matrix.py)."""
 ROUTER_FAMILY = "Router: static queries, BERT documents"
+SPARSE_ROUTER_FAMILY = "Router: inference-free SPLADE (sparse static queries, SPLADE documents)"
 
 MATRIX_ROWS: tuple[str, ...] = (
-    *(f.name for f in FAMILIES), CLIP_FAMILY, *(f.name for f in CROSS_ENCODERS), *(f.name for f in LLM_RERANKERS),
-    *STATIC_FAMILIES, ROUTER_FAMILY,
+    *(f.name for f in FAMILIES), BGE_M3_FAMILY, CLIP_FAMILY, *(f.name for f in CROSS_ENCODERS),
+    *(f.name for f in LLM_RERANKERS), *STATIC_FAMILIES, ROUTER_FAMILY, SPARSE_ROUTER_FAMILY,
 )
-"""The coverage table's rows in order: the text families, CLIP, the cross-encoders, the causal-LM rerankers, the static
-models, Router."""
+"""The coverage table's rows in order: the text families, BGE-M3, CLIP, the cross-encoders, the causal-LM rerankers,
+the static models, the Routers."""

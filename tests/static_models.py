@@ -94,6 +94,29 @@ def router_model(folder: Path, seed: int = 0) -> Path:
     return out
 
 
+def sparse_router(folder: Path, seed: int = 0) -> Path:
+    """An inference-free SPLADE model as sentence-transformers builds a SparseEncoder Router: queries through a
+    SparseStaticEmbedding (seeded positive weights, as IDF), documents through a tiny seeded BERT masked LM and
+    SpladePooling (max, relu); default route: document; saved by sentence-transformers."""
+    import torch
+    from sentence_transformers import SparseEncoder
+    from sentence_transformers.sparse_encoder.modules import Router, SparseStaticEmbedding, SpladePooling, Transformer
+    from transformers import AutoTokenizer
+
+    from tests.families import bert
+
+    hf = bert(folder / "mlm-hf", seed, head="BertForMaskedLM")
+    transformer = Transformer(str(hf), max_seq_length=24, transformer_task="fill-mask")
+    tokenizer = AutoTokenizer.from_pretrained(str(hf))
+    torch.manual_seed(seed)
+    weight = torch.rand(len(tokenizer.get_vocab())) + 0.1  # every token weighs something, as IDF does
+    query = SparseStaticEmbedding(tokenizer=tokenizer, weight=weight, frozen=True)
+    router = Router.for_query_document(query_modules=[query], document_modules=[transformer, SpladePooling("max")])
+    out = folder / "sparse-router"
+    SparseEncoder(modules=[router], device="cpu").save(str(out))
+    return out
+
+
 def static_router(folder: Path, seed: int = 0) -> Path:
     """A Router of two StaticEmbedding routes (query, document) then Normalize, saved by sentence-transformers."""
     import torch

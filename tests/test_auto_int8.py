@@ -31,6 +31,27 @@ def _broken_dynamic(real):
     return quantize_file
 
 
+def _constant_outputs(path):
+    """Rewrite the ONNX file at `path` so every output becomes x * 0 + 1: it no longer depends on the text."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(path))
+    for out in model.graph.output:
+        for node in model.graph.node:
+            node.output[:] = [f"{o}_pre" if o == out.name else o for o in node.output]
+        model.graph.node.extend(
+            [
+                helper.make_node("Mul", [f"{out.name}_pre", "broken_zero"], [f"{out.name}_zeroed"]),
+                helper.make_node("Add", [f"{out.name}_zeroed", "broken_one"], [out.name]),
+            ]
+        )
+    model.graph.initializer.extend(
+        [numpy_helper.from_array(np.float32(0), "broken_zero"), numpy_helper.from_array(np.float32(1), "broken_one")]
+    )
+    onnx.save(model, str(path))
+
+
 def _tiny(tmp_path):
     from tests.test_export import _tiny_st
 
@@ -76,28 +97,12 @@ def test_auto_writes_no_int8_file_when_no_recipe_passes(tmp_path, monkeypatch):
 
     def broken_rowwise(fp32):
         done = real_rowwise(fp32)
-        _broken_dynamic(lambda *a, **k: done)(fp32, None, None)
+        _constant_outputs(done.path)
         return done
 
-    def broken_weights(fp32):  # every output becomes x * 0 + 1: it no longer depends on the text
-        import onnx
-        from onnx import helper, numpy_helper
-
+    def broken_weights(fp32):
         done = real_weights(fp32)
-        model = onnx.load(str(done.path))
-        for out in model.graph.output:
-            for node in model.graph.node:
-                node.output[:] = [f"{o}_pre" if o == out.name else o for o in node.output]
-            model.graph.node.extend(
-                [
-                    helper.make_node("Mul", [f"{out.name}_pre", "broken_zero"], [f"{out.name}_zeroed"]),
-                    helper.make_node("Add", [f"{out.name}_zeroed", "broken_one"], [out.name]),
-                ]
-            )
-        model.graph.initializer.extend(
-            [numpy_helper.from_array(np.float32(0), "broken_zero"), numpy_helper.from_array(np.float32(1), "broken_one")]
-        )
-        onnx.save(model, str(done.path))
+        _constant_outputs(done.path)
         return done
 
     monkeypatch.setattr(quantizing, "quantize_rowwise_file", broken_rowwise)
@@ -118,7 +123,7 @@ def test_auto_keeps_a_passing_dynamic_file_only_when_no_batch_invariant_recipe_p
 
     def broken_rowwise(fp32):
         done = real_rowwise(fp32)
-        _broken_dynamic(lambda *a, **k: done)(fp32, None, None)
+        _constant_outputs(done.path)
         return done
 
     monkeypatch.setattr(quantizing, "quantize_rowwise_file", broken_rowwise)

@@ -44,6 +44,9 @@ def test_render_and_replace():
     table = script.render({**DATA, "rows": [ROW, clip], "refused": [refused]})
     assert "| CLIP | clip-ViT-B-32 | CLIPModel | towers | exact: drift 3e-13 | O2: drift 1e-08 " in table
     assert "| refused by the exporter | not run |" in table and "on 10 seeded images" in table
+    assert "scripts/coverage_table.py --run" in table
+    six = script.render({**DATA, "versions": {"torch": "2", "optimum": None}, "rows": [ROW], "refused": []})
+    assert "torch 2." in six and "optimum" not in six  # the 6.x stack has no optimum
     readme = f"a\n{script.START}\nold\n{script.END}\nb\n"
     assert script.replace_section(readme, table) == f"a\n{script.START}\n{table}\n{script.END}\nb\n"
     with pytest.raises(ValueError, match="family-coverage"):

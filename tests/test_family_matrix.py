@@ -358,10 +358,196 @@ def test_router_family_exports_exactly(tmp_path: Path) -> None:
     assert fp32 >= FP32_MIN_COS and optimized >= OPTIMIZED_MIN_COS, (fp32, optimized)
     quantized = files["quantized"]["metrics"]
     _rows[families.ROUTER_FAMILY] = {
-        "family": families.ROUTER_FAMILY, "examples": "static query + transformer document Routers, "
-        "inference-free SPLADE-style asymmetric models", "architecture": "Router (StaticEmbedding, BertModel)",
+        "family": families.ROUTER_FAMILY, "examples": "static query + transformer document Routers "
+        "(static-retrieval-style asymmetric models)", "architecture": "Router (StaticEmbedding, BertModel)",
         "modules": "query: static mean; document: mean; + Normalize", "pooling": "mean", "dense": False,
         "normalize": True, "prompts": False, "trust_remote_code": False,
+        "fp32": {"status": "exact", "min_cos": fp32},
+        "optimized": {"level": "O3", "status": "ok", "min_cos": optimized},
+        "int8": {"status": "reported", "mean_cos": quantized["mean_cosine"], "min_cos": quantized["min_cosine"]},
+    }  # fmt: skip
+
+
+def _flag_embedding_reference(src: Path, texts: list[str], max_length: int) -> dict[str, Any]:
+    """BGE-M3's three outputs by FlagEmbedding's formulas (written here from its M3Embedder, not imported), on
+    torch + transformers, one text at a time (no padding): dense = normalize(h[CLS]); lexical weights = per token
+    relu(sparse_linear(h)), cls/eos/pad/unk dropped, each token id's largest positive weight, keyed str(id);
+    colbert = normalize(colbert_linear(h[1:]))."""
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(src))
+    model = AutoModel.from_pretrained(str(src)).eval()
+    sparse = torch.load(str(src / "sparse_linear.pt"), weights_only=True)
+    colbert = torch.load(str(src / "colbert_linear.pt"), weights_only=True)
+    unused = {tokenizer.cls_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id, tokenizer.unk_token_id}
+    out: dict[str, Any] = {"dense": [], "lexical": [], "colbert": []}
+    with torch.no_grad():
+        for text in texts:
+            features = tokenizer([text], truncation=True, max_length=max_length, return_tensors="pt")
+            hidden = model(input_ids=features["input_ids"], attention_mask=features["attention_mask"]).last_hidden_state[0]
+            out["dense"].append(torch.nn.functional.normalize(hidden[0], dim=-1).numpy())
+            weights = torch.relu(hidden @ sparse["weight"].T + sparse["bias"])[:, 0].tolist()
+            lexical: dict[str, float] = {}
+            for token_id, weight in zip(features["input_ids"][0].tolist(), weights):
+                if token_id not in unused and weight > 0 and weight > lexical.get(str(token_id), 0.0):
+                    lexical[str(token_id)] = weight
+            out["lexical"].append(lexical)
+            vecs = hidden[1:] @ colbert["weight"].T + colbert["bias"]
+            out["colbert"].append(torch.nn.functional.normalize(vecs, dim=-1).numpy())
+    out["dense"] = np.stack(out["dense"])
+    out["vocab"] = int(model.config.vocab_size)
+    return out
+
+
+def _lexical_matrix(rows: list[dict[str, float]], vocab: int) -> np.ndarray:
+    matrix = np.zeros((len(rows), vocab))
+    for i, row in enumerate(rows):
+        for key, value in row.items():
+            matrix[i, int(key)] = value
+    return matrix
+
+
+def _bge_m3_drift(ref: dict[str, Any], got: dict[str, Any]) -> dict[str, float]:
+    """Min cosine of each output (lexical weights as vocabulary-sized vectors, ColBERT token by token) and the
+    largest lexical-weight difference; the same tokens must carry weight and every text the same vector count."""
+    assert [set(r) for r in got["lexical_weights"]] == [set(r) for r in ref["lexical"]]
+    assert [c.shape for c in got["colbert_vecs"]] == [c.shape for c in ref["colbert"]]
+    lexical_ref, lexical_got = _lexical_matrix(ref["lexical"], ref["vocab"]), _lexical_matrix(got["lexical_weights"], ref["vocab"])
+    return {
+        "dense": _min_cos(ref["dense"], np.asarray(got["dense_vecs"])),
+        "sparse": _min_cos(lexical_ref, lexical_got),
+        "sparse_max_abs": float(np.abs(lexical_ref - lexical_got).max()),
+        "colbert": _min_cos(np.concatenate(ref["colbert"]), np.concatenate(got["colbert_vecs"])),
+    }
+
+
+def test_bge_m3_exports_exactly(tmp_path: Path) -> None:
+    """BGE-M3 (XLM-R + sparse_linear.pt + colbert_linear.pt): one file with dense, sparse and multi-vector outputs
+    at fp32, O3 and int8; BGEM3Model.encode's three outputs and compute_score against FlagEmbedding's formulas on
+    torch, and SentenceTransformer / SparseEncoder / MultiVectorEncoder on the same folder each give their head."""
+    from lightembed_export import export_model
+
+    import lightembed
+
+    src = families.bge_m3(tmp_path / "st")
+    out = tmp_path / "onnx"
+    report = export_model(src, out, optimize=["O3"], quantize=[INT8], verbose=False)
+    assert all(entry["passed"] for entry in report["files"]), report["files"]
+    assert report["model"]["bge_m3"]["outputs"] == ["dense_vecs", "sparse_vecs", "colbert_vecs"]
+    assert not (out / "sparse_linear.pt").exists() and not (out / "colbert_linear.pt").exists()
+    files = {entry["kind"]: entry for entry in report["files"]}
+    max_length = 24
+    ref = _flag_embedding_reference(src, families.TEXTS, max_length)
+    assert sum(map(len, ref["lexical"])) > 0
+
+    def encode(file_name: str) -> dict[str, Any]:
+        model = lightembed.BGEM3Model(str(out), device="cpu", file_name=file_name)
+        return model.encode(families.TEXTS, batch_size=4, max_length=max_length, return_dense=True,
+                            return_sparse=True, return_colbert_vecs=True)  # fmt: skip
+
+    fp32 = _bge_m3_drift(ref, encode("onnx/model.onnx"))
+    assert min(fp32["dense"], fp32["sparse"], fp32["colbert"]) >= FP32_MIN_COS and fp32["sparse_max_abs"] < 1e-5, fp32
+    optimized = _bge_m3_drift(ref, encode("onnx/model_O3.onnx"))
+    assert min(optimized["dense"], optimized["sparse"], optimized["colbert"]) >= OPTIMIZED_MIN_COS, optimized
+
+    # the other classes on the same folder: each reads its own head
+    st_ref, st_got = _encode_both(src, out, "onnx/model.onnx", None)
+    assert _min_cos(st_ref, st_got) >= FP32_MIN_COS and _min_cos(ref["dense"], st_got) >= FP32_MIN_COS
+    sparse = lightembed.SparseEncoder(str(out), device="cpu").encode(families.TEXTS, batch_size=4, convert_to_sparse_tensor=False)
+    assert sparse.shape == (len(families.TEXTS), ref["vocab"])
+    assert np.abs(sparse - _lexical_matrix(ref["lexical"], ref["vocab"])).max() < 1e-5
+    multi = lightembed.MultiVectorEncoder(str(out), device="cpu").encode(families.TEXTS, batch_size=4)
+    assert [m.shape for m in multi] == [c.shape for c in ref["colbert"]]
+    assert _min_cos(np.concatenate(ref["colbert"]), np.concatenate(multi)) >= FP32_MIN_COS
+
+    # compute_score: FlagEmbedding's hybrid scores with its weighting, pair by pair
+    model = lightembed.BGEM3Model(str(out), device="cpu", query_max_length=max_length, passage_max_length=max_length)
+    weights = [0.4, 0.2, 0.4]
+    scores = model.compute_score(families.PAIRS, batch_size=4, weights_for_different_modes=weights)
+    index = {text: i for i, text in enumerate(families.TEXTS)}
+    for n, (query, passage) in enumerate(families.PAIRS):
+        q, p = index[query], index[passage]
+        dense = float(ref["dense"][q] @ ref["dense"][p])
+        lexical = sum(w * ref["lexical"][p][t] for t, w in ref["lexical"][q].items() if t in ref["lexical"][p])
+        colbert = float((ref["colbert"][q] @ ref["colbert"][p].T).max(1).sum() / len(ref["colbert"][q]))
+        hybrid = (0.4 * dense + 0.2 * lexical + 0.4 * colbert) / 1.0
+        expected = (colbert, lexical, dense, (0.2 * lexical + 0.4 * dense) / 0.6, hybrid)
+        got = tuple(scores[key][n] for key in ("colbert", "sparse", "dense", "sparse+dense", "colbert+sparse+dense"))
+        assert np.allclose(got, expected, atol=1e-5), (n, got, expected)
+    assert np.std(scores["colbert+sparse+dense"]) > 0
+
+    quantized = files["quantized"]["bge_m3"]
+    heads = ("dense", "sparse", "colbert")
+    _rows[families.BGE_M3_FAMILY] = {
+        "family": families.BGE_M3_FAMILY, "examples": families.BGE_M3_EXAMPLES,
+        "architecture": report["model"]["architecture"],
+        "modules": "CLS + Normalize; sparse_linear, colbert_linear heads in the graph", "pooling": "cls",
+        "dense": False, "normalize": True, "prompts": False, "trust_remote_code": False,
+        "fp32": {"status": "exact", "min_cos": min(fp32[h] for h in heads), "outputs": fp32},
+        "optimized": {"level": "O3", "status": "ok", "min_cos": min(optimized[h] for h in heads), "outputs": optimized},
+        "int8": {"status": "reported", "mean_cos": min(quantized[h]["mean_cosine"] for h in heads),
+                 "min_cos": min(quantized[h]["min_cosine"] for h in heads)},
+    }  # fmt: skip
+
+
+def test_bge_m3_head_that_does_not_fit_is_refused(tmp_path: Path) -> None:
+    """A colbert_linear.pt whose input width is not the transformer's: a SourceError naming the file, nothing
+    written."""
+    import torch
+    from lightembed_export import SourceError, export_model
+
+    src = families.bge_m3(tmp_path / "st")
+    torch.save(torch.nn.Linear(families.HIDDEN + 1, 4).state_dict(), src / "colbert_linear.pt")
+    with pytest.raises(SourceError, match="colbert_linear.pt") as refused:
+        export_model(src, tmp_path / "onnx", verbose=False)
+    assert f"hidden size {families.HIDDEN}" in str(refused.value)
+    assert not (tmp_path / "onnx").exists()
+
+
+def test_sparse_router_family_exports_exactly(tmp_path: Path) -> None:
+    """An inference-free SPLADE Router (SparseStaticEmbedding queries, BERT masked LM + SpladePooling documents), as
+    sentence-transformers builds a SparseEncoder: the SPLADE route exported at fp32, O3 and int8, the query route
+    read as it is; both compared with sentence-transformers' SparseEncoder encode_query / encode_document."""
+    import sentence_transformers
+    from lightembed_export import export_model
+
+    import lightembed
+    from tests import static_models
+
+    src = static_models.sparse_router(tmp_path)
+    report = export_model(src, tmp_path / "onnx", optimize=["O3"], quantize=[INT8], verbose=False)
+    assert all(entry["passed"] for entry in report["files"]), report["files"]
+    assert set(report["routes"]) == {"document"}
+    files = {entry["kind"]: entry for entry in report["files"]}
+    ref = sentence_transformers.SparseEncoder(str(src), device="cpu")
+
+    def dense(x: Any) -> np.ndarray:
+        return np.asarray(x.to_dense().cpu().numpy() if hasattr(x, "to_dense") else x)
+
+    ref_q = dense(ref.encode_query(families.TEXTS, batch_size=4))
+    ref_d = dense(ref.encode_document(families.TEXTS, batch_size=4))
+    assert np.abs(ref_q).sum() > 0 and np.abs(ref_d).sum() > 0
+
+    def cos(file_name: str | None) -> float:
+        """Min cosine over both routes; `file_name` picks the document (default) route's file."""
+        ours = lightembed.SparseEncoder(str(tmp_path / "onnx"), device="cpu", file_name=file_name)
+        assert ours.routes["query"].runtime_info.providers == ["NumPy (static table)"]
+        got_q = ours.encode_query(families.TEXTS, batch_size=4, convert_to_sparse_tensor=False)
+        if file_name is None:  # the table is read as it is: the query route is exact
+            np.testing.assert_allclose(got_q, ref_q, atol=1e-6)
+        got = np.concatenate([got_q, ours.encode_document(families.TEXTS, batch_size=4, convert_to_sparse_tensor=False)])
+        return _min_cos(np.concatenate([ref_q, ref_d]), got)
+
+    fp32, optimized = cos(None), cos("onnx/model_O3.onnx")
+    assert fp32 >= FP32_MIN_COS and optimized >= OPTIMIZED_MIN_COS, (fp32, optimized)
+    quantized = files["quantized"]["metrics"]
+    _rows[families.SPARSE_ROUTER_FAMILY] = {
+        "family": families.SPARSE_ROUTER_FAMILY,
+        "examples": "opensearch-neural-sparse-encoding-doc-v2/v3-distill-style SparseEncoder Routers",
+        "architecture": "Router (SparseStaticEmbedding, BertForMaskedLM)",
+        "modules": "query: token weights; document: SpladePooling (max)", "pooling": "splade", "dense": False,
+        "normalize": False, "prompts": False, "trust_remote_code": False,
         "fp32": {"status": "exact", "min_cos": fp32},
         "optimized": {"level": "O3", "status": "ok", "min_cos": optimized},
         "int8": {"status": "reported", "mean_cos": quantized["mean_cosine"], "min_cos": quantized["min_cosine"]},

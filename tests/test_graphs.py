@@ -267,3 +267,56 @@ def test_every_error_lightembed_raises_is_a_lightembed_error():
                 if isinstance(func, ast.Name) and func.id in ("ValueError", "TypeError", "RuntimeError"):
                     bare.append(f"{name}:{node.lineno}")
     assert bare == []
+
+
+def test_a_handoff_graph_runs_the_first_graph_until_the_later_one_is_open():
+    """graphs.handoff: the first calls run on `first`, the second starts opening the later graph; then every call
+    runs on it. A later graph that fails to open leaves `first` answering, with the error kept."""
+    import threading
+
+    import numpy as np
+
+    from lightembed.graphs.handoff import HandoffGraph
+
+    class Fake:
+        input_dtypes = {"input_ids": "int64"}
+        output_names = ["out"]
+        output_name = "out"
+        output_width = 1
+        metadata: dict = {}
+        io_binding = False
+        threads = 1
+
+        def __init__(self, value):
+            self.value, self.providers, self.input_names = value, [f"P{value}"], ["input_ids"]
+
+        def output_shape(self, name=None):
+            return [None, 1]
+
+        def __call__(self, arrays, output=None):
+            return np.full((len(arrays["input_ids"]), 1), self.value, np.float32)
+
+    gate = threading.Event()
+    opened = []
+
+    def open_later():
+        gate.wait(10)
+        opened.append(True)
+        return Fake(2)
+
+    graph = HandoffGraph(Fake(1), open_later)
+    feed = {"input_ids": np.zeros((2, 3), np.int64)}
+    assert graph.providers == ["P1"] and not opened  # nothing opened before the first call
+    assert graph(feed)[0, 0] == 1
+    assert graph._thread is None  # one call (a one-text script) opens nothing
+    assert graph(feed)[0, 0] == 1 and graph._thread is not None  # the second starts the opening
+    assert graph(feed)[0, 0] == 1  # still opening
+    gate.set()
+    assert graph.wait(10) and graph(feed)[0, 0] == 2 and graph.providers == ["P2"]
+
+    def broken():
+        raise RuntimeError("no OpenVINO today")
+
+    failing = HandoffGraph(Fake(1), broken)
+    assert failing(feed)[0, 0] == 1 and failing(feed)[0, 0] == 1 and failing.wait(10) is False
+    assert failing(feed)[0, 0] == 1 and "no OpenVINO today" in str(failing.error)

@@ -193,8 +193,14 @@ def test_no_options_picks_openvino_only_when_the_record_says_near_lossless(expor
     monkeypatch.setattr(machine, "cpu_flags", lambda *a: AMX)
     _set_record(folder, GOOD["openvino"])
     model = SentenceTransformer(folder)
-    assert model.get_backend() == "openvino" and model.runtime_info.providers[0].startswith("OpenVINO")
-    assert model.encode(TEXTS).shape[0] == len(TEXTS)
+    assert model.get_backend() == "openvino" and "onnxruntime answers until OpenVINO has compiled" in model.backend_reason
+    assert model.runtime_info.providers == ["CPUExecutionProvider"]  # the first calls, on onnxruntime
+    first = model.encode(TEXTS)
+    assert model._opened.graph.wait(120) and model.runtime_info.providers[0].startswith("OpenVINO")
+    after = model.encode(TEXTS)
+    assert (first * after).sum(1).min() >= 0.9999  # near-lossless across the hand-over
+    explicit = SentenceTransformer(folder, device="cpu", backend="openvino")  # asked for: OpenVINO from the start
+    assert explicit.runtime_info.providers[0].startswith("OpenVINO") and "compiled" not in explicit.backend_reason
     assert SentenceTransformer(folder, device="cpu", backend="onnx").get_backend() == "onnx"
     _set_record(folder, {**GOOD["openvino"], "metrics": {"min_cosine": 0.999}})
     assert SentenceTransformer(folder).get_backend() == "onnx"
@@ -246,3 +252,14 @@ def test_an_int8_file_is_held_to_what_it_keeps_on_onnxruntime():
     assert backend == "onnx" and "0.997500 < 0.998" in why
     unknown = {**record, "texts_check": {"texts": 56, "min_cosine": 0.9985}}  # no onnxruntime figure: near-lossless bar
     assert policy.choose_backend(None, cpu_only=True, manifest_entry={**int8, "openvino": unknown}, flags=AMX)[0] == "onnx"
+
+
+def test_openvino_names_the_outputs_as_the_onnx_graph_does(exported_tiny):
+    """The pooled output is also a node's result, so OpenVINO gives its tensor two names; get_any_name() returned
+    the node's ('lightembed_pooling/mean') and the model could not ask for 'sentence_embedding' (the hand-over
+    from onnxruntime failed on it)."""
+    from lightembed import SentenceTransformer
+
+    ours = SentenceTransformer(exported_tiny, device="cpu", backend="openvino")._opened.graph
+    onnx = SentenceTransformer(exported_tiny, device="cpu", backend="onnx")._opened.graph
+    assert ours.output_names == onnx.output_names and "sentence_embedding" in ours.output_names

@@ -30,7 +30,10 @@ def test_exporter_writes_and_records_the_rowwise_file(exported):
     assert entry["passed"] and entry["quantization"]["target"] == "rowwise"
     assert entry["quantization"]["batch_invariant"] is True
     ops = [n.op_type for n in onnx.load(str(exported / "onnx" / "model_qint8_rowwise.onnx")).graph.node]
-    assert ops.count("MatMulInteger") == entry["quantization"]["quantized_nodes"] > 0
+    # onnxruntime's fused int8 GEMM per MatMul, one per-axis QuantizeLinear per distinct activation (a block's
+    # query, key and value share theirs)
+    assert ops.count("MatMulIntegerToFloat") == entry["quantization"]["quantized_nodes"] > 0
+    assert 0 < ops.count("QuantizeLinear") < ops.count("MatMulIntegerToFloat")
     assert "DynamicQuantizeLinear" not in ops  # no batch-wide activation scale anywhere
     # closer to fp32 than the per-tensor dynamic file on the exporter's own probes
     dynamic = entries["onnx/model_qint8_avx512_vnni.onnx"]["metrics"]["mean_cosine"]
@@ -59,10 +62,25 @@ def test_rowwise_keeps_named_nodes_fp32(tmp_path, exported):
     done = quantize_rowwise(src, tmp_path / "q.onnx", keep_fp32={names[0]})
     assert done["kept"] == [names[0]] and sorted(done["quantized"]) == sorted(names[1:])
     graph = onnx.load(str(tmp_path / "q.onnx")).graph
-    assert [n.op_type for n in graph.node].count("MatMulInteger") == len(names) - 1
+    assert [n.op_type for n in graph.node].count("MatMulIntegerToFloat") == len(names) - 1
 
 
-def test_a_rows_scale_ignores_the_other_rows(tmp_path):
+def test_plain_rowwise_uses_standard_ops_only_and_gives_the_same_vectors(tmp_path, exported):
+    from lightembed_export.rowwise import quantize_rowwise
+
+    from lightembed import SentenceTransformer
+
+    src = exported / "onnx" / "model.onnx"
+    quantize_rowwise(src, exported / "onnx" / "plain.onnx", plain=True)
+    model = onnx.load(str(exported / "onnx" / "plain.onnx"))
+    assert {n.domain for n in model.graph.node} <= {"", "ai.onnx"} and "MatMulInteger" in {n.op_type for n in model.graph.node}
+    plain = SentenceTransformer(exported, backend="onnx", file_name="onnx/plain.onnx", verify=False).encode(TEXTS)
+    fused = SentenceTransformer(exported, backend="onnx", file_name="onnx/model_qint8_rowwise.onnx").encode(TEXTS)
+    assert (plain * fused).sum(1).min() >= 0.9999  # one recipe, two spellings (rounding ties may differ)
+
+
+@pytest.mark.parametrize("plain", [False, True], ids=["fused", "plain"])
+def test_a_rows_scale_ignores_the_other_rows(tmp_path, plain):
     """One row with 1000x larger activations beside it leaves a row's result bit-identical (a per-tensor scale
     would wipe out its resolution), and the int8 result stays within int8 error of the fp32 MatMul."""
     import onnxruntime as ort
@@ -82,7 +100,7 @@ def test_a_rows_scale_ignores_the_other_rows(tmp_path):
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
     model.ir_version = 8
     onnx.save(model, str(tmp_path / "f.onnx"))
-    assert quantize_rowwise(tmp_path / "f.onnx", tmp_path / "q.onnx")["quantized"] == ["mm"]
+    assert quantize_rowwise(tmp_path / "f.onnx", tmp_path / "q.onnx", plain=plain)["quantized"] == ["mm"]
     run = ort.InferenceSession(str(tmp_path / "q.onnx")).run
     x = rng.normal(size=(1, 3, 64)).astype(np.float32)
     loud = 1000 * rng.normal(size=(1, 3, 64)).astype(np.float32)

@@ -356,3 +356,51 @@ def test_a_request_too_large_for_a_busy_model_is_429_not_413():
         return info.value
 
     assert run(main()).status == 429
+
+
+def test_a_large_request_leaves_room_for_the_small_requests_arriving_meanwhile():
+    """Issue 24's overload: large requests admitted on the queue alone later timed out (small requests go first
+    and kept arriving). Admission now charges a large request the small work arriving at its recent rate."""
+    import time
+
+    model = SlowModel(max_batch_tokens=100)
+
+    async def main():
+        b = Batcher(model, max_items=2, wait_s=0)
+        b.start()
+        await b.submit([enc(*[1] * 50)])  # ~1000 tokens/s
+        within(2.0)
+        quiet_room = await b.submit([enc(*[1] * 100)] * 4)  # 0.4 s on an otherwise idle model: admitted
+        now = time.monotonic()
+        for _ in range(30):  # as if small requests had been admitted at 1,500 tokens/s over the last 10 s
+            b._small.append((now, 500.0))
+        with pytest.raises(Overloaded) as info:
+            await b.submit([enc(*[1] * 100)] * 4)  # the same request: the small ones would take the whole model
+        small = await b.submit([enc(*[1] * 20)])  # a small request is still admitted (it goes first)
+        await b.close()
+        return quiet_room, info.value, small
+
+    quiet_room, error, small = run(main())
+    assert len(quiet_room) == 4 and len(small) == 1
+    assert 1 <= int(error.headers()["Retry-After"]) <= 2  # never more than the request timeout
+
+
+def test_a_full_model_refuses_a_large_request_before_it_is_tokenized():
+    model = SlowModel()
+
+    async def main():
+        b = Batcher(model, max_items=8, wait_s=0)
+        b.start()
+        await b.submit([enc(*[1] * 50)])
+        within(1.0)
+        b.precheck()  # idle: passes
+        running = asyncio.ensure_future(b.submit([enc(*[1] * 100)] * 7))  # ~0.7 s queued
+        await asyncio.sleep(0.01)
+        within(0.8)  # the next request's 0.8 x 0.8 s are already taken
+        with pytest.raises(Overloaded) as info:
+            b.precheck()
+        await running
+        await b.close()
+        return info.value
+
+    assert "could not finish" in run(main()).message

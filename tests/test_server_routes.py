@@ -1,6 +1,7 @@
 """TEI's and Cohere's routes on `lightembed serve` (a real subprocess on loopback), checked against the library:
-/tokenize, /decode, /similarity, /embed_all, /predict, truncation_direction "Left", Cohere /v2/embed with the real
-cohere client, /openapi.json and /docs, --default-model, and the token-id hint for LangChain."""
+/tokenize, /decode, /similarity, /embed_all, /predict, truncation_direction "Left", Cohere /v2/embed and rerank
+(/v1/rerank, /v2/rerank) with the real cohere client, huggingface_hub's InferenceClient on /, /info and /health,
+/openapi.json and /docs, --default-model, and the token-id hint for LangChain."""
 
 from __future__ import annotations
 
@@ -164,6 +165,43 @@ def test_cohere_v2_embed_with_the_cohere_client(server, emb):
                                rtol=1e-5, atol=1e-6)
     status, _, body = http("POST", server.url + "/v2/embed", {"model": "emb", "texts": ["a"], "embedding_types": ["fp16"]}, KEY)
     assert status == 422 and "embedding_types" in body["error"]["message"]
+
+
+def test_cohere_rerank_with_the_cohere_clients_v1_and_v2(server, folders):
+    import cohere
+
+    ce = CrossEncoder(folders["rr"])
+    query, docs = "the cat", ["a dog ran", "the cat sat on the mat", "hello world", "red"]
+    want = ce.predict([(query, d) for d in docs])
+    order = list(np.argsort(-want, kind="stable"))
+    v2 = cohere.ClientV2(api_key=KEY, base_url=server.url, max_retries=0)
+    res = v2.rerank(model="rr", query=query, documents=docs, top_n=3)  # posts /v2/rerank
+    assert [r.index for r in res.results] == order[:3]
+    assert [r.relevance_score for r in res.results] == pytest.approx([float(want[i]) for i in order[:3]], rel=1e-5)
+    with pytest.raises(cohere.core.ApiError) as info:
+        v2.rerank(model="rr", query=query, documents=docs, max_tokens_per_doc=4)
+    assert info.value.status_code == 400
+    v1 = cohere.Client(api_key=KEY, base_url=server.url, max_retries=0)
+    res = v1.rerank(model="rr", query=query, documents=docs, return_documents=True)  # posts /v1/rerank
+    assert [r.index for r in res.results] == order
+    assert [r.document.text for r in res.results] == [docs[i] for i in order]
+    assert [r.relevance_score for r in res.results] == pytest.approx([float(want[i]) for i in order], rel=1e-5)
+
+
+def test_huggingface_inference_client_truncation_info_and_health(server, emb):
+    from huggingface_hub import InferenceClient
+
+    client = InferenceClient(base_url=server.url, api_key=KEY)
+    words = (WORDS * 2)[:20]
+    kept = emb.max_seq_length - 2
+    got = client.feature_extraction(" ".join(words), truncate=True, truncation_direction="left")
+    np.testing.assert_allclose(got[0], emb.encode(" ".join(words[-kept:]), normalize_embeddings=True), rtol=1e-5, atol=1e-6)
+    right = client.feature_extraction(" ".join(words), truncation_direction="right")
+    np.testing.assert_allclose(right[0], emb.encode(" ".join(words), normalize_embeddings=True), rtol=1e-5, atol=1e-6)
+    endpoint = InferenceClient(provider="hf-inference", api_key=KEY)  # these two take the endpoint as `model`
+    info = endpoint.get_endpoint_info(model=server.url)
+    assert info["model_id"] == "emb" and info["max_input_length"] == emb.max_seq_length
+    assert endpoint.health_check(model=server.url) is True
 
 
 # ----- docs, defaults, hints --------------------------------------------------------------------------------------

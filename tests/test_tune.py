@@ -254,6 +254,34 @@ def test_the_exporter_tunes_on_its_machine_with_its_calibration_texts(tmp_path):
     assert entry["machine_class"] == HERE and entry["candidates"][0]["label"] == "onnxruntime fp32"
 
 
+def test_the_exporter_tunes_by_default_where_openvino_is_installed(tmp_path, monkeypatch):
+    """Issue 22: a folder exported on a CPU without AMX (an AMD Zen 4) must carry that machine's measurement, or
+    the AMX flag rule keeps OpenVINO bf16 off there: tuning is the default wherever OpenVINO can be a candidate."""
+    from lightembed_export import export_model
+    from lightembed_export.cli import build_parser
+
+    from lightembed.graphs import openvino
+    from tests.test_export import _tiny_st
+
+    monkeypatch.delenv("LIGHTEMBED_EXPORT_TUNE", raising=False)
+    src = _tiny_st(tmp_path / "st")
+    assert openvino.is_installed()  # the project's venv installs the extra: this is the case the default is for
+    export_model(src, tmp_path / "default", verbose=False)
+    (entry,) = _manifest(tmp_path / "default")["onnx/model.onnx"]["tuned"]
+    assert entry["machine_class"] == HERE and any(c["label"] == "OpenVINO bf16" for c in entry["candidates"])
+    monkeypatch.setattr(openvino, "is_installed", lambda: False)
+    export_model(src, tmp_path / "no_openvino", verbose=False)
+    assert "tuned" not in _manifest(tmp_path / "no_openvino")["onnx/model.onnx"]
+    monkeypatch.undo()
+    monkeypatch.setenv("LIGHTEMBED_EXPORT_TUNE", "0")
+    export_model(src, tmp_path / "off", verbose=False)
+    assert "tuned" not in _manifest(tmp_path / "off")["onnx/model.onnx"]
+    parser = build_parser()
+    assert parser.parse_args(["m", "-o", "x"]).tune is None
+    assert parser.parse_args(["m", "-o", "x", "--no-tune"]).tune is False
+    assert parser.parse_args(["m", "-o", "x", "--tune"]).tune is True
+
+
 def test_a_load_with_a_matching_record_times_nothing_and_stays_light(exported):
     """Cold start: the policy reads the record (real machine class, in a fresh process); tune's module and
     importlib.metadata (~50 ms to import) stay out of the load."""

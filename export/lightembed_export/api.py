@@ -55,7 +55,7 @@ def export_model(
     trust_remote_code: bool = False,
     external_data: bool = False,
     preoptimize: bool = True,
-    tune: bool = False,
+    tune: bool | None = None,
     verbose: bool = True,
     echo: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
@@ -90,7 +90,10 @@ def export_model(
     `tune` then times the near-lossless ways to run the embedding model's default file on this machine
     (onnxruntime fp32 and its pre-optimized copy, OpenVINO f32/bf16 with the openvino extra) on the calibration texts
     and records the fastest in lightembed.json for this machine class (lightembed.tune, as `lightembed tune` does on
-    a serving machine): a machine of the same class then runs it by default.
+    a serving machine): a machine of the same class then runs it by default. None (the default) tunes where the
+    openvino extra is installed (and LIGHTEMBED_EXPORT_TUNE is not 0), the only case with more than one
+    near-lossless candidate: a folder exported on an
+    AMD Zen 4 then runs OpenVINO bf16 there if that measured fastest and near-lossless, whatever the CPU's flags.
 
     `per_channel` selects per-channel int8 weights (sentence-transformers' default). `overwrite` replaces a
     previous export in `output_dir`. Progress goes to `echo` (default print) unless `verbose` is False.
@@ -161,6 +164,10 @@ def export_model(
         from lightembed_export.verify import reference_outputs
 
         reference = reference_outputs(torch_model, task)
+        m3 = _bge_m3_reference(source.path, layout, torch_model, task)
+        if m3 is not None:
+            say(f"bge-m3: {', '.join(m3[0].describe()['files'])} read (torch, weights only): dense, sparse and "
+                f"multi-vector outputs go into the graph{clock.lap()}")  # fmt: skip
         # The weights are saved and the reference computed: free them before the exporter loads its own copy, which
         # lowers peak memory by one copy of the fp32 weights (benchmarks/export_memory.py).
         torch_model.to("meta")
@@ -182,6 +189,7 @@ def export_model(
                 trust_remote_code,
                 external_data,
                 reference,
+                m3,
             )
         except BaseException:
             _discard_output(output, created)  # a half-written folder would block the next attempt
@@ -198,6 +206,11 @@ def export_model(
     write_manifest(output, manifest)
     if preoptimize:
         manifest = write_preoptimized(output, say, clock)
+    if tune is None:
+        from lightembed import env
+        from lightembed.graphs import openvino
+
+        tune = bool(env.flag("LIGHTEMBED_EXPORT_TUNE", True)) and openvino.is_installed()
     if tune and task == FEATURE_EXTRACTION and files[0]["passed"]:
         manifest = tune_on_this_machine(output, calibration, say, clock)
     from lightembed_export.verify import format_table
@@ -231,9 +244,12 @@ def _write_files(
     trust_remote_code: bool = False,
     external_data: bool = False,
     reference: Any = None,
+    m3: tuple[Any, Any] | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Write the layout and every ONNX file into `output`, verify them; return the per-file manifest entries and
-    the task's extra model facts (fill-mask: the tied-decoder check)."""
+    the task's extra model facts (fill-mask: the tied-decoder check; BGE-M3: its heads). `m3` is a BGE-M3
+    checkpoint's (heads, torch reference): the heads go into the fp32 graph (so into every file made from it)
+    and each file's three outputs are checked against the reference."""
     from lightembed_export import layout as st_layout
     from lightembed_export import onnx_export
     from lightembed_export.verify import threshold_for
@@ -247,6 +263,12 @@ def _write_files(
     entries: list[dict[str, Any]] = [{"file": fp32, "kind": "fp32"}]
     say(f"export: {_rel(fp32, output)} ({onnx_export.exporter_name()}, task {task}){clock.lap()}")
     extra: dict[str, Any] = {}
+    if m3 is not None:
+        from lightembed_export import bge_m3
+
+        bge_m3.write_heads(fp32, m3[0], external_data)
+        extra["bge_m3"] = m3[0].describe()
+        say(f"bge-m3: heads appended to {_rel(fp32, output)}{clock.lap()}")
     if task == FILL_MASK:
         extra["decoder"] = _check_decoder(fp32, torch_model)
         say(f"decoder: {_describe_decoder(extra['decoder'])}{clock.lap()}")
@@ -302,6 +324,8 @@ def _write_files(
         texts=quant.calibration.texts,
         embeddings=task == FEATURE_EXTRACTION,
     )
+    if m3 is not None:
+        _verify_bge_m3(files, output, m3[1])
     decoder = extra.get("decoder")
     if decoder and decoder["expected_tied"] and decoder["checked"] and not decoder["tied"]:
         files[0]["passed"] = False
@@ -506,11 +530,42 @@ def _verify(files: list[dict[str, Any]], output: Path, torch_model: Any, task: s
 
     if reference is None:
         reference = reference_outputs(torch_model, task)
+        m3 = _bge_m3_reference(source.path, layout, torch_model, task)
+        if m3 is not None:
+            say(f"bge-m3: {', '.join(m3[0].describe()['files'])} read (torch, weights only): dense, sparse and "
+                f"multi-vector outputs go into the graph{clock.lap()}")  # fmt: skip
     for info in files:
         info.update(verify_file(output, info["path"], reference, Threshold.from_dict(info["threshold"]), task))
         if info["passed"] and openvino_check.applies(info, task):  # what backend=None's choice relies on
             info["openvino"] = openvino_check.measure(output, info["path"], reference, info)
     return probe_count(task)
+
+
+def _bge_m3_reference(source: Path, layout: Any, torch_model: Any, task: str) -> tuple[Any, Any] | None:
+    """(heads, torch reference on the probes) when `source` is a BGE-M3 checkpoint exported as an embedding model
+    (sparse_linear.pt and colbert_linear.pt beside its transformer), else None."""
+    from lightembed_export import bge_m3
+
+    folder = next((f for f in (source, layout.transformer_dir) if bge_m3.has_head_files(f)), None)
+    if folder is None or task != FEATURE_EXTRACTION:
+        return None
+    from lightembed_export.verify import PROBES
+
+    heads = bge_m3.load_heads(folder, int(torch_model[0].auto_model.config.hidden_size))
+    return heads, bge_m3.reference(torch_model, heads, PROBES)
+
+
+def _verify_bge_m3(files: list[dict[str, Any]], output: Path, reference: Any) -> None:
+    """Check each file's dense, sparse and multi-vector outputs against the torch reference (file["bge_m3"]); a
+    file that misses its threshold on any of them fails."""
+    from lightembed_export import bge_m3
+    from lightembed_export.verify import Threshold
+
+    for info in files:
+        result = bge_m3.compare(reference, output, info["path"], Threshold.from_dict(info["threshold"]))
+        info["bge_m3"] = result["metrics"]
+        if info["passed"] and not result["passed"]:
+            info["passed"], info["error"] = False, result["error"]
 
 
 def _embedding_dimension(model: Any) -> int | None:
@@ -545,7 +600,10 @@ def _model_facts(torch_model: Any, task: str, extra: dict[str, Any]) -> dict[str
             "activation_function": getattr(pooling, "activation_function", None),
             "decoder": extra.get("decoder"),
         }
-    return {"embedding_dimension": _embedding_dimension(torch_model)}
+    facts: dict[str, Any] = {"embedding_dimension": _embedding_dimension(torch_model)}
+    if extra.get("bge_m3"):
+        facts["bge_m3"] = extra["bge_m3"]
+    return facts
 
 
 def _dotted_name(obj: Any) -> str:

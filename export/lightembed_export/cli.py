@@ -109,12 +109,16 @@ def build_parser(prog: str = "lightembed-export") -> argparse.ArgumentParser:
         help="do not save the CPU files again already optimized for this machine (<file>.cpu + .cpu.data, which "
         "the runtime loads faster on a machine with the same onnxruntime and CPU flags)",
     )
-    parser.add_argument(
+    tuning = parser.add_mutually_exclusive_group()
+    tuning.add_argument(
         "--tune",
         action="store_true",
+        default=None,
         help="time onnxruntime fp32 and OpenVINO f32/bf16 (with lightembed[openvino]) on this machine and record the "
-        "fastest near-lossless one in lightembed.json for this machine class (as `lightembed tune` does)",
+        "fastest near-lossless one in lightembed.json for this machine class (as `lightembed tune` does); the "
+        "default where the openvino extra is installed",
     )
+    tuning.add_argument("--no-tune", dest="tune", action="store_false", help="do not time the backends on this machine")
     parser.add_argument(
         "--opset",
         type=int,

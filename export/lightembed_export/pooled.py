@@ -48,19 +48,14 @@ def pool_into(model: Any, modes: Sequence[str]) -> bool:
     modes = tuple(modes)
     if not can_fuse(modes):
         return False
-    graph = model.graph
-    outputs = {out.name: out for out in graph.output}
-    if HIDDEN_OUTPUT not in outputs or POOLED_OUTPUT in outputs:
+    found = NodeBuilder.after_hidden(model, POOLED_OUTPUT)
+    if found is None:
         return False
-    if "attention_mask" not in {node.name for node in graph.input}:
-        return False
-    opset = next(int(e.version) for e in model.opset_import if e.domain in ("", "ai.onnx"))
-    builder = _Builder(opset)
-    pooled = builder.pool(outputs[HIDDEN_OUTPUT], modes)
-    graph.node.extend(builder.nodes)
-    graph.initializer.extend(builder.initializers)
-    graph.node.append(onnx.helper.make_node("Identity", [pooled], [POOLED_OUTPUT], name=_PREFIX + "output"))
-    graph.output.append(_output_info(outputs[HIDDEN_OUTPUT], len(modes)))
+    builder, hidden = found
+    pooled = builder.pool(hidden, modes)
+    builder.append_to(model.graph)
+    model.graph.node.append(onnx.helper.make_node("Identity", [pooled], [POOLED_OUTPUT], name=_PREFIX + "output"))
+    model.graph.output.append(_output_info(hidden, len(modes)))
     entry = model.metadata_props.add()
     entry.key, entry.value = POOLED_METADATA_KEY, ",".join(modes)
     return True
@@ -75,41 +70,60 @@ def _output_info(hidden: Any, n_modes: int) -> Any:
     return helper.make_tensor_value_info(POOLED_OUTPUT, TensorProto.FLOAT, [batch, width])
 
 
-class _Builder:
-    """Writes the pooling nodes for one opset (axes are inputs from opset 13, ReduceMax's from 18)."""
+class NodeBuilder:
+    """Writes nodes appended to a graph for one opset (axes are inputs from opset 13, ReduceMax's from 18), each
+    named `prefix` + its output: the pooling nodes here, BGE-M3's heads in lightembed_export.bge_m3."""
 
-    def __init__(self, opset: int) -> None:
+    def __init__(self, opset: int, prefix: str = _PREFIX) -> None:
         self.opset = opset
+        self.prefix = prefix
         self.nodes: list[Any] = []
         self.initializers: list[Any] = []
         self._sum_and_count: tuple[str, str] | None = None
 
-    def _node(self, op: str, inputs: list[str], out: str, **attrs: Any) -> str:
+    @classmethod
+    def after_hidden(cls, model: Any, new_output: str, prefix: str = _PREFIX) -> tuple[NodeBuilder, Any] | None:
+        """A builder for nodes that read `last_hidden_state` of the ModelProto `model` (at its opset), with that
+        output's ValueInfo; None when the graph lacks it or `attention_mask`, or has `new_output` already."""
+        outputs = {out.name: out for out in model.graph.output}
+        if HIDDEN_OUTPUT not in outputs or new_output in outputs:
+            return None
+        if "attention_mask" not in {node.name for node in model.graph.input}:
+            return None
+        opset = next(int(e.version) for e in model.opset_import if e.domain in ("", "ai.onnx"))
+        return cls(opset, prefix), outputs[HIDDEN_OUTPUT]
+
+    def append_to(self, graph: Any) -> None:
+        """Add the nodes and initializers written so far to `graph`."""
+        graph.node.extend(self.nodes)
+        graph.initializer.extend(self.initializers)
+
+    def node(self, op: str, inputs: list[str], out: str, **attrs: Any) -> str:
         from onnx import helper
 
-        name = _PREFIX + out
+        name = self.prefix + out
         self.nodes.append(helper.make_node(op, inputs, [name], name=name, **attrs))
         return name
 
-    def _const(self, out: str, value: Any) -> str:
+    def const(self, out: str, value: Any) -> str:
         from onnx import numpy_helper
 
-        name = _PREFIX + out
+        name = self.prefix + out
         self.initializers.append(numpy_helper.from_array(np.asarray(value), name))
         return name
 
-    def _axes_op(self, op: str, x: str, axes: list[int], out: str, since: int, **attrs: Any) -> str:
+    def axes_op(self, op: str, x: str, axes: list[int], out: str, since: int, **attrs: Any) -> str:
         if self.opset >= since:
-            return self._node(op, [x, self._const(out + "_axes", np.array(axes, dtype=np.int64))], out, **attrs)
-        return self._node(op, [x], out, axes=axes, **attrs)
+            return self.node(op, [x, self.const(out + "_axes", np.array(axes, dtype=np.int64))], out, **attrs)
+        return self.node(op, [x], out, axes=axes, **attrs)
 
     def pool(self, hidden: Any, modes: tuple[str, ...]) -> str:
         from onnx import TensorProto
 
         x = hidden.name
         if hidden.type.tensor_type.elem_type != TensorProto.FLOAT:  # fp16 graphs pool in float32
-            x = self._node("Cast", [x], "hidden_float", to=TensorProto.FLOAT)
-        mask = self._node("Cast", ["attention_mask"], "mask", to=TensorProto.FLOAT)  # (batch, seq)
+            x = self.node("Cast", [x], "hidden_float", to=TensorProto.FLOAT)
+        mask = self.node("Cast", ["attention_mask"], "mask", to=TensorProto.FLOAT)  # (batch, seq)
         results: dict[str, str] = {}
         for mode in modes:
             if mode in results:
@@ -121,37 +135,37 @@ class _Builder:
             elif mode == "max":
                 results[mode] = self._max(x, mask)
         parts = [results[mode] for mode in modes]
-        return parts[0] if len(parts) == 1 else self._node("Concat", parts, "concat", axis=-1)
+        return parts[0] if len(parts) == 1 else self.node("Concat", parts, "concat", axis=-1)
 
     def _weighted_sum(self, x: str, weights: str, out: str) -> str:
         """sum over tokens of weights[b, t] * x[b, t, :], as a (batch, 1, seq) x (batch, seq, hidden) MatMul."""
-        row = self._axes_op("Unsqueeze", weights, [1], out + "_row", 13)
-        summed = self._node("MatMul", [row, x], out + "_matmul")
-        return self._axes_op("Squeeze", summed, [1], out, 13)
+        row = self.axes_op("Unsqueeze", weights, [1], out + "_row", 13)
+        summed = self.node("MatMul", [row, x], out + "_matmul")
+        return self.axes_op("Squeeze", summed, [1], out, 13)
 
     def _mean(self, x: str, mask: str, sqrt: bool) -> str:
         if self._sum_and_count is None:  # mean and mean_sqrt_len_tokens share the sum and the count
             total = self._weighted_sum(x, mask, "sum")
-            raw = self._axes_op("ReduceSum", mask, [1], "count_raw", 13, keepdims=1)
-            count = self._node("Max", [raw, self._const("eps", np.array(1e-9, dtype=np.float32))], "count")
+            raw = self.axes_op("ReduceSum", mask, [1], "count_raw", 13, keepdims=1)
+            count = self.node("Max", [raw, self.const("eps", np.array(1e-9, dtype=np.float32))], "count")
             self._sum_and_count = (total, count)
         total, count = self._sum_and_count
         if sqrt:
-            count = self._node("Sqrt", [count], "sqrt_count")
-        return self._node("Div", [total, count], "mean_sqrt_len" if sqrt else "mean")
+            count = self.node("Sqrt", [count], "sqrt_count")
+        return self.node("Div", [total, count], "mean_sqrt_len" if sqrt else "mean")
 
     def _cls(self, x: str, mask: str) -> str:
         from onnx import TensorProto
 
         # the first real token (also with left padding): where the running count of mask ones first reaches 1
-        running = self._node("CumSum", [mask, self._const("seq_axis", np.array(1, dtype=np.int64))], "running")
-        first = self._node("Equal", [running, self._const("one", np.array(1.0, dtype=np.float32))], "is_first")
-        onehot = self._node("Mul", [self._node("Cast", [first], "first_f", to=TensorProto.FLOAT), mask], "first_onehot")
+        running = self.node("CumSum", [mask, self.const("seq_axis", np.array(1, dtype=np.int64))], "running")
+        first = self.node("Equal", [running, self.const("one", np.array(1.0, dtype=np.float32))], "is_first")
+        onehot = self.node("Mul", [self.node("Cast", [first], "first_f", to=TensorProto.FLOAT), mask], "first_onehot")
         return self._weighted_sum(x, onehot, "cls")
 
     def _max(self, x: str, mask: str) -> str:
-        real = self._node("Greater", [mask, self._const("zero", np.array(0.0, dtype=np.float32))], "real")
-        real3 = self._axes_op("Unsqueeze", real, [2], "real3", 13)
-        floor = self._const("neg_inf", np.array(-np.inf, dtype=np.float32))
-        masked = self._node("Where", [real3, x, floor], "masked")
-        return self._axes_op("ReduceMax", masked, [1], "max", 18, keepdims=0)
+        real = self.node("Greater", [mask, self.const("zero", np.array(0.0, dtype=np.float32))], "real")
+        real3 = self.axes_op("Unsqueeze", real, [2], "real3", 13)
+        floor = self.const("neg_inf", np.array(-np.inf, dtype=np.float32))
+        masked = self.node("Where", [real3, x, floor], "masked")
+        return self.axes_op("ReduceMax", masked, [1], "max", 18, keepdims=0)

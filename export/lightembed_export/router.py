@@ -2,7 +2,8 @@
 Transformer is exported as the model it is alone (the route's modules, then the Router's followers), verified
 against sentence-transformers like any model, into that module's folder, a complete model folder the runtime loads
 that route from (lightembed.router.route_folder); every other module folder (a
-StaticEmbedding, which the runtime reads as it is, a Pooling, a Normalize) and the Router's configs are copied.
+StaticEmbedding or SparseStaticEmbedding, which the runtime reads as it is, a Pooling, a SpladePooling, a Normalize)
+and the Router's configs are copied.
 The output loads in lightembed as the Router it was."""
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any, Callable
 
 from lightembed.router import read_router, route_view
 
-TRANSFORMER = "Transformer"
+TRANSFORMERS = ("Transformer", "MLMTransformer")  # MLMTransformer: sentence-transformers 5's SPLADE transformer
 _TOP_FILES = ("modules.json", "router_config.json", "config_sentence_transformers.json", "README.md")
 
 
@@ -40,7 +41,7 @@ def export_router(
     reports: dict[str, dict[str, Any]] = {}
     for route, modules in config.routes.items():
         first_kind, first_dir, _ = modules[0]
-        if first_kind == TRANSFORMER:
+        if first_kind in TRANSFORMERS:
             view = route_view(config, route, None)
             try:
                 reports[route] = export(view, output / first_dir.name, overwrite=True, **options)

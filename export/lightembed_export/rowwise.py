@@ -6,8 +6,8 @@ outlier token anywhere in the batch (or padding) coarsens every other text's act
 with its batch-mates. A scale per row depends on that token alone, so a text gets the same vector alone or in any
 batch, by construction, and a token with small activations keeps its resolution.
 
-The rewrite uses standard ONNX ops only (Abs, ReduceMax, Div, Round, Cast, MatMulInteger, Mul), which
-onnxruntime's CPU provider runs with its int8 GEMM kernels (s8 x s8).
+The rewrite runs on onnxruntime's int8 GEMM kernels (u8 x s8): per-axis QuantizeLinear and its com.microsoft
+MatMulIntegerToFloat by default, standard ONNX ops only with `plain`.
 """
 
 from __future__ import annotations
@@ -36,10 +36,19 @@ def column_int8(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def quantize_rowwise(
-    src: str | Path, dst: str | Path, keep_fp32: Iterable[str] | Callable[[str], bool] = ()
+    src: str | Path,
+    dst: str | Path,
+    keep_fp32: Iterable[str] | Callable[[str], bool] = (),
+    plain: bool = False,
 ) -> dict[str, list[str]]:
     """Write `dst`: `src` with every weight MatMul in per-token int8, except the nodes `keep_fp32` names (a set of
-    node names or a predicate on the name). Returns the quantized and the kept node names."""
+    node names or a predicate on the name). Returns the quantized and the kept node names.
+
+    An activation that feeds several MatMuls (a block's query, key and value) is quantized once. By default the
+    graph uses onnxruntime's fused ops: one per-axis QuantizeLinear per activation and MatMulIntegerToFloat (int8
+    GEMM, per-column weight scale, float out) per MatMul, so each MatMul costs about four passes over memory instead
+    of eleven (the unfused recipe ran 1.2-1.4x fp32 on MiniLM, benchmarks/RESULTS.md). `plain` writes standard ONNX
+    ops only (Round/Cast/MatMulInteger), for a runtime without onnxruntime's com.microsoft ops."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -56,9 +65,51 @@ def quantize_rowwise(
         numpy_helper.from_array(np.array(1e-12, dtype=np.float32), "rowwise_eps"),
         numpy_helper.from_array(np.array(128.0, dtype=np.float32), "rowwise_128"),
         numpy_helper.from_array(np.array(128, dtype=np.uint8), "rowwise_zero_point"),
+        numpy_helper.from_array(np.array([128], dtype=np.uint8), "rowwise_zero_point_1d"),
+        numpy_helper.from_array(np.array(1.0, dtype=np.float32), "rowwise_one"),
+        numpy_helper.from_array(np.array([-1], dtype=np.int64), "rowwise_flat"),
     ]
     if opset >= 18:
         new_inits.append(numpy_helper.from_array(np.array([-1], dtype=np.int64), "rowwise_last_axis"))
+    quantized: dict[str, tuple[str, str]] = {}  # activation -> (its u8 tensor, its per-row scales)
+
+    def quantize_input(x: str, k: int) -> tuple[str, str]:
+        if x in quantized:
+            return quantized[x]
+        p = f"rowwise_x{len(quantized)}"
+        if opset >= 18:
+            reduce = helper.make_node("ReduceMax", [f"{p}_abs", "rowwise_last_axis"], [f"{p}_amax"], keepdims=1)
+        else:
+            reduce = helper.make_node("ReduceMax", [f"{p}_abs"], [f"{p}_amax"], axes=[-1], keepdims=1)
+        nodes.extend([
+            helper.make_node("Abs", [x], [f"{p}_abs"]),
+            reduce,
+            helper.make_node("Max", [f"{p}_amax", "rowwise_eps"], [f"{p}_amax_eps"]),
+            helper.make_node("Div", [f"{p}_amax_eps", "rowwise_127"], [f"{p}_xs"]),
+        ])  # fmt: skip
+        # u8 with zero point 128 (still symmetric): onnxruntime's fast int8 GEMMs are u8 x s8.
+        if plain:
+            nodes.extend([
+                helper.make_node("Div", [x, f"{p}_xs"], [f"{p}_xn"]),
+                helper.make_node("Round", [f"{p}_xn"], [f"{p}_xr"]),
+                helper.make_node("Add", [f"{p}_xr", "rowwise_128"], [f"{p}_xo"]),
+                helper.make_node("Cast", [f"{p}_xo"], [f"{p}_xq"], to=TensorProto.UINT8),
+            ])  # fmt: skip
+        else:  # per-axis QuantizeLinear wants the rows as one axis and a 1-D scale (and zero point) along it
+            k_init = f"{p}_rows_shape"
+            new_inits.append(numpy_helper.from_array(np.array([-1, k], dtype=np.int64), k_init))
+            nodes.extend([
+                helper.make_node("Shape", [x], [f"{p}_shape"]),
+                helper.make_node("Reshape", [x, k_init], [f"{p}_x2"]),
+                helper.make_node("Reshape", [f"{p}_xs", "rowwise_flat"], [f"{p}_xs1"]),
+                helper.make_node("Shape", [f"{p}_xs1"], [f"{p}_rows"]),
+                helper.make_node("Expand", ["rowwise_zero_point_1d", f"{p}_rows"], [f"{p}_zp"]),
+                helper.make_node("QuantizeLinear", [f"{p}_x2", f"{p}_xs1", f"{p}_zp"], [f"{p}_xq2"], axis=0),
+                helper.make_node("Reshape", [f"{p}_xq2", f"{p}_shape"], [f"{p}_xq"]),
+            ])  # fmt: skip
+        quantized[x] = (f"{p}_xq", f"{p}_xs")
+        return quantized[x]
+
     for index, node in enumerate(graph.node):
         if node.name not in targets:
             nodes.append(node)
@@ -72,26 +123,25 @@ def quantize_rowwise(
         p = f"rowwise{index}"
         new_inits += [numpy_helper.from_array(w_int8, f"{p}_w"), numpy_helper.from_array(w_scale, f"{p}_ws")]
         dropped.add(w_name)
-        if opset >= 18:
-            reduce = helper.make_node("ReduceMax", [f"{p}_abs", "rowwise_last_axis"], [f"{p}_amax"], keepdims=1)
+        xq, xs = quantize_input(x, int(w_int8.shape[0]))
+        if plain:
+            nodes += [
+                helper.make_node("MatMulInteger", [xq, f"{p}_w", "rowwise_zero_point"], [f"{p}_acc"]),
+                helper.make_node("Cast", [f"{p}_acc"], [f"{p}_accf"], to=TensorProto.FLOAT),
+                helper.make_node("Mul", [f"{p}_accf", xs], [f"{p}_y1"]),
+                helper.make_node("Mul", [f"{p}_y1", f"{p}_ws"], list(node.output), name=node.name),
+            ]
         else:
-            reduce = helper.make_node("ReduceMax", [f"{p}_abs"], [f"{p}_amax"], axes=[-1], keepdims=1)
-        nodes += [
-            helper.make_node("Abs", [x], [f"{p}_abs"]),
-            reduce,
-            helper.make_node("Max", [f"{p}_amax", "rowwise_eps"], [f"{p}_amax_eps"]),
-            helper.make_node("Div", [f"{p}_amax_eps", "rowwise_127"], [f"{p}_xs"]),
-            helper.make_node("Div", [x, f"{p}_xs"], [f"{p}_xn"]),
-            # u8 with zero point 128 (still symmetric): onnxruntime's fast int8 GEMMs are u8 x s8.
-            helper.make_node("Round", [f"{p}_xn"], [f"{p}_xr"]),
-            helper.make_node("Add", [f"{p}_xr", "rowwise_128"], [f"{p}_xo"]),
-            helper.make_node("Cast", [f"{p}_xo"], [f"{p}_xq"], to=TensorProto.UINT8),
-            helper.make_node("MatMulInteger", [f"{p}_xq", f"{p}_w", "rowwise_zero_point"], [f"{p}_acc"]),
-            helper.make_node("Cast", [f"{p}_acc"], [f"{p}_accf"], to=TensorProto.FLOAT),
-            helper.make_node("Mul", [f"{p}_accf", f"{p}_xs"], [f"{p}_y1"]),
-            helper.make_node("Mul", [f"{p}_y1", f"{p}_ws"], list(node.output), name=node.name),
-        ]
+            nodes += [
+                helper.make_node(
+                    "MatMulIntegerToFloat", [xq, f"{p}_w", "rowwise_one", f"{p}_ws", "rowwise_zero_point"],
+                    [f"{p}_y1"], domain="com.microsoft",
+                ),
+                helper.make_node("Mul", [f"{p}_y1", xs], list(node.output), name=node.name),
+            ]  # fmt: skip
         done["quantized"].append(node.name)
+    if not plain and not any(o.domain == "com.microsoft" for o in model.opset_import):
+        model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
     save_rewritten(model, nodes, new_inits, dropped, dst)
     return done
 

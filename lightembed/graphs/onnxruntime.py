@@ -149,6 +149,11 @@ class OnnxGraph:
             (out,) = self.session.run([name], feed)
         return finite(out, name, self.path)
 
+    def run(self, arrays: Mapping[str, Any], outputs: Sequence[str]) -> dict[str, np.ndarray]:
+        names = list(outputs)
+        values = self.session.run(names, make_feed(arrays, self.input_dtypes))
+        return {name: finite(value, name, self.path) for name, value in zip(names, values)}
+
 
 def _cuda_device_id(session: ort.InferenceSession) -> int | None:
     """The GPU a session runs on, or None if it does not run on CUDA."""

@@ -10,6 +10,7 @@ from typing import Any, Sequence
 
 from lightembed import manifest as manifests
 from lightembed.graphs import integrity, policy, preoptimized
+from lightembed.graphs.handoff import HandoffGraph
 from lightembed.graphs.protocol import Graph, Modality
 from lightembed.graphs.providers import CPU, CUDA, provider_names, resolve_providers
 from lightembed.manifest import FileRecord, Manifest
@@ -80,16 +81,23 @@ def open_graph(folder: Path, path: Path, options: GraphOptions, manifest: Manife
     backend, reason = decision.backend, decision.reason
     if decision.ov_config:  # a timed OpenVINO choice brings its precision hint; the caller's settings still win
         options = replace(options, ov_config={**decision.ov_config, **options.ov_config})
-    companion = pick_companion(folder, path, record, backend, options)
+    # OpenVINO chosen by the policy (not asked for): onnxruntime answers until OpenVINO has compiled the file
+    hand_over = backend == "openvino" and not decision.requested and options.cpu_only
+    first_backend = "onnx" if hand_over else backend
+    companion = pick_companion(folder, path, record, first_backend, options)
     check = integrity.check_in_background(folder, path, record, companion) if options.verify else None
     run_options = replace(options, optimize=companion is None)
     try:
-        graph = policy.opener(backend)(companion or path, run_options)
+        graph: Graph = policy.opener(first_backend)(companion or path, run_options)
     except ValueError:
         if check is not None:
             check()  # a damaged file: say so rather than the backend's parse error
         raise
     verified = check() is not None if check is not None else False
+    if hand_over:
+        later_options = replace(options, optimize=True)
+        graph = HandoffGraph(graph, lambda: policy.opener(backend)(path, later_options))
+        reason += "; onnxruntime answers until OpenVINO has compiled the file in the background (backend='openvino' opens it directly)"
     return OpenedGraph(graph, path, companion or path, backend, reason, verified, record, run_options)
 
 

@@ -80,10 +80,10 @@ class OpenVinoGraph:
             raise ModelFileError(f"OpenVINO could not load or compile {path} for the CPU: {exc}") from None
         ports = ((p.get_any_name(), _OV_DTYPES.get(p.get_element_type().get_type_name())) for p in self.compiled.inputs)
         self.input_dtypes = check_inputs(ports, modality)
-        self.output_names = [port.get_any_name() for port in self.compiled.outputs]
+        self.output_names = [_port_name(port) for port in self.compiled.outputs]
         self.output_name = choose_output(self.output_names, preferred_outputs)
         self._shapes = {
-            port.get_any_name(): [d.get_length() if d.is_static else None for d in port.get_partial_shape()]
+            _port_name(port): [d.get_length() if d.is_static else None for d in port.get_partial_shape()]
             if port.get_partial_shape().rank.is_static
             else None
             for port in self.compiled.outputs
@@ -114,13 +114,31 @@ class OpenVinoGraph:
     def __call__(self, arrays: Mapping[str, Any], output: str | None = None) -> np.ndarray:
         """Run the graph on int arrays keyed by input name; returns `output` (default: the chosen one) as float32."""
         name = output or self.output_name
+        return self.run(arrays, [name])[name]
+
+    def run(self, arrays: Mapping[str, Any], outputs: Sequence[str]) -> dict[str, np.ndarray]:
         feed = make_feed(arrays, self.input_dtypes)
         request = getattr(self._local, "request", None)
         if request is None:
             request = self._local.request = self.compiled.create_infer_request()
         request.infer(feed)
-        out = request.get_output_tensor(self._output_index[name]).data
-        return finite(np.array(out, dtype=np.float32), name, self.path)  # a copy: the buffer is reused
+        return {  # copies: the buffers are reused
+            name: finite(np.array(request.get_output_tensor(self._output_index[name]).data, dtype=np.float32),
+                         name, self.path)
+            for name in outputs
+        }  # fmt: skip
+
+
+def _port_name(port: Any) -> str:
+    """The name of an output as the ONNX graph declares it. An output tensor that is also a node's result has
+    several names in OpenVINO (the node's `lightembed_pooling/mean` and the graph's `sentence_embedding`), and
+    get_any_name() may return the node's: the names lightembed-export declares never hold a "/" (node paths do)."""
+    name = str(port.get_any_name())
+    if "/" in name:
+        plain = sorted(n for n in port.get_names() if "/" not in n)
+        if plain:
+            return str(plain[0])
+    return name
 
 
 def cache_dir() -> str | None:

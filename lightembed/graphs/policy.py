@@ -50,6 +50,8 @@ class Decision:
     backend: str
     reason: str
     ov_config: dict[str, Any] = field(default_factory=dict)
+    requested: bool = False
+    """True when the caller (or LIGHTEMBED_BACKEND) named the backend; False when the policy chose it."""
 
 
 def opener(backend: str) -> Callable[[Path, Any], Graph]:
@@ -111,12 +113,12 @@ def decide(
             f"backend=None (or 'torch', sentence-transformers' default) chooses; got {backend!r}."
         )
     if backend is not None:
-        return Decision(*_explicit(backend, cpu_only, "requested"))
+        return Decision(*_explicit(backend, cpu_only, "requested"), requested=True)
     pinned = (env.get(ENV_BACKEND) or "").lower()
     if pinned not in ("", "auto", *OPENERS):
         raise LightembedValueError(f"{ENV_BACKEND}={pinned!r}: expected one of {tuple(OPENERS)} or 'auto'.")
     if pinned in OPENERS:
-        return Decision(*_explicit(pinned, cpu_only, note + f"{ENV_BACKEND}={pinned}"))
+        return Decision(*_explicit(pinned, cpu_only, note + f"{ENV_BACKEND}={pinned}"), requested=True)
     timed = _measured(cpu_only, manifest_entry)
     if timed is not None:
         return replace(timed, reason=note + timed.reason)

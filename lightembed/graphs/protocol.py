@@ -46,6 +46,10 @@ class Graph(Protocol):
 
     def __call__(self, arrays: Mapping[str, Any], output: str | None = None) -> np.ndarray: ...
 
+    def run(self, arrays: Mapping[str, Any], outputs: Sequence[str]) -> dict[str, np.ndarray]:
+        """Several outputs of one run (float32, keyed by name): a model with more than one head (BGE-M3)."""
+        ...
+
 
 def position_ids(attention_mask: np.ndarray) -> np.ndarray:
     """Positions as transformers numbers them for a decoder: the running count of real tokens minus one,

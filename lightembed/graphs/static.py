@@ -8,7 +8,7 @@ text's rows (EmbeddingBag's mean; zeros for a text with no tokens), computed ove
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -91,15 +91,74 @@ class StaticGraph:
             raise ModelFileError(f"A static-embedding table has outputs {self.output_names}, not {name!r}.")
         counts = mask.sum(axis=1)
         out = np.zeros((len(ids), self.table.shape[1]), dtype=np.float32)
-        filled = counts > 0
-        if filled.any():
-            # reduceat over the real tokens, laid out row after row, sums each text's rows without the padding
-            real = self.rows(ids[mask])
-            starts = np.concatenate(([0], np.cumsum(counts)[:-1]))[filled]
-            out[filled] = np.add.reduceat(real, starts, axis=0) / counts[filled, None].astype(np.float32)
+        real = self.rows(ids[mask])  # the real tokens' rows, text after text, without the padding
+        start = 0
+        # One sum per text: about twice as fast as np.add.reduceat over the same rows (measured on a 30k x 384
+        # table, batches of 32), and the same row-by-row float32 sum as model2vec's mean.
+        for row, count in enumerate(counts.tolist()):
+            if count:
+                out[row] = real[start : start + count].sum(axis=0) / np.float32(count)
+            start += count
+        return out
+
+    def run(self, arrays: Mapping[str, Any], outputs: Sequence[str]) -> dict[str, np.ndarray]:
+        return {name: self(arrays, name) for name in outputs}
+
+
+class SparseStaticGraph:
+    """sentence-transformers' SparseStaticEmbedding as a graph: one weight per vocabulary token (`weight`, e.g.
+    IDF); a text's output is its tokens' weights at their ids, zero elsewhere (each token counted once), as
+    (rows, vocab) `sentence_embedding`."""
+
+    input_dtypes = {"input_ids": "int64", "attention_mask": "int64"}
+    output_names = [POOLED_OUTPUT]
+    output_name = POOLED_OUTPUT
+    io_binding = False
+    providers = [PROVIDER]
+    threads = 1
+
+    def __init__(self, path: Path, weight: np.ndarray) -> None:
+        self.path = path
+        if weight.ndim != 1:
+            raise ModelFileError(f"{path}: 'weight' must be 1-D (one weight per token), got shape {weight.shape}.")
+        self.weight = np.asarray(weight, dtype=np.float32)
+        self.output_width: int | None = len(weight)
+        self.metadata: dict[str, str] = {}
+
+    @property
+    def input_names(self) -> list[str]:
+        return list(self.input_dtypes)
+
+    def output_shape(self, name: str | None = None) -> list[Any] | None:
+        return [None, self.output_width]
+
+    def __call__(self, arrays: Mapping[str, Any], output: str | None = None) -> np.ndarray:
+        if (output or self.output_name) != POOLED_OUTPUT:
+            raise ModelFileError(f"A sparse token-weight table has the output {POOLED_OUTPUT!r}, not {output!r}.")
+        ids = np.asarray(arrays["input_ids"], dtype=np.int64)
+        rows, cols = np.nonzero(np.asarray(arrays["attention_mask"]))
+        tokens = ids[rows, cols]
+        if tokens.size and (int(tokens.max()) >= len(self.weight) or int(tokens.min()) < 0):
+            raise ModelFileError(
+                f"A token id ({int(tokens.max())}) is outside the {len(self.weight)} weights of {self.path}: the "
+                "folder's tokenizer does not belong to its model.safetensors."
+            )
+        out = np.zeros((len(ids), len(self.weight)), dtype=np.float32)
+        out[rows, tokens] = self.weight[tokens]
         return out
 
 
-def open_file(path: Path, options: Any) -> StaticGraph:
-    """Open a static-embedding table (`options` has nothing to choose for it: it runs in NumPy on the CPU)."""
-    return StaticGraph(Path(path))
+SPARSE_WEIGHT_KEY = "weight"  # SparseStaticEmbedding's parameter
+
+
+def open_file(path: Path, options: Any) -> StaticGraph | SparseStaticGraph:
+    """Open a static-embedding table, or a sparse table of token weights (`options` has nothing to choose for
+    either: they run in NumPy on the CPU)."""
+    path = Path(path)
+    try:
+        tensors = map_safetensors(path)
+    except (OSError, ValueError) as exc:
+        raise ModelFileError(f"{path} is not a readable static-embedding table: {exc}") from None
+    if SPARSE_WEIGHT_KEY in tensors and not any(k in tensors for k in TABLE_KEYS):
+        return SparseStaticGraph(path, np.asarray(tensors[SPARSE_WEIGHT_KEY]))
+    return StaticGraph(path)

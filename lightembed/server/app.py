@@ -257,22 +257,24 @@ def build_app(served: list[Served], settings: Settings, *, api_key: str | None =
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[None]:
-        for s in served:
+        faces = [face for s in served for face in (s, *s.faces)]  # each kind a model serves has its batcher
+        for s in faces:
             s.batcher.start()
-        for s in served:
+        for s in faces:
             await _warm_up(service, s)
         state.ready = True
-        log.info("ready: %s", ", ".join(f"{s.name} ({s.kind})" for s in served))
+        log.info("ready: %s", ", ".join(f"{s.name} ({s.kind})" for s in faces))
         try:
             yield
         finally:
             state.ready = False
-            for s in served:
+            for s in faces:
                 await s.batcher.close()
 
     routes = [
         Route("/v1/embeddings", json_route(service.openai_embeddings), methods=["POST"]),
         Route("/v1/rerank", json_route(service.cohere_rerank), methods=["POST"]),
+        Route("/v2/rerank", json_route(service.cohere_rerank_v2), methods=["POST"]),
         Route("/v1/models", models, methods=["GET"]),
         Route("/embed", json_route(service.tei_embed), methods=["POST"]),
         Route("/rerank", json_route(service.tei_rerank), methods=["POST"]),
@@ -283,6 +285,7 @@ def build_app(served: list[Served], settings: Settings, *, api_key: str | None =
         Route("/tokenize", json_route(service.tei_tokenize), methods=["POST"]),
         Route("/decode", json_route(service.tei_decode), methods=["POST"]),
         Route("/v2/embed", json_route(service.cohere_embed), methods=["POST"]),
+        Route("/v1/multi-vector", json_route(service.jina_multi_vector), methods=["POST"]),
         Route("/openapi.json", openapi, methods=["GET"]),
         Route("/docs", docs, methods=["GET"]),
         Route("/", json_route(served_route), methods=["POST"]),
@@ -307,6 +310,8 @@ async def _warm_up(service: Service, s: Served) -> None:
             await service.tei_embed({**body, "inputs": texts})
         elif s.kind == "sparse":
             await service.tei_embed_sparse({**body, "inputs": texts})
+        elif s.kind == "multi_vector":
+            await service.jina_multi_vector({**body, "input": texts})
         elif s.reranker.num_labels == 1:
             await service.tei_rerank({**body, "query": "warm-up", "texts": texts})
         else:

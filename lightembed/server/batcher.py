@@ -9,11 +9,13 @@ model's speed on its recent batches (seconds = a fixed cost per batch + a cost p
 from the drain rate, at once, before any work. A request that alone, on an idle model, needs more than its
 whole timeout gets 413 (on a busy model, 429: the speed measured under load may be what is too slow).
 
-Order: shortest remaining work first (by size class: one batch of work, then doublings; first come first
-served within a class), so one-text requests do not wait behind documents; a request whose slack is
+Order: small requests (one batch of work or less) first, first come first served, so one-text requests do not wait
+behind documents; then the larger ones, first come first served, each admitted only when all the work queued
+ahead of it, plus what small requests have been arriving at over the last SMALL_WINDOW seconds, fits before its
+deadline; a request whose slack is
 running out (its deadline minus twice its remaining time, at the measured rate, is under URGENT_SLACK of its timeout)
 becomes urgent and gets every other batch (earliest deadline first; every batch once started, when only that
-finishes it in time), so large requests are not starved; their admission leaves room for twice their work. A
+finishes it in time), so large requests are not starved; a safety net, rarely needed now that admission counts the small work. A
 request that can no longer finish by its deadline is refused (429) before any of its inputs run; work is never
 started that cannot finish in time.
 
@@ -33,6 +35,7 @@ import asyncio
 import contextvars
 import math
 import time
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Hashable, Sequence
@@ -57,6 +60,9 @@ ADMIT_SHARE = 0.8
 URGENT_SLACK = 0.2
 CRITICAL_TURNS = 4  # a critical request gets 3 batches in 4 (so it is critical below 1.5x its time left)
 _DECAY = 0.95  # weight of the past in the measured speed, per batch
+# Small-request work admitted in the last SMALL_WINDOW seconds is the share of the model a large request must leave
+# to the small ones arriving while it runs (they go first).
+SMALL_WINDOW = 10.0
 
 
 def token_lengths(encodings: Sequence[Any]) -> np.ndarray:
@@ -131,6 +137,7 @@ class Batcher:
         self._fit = np.zeros(5)  # gg, gx, xx, gy, xy
         self._last_urgent = False
         self._turn = 0
+        self._small: deque[tuple[float, float]] = deque()  # (admitted at, work) of recent small requests
 
     # ----- public -------------------------------------------------------------------------------------------
     @property
@@ -154,7 +161,7 @@ class Batcher:
         if xx <= 0:
             return None
         det = gg * xx - gx * gx
-        if det > 1e-9 * gg * xx:
+        if det > 1e-2 * gg * xx:  # batches varied enough in size to tell the two costs apart
             a, b = (gy * xx - xy * gx) / det, (xy * gg - gy * gx) / det
             if a >= 0 and b > 0:
                 return a, b
@@ -230,6 +237,8 @@ class Batcher:
                 retry_after=self._drain_seconds(self._work),
             )
         self._admit(float(unit.sum()), now, deadline, timeout)
+        if self._size_class(float(unit.sum())) == 0:
+            self._small.append((now, float(unit.sum())))
         job = Job(key, options, encodings, asyncio.get_running_loop().create_future(), now, unit, padded, deadline,
                   timeout, call)
         self._pending.append(job)
@@ -242,10 +251,31 @@ class Batcher:
             if job.future.cancelled():
                 self._release(job)
 
+    def precheck(self) -> None:
+        """Raise Overloaded (429) at once when no larger request could be admitted now, whatever its size: the
+        work queued and the small requests' share already fill the time to the request's deadline. Called before
+        a large request is tokenized, so that its refusal costs no tokenizing."""
+        rate = self.rate
+        deadline, timeout = request_deadline.get() or (None, None)
+        if rate is None or deadline is None or timeout is None:
+            return
+        now = time.monotonic()
+        room = (deadline - now) * (ADMIT_SHARE * rate - self._small_rate(now))
+        if self._work > room:
+            raise Overloaded(
+                f"Model {self.name!r} has about {self._work / rate:.1f} s of work queued; a request this large could "
+                f"not finish within the {timeout:g} s request timeout. Retry after the Retry-After seconds.",
+                retry_after=self._drain_seconds(self._work - max(room, 0.0)),
+            )
+
     # ----- admission ----------------------------------------------------------------------------------------
     def _drain_seconds(self, work: float) -> int:
+        """Seconds until `work` is drained at the measured rate; at most the request timeout, since admitted
+        work always fits one timeout (a longer figure would be a noisy speed fit, not the queue)."""
         rate = self.rate
-        return max(1, math.ceil(work / rate)) if rate else 1
+        seconds = max(1, math.ceil(work / rate)) if rate else 1
+        timeout = (request_deadline.get() or (None, None))[1]
+        return min(seconds, max(1, math.ceil(timeout))) if timeout else seconds
 
     def _admit(self, cost: float, now: float, deadline: float | None, timeout: float | None) -> None:
         """Raise 413/429 unless a request of `cost` padded tokens can finish by `deadline`."""
@@ -262,22 +292,31 @@ class Batcher:
             )
         live = [j for j in self._pending if not j.future.done()]
         running = self._work - sum(j.untaken_cost for j in live)
-        size = self._size_class(cost)
-        # A request larger than one batch of work runs at half speed when shorter ones keep arriving (it gets
-        # every other batch once urgent): it needs room for twice its work.
-        own = cost if size == 0 else 2 * cost
-        ahead = running + sum(j.untaken_cost for j in live if self._size_class(j.untaken_cost) <= size) + own
-        room = (deadline - now) * ADMIT_SHARE * rate
+        if self._size_class(cost) == 0:  # small requests go first: only the small work ahead and what runs
+            ahead = running + sum(j.untaken_cost for j in live if self._size_class(j.untaken_cost) == 0) + cost
+            room = (deadline - now) * ADMIT_SHARE * rate
+        else:
+            # Larger requests run first come first served after the small ones, so everything queued is ahead of
+            # this one, and the small requests arriving while it waits and runs (at their recent rate) take
+            # their share of the model first: admitted, it can finish, and it is never refused later.
+            ahead = running + sum(j.untaken_cost for j in live) + cost
+            room = (deadline - now) * (ADMIT_SHARE * rate - self._small_rate(now))
         if ahead > room:
             raise Overloaded(
                 f"Model {self.name!r} has about {self._work / rate:.1f} s of work queued; this request could not "
                 f"finish within the {timeout:g} s request timeout. Retry after the Retry-After seconds.",
-                retry_after=self._drain_seconds(ahead - room),
+                retry_after=self._drain_seconds(ahead - max(room, 0.0)),
             )
 
+    def _small_rate(self, now: float) -> float:
+        """Work units per second of small requests admitted over the last SMALL_WINDOW seconds."""
+        while self._small and self._small[0][0] < now - SMALL_WINDOW:
+            self._small.popleft()
+        return sum(work for _, work in self._small) / SMALL_WINDOW
+
     def _size_class(self, work: float) -> int:
-        """0 for work that fits one batch (max_batch_tokens), then one class per doubling. Shortest first goes
-        by class and, within a class, first come first served: exact shortest-first would starve a 20-token
+        """0 for work that fits one batch (max_batch_tokens), then one class per doubling. Small (class 0) goes
+        first, then the rest; first come first served within each: exact shortest-first would starve a 20-token
         query behind a stream of 10-token ones."""
         batch = float(self.max_tokens or 2048)
         return max(0, math.ceil(math.log2(max(work, 1.0) / batch)))
@@ -333,7 +372,7 @@ class Batcher:
             order = sorted(urgent, key=lambda j: j.deadline or 0.0) + [j for j in self._pending if j not in urgent]
             self._last_urgent = True
         else:
-            order = sorted(self._pending, key=lambda j: (self._size_class(j.untaken_cost), j.arrived))
+            order = sorted(self._pending, key=lambda j: (self._size_class(j.untaken_cost) > 0, j.arrived))
             self._last_urgent = False
         head = order[0]
         if head.call is not None:

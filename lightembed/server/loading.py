@@ -7,8 +7,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-Kind = Literal["embed", "rerank", "sparse"]
-KIND_CLASS: dict[Kind, str] = {"embed": "SentenceTransformer", "rerank": "CrossEncoder", "sparse": "SparseEncoder"}
+Kind = Literal["embed", "rerank", "sparse", "multi_vector"]
+KIND_CLASS: dict[Kind, str] = {
+    "embed": "SentenceTransformer", "rerank": "CrossEncoder", "sparse": "SparseEncoder",
+    "multi_vector": "MultiVectorEncoder",
+}
 CLASS_KIND: dict[str, Kind] = {name: kind for kind, name in KIND_CLASS.items()}
 
 
@@ -39,11 +42,13 @@ def _json(path: Path) -> dict[str, Any]:
 
 
 def model_kind(folder: str | Path, onnx_file: str | Path | None = None) -> Kind:
-    """"embed" (SentenceTransformer), "rerank" (CrossEncoder) or "sparse" (SparseEncoder) for a model folder.
+    """"embed" (SentenceTransformer), "rerank" (CrossEncoder), "sparse" (SparseEncoder) or "multi_vector"
+    (MultiVectorEncoder) for a model folder.
 
     The class the exporter recorded in lightembed.json decides. For a folder without one, in order:
     sentence_bert_config.json's transformer_task (fill-mask: sparse, sequence-classification:
-    rerank); modules.json (a SpladePooling or MLMTransformer module: sparse; a Pooling module: embed);
+    rerank); modules.json (a SpladePooling or MLMTransformer module: sparse; a MultiVectorMask module:
+    multi_vector; a Pooling module: embed);
     config_sentence_transformers.json's model_type; config.json's architectures (...ForSequenceClassification:
     rerank, ...ForMaskedLM: sparse); then the ONNX graph's output (2-D logits: rerank, `logits` 3-D: sparse,
     else embed).
@@ -67,6 +72,8 @@ def model_kind(folder: str | Path, onnx_file: str | Path | None = None) -> Kind:
             types = []
         if any(t.endswith(("SpladePooling", "MLMTransformer")) for t in types):
             return "sparse"
+        if any(t.endswith("MultiVectorMask") for t in types):
+            return "multi_vector"
         if any(t.endswith(".Pooling") or t == "Pooling" for t in types):
             return "embed"
     model_type = str(_json(folder / "config_sentence_transformers.json").get("model_type", ""))
@@ -87,6 +94,15 @@ def model_kind(folder: str | Path, onnx_file: str | Path | None = None) -> Kind:
         if rank == 2:
             return "rerank"
     return "embed"
+
+
+def other_faces(kind: Kind, model: Any) -> list[tuple[Kind, Any]]:
+    """The other kinds the file of a loaded model also serves, each as the class that serves it, sharing the
+    model's open graph: a BGE-M3 export (lightembed.bge_m3) is an embedding model and a sparse one."""
+    from lightembed import bge_m3
+
+    sparse = bge_m3.sparse_encoder_of(model) if kind == "embed" else None
+    return [] if sparse is None else [("sparse", sparse)]
 
 
 def split_onnx_path(source: str) -> tuple[str, str | None]:
@@ -115,6 +131,10 @@ def load_model(spec: ModelSpec, *, threads: int | None = None, device: str | Non
         from lightembed.sparse_encoder import SparseEncoder
 
         return kind, SparseEncoder(str(folder), **options)
+    if kind == "multi_vector":
+        from lightembed.multi_vector_encoder import MultiVectorEncoder
+
+        return kind, MultiVectorEncoder(str(folder), **options)
     from lightembed.encoder import SentenceTransformer
 
     return kind, SentenceTransformer(str(folder), **options)

@@ -22,8 +22,8 @@ class ServedModel(Protocol):
     server from --max-batch-tokens), `device`, `prompts` and `default_prompt_name`, `tokenizer` (a
     `tokenizers.Tokenizer`, for /tokenize and /decode) and `config`.
 
-    Kind-specific members are read only for their kind: see EmbeddingModel; `num_labels` (cross-encoders),
-    `max_active_dims` (sparse models).
+    Kind-specific members are read only for their kind: see EmbeddingModel and MultiVectorModel; `num_labels`
+    (cross-encoders), `max_active_dims` (sparse models).
     """
 
     max_batch_tokens: int | None
@@ -75,3 +75,15 @@ class SparseModel(ServedModel, Protocol):
     """A served SparseEncoder: also `max_active_dims`."""
 
     max_active_dims: int | None
+
+
+@runtime_checkable
+class MultiVectorModel(ServedModel, Protocol):
+    """A served MultiVectorEncoder: also `encode_query`, `encode_document` (one (tokens, dim) array per input)
+    and `get_embedding_dimension`."""
+
+    def encode_query(self, inputs: Any = None, **options: Any) -> Any: ...
+
+    def encode_document(self, inputs: Any = None, **options: Any) -> Any: ...
+
+    def get_embedding_dimension(self) -> int | None: ...

@@ -13,18 +13,38 @@ _TRUNCATE = {
     "truncation_direction": {"type": "string", "enum": ["Right", "Left"]},
 }
 _PROMPT = {"prompt_name": {"type": "string"}}
+_CHUNKING = {"chunking": {
+    "type": "object", "additionalProperties": False,
+    "description": "embed each input whole, chunk by chunk, instead of cutting it at the model's max_seq_length: "
+                   "per input a list of {embedding, start, end, tokens} (text[start:end] is the chunk; /v1/embeddings: "
+                   "one data entry per chunk, with its input's index and `chunk`), or with output \"document\" one "
+                   "token-weighted vector per input",
+    "properties": {
+        "chunk_size": {"type": "integer", "minimum": 1,
+                       "description": "tokens per chunk, special tokens included (default: max_seq_length)"},
+        "overlap": {"type": "integer", "minimum": 0, "description": "tokens consecutive chunks share (default 0)"},
+        "mode": {"type": "string", "enum": ["windows", "late"],
+                 "description": "windows: each chunk run on its own; late: the whole text run once (it must fit the "
+                                "model's positions), each chunk the mean of its token embeddings"},
+        "output": {"type": "string", "enum": ["chunks", "document"]},
+    },
+}}
 
 # path -> (method, API, summary, request properties, required, response description)
 ROUTES: dict[str, tuple[str, str, str, dict[str, Any], list[str], str]] = {
     "/v1/embeddings": ("post", "OpenAI", "Embeddings (OpenAI)", {
         "model": _MODEL, "input": _TEXTS, "encoding_format": {"type": "string", "enum": ["float", "base64"]},
-        "dimensions": {"type": "integer", "minimum": 1}, "user": {"type": "string"},
-    }, ["input"], "OpenAI's embeddings list"),
+        "dimensions": {"type": "integer", "minimum": 1}, "user": {"type": "string"}, **_CHUNKING,
+    }, ["input"], "OpenAI's embeddings list (with chunking: one entry per chunk)"),
     "/v1/models": ("get", "OpenAI", "Served models", {}, [], "OpenAI's model list"),
     "/v1/rerank": ("post", "Cohere/Jina", "Rerank documents (Cohere v1 / Jina)", {
         "model": _MODEL, "query": {"type": "string"},
         "documents": {"type": "array", "items": {"oneOf": [{"type": "string"}, {"type": "object"}]}},
         "top_n": {"type": "integer", "minimum": 0}, "return_documents": {"type": "boolean"},
+    }, ["query", "documents"], "results, best first"),
+    "/v2/rerank": ("post", "Cohere", "Rerank documents (Cohere v2)", {
+        "model": _MODEL, "query": {"type": "string"}, "documents": {"type": "array", "items": {"type": "string"}},
+        "top_n": {"type": "integer", "minimum": 0},
     }, ["query", "documents"], "results, best first"),
     "/v2/embed": ("post", "Cohere", "Embeddings (Cohere v2)", {
         "model": _MODEL, "texts": {"type": "array", "items": {"type": "string"}},
@@ -35,10 +55,14 @@ ROUTES: dict[str, tuple[str, str, str, dict[str, Any], list[str], str]] = {
         "output_dimension": {"type": "integer", "minimum": 1},
         "truncate": {"type": "string", "enum": ["NONE", "START", "END"]},
     }, ["texts"], "embeddings by type"),
+    "/v1/multi-vector": ("post", "Jina", "Token vectors of a multi-vector (ColBERT) model (Jina)", {
+        "model": _MODEL, "input": _TEXTS, "input_type": {"type": "string", "enum": ["query", "document"]},
+        "embedding_type": {"type": "string", "enum": ["float", "base64"]}, "dimensions": {"type": "integer", "minimum": 1},
+    }, ["input"], "per input, its token vectors (data[i].embeddings)"),
     "/embed": ("post", "TEI", "Sentence embeddings", {
         "model": _MODEL, "inputs": _TEXTS, "normalize": {"type": "boolean"}, "dimensions": {"type": "integer"},
-        **_TRUNCATE, **_PROMPT,
-    }, ["inputs"], "one vector per input"),
+        **_TRUNCATE, **_PROMPT, **_CHUNKING,
+    }, ["inputs"], "one vector per input (with chunking: its chunks, or one document vector)"),
     "/embed_all": ("post", "TEI", "Token embeddings", {"model": _MODEL, "inputs": _TEXTS, **_TRUNCATE, **_PROMPT},
                    ["inputs"], "one vector per token, per input"),
     "/embed_sparse": ("post", "TEI", "Sparse embeddings", {"model": _MODEL, "inputs": _TEXTS, **_TRUNCATE, **_PROMPT},
@@ -88,7 +112,7 @@ def spec(version: str) -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
         "info": {"title": "lightembed serve", "version": version,
-                 "description": "OpenAI, TEI and Cohere/Jina compatible embedding, reranking and sparse routes."},
+                 "description": "OpenAI, TEI and Cohere/Jina compatible embedding, reranking, sparse and multi-vector routes."},
         "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
         "security": [{"bearer": []}],
         "paths": paths,

@@ -18,6 +18,10 @@ Public API (kept stable; new names may be added, none removed):
 - `finish_embeddings(vectors, dimensions, normalize=True) -> vectors`: the per-request step after forward.
 - `embeddings_response(request, vectors, tokens) -> dict`: the OpenAI response body (float lists or base64 of
   little-endian float32, as the official client decodes it).
+- `chunking_field(body) -> Chunking | None`: a request's `chunking` object (texts longer than the model embedded
+  chunk by chunk with the model's `encode_chunks`); `embed_chunks(model, texts, chunking)` runs it (one
+  `ChunkedText` per text), `chunk_entries` / `document_vectors` shape its results, `answer(request, model)` runs
+  an embeddings request either way and builds its response body (`chunked_embeddings_response` with chunking).
 - `ApiError(status, message, type, param=None)` and one subclass per kind: `BadRequest` 400, `Unauthorized` 401,
   `NotFound` 404, `PayloadTooLarge` 413, `InvalidField` 422, `Overloaded` 429 (with `retry_after` seconds),
   `Unavailable` 503, `RequestTimeout` 503, `NonFinite` 500 (NaN/inf output; `check_finite(values, model)`). `error.openai_body()` is OpenAI's `{"error": {...}}`,
@@ -56,6 +60,13 @@ __all__ = [
     "embeddings_response",
     "count_tokens",
     "with_prompt",
+    "Chunking",
+    "chunking_field",
+    "embed_chunks",
+    "chunk_entries",
+    "document_vectors",
+    "chunked_embeddings_response",
+    "answer",
 ]
 
 
@@ -262,6 +273,59 @@ def positive_int_field(body: Mapping[str, Any], field: str) -> int | None:
     return value
 
 
+CHUNKING_OPTIONS = ("chunk_size", "overlap", "mode", "output")
+CHUNK_MODES = ("windows", "late")
+CHUNK_OUTPUTS = ("chunks", "document")
+
+
+@dataclass(frozen=True)
+class Chunking:
+    """A request's `chunking` object: each input embedded whole, chunk by chunk, instead of cut at the model's
+    max_seq_length (the model's `encode_chunks`). `chunk_size`: tokens per chunk, special tokens included (None:
+    max_seq_length); `overlap`: tokens consecutive chunks share; `mode`: "windows" (each chunk run on its own) or
+    "late" (the whole text run once, each chunk the mean of its tokens); `output`: "chunks" (every chunk's vector
+    with its character span) or "document" (one token-weighted vector per input)."""
+
+    chunk_size: int | None = None
+    overlap: int = 0
+    mode: str = "windows"
+    output: str = "chunks"
+
+
+def chunking_field(body: Mapping[str, Any], field: str = "chunking") -> Chunking | None:
+    """`body[field]` as a Chunking, or None when absent or null; InvalidField naming the bad option."""
+    value = body.get(field)
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise InvalidField(
+            None, f"`{field}` must be an object with any of {list(CHUNKING_OPTIONS)}, got {kind_of(value)}.", param=field
+        )
+    for key in value:
+        if key not in CHUNKING_OPTIONS:
+            raise InvalidField(
+                None, f"`{field}.{key}` is not a chunking option; the options are {list(CHUNKING_OPTIONS)}.",
+                param=f"{field}.{key}",
+            )
+    size, overlap = value.get("chunk_size"), value.get("overlap", 0)
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
+        raise InvalidField(None, f"`{field}.chunk_size` must be a positive integer of tokens, got {size!r}.",
+                           param=f"{field}.chunk_size")
+    if overlap is None:
+        overlap = 0
+    if isinstance(overlap, bool) or not isinstance(overlap, int) or overlap < 0:
+        raise InvalidField(None, f"`{field}.overlap` must be a non-negative integer of tokens, got {overlap!r}.",
+                           param=f"{field}.overlap")
+    choices = {}
+    for key, allowed in (("mode", CHUNK_MODES), ("output", CHUNK_OUTPUTS)):
+        choice = value.get(key) or allowed[0]
+        if choice not in allowed:
+            raise InvalidField(None, f"`{field}.{key}` must be one of {list(allowed)}, got {choice!r}.",
+                               param=f"{field}.{key}")
+        choices[key] = choice
+    return Chunking(size, overlap, choices["mode"], choices["output"])
+
+
 def can_embed(model: Any) -> bool:
     """Whether `model` gives dense sentence embeddings (a SentenceTransformer)."""
     return hasattr(model, "prompt_length") and hasattr(model, "get_sentence_embedding_dimension")
@@ -277,6 +341,7 @@ class EmbeddingsRequest:
     encoding_format: str = "float"
     dimensions: int | None = None
     user: str | None = None
+    chunking: Chunking | None = None
 
 
 def pick_model(body: Mapping[str, Any], models: Mapping[str, Any], route: str, fits: Any, kind: str,
@@ -331,7 +396,10 @@ def parse_embeddings_request(body: Mapping[str, Any], models: Mapping[str, Any],
             None, f"`dimensions` is {dimensions}; the model {name!r} gives at most {full}.", param="dimensions"
         )
     user = optional_field(body, "user", (str,), "a string")
-    return EmbeddingsRequest(name, texts, single, encoding_format, dimensions, user)
+    chunking = chunking_field(body)
+    if chunking is not None and not hasattr(models[name], "encode_chunks"):
+        raise BadRequest(None, f"The model {name!r} cannot chunk its inputs.", param="chunking")
+    return EmbeddingsRequest(name, texts, single, encoding_format, dimensions, user, chunking)
 
 
 # ----- running and answering ------------------------------------------------------------------------------------
@@ -402,3 +470,71 @@ def embeddings_response(request: EmbeddingsRequest, vectors: np.ndarray, tokens:
         "model": request.model,
         "usage": {"prompt_tokens": int(tokens), "total_tokens": int(tokens)},
     }
+
+
+# ----- chunking -------------------------------------------------------------------------------------------------
+def embed_chunks(model: Any, texts: list[str], chunking: Chunking, field: str = "input",
+                 batch_size: int = 32) -> list[Any]:
+    """`texts` run through the model's `encode_chunks` as `chunking` asks, in this thread: one ChunkedText per
+    text. What it refuses becomes an ApiError naming the request's field (`chunking.overlap`, `input[2]` ...)."""
+    from lightembed.chunking import ChunkingError
+
+    try:
+        result = model.encode_chunks(texts, chunk_size=chunking.chunk_size, overlap=chunking.overlap,
+                                     late_chunking=chunking.mode == "late", batch_size=batch_size)
+    except ChunkingError as exc:
+        message = str(exc).replace("(late_chunking=False)", '(`chunking.mode` "windows")')
+        if exc.field.startswith("inputs["):
+            where = field + exc.field[len("inputs"):]
+            raise PayloadTooLarge(None, message.replace(exc.field, f"`{where}`", 1), param=where) from None
+        if exc.field == "late_chunking":
+            raise BadRequest(None, f'`chunking.mode` "late": {message}', param="chunking.mode") from None
+        raise InvalidField(None, f"`chunking`: {message}", param=f"chunking.{exc.field}") from None
+    except (TypeError, ValueError) as exc:  # e.g. a lone surrogate, named by its input
+        raise InvalidField(None, str(exc).replace("inputs[", f"{field}["), param=field) from None
+    return list(result) if isinstance(result, list) else [result]
+
+
+def chunk_entries(chunked: Any, dimensions: int | None, normalize: bool = True,
+                  encoding_format: str = "float") -> list[dict[str, Any]]:
+    """One text's chunks as the server sends them: {"embedding", "start", "end", "tokens"} each, in text order;
+    text[start:end] is what the chunk covers, `tokens` its text tokens."""
+    vectors = finish_embeddings(chunked.embeddings, dimensions, normalize)
+    return [
+        {"embedding": encode_vector(v, encoding_format), "start": int(start), "end": int(end), "tokens": int(n)}
+        for v, (start, end), n in zip(vectors, chunked.offsets, chunked.token_counts)
+    ]
+
+
+def document_vectors(results: Sequence[Any], dimensions: int | None, normalize: bool = True) -> np.ndarray:
+    """Each text's document vector (the token-weighted mean of its chunks), (texts, dim) after the request's
+    truncation and normalization."""
+    return finish_embeddings(np.stack([r.document_embedding for r in results]), dimensions, normalize)
+
+
+def chunked_embeddings_response(request: EmbeddingsRequest, results: Sequence[Any]) -> dict[str, Any]:
+    """The OpenAI response body of a request with `chunking`: `output` "document" is the usual one vector per
+    input; "chunks" is one `data` entry per chunk, each a regular embedding entry whose `index` is its input's,
+    with `chunk` (its place in the input), `start`, `end` and `tokens`; an input's chunks are consecutive.
+    `usage` counts the chunks' text tokens."""
+    assert request.chunking is not None
+    tokens = sum(int(r.token_counts.sum()) for r in results)
+    if request.chunking.output == "document":
+        return embeddings_response(request, document_vectors(results, request.dimensions), tokens)
+    data = [
+        {"object": "embedding", "index": i, "chunk": k, **entry}
+        for i, chunked in enumerate(results)
+        for k, entry in enumerate(chunk_entries(chunked, request.dimensions, True, request.encoding_format))
+    ]
+    return {"object": "list", "data": data, "model": request.model,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+
+
+def answer(request: EmbeddingsRequest, model: Any, batch_size: int = 32) -> dict[str, Any]:
+    """Run `request` on `model` in this thread (with or without chunking) and build its OpenAI response body."""
+    if request.chunking is None:
+        vectors, tokens = embed(request, model, batch_size)
+        return embeddings_response(request, vectors, tokens)
+    results = embed_chunks(model, request.texts, request.chunking, "input", batch_size)
+    check_finite([r.embeddings for r in results], request.model)
+    return chunked_embeddings_response(request, results)

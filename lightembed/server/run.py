@@ -110,7 +110,7 @@ def build(args: argparse.Namespace) -> tuple[Any, Any]:
     """(ASGI app, state) for parsed flags: load every model as the class its folder is, one batcher each."""
     from lightembed.server.app import State, build_app
     from lightembed.server.batcher import Batcher
-    from lightembed.server.loading import ModelSpec, load_model
+    from lightembed.server.loading import ModelSpec, load_model, other_faces
     from lightembed.server.metrics import Metrics
     from lightembed.server.protocol import Limits
     from lightembed.server.service import Served, Settings
@@ -129,16 +129,20 @@ def build(args: argparse.Namespace) -> tuple[Any, Any]:
         model.max_batch_tokens = args.max_batch_tokens or (
             CPU_BATCH_TOKENS if model.device == "cpu" else model.max_batch_tokens
         )
-        batcher = Batcher(
-            model,
-            max_items=args.max_batch_items,
-            wait_s=args.batch_wait_ms / 1000,
-            max_queue=args.max_queue,
-            merge=not args.no_batching,
-            name=spec.name,
-            observe=metrics.observer(spec.name),
-        )
-        served.append(Served(spec.name, kind, model, batcher, spec.source))
+
+        def batcher_for(model: Any, name: str = spec.name) -> Batcher:
+            return Batcher(
+                model,
+                max_items=args.max_batch_items,
+                wait_s=args.batch_wait_ms / 1000,
+                max_queue=args.max_queue,
+                merge=not args.no_batching,
+                name=name,
+                observe=metrics.observer(name),
+            )
+
+        faces = tuple(Served(spec.name, k, m, batcher_for(m), spec.source) for k, m in other_faces(kind, model))
+        served.append(Served(spec.name, kind, model, batcher_for(model), spec.source, faces=faces))
     settings = Settings(
         limits=Limits(args.max_inputs, args.max_chars, args.max_body_bytes),
         auto_truncate=not args.no_auto_truncate,

@@ -1,13 +1,14 @@
 """What each route does, without the web framework: check the body, tokenize off the event loop, run the inputs
 through the model's batcher, shape the answer. Routes: OpenAI embeddings and /v1/models; TEI's /embed, /embed_all,
-/embed_sparse, /similarity, /rerank, /predict, /tokenize, /decode and /info; Cohere/Jina /v1/rerank and Cohere's
-/v2/embed (lightembed/server/openapi.py lists them with their fields). Every failure is an `ApiError`
+/embed_sparse, /similarity, /rerank, /predict, /tokenize, /decode and /info; Cohere/Jina /v1/rerank, Cohere's
+/v2/rerank and /v2/embed and Jina's /v1/multi-vector (lightembed/server/openapi.py lists them with their fields). Every failure is an `ApiError`
 (protocol.py); a non-finite model output is one too (NonFinite), never a vector."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, cast
 
@@ -17,7 +18,21 @@ from lightembed.errors import LightembedValueError
 from lightembed.server import protocol as p
 from lightembed.server.batcher import Batcher
 from lightembed.server.loading import KIND_CLASS, Kind
-from lightembed.server.model import EmbeddingModel, RerankModel, ServedModel, SparseModel
+from lightembed.server.model import EmbeddingModel, MultiVectorModel, RerankModel, ServedModel, SparseModel
+
+
+INLINE_CHARACTERS = 2048
+"""Requests with at most this many characters in all are tokenized on the event loop (about 0.1 ms)."""
+
+
+def _characters(items: list[Any]) -> int:
+    """Characters in `items` (texts or pairs of texts); anything else counts as large."""
+    total = 0
+    for item in items:
+        parts = item if isinstance(item, (tuple, list)) else (item,)
+        for part in parts:
+            total += len(part) if isinstance(part, str) else INLINE_CHARACTERS + 1
+    return total
 
 
 @dataclass
@@ -29,6 +44,17 @@ class Served:
     model: ServedModel
     batcher: Batcher
     source: str = ""
+    # Large requests tokenize here, one at a time: in the shared default pool several of them at once took the
+    # cores from inference and made the small requests queued behind them wait seconds.
+    tokenizer_thread: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="lightembed-tokenize")
+    )
+    faces: tuple["Served", ...] = ()
+    """The same model file served as another kind under the same name (BGE-M3: embed and sparse)."""
+
+    def as_kind(self, kind: Kind) -> "Served":
+        """This model, or its face of `kind` when it has one."""
+        return next((face for face in (self, *self.faces) if face.kind == kind), self)
 
     # The model as its kind's protocol, for the members only that kind has (routes pick by kind first).
     @property
@@ -42,6 +68,10 @@ class Served:
     @property
     def sparse(self) -> SparseModel:
         return cast(SparseModel, self.model)
+
+    @property
+    def multi(self) -> MultiVectorModel:
+        return cast(MultiVectorModel, self.model)
 
 
 @dataclass
@@ -71,11 +101,12 @@ class Service:
 
     # ----- shared steps -------------------------------------------------------------------------------------
     def _pick(self, body: Mapping[str, Any], route: str, kind: Kind) -> Served:
-        models = {name: s.model for name, s in self.models.items()}
-        fitting = {id(s.model) for s in self.models.values() if s.kind == kind}
+        faces = {name: s.as_kind(kind) for name, s in self.models.items()}
+        models = {name: face.model for name, face in faces.items()}
+        fitting = {id(face.model) for face in faces.values() if face.kind == kind}
         name = p.pick_model(body, models, route, lambda model: id(model) in fitting, KIND_CLASS[kind],
                             self.settings.default_model)
-        return self.models[name]
+        return faces[name]
 
     def _pick_any(self, body: Mapping[str, Any]) -> Served:
         """The model `body["model"]` names, else --default-model, else the first served model (routes every
@@ -89,9 +120,15 @@ class Service:
         return self.models[name]
 
     async def _tokenize(self, served: Served, items: list[Any], truncate: bool, field_name: str) -> list[Any]:
-        loop = asyncio.get_running_loop()
         try:
-            encodings = await loop.run_in_executor(None, served.model.tokenize_inputs, items)
+            if _characters(items) <= INLINE_CHARACTERS:
+                # A few short texts tokenize in well under a millisecond: on the event loop they never wait
+                # in a thread queue behind a large request's tokenization.
+                encodings = served.model.tokenize_inputs(items)
+            else:
+                served.batcher.precheck()  # a full model refuses at once, before the tokenizing
+                loop = asyncio.get_running_loop()
+                encodings = await loop.run_in_executor(served.tokenizer_thread, served.model.tokenize_inputs, items)
         except (TypeError, ValueError) as exc:
             raise p.InvalidField(None, str(exc).replace("inputs[", f"{field_name}["), param=field_name) from None
         if not truncate:
@@ -155,6 +192,28 @@ class Service:
         p.check_finite(vectors, served.name)
         return vectors, p.count_tokens(encodings)
 
+    async def _chunks(self, served: Served, texts: list[str], chunking: p.Chunking, prompt_name: str | None,
+                      field_name: str) -> list[Any]:
+        """Each text embedded whole, chunk by chunk, by the model's encode_chunks in its worker thread (admitted
+        at the cost of the whole texts' tokens): one ChunkedText per text."""
+        if prompt_name is not None:
+            raise p.BadRequest(None, "`prompt_name` does not apply with `chunking`: chunks are embedded as they are.",
+                               param="prompt_name")
+        from lightembed.chunking import whole_encodings
+
+        model: Any = served.embedder
+        loop = asyncio.get_running_loop()
+        try:
+            wholes = await loop.run_in_executor(None, whole_encodings, model, texts)
+        except (TypeError, ValueError) as exc:
+            raise p.InvalidField(None, str(exc).replace("inputs[", f"{field_name}["), param=field_name) from None
+        if self._count_tokens is not None:
+            self._count_tokens(served.name, p.count_tokens(wholes))
+        results = await served.batcher.run_alone(
+            wholes, lambda: p.embed_chunks(model, texts, chunking, field_name, served.batcher.max_items))
+        p.check_finite([r.embeddings for r in results], served.name, field_name)
+        return results
+
     # ----- OpenAI -------------------------------------------------------------------------------------------
     async def openai_embeddings(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """POST /v1/embeddings."""
@@ -162,7 +221,11 @@ class Service:
         others = {n: s.model for n, s in self.models.items() if s.kind != "embed"}
         request = p.parse_embeddings_request(body, {**models, **others}, self.settings.limits,
                                              self.settings.default_model)
-        vectors, tokens = await self._embed_rows(self.models[request.model], request.texts, None, True)
+        served = self.models[request.model]
+        if request.chunking is not None:
+            return p.chunked_embeddings_response(request, await self._chunks(served, request.texts, request.chunking,
+                                                                             None, "input"))
+        vectors, tokens = await self._embed_rows(served, request.texts, None, True)
         return p.embeddings_response(request, p.finish_embeddings(vectors, request.dimensions), tokens)
 
     def openai_models(self) -> dict[str, Any]:
@@ -176,11 +239,19 @@ class Service:
         }
 
     # ----- TEI ----------------------------------------------------------------------------------------------
-    async def tei_embed(self, body: Mapping[str, Any]) -> list[list[float]]:
-        """POST /embed: `inputs`, `normalize` (default true), `truncate`, `prompt_name`, `dimensions`."""
+    async def tei_embed(self, body: Mapping[str, Any]) -> list[Any]:
+        """POST /embed: `inputs`, `normalize` (default true), `truncate`, `prompt_name`, `dimensions`, `chunking`
+        (protocol.Chunking: per input its chunks, [{"embedding", "start", "end", "tokens"}], or with `output`
+        "document" one vector)."""
         served, texts, truncate, left, prompt_name = self._text_request(body, "/embed", "embed")
         normalize = _bool_field(body, "normalize", True)
         dimensions = p.positive_int_field(body, "dimensions")
+        chunking = p.chunking_field(body)
+        if chunking is not None:
+            results = await self._chunks(served, texts, chunking, prompt_name, "inputs")
+            if chunking.output == "document":
+                return p.document_vectors(results, dimensions, normalize).tolist()
+            return [p.chunk_entries(r, dimensions, normalize) for r in results]
         vectors, _ = await self._embed_rows(served, texts, prompt_name, truncate, left)
         return p.finish_embeddings(vectors, dimensions, normalize).tolist()
 
@@ -389,6 +460,49 @@ class Service:
             "response_type": "embeddings_by_type",
         }
 
+    # ----- Jina multi-vector ----------------------------------------------------------------------------------
+    async def jina_multi_vector(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """POST /v1/multi-vector (Jina's route for ColBERT models): `model`, `input` (a string or a list),
+        `input_type` ("query", or "document", the default), `embedding_type` ("float", the default, or "base64":
+        each token vector as base64 of its little-endian float32 bytes), `dimensions` (the first N components of
+        each token vector, L2-normalized again). Per input its token vectors, as MultiVectorEncoder.encode_query
+        / encode_document give them (query expansion, the skiplist and query_length / document_length applied)."""
+        served = self._pick(body, "/v1/multi-vector", "multi_vector")
+        texts, _ = p.texts_field(body, "input", self.settings.limits)
+        input_type = p.optional_field(body, "input_type", (str,), '"query" or "document"') or "document"
+        if input_type not in ("query", "document"):
+            raise p.InvalidField(None, f'`input_type` must be "query" or "document", got {input_type!r}.',
+                                 param="input_type")
+        embedding_type = p.optional_field(body, "embedding_type", (str,), '"float" or "base64"') or "float"
+        if embedding_type not in ("float", "base64"):
+            raise p.InvalidField(None, f'`embedding_type` must be "float" or "base64", got {embedding_type!r}.',
+                                 param="embedding_type")
+        dimensions = p.positive_int_field(body, "dimensions")
+        model = served.multi
+        full = model.get_embedding_dimension()
+        if dimensions is not None and full is not None and dimensions > full:
+            raise p.InvalidField(
+                None, f"`dimensions` is {dimensions}; the model {served.name!r} gives at most {full}.", param="dimensions"
+            )
+        # for admission (the request's cost) and usage: the texts as the model tokenizes them, before its task's
+        # shorter cut and its query expansion
+        encodings = await self._tokenize(served, texts, True, "input")
+        encode = model.encode_query if input_type == "query" else model.encode_document
+
+        def token_vectors() -> list[Any]:
+            return list(encode(texts, show_progress_bar=False))
+
+        rows = await served.batcher.run_alone(encodings, token_vectors)
+        p.check_finite(rows, served.name, "input")
+        data = []
+        for i, row in enumerate(rows):
+            vectors = p.finish_embeddings(np.asarray(row, dtype=np.float32), dimensions, dimensions is not None)
+            embeddings = [p.encode_vector(v, "base64") for v in vectors] if embedding_type == "base64" else vectors.tolist()
+            data.append({"object": "embeddings", "index": i, "embeddings": embeddings})
+        tokens = p.count_tokens(encodings)
+        return {"object": "list", "model": served.name, "data": data,
+                "usage": {"total_tokens": tokens, "prompt_tokens": tokens}}
+
     async def tei_root(self, body: Mapping[str, Any]) -> Any:
         """POST /: TEI answers with its model's own route; huggingface_hub's InferenceClient posts every task
         here. A body with `query` and `texts` is a rerank, `inputs` as {"source_sentence", "sentences"} a
@@ -401,6 +515,10 @@ class Service:
             return await self.tei_similarity(body)
         name = body.get("model") if isinstance(body.get("model"), str) else self.settings.default_model
         kinds = {self.models[name].kind} if name in self.models else {s.kind for s in self.models.values()}
+        if kinds == {"multi_vector"}:  # no TEI route gives token vectors per input in a client-parsable shape
+            raise p.BadRequest(
+                None, "A multi-vector (MultiVectorEncoder) model answers POST /v1/multi-vector, not /.", param="model"
+            )
         if "embed" in kinds or not kinds - {"embed"}:
             return await self.tei_embed(body)
         if "rerank" in kinds:
@@ -421,6 +539,8 @@ class Service:
             model_type: dict[str, Any] = {"reranker": {"id2label": labels, "label2id": {v: int(k) for k, v in labels.items()}}}
         elif served.kind == "sparse":
             model_type = {"embedding": {"pooling": "splade"}}
+        elif served.kind == "multi_vector":
+            model_type = {"multi_vector": {"dimension": served.multi.get_embedding_dimension()}}
         else:
             model_type = {"embedding": {"pooling": "+".join(model.config.pooling.modes)}}
         from lightembed import __version__
@@ -444,9 +564,19 @@ class Service:
         }
 
     # ----- Cohere / Jina ------------------------------------------------------------------------------------
-    async def cohere_rerank(self, body: Mapping[str, Any]) -> dict[str, Any]:
+    async def cohere_rerank_v2(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """POST /v2/rerank (what cohere.ClientV2.rerank posts): as /v1/rerank; `max_tokens_per_doc` is refused
+        (documents are cut at the model's max_seq_length)."""
+        if body.get("max_tokens_per_doc") is not None:
+            raise p.BadRequest(
+                None, "`max_tokens_per_doc` is not supported here: documents are cut at the model's max_seq_length.",
+                param="max_tokens_per_doc",
+            )
+        return await self.cohere_rerank(body, "/v2/rerank")
+
+    async def cohere_rerank(self, body: Mapping[str, Any], route: str = "/v1/rerank") -> dict[str, Any]:
         """POST /v1/rerank: `query`, `documents` (strings or {"text": ...}), `top_n`, `return_documents`."""
-        served = self._pick(body, "/v1/rerank", "rerank")
+        served = self._pick(body, route, "rerank")
         query = _text(body, "query", self.settings.limits)
         docs = body.get("documents")
         if not isinstance(docs, list):

@@ -1,0 +1,45 @@
+"""benchmarks/serve.py's answer check: a float32 model's vectors must match in-process encode() within 1e-4; a
+bf16 one's (OpenVINO's automatic choice on AMX-BF16 CPUs), whose rounding depends on the batch a text ran in,
+within the cosine the backend was chosen with."""
+
+from __future__ import annotations
+
+import base64
+from types import SimpleNamespace
+
+import numpy as np
+
+from benchmarks.serve import answer_tolerance, embed_check
+from lightembed.graphs.policy import AUTO_MIN_COSINE
+
+
+def _model(*providers: str) -> SimpleNamespace:
+    return SimpleNamespace(runtime_info=SimpleNamespace(providers=list(providers)))
+
+
+def _answer(vectors: np.ndarray) -> dict:
+    return {"data": [{"embedding": base64.b64encode(v.astype("<f4").tobytes()).decode()} for v in vectors]}
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def test_the_tolerance_follows_the_precision_the_model_runs_in():
+    assert answer_tolerance(_model("CPUExecutionProvider"))["max_abs"] == 1e-4
+    assert answer_tolerance(_model("OpenVINOExecutionProvider (f32)"))["max_abs"] == 1e-4
+    bf16 = answer_tolerance(_model("OpenVINOExecutionProvider (bf16)"))
+    assert bf16["min_cosine"] == AUTO_MIN_COSINE and "max_abs" not in bf16
+
+
+def test_a_bf16_sized_difference_passes_only_the_bf16_check_and_a_wrong_vector_neither():
+    rng = np.random.default_rng(0)
+    want = _unit(rng.standard_normal((4, 384)).astype(np.float32))
+    rounded = _unit(want + rng.uniform(-9e-4, 9e-4, want.shape).astype(np.float32))  # what bf16 batches differ by
+    wrong = _unit(np.roll(want, 1, axis=0))  # another text's vector
+    fp32 = embed_check(want, answer_tolerance(_model("CPUExecutionProvider")))
+    bf16 = embed_check(want, answer_tolerance(_model("OpenVINOExecutionProvider (bf16)")))
+    assert fp32(_answer(want)) and bf16(_answer(want))
+    assert not fp32(_answer(rounded)) and bf16(_answer(rounded))
+    assert not fp32(_answer(wrong)) and not bf16(_answer(wrong))
+    assert not bf16(_answer(want[:3]))  # a vector missing
