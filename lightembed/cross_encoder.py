@@ -327,14 +327,7 @@ class CrossEncoder(BaseModel):
         pairs, single = as_pairs(inputs)
         batch_size = check_batch_size(batch_size)
         activation = as_activation(activation_fn) if activation_fn is not None else self.activation_fn
-        resolved = self._prompt(prompt, prompt_name)
-        items: Sequence[Any] = pairs
-        if resolved and self._causal is not None:
-            # As sentence-transformers: a system message with a chat template, else in front of the query.
-            items = [SystemPair(resolved, a, b) for a, b in pairs]
-        elif resolved:
-            items = [(resolved + a, b) for a, b in pairs]
-
+        items = self.pair_inputs(pairs, self._prompt(prompt, prompt_name))
         scores = np.zeros((len(pairs), self.num_labels), dtype=np.float32)
         for idx, batch in self._batches(items, batch_size, show_progress_bar):
             out = self.forward(batch, activation)
@@ -444,6 +437,15 @@ class CrossEncoder(BaseModel):
                 "backend; lightembed runs ONNX files, whose precision is the file's (model.float() picks the fp32 one)."
             )
         self.keep_in_fp32_modules = []
+
+    def pair_inputs(self, pairs: Sequence[tuple[str, str]], prompt: str | None) -> list[Any]:
+        """The items tokenize_inputs takes for `pairs` with `prompt` (None or "": none), where sentence-transformers
+        puts it: in front of each query, or a causal-LM reranker's system message (SystemPair)."""
+        if not prompt:
+            return list(pairs)
+        if self._causal is not None:
+            return [SystemPair(prompt, a, b) for a, b in pairs]
+        return [(prompt + a, b) for a, b in pairs]
 
     def tokenize_inputs(self, items: Sequence[TextInput]) -> list[Encoding]:
         """Stage 1: (text, text) pairs to truncated, unpadded tokens; a causal-LM reranker's written as

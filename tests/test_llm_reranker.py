@@ -197,3 +197,31 @@ def test_a_chat_template_changed_after_export_is_refused(exported: tuple[Path, P
         message = "chat_template processing_kwargs"
     with pytest.raises(ValueError, match=message):
         lightembed.CrossEncoder(str(folder), device="cpu", verify=False)
+
+
+def test_served_reranker_puts_its_default_prompt_where_sentence_transformers_does(tmp_path: Path) -> None:
+    """`lightembed serve`'s /rerank on a chat-template reranker with a default prompt: the prompt is the system
+    message, as in sentence-transformers' predict (not text in front of the query), so the scores are its scores."""
+    import dataclasses
+
+    import sentence_transformers
+    import torch
+    from lightembed_export import export_model
+
+    from tests.test_server import KEY, Server, http
+
+    family = dataclasses.replace(families.LLM_RERANKERS[0], prompts={"rerank": "Judge strictly: "},
+                                 default_prompt_name="rerank")  # fmt: skip
+    src = family.make(tmp_path / "st")
+    export_model(src, tmp_path / "onnx", verbose=False, preoptimize=False)
+    query, docs = "how do i reset my password?", [doc for _, doc in families.LLM_PAIRS[:6]]
+    want = sentence_transformers.CrossEncoder(str(src), device="cpu").predict(
+        [(query, d) for d in docs], activation_fn=torch.nn.Identity()
+    )
+    server = Server([f"{tmp_path / 'onnx'}=rr", "--api-key", KEY])
+    try:
+        status, _, got = http("POST", server.url + "/rerank", {"query": query, "texts": docs, "raw_scores": True}, KEY)
+    finally:
+        server.stop()
+    assert status == 200, got
+    assert {g["index"]: g["score"] for g in got} == pytest.approx(dict(enumerate(want.tolist())), abs=1e-5)
