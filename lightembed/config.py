@@ -114,10 +114,14 @@ def _query_expansion(st_config: dict[str, Any], path: Path) -> dict[str, Any] | 
     return {"strategy": value["strategy"], "attend": attend, "token": token, "length": length}
 
 
-def _check_transformer_options(st_config: dict[str, Any], path: Path) -> None:
+def _check_transformer_options(st_config: dict[str, Any], path: Path, chat_template: bool = False) -> None:
     """Refuse, by name, the sentence-transformers 6 Transformer options that would change the vectors and that
-    lightembed does not reproduce (options that only change torch's speed, like unpad_inputs, are accepted)."""
+    lightembed does not reproduce (options that only change torch's speed, like unpad_inputs, are accepted).
+    `chat_template`: the folder holds the chat template pre-rendered by lightembed-export (lightembed.llm_reranker),
+    so the 'message' modality and the template's own processing_kwargs ("chat_template") are what it runs."""
     processing = st_config.get("processing_kwargs")
+    if chat_template and isinstance(processing, dict):
+        processing = {key: value for key, value in processing.items() if key != "chat_template"}
     if processing:
         raise LightembedValueError(
             f"processing_kwargs {processing!r} in {path} are not supported by lightembed: the runtime tokenizes with "
@@ -126,7 +130,7 @@ def _check_transformer_options(st_config: dict[str, Any], path: Path) -> None:
         )
     modality = st_config.get("modality_config")
     if isinstance(modality, dict):
-        if "message" in modality:
+        if "message" in modality and not chat_template:
             raise LightembedValueError(
                 f"modality_config in {path} has the 'message' modality: sentence-transformers 6 renders text inputs "
                 "through the tokenizer's chat template for it, which lightembed does not do. Remove the "
@@ -145,14 +149,17 @@ def _check_transformer_options(st_config: dict[str, Any], path: Path) -> None:
             )
 
 
-def read_transformer_settings(transformer_dir: Path, folder: Path | None = None) -> TransformerSettings:
+def read_transformer_settings(
+    transformer_dir: Path, folder: Path | None = None, chat_template: bool = False
+) -> TransformerSettings:
     """The Transformer module's settings from `transformer_dir`, or `folder` (the model root) when the module's
-    own sentence_bert_config.json is missing. Values of the wrong type are a ValueError naming the file."""
+    own sentence_bert_config.json is missing. Values of the wrong type are a ValueError naming the file.
+    `chat_template`: the chat template is pre-rendered in the folder (see _check_transformer_options)."""
     path = transformer_dir / "sentence_bert_config.json"
     if not path.is_file() and folder is not None:
         path = folder / "sentence_bert_config.json"
     st_config = read_json(path)
-    _check_transformer_options(st_config, path)
+    _check_transformer_options(st_config, path, chat_template)
     raw = st_config.get("max_seq_length")
     if raw is not None:
         if isinstance(raw, bool) or not isinstance(raw, int) or raw < 1:

@@ -13,14 +13,16 @@ from pathlib import Path
 from typing import Any, Callable, Literal, Sequence, overload
 
 import numpy as np
+from tokenizers import Encoding
 
-from lightembed import activations
+from lightembed import activations, llm_reranker
 from lightembed.activations import Identity, ReLU, Sigmoid, Softmax, Tanh, as_activation, softmax
 from lightembed.base import BaseModel, ModelSetup
 from lightembed.config import HFConfig, read_json, read_model_settings, read_transformer_settings
 from lightembed.errors import LightembedTypeError, LightembedValueError
 from lightembed.inputs import as_pairs, check_batch_size, check_int, check_text, pop_legacy, take_sentences
-from lightembed.tokenize import Batch
+from lightembed.llm_reranker import CausalReranker, SystemPair
+from lightembed.tokenize import Batch, TextInput
 from lightembed.unsupported import torch_only
 
 __all__ = ["CrossEncoder", "Sigmoid", "Identity", "Tanh", "ReLU", "Softmax", "as_activation"]
@@ -44,6 +46,10 @@ class CrossEncoder(BaseModel):
     shape (batch, num_labels). Names sentence-transformers stores ("torch.nn.modules.activation.Sigmoid", ...)
     and torch activation instances passed by users are mapped to NumPy versions (`lightembed.activations`).
     The default is Sigmoid for one label and Identity for several, unless the model's config says otherwise.
+
+    A causal-LM reranker (sentence-transformers 6's Transformer + LogitScore: Qwen3-Reranker, bge-reranker-v2-gemma,
+    mxbai-rerank-v2) scores with the LogitScore formula on the last-token logits its graph outputs; pairs are
+    written with its chat template as sentence-transformers writes them (lightembed.llm_reranker).
     """
 
     _preferred_outputs = ("logits", "scores")
@@ -101,6 +107,7 @@ class CrossEncoder(BaseModel):
                 raise LightembedValueError(f"num_labels must be a positive integer, got {num_labels!r}.") from None
         self._requested_labels = num_labels
         self.trust_remote_code = trust_remote_code
+        self._causal: CausalReranker | None = None
         self.keep_in_fp32_modules: list[str] | None = None
         """sentence-transformers 6's fp32-under-autocast layers: none in an ONNX graph (see set_keep_in_fp32_modules)."""
         self.set_keep_in_fp32_modules(keep_in_fp32_modules or [])
@@ -124,6 +131,8 @@ class CrossEncoder(BaseModel):
             preoptimized=preoptimized,
             spinning=spinning,
         )
+        if self._causal is not None:
+            self._causal.configure(self.tokenizer_wrapper)
         if activation_fn is not None:
             self.activation_fn = as_activation(activation_fn)
         else:
@@ -131,12 +140,26 @@ class CrossEncoder(BaseModel):
 
     def _setup(self) -> ModelSetup:
         self.config = HFConfig.read(self.model_dir)
-        settings = read_transformer_settings(self.model_dir)
-        if settings.transformer_task not in (None, "sequence-classification"):
+        self._causal = llm_reranker.read(self.model_dir)
+        causal = self._causal
+        settings = read_transformer_settings(
+            self.model_dir, chat_template=causal is not None and causal.template is not None
+        )
+        task = "text-generation" if causal is not None else "sequence-classification"
+        if settings.transformer_task not in (None, task):
             raise LightembedValueError(
                 f"{self.model_dir} is a {settings.transformer_task!r} model (sentence_bert_config.json), not a "
-                "cross-encoder (sequence-classification)."
+                f"cross-encoder ({task})."
             )
+        prompts, default_prompt_name, _ = read_model_settings(self.model_dir)
+        if causal is not None:
+            causal.check_graph(self._graph.metadata, self._graph.output_width, self.onnx_path)
+            if self._requested_labels not in (None, 1):
+                raise LightembedValueError(
+                    f"num_labels={self._requested_labels} was requested, but a LogitScore reranker has one score."
+                )
+            self._num_labels = 1
+            return ModelSetup(self.model_dir, settings, prompts, default_prompt_name, None)
         name, shape = self._graph.output_name, self._graph.output_shape()
         if shape is not None and len(shape) != 2:
             raise LightembedValueError(
@@ -144,7 +167,6 @@ class CrossEncoder(BaseModel):
                 "logits from a sequence-classification export. Is this an embedding model? Use SentenceTransformer."
             )
         self._num_labels = self._find_num_labels(self._requested_labels)
-        prompts, default_prompt_name, _ = read_model_settings(self.model_dir)
         return ModelSetup(self.model_dir, settings, prompts, default_prompt_name, None)
 
     def _find_num_labels(self, requested: int | None) -> int:
@@ -201,6 +223,8 @@ class CrossEncoder(BaseModel):
         """Scores (rows, num_labels) of one padded batch of pairs: the graph's logits through the activation
         (`activation_fn`, else the model's)."""
         logits = self._graph(batch.as_dict())
+        if self._causal is not None:
+            logits = self._causal.scores(batch.attention_mask, logits)
         num_labels = self.num_labels
         if logits.ndim != 2 or logits.shape[1] != num_labels:
             raise LightembedValueError(f"The ONNX graph returned logits of shape {logits.shape}; expected (batch, {num_labels}).")
@@ -303,12 +327,9 @@ class CrossEncoder(BaseModel):
         pairs, single = as_pairs(inputs)
         batch_size = check_batch_size(batch_size)
         activation = as_activation(activation_fn) if activation_fn is not None else self.activation_fn
-        resolved = self._prompt(prompt, prompt_name)
-        if resolved:
-            pairs = [(resolved + a, b) for a, b in pairs]
-
+        items = self.pair_inputs(pairs, self._prompt(prompt, prompt_name))
         scores = np.zeros((len(pairs), self.num_labels), dtype=np.float32)
-        for idx, batch in self._batches(pairs, batch_size, show_progress_bar):
+        for idx, batch in self._batches(items, batch_size, show_progress_bar):
             out = self.forward(batch, activation)
             if apply_softmax and self.num_labels > 1:
                 # As sentence-transformers 6: a one-label model's scores are 1-D and take no softmax (5.x took it
@@ -416,6 +437,26 @@ class CrossEncoder(BaseModel):
                 "backend; lightembed runs ONNX files, whose precision is the file's (model.float() picks the fp32 one)."
             )
         self.keep_in_fp32_modules = []
+
+    def pair_inputs(self, pairs: Sequence[tuple[str, str]], prompt: str | None) -> list[Any]:
+        """The items tokenize_inputs takes for `pairs` with `prompt` (None or "": none), where sentence-transformers
+        puts it: in front of each query, or a causal-LM reranker's system message (SystemPair)."""
+        if not prompt:
+            return list(pairs)
+        if self._causal is not None:
+            return [SystemPair(prompt, a, b) for a, b in pairs]
+        return [(prompt + a, b) for a, b in pairs]
+
+    def tokenize_inputs(self, items: Sequence[TextInput]) -> list[Encoding]:
+        """Stage 1: (text, text) pairs to truncated, unpadded tokens; a causal-LM reranker's written as
+        sentence-transformers writes them (its items may also be SystemPairs: a prompt as the system message)."""
+        if self._causal is not None:
+            return self._causal.encode(self.tokenizer_wrapper, items)
+        return super().tokenize_inputs(items)
+
+    def _reopened(self, before: Any) -> None:
+        if self._causal is not None:  # another file of the folder: it must gather the same tokens
+            self._causal.check_graph(self._graph.metadata, self._graph.output_width, self.onnx_path)
 
     def tokenize(self, pairs: Any) -> dict[str, np.ndarray]:
         """Token arrays for (text, text) pairs, padded to the longest: input_ids, attention_mask, token_type_ids."""

@@ -74,6 +74,17 @@ def _int8(cell: dict[str, Any]) -> str:
     return f"{cell['mean_cos']:.4f} / {cell['min_cos']:.4f}"
 
 
+def _openvino(row: dict[str, Any]) -> str:
+    """The OpenVINO backend's score difference, for the rows that measure it (the causal-LM rerankers)."""
+    cell = row.get("openvino")
+    if not cell:
+        return ""
+    default = ""
+    if cell.get("default_precision") not in (None, "f32"):
+        default = f", its default {cell['default_precision']}: {cell['default_max_abs']:.0e}"
+    return f"; OpenVINO f32: {_difference(cell)}{default}"
+
+
 def render(data: dict[str, Any]) -> str:
     """The markdown table (with a line on where it comes from) for the matrix JSON `data`."""
     versions = ", ".join(f"{k} {v}" for k, v in data["versions"].items() if v is not None)  # optimum: 5.x only
@@ -86,13 +97,19 @@ def render(data: dict[str, Any]) -> str:
         lines.append(
             f"| {row['family']}{remote} | {row['examples']} | {row['architecture']} | {_modules(row)} "
             f"| exact: {_difference(row['fp32'])} | {_optimized(row['optimized'])} "
-            f"| {_int8(row['int8'])} | not run |"
+            f"| {_int8(row['int8'])}{_openvino(row)} | not run |"
         )
     for row in data.get("refused", []):
         lines.append(
             f"| {row['family']} | {row['examples']} | {row['architecture']} | - "
             f"| refused by the exporter: {row['reason'].replace('|', '/')} | - | - | - |"
         )
+    stacks = {
+        row["family"]: ", ".join(f"{k} {v}" for k, v in row["versions"].items())
+        for row in data["rows"]
+        if row.get("versions") and any(data["versions"].get(k) != v for k, v in row["versions"].items())
+    }
+    stack_note = "".join(f" {family}: run with {versions}." for family, versions in stacks.items())
     images = next((row["images"] for row in data["rows"] if row.get("images")), None)
     image_note = (
         f" CLIP: both towers, compared on the same texts and on {images} seeded images of several sizes and modes "
@@ -108,8 +125,9 @@ def render(data: dict[str, Any]) -> str:
         f"`{data['int8_target']}` on random tiny weights, so it says the file runs, not how a trained model fares "
         "(export/README.md has all-MiniLM-L6-v2's int8 figures). CUDA: not run by this test (CI has no GPU). "
         "Cross-encoders: scores of text pairs, max |difference| to sentence-transformers' CrossEncoder (int8: and "
-        "Pearson). Static embeddings: no export, the runtime reads the folder each library saves (NumPy over the "
-        f"memory-mapped table), compared with that library. {versions}.{image_note} Regenerate with "
+        "Pearson); causal-LM rerankers: LogitScore scores (yes - no logits at the last token), their OpenVINO drift "
+        "beside int8. Static embeddings: no export, the runtime reads the folder each library saves (NumPy over the "
+        f"memory-mapped table), compared with that library. {versions}.{image_note}{stack_note} Regenerate with "
         "`.venv/bin/python scripts/coverage_table.py --run` (the whole matrix test on the default stack, then this "
         "table).",
     ]

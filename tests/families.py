@@ -83,15 +83,21 @@ def write_wordlevel_tokenizer(
     pad: str,
     unk: str,
     padding_side: str = "right",
+    *,
+    words: tuple[str, ...] = (),
+    added: tuple[str, ...] = (),
+    chat_template: str | None = None,
     **special_kwargs: str,
 ) -> int:
-    """A WordLevel tokenizer over WORDS and ASCII characters (case-sensitive, split on whitespace and punctuation)
-    with a post-processor `template` (e.g. "$A <eos>"); saved as transformers' PreTrainedTokenizerFast."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    """A WordLevel tokenizer over WORDS (and `words`) and ASCII characters (case-sensitive, split on whitespace and
+    punctuation) with a post-processor `template` (e.g. "$A <eos>"); saved as transformers' PreTrainedTokenizerFast.
+    `added`: special tokens matched whole inside any text (a chat template's <|im_start|>), `chat_template` saved
+    with it."""
+    from tokenizers import AddedToken, Tokenizer, models, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
     chars = [chr(c) for c in range(33, 127)]
-    tokens = specials + [t for t in dict.fromkeys(chars + WORDS) if t not in specials]
+    tokens = specials + [t for t in dict.fromkeys(chars + WORDS + list(words)) if t not in specials]
     vocab = {tok: i for i, tok in enumerate(tokens)}
     tok = Tokenizer(models.WordLevel(vocab, unk_token=unk))
     tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Whitespace(), pre_tokenizers.Punctuation()])
@@ -99,6 +105,8 @@ def write_wordlevel_tokenizer(
     tok.post_processor = processors.TemplateProcessing(
         single=template, pair=f"{template} $B:1", special_tokens=[(s, vocab[s]) for s in used]
     )
+    if added:
+        tok.add_special_tokens([AddedToken(token, special=True, normalized=False) for token in added])
     wrapped = PreTrainedTokenizerFast(
         tokenizer_object=tok,
         pad_token=pad,
@@ -107,6 +115,8 @@ def write_wordlevel_tokenizer(
         model_input_names=["input_ids", "attention_mask"],
         **special_kwargs,
     )
+    if chat_template is not None:
+        wrapped.chat_template = chat_template
     folder.mkdir(parents=True, exist_ok=True)
     wrapped.save_pretrained(str(folder))
     return len(vocab)
@@ -234,21 +244,26 @@ def xlm_roberta(folder: Path, seed: int = 0) -> Path:
 
 def qwen3(folder: Path, seed: int = 0) -> Path:
     """A Qwen3-Embedding-style decoder: left padding, <|endoftext|> appended to every input."""
-    import torch
-    from transformers import Qwen3Config, Qwen3Model
-
     vocab = write_wordlevel_tokenizer(
         folder, ["<|endoftext|>", "<unk>"], "$A <|endoftext|>", "<|endoftext|>", "<unk>", padding_side="left",
         eos_token="<|endoftext|>",
     )  # fmt: skip
-    config = Qwen3Config(
+    return _save_qwen3(folder, seed, "Qwen3Model", vocab_size=vocab)
+
+
+def _save_qwen3(folder: Path, seed: int, head: str, **config: Any) -> Path:
+    """A seeded tiny Qwen3 (`head`: Qwen3Model or Qwen3ForCausalLM) saved in `folder`; `config` overrides."""
+    import torch
+    import transformers
+
+    values: dict[str, Any] = dict(
         initializer_range=INIT_RANGE,
-        vocab_size=vocab, hidden_size=HIDDEN, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-        head_dim=8, intermediate_size=64, max_position_embeddings=128, tie_word_embeddings=False,
-        pad_token_id=0, eos_token_id=0, bos_token_id=0,
+        hidden_size=HIDDEN, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, head_dim=8,
+        intermediate_size=64, max_position_embeddings=128, tie_word_embeddings=False, pad_token_id=0, eos_token_id=0,
+        bos_token_id=0,
     )  # fmt: skip
     torch.manual_seed(seed)
-    _save_transformer(Qwen3Model(config), folder, seed)
+    _save_transformer(getattr(transformers, head)(transformers.Qwen3Config(**{**values, **config})), folder, seed)
     return folder
 
 
@@ -604,14 +619,113 @@ CROSS_ENCODERS: tuple[CrossFamily, ...] = (
 PAIRS = [(TEXTS[i], TEXTS[j]) for i in range(len(TEXTS)) for j in (0, 1, 4)]
 """Query-document pairs of TEXTS (empty, long and non-ASCII sides included)."""
 
+
+# ----- causal-LM rerankers: sentence-transformers 6's CrossEncoder with LogitScore ------------------------------------
+
+RERANKER_WORDS = tuple(
+    "yes no Judge whether Document meets requirements Query Instruct answer only be or Given web search retrieve "
+    "relevant passages that query passage B A does think user assistant system".split()
+)
+QWEN3_RERANKER_TEMPLATE = (
+    '{%- set ns = namespace(instruction="Given a web search query, retrieve relevant passages that answer the '
+    'query") -%}\n'
+    '{%- for message in messages if message.role == "system" -%}{%- set ns.instruction = message.content -%}'
+    "{%- endfor -%}\n"
+    '<|im_start|>system\nJudge whether the Document meets the requirements of the Query; answer "yes" or "no".'
+    "<|im_end|>\n<|im_start|>user\n<Instruct>: {{ ns.instruction }}\n"
+    '<Query>: {{ (messages | selectattr("role", "eq", "query") | first).content }}\n'
+    '<Document>: {{ (messages | selectattr("role", "eq", "document") | first).content }}<|im_end|>\n'
+    "<|im_start|>assistant\n<think>\n\n</think>\n\n"
+)
+"""A Qwen3-Reranker-style chat template (flat messages): the query and document roles, a system message as the
+instruction (a default one without), the assistant's empty thinking block the yes/no logits are read after."""
+LLM_PAIRS = [
+    *PAIRS,
+    ("<|im_start|>user\n<Query>: {query}", "<|im_end|>\n<Document>: {{ document }} <eos> <bos>"),
+    ("{% if x %}yes{% endif %} {{ messages }}", "no <unk> yes\n\n"),
+]
+"""PAIRS and pairs whose texts hold the chat template's special tokens and Jinja syntax."""
+
+
+def qwen3_reranker(folder: Path, seed: int = 0) -> Path:
+    """A Qwen3-Reranker-style causal LM: Qwen3ForCausalLM (tied embeddings), <|im_start|>/<|im_end|> special tokens,
+    the chat template above, no special tokens added to a text, left padding."""
+    specials = ["<|endoftext|>", "<unk>", "<|im_start|>", "<|im_end|>"]
+    vocab = write_wordlevel_tokenizer(
+        folder, specials, "$A", "<|endoftext|>", "<unk>", padding_side="left", words=RERANKER_WORDS,
+        added=("<|im_start|>", "<|im_end|>"), chat_template=QWEN3_RERANKER_TEMPLATE, eos_token="<|im_end|>",
+    )  # fmt: skip
+    return _save_qwen3(
+        folder, seed, "Qwen3ForCausalLM", vocab_size=vocab, max_position_embeddings=160, tie_word_embeddings=True,
+        eos_token_id=3,
+    )  # fmt: skip
+
+
+def gemma3_reranker(folder: Path, seed: int = 0) -> Path:
+    """A bge-reranker-v2-gemma-style causal LM: Gemma3ForCausalLM (causal sliding-window layers beside full ones,
+    final logit soft-capping), <bos> in front, no chat template (pairs through the tokenizer's pair encoding)."""
+    import torch
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    vocab = write_wordlevel_tokenizer(
+        folder, ["<pad>", "<eos>", "<bos>", "<unk>"], "<bos> $A", "<pad>", "<unk>", bos_token="<bos>",
+        eos_token="<eos>", words=RERANKER_WORDS,
+    )  # fmt: skip
+    config = Gemma3TextConfig(
+        initializer_range=INIT_RANGE,
+        vocab_size=vocab, hidden_size=HIDDEN, num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=2,
+        head_dim=8, intermediate_size=64, max_position_embeddings=160, sliding_window=4, query_pre_attn_scalar=8,
+        layer_types=["sliding_attention", "full_attention", "sliding_attention"], final_logit_softcapping=30.0,
+        pad_token_id=0, eos_token_id=1, bos_token_id=2, tie_word_embeddings=True,
+    )  # fmt: skip
+    torch.manual_seed(seed)
+    _save_transformer(Gemma3ForCausalLM(config), folder, seed)
+    return folder
+
+
+@dataclass(frozen=True)
+class LLMRerankerFamily:
+    """A causal-LM reranker of the matrix: a causal LM saved as sentence-transformers 6 saves a CrossEncoder of a
+    *ForCausalLM checkpoint (Transformer, text-generation, + LogitScore of "yes" minus "no")."""
+
+    name: str
+    build: Callable[..., Path]
+    examples: str
+    prompts: dict[str, str] = field(default_factory=dict)
+    default_prompt_name: str | None = None
+    max_length: int = 96
+
+    def make(self, folder: Path, seed: int = 0) -> Path:
+        from sentence_transformers import CrossEncoder
+
+        hf = self.build(folder.parent / f"{folder.name}-hf", seed)
+        model = CrossEncoder(
+            str(hf), device="cpu", max_length=self.max_length, prompts=self.prompts or None,
+            default_prompt_name=self.default_prompt_name,
+        )  # fmt: skip
+        model.save_pretrained(str(folder))
+        shutil.rmtree(hf)
+        return folder
+
+
+LLM_RERANKERS: tuple[LLMRerankerFamily, ...] = (
+    LLMRerankerFamily("Qwen3 causal-LM reranker, chat template", qwen3_reranker,
+                      "Qwen3-Reranker-0.6B/4B/8B, mxbai-rerank-base/large-v2"),
+    LLMRerankerFamily("Gemma3 causal-LM reranker, pair + prompt", gemma3_reranker,
+                      "bge-reranker-v2-gemma (Gemma), Gemma3-based rerankers",
+                      prompts={"rerank": "Given a query A and a passage B, does B answer A? "},
+                      default_prompt_name="rerank"),
+)  # fmt: skip
+"""Causal-LM reranker rows of the matrix (tests/test_family_matrix.py; the 6.x stack only: transformers >= 5)."""
+
 STATIC_FAMILIES = ("Static embeddings (sentence-transformers)", "Static embeddings (model2vec)")
 """Rows run by the runtime straight from the folder, no export (tests/test_family_matrix.py)."""
 ROUTER_FAMILY = "Router: static queries, BERT documents"
 SPARSE_ROUTER_FAMILY = "Router: inference-free SPLADE (sparse static queries, SPLADE documents)"
 
 MATRIX_ROWS: tuple[str, ...] = (
-    *(f.name for f in FAMILIES), BGE_M3_FAMILY, CLIP_FAMILY, *(f.name for f in CROSS_ENCODERS), *STATIC_FAMILIES,
-    ROUTER_FAMILY, SPARSE_ROUTER_FAMILY,
+    *(f.name for f in FAMILIES), BGE_M3_FAMILY, CLIP_FAMILY, *(f.name for f in CROSS_ENCODERS),
+    *(f.name for f in LLM_RERANKERS), *STATIC_FAMILIES, ROUTER_FAMILY, SPARSE_ROUTER_FAMILY,
 )
-"""The coverage table's rows in order: the text families, BGE-M3, CLIP, the cross-encoders, the static models,
-Router."""
+"""The coverage table's rows in order: the text families, BGE-M3, CLIP, the cross-encoders, the causal-LM rerankers,
+the static models, the Routers."""

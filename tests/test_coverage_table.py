@@ -82,3 +82,19 @@ def test_render_cross_encoder_and_static_rows():
     assert ("| exact: max score diff 3e-07 | O3: max score diff 6e-05 | max score diff 5e-02, Pearson 0.9964 |"
             in table)  # fmt: skip
     assert "| Static | Qwen3-Embedding-0.6B | Qwen3Model | mean | exact: drift 0 | n/a (no graph) | n/a | not run |" in table
+
+
+def test_render_llm_reranker_row():
+    """A causal-LM reranker row: OpenVINO's f32 and default-precision drift beside int8, and the stack it ran on
+    when it is not the table's (the 5.x stack cannot export these rerankers)."""
+    script = _script()
+    row = {**ROW, "family": "Qwen3 causal-LM reranker", "modules": "causal LM + LogitScore (yes - no), chat template",
+           "fp32": {"status": "exact", "max_abs": 2e-06},
+           "int8": {"status": "reported", "max_abs": 0.235, "pearson": 0.9907},
+           "openvino": {"status": "ok", "max_abs": 1.9e-06, "default_precision": "bf16", "default_max_abs": 0.034},
+           "versions": {"sentence-transformers": "6.2.0"}}  # fmt: skip
+    table = script.render({**DATA, "versions": {"sentence-transformers": "5.7.0"}, "rows": [row], "refused": []})
+    assert "| max score diff 2e-01, Pearson 0.9907; OpenVINO f32: max score diff 2e-06, its default bf16: 3e-02 |" in table
+    assert "Qwen3 causal-LM reranker: run with sentence-transformers 6.2.0." in table
+    same = script.render({**DATA, "versions": {"sentence-transformers": "6.2.0"}, "rows": [row], "refused": []})
+    assert "run with" not in same

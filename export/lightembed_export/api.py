@@ -126,6 +126,13 @@ def export_model(
         return clip.export_clip(
             source, layout, output, levels, targets, opset, overwrite, external_data, say, preoptimize
         )
+    from lightembed_export import llm_reranker
+
+    if llm_reranker.is_llm_reranker(layout):  # a causal LM scored by LogitScore: its own graph and pair format
+        say(f"source: {source.model_id} ({layout.architecture}; causal-LM reranker, LogitScore){clock.lap()}")
+        return llm_reranker.export_llm_reranker(
+            source, layout, output, levels, targets, opset, overwrite, external_data, say, per_channel, preoptimize
+        )
     task, task_reason = resolve_task(task, layout.facts)
     where = f"{source.model_id}@{source.revision}" if source.revision else str(source.path)
     say(f"source: {where} ({layout.architecture}; {TASK_INFO[task].what}: {task_reason}){clock.lap()}")

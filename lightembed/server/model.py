@@ -65,9 +65,11 @@ class EmbeddingModel(ServedModel, Protocol):
 
 @runtime_checkable
 class RerankModel(ServedModel, Protocol):
-    """A served CrossEncoder: also `num_labels`."""
+    """A served CrossEncoder: also `num_labels`, and `pair_inputs` (a prompt where the model takes it)."""
 
     num_labels: int
+
+    def pair_inputs(self, pairs: Sequence[tuple[str, str]], prompt: str | None) -> list[Any]: ...
 
 
 @runtime_checkable

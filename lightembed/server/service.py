@@ -353,8 +353,8 @@ class Service:
                 None, f"The model {served.name!r} has {model.num_labels} labels; reranking needs a one-label model.",
                 param="model",
             )
-        prompt = p.with_prompt(model, [query])[0][0]
-        encodings = await self._tokenize(served, [(prompt, d) for d in docs], truncate, "texts")
+        prompt = p.with_prompt(model, [""])[0][0]  # the model's default prompt, put where its predict() puts it
+        encodings = await self._tokenize(served, model.pair_inputs([(query, d) for d in docs], prompt), truncate, "texts")
         options: dict[str, Any] = {}
         if raw:
             from lightembed.activations import Identity
