@@ -252,7 +252,15 @@ def tune(
     own: dict[str, float] = {}  # an int8 file's min cosine on onnxruntime
     for c in sorted(models, key=lambda c: c.backend != "onnx"):  # onnxruntime first: the int8 bar on OpenVINO
         m = measured[c]
-        vectors = np.asarray(models[c].encode(list(calibration), batch_size=batch_size), np.float32)
+        try:
+            vectors = np.asarray(models[c].encode(list(calibration), batch_size=batch_size), np.float32)
+        except Exception as exc:  # noqa: BLE001 - a backend that compiles a file but cannot run it: recorded
+            if c == fp32_baseline:
+                raise
+            m.error = f"{kind(exc)}: {' '.join(str(exc).split())}"[:400]  # OpenVINO's messages span lines
+            say(f"{c.label} ({c.file}): cannot run: {m.error}")
+            del models[c]
+            continue
         cos = row_cosines(reference, vectors)
         m.min_cosine, m.mean_cosine = float(cos.min()), float(cos.mean())
         m.passed, m.error = _fidelity(c, m, own)

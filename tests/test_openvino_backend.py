@@ -197,6 +197,7 @@ def test_no_options_picks_openvino_only_when_the_record_says_near_lossless(expor
     assert model.runtime_info.providers == ["CPUExecutionProvider"]  # the first calls, on onnxruntime
     first = model.encode(TEXTS)
     assert model._opened.graph.wait(120) and model.runtime_info.providers[0].startswith("OpenVINO")
+    assert model.runtime_info.preoptimized_file is None  # OpenVINO runs the exported file, not onnxruntime's copy
     after = model.encode(TEXTS)
     assert (first * after).sum(1).min() >= 0.9999  # near-lossless across the hand-over
     explicit = SentenceTransformer(folder, device="cpu", backend="openvino")  # asked for: OpenVINO from the start

@@ -326,3 +326,24 @@ def test_cli_tune_takes_calibration_texts_from_a_file(exported, tmp_path, capsys
     texts.write_text("\n \n", encoding="utf-8")
     assert main(["tune", str(exported), "--texts-file", str(texts)]) == 2
     assert "no non-blank lines" in capsys.readouterr().err
+
+
+def test_a_candidate_that_compiles_but_cannot_run_is_recorded_not_fatal(exported, monkeypatch):
+    """OpenVINO compiled the fused per-token int8 file and then failed in infer (its per-axis QuantizeLinear):
+    tune raised out and recorded nothing. Such a candidate is now reported as unable to run, and the others count."""
+    from lightembed.encoder import SentenceTransformer
+
+    real = SentenceTransformer.encode
+
+    def encode(self, *args, **kwargs):
+        if self.get_backend() == "openvino" and "rowwise" in str(self.runtime_info.onnx_file):
+            raise RuntimeError("Exception from src/plugins/intel_cpu: FakeQuantize shapes are inconsistent")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(SentenceTransformer, "encode", encode)
+    lines: list[str] = []
+    entries = tune.tune(exported, int8=True, rounds=1, timed_texts=8, say=lines.append)
+    assert any("cannot run" in line and "FakeQuantize" in line for line in lines)
+    record = entries["onnx/model_qint8_rowwise.onnx"]
+    broken = [c for c in record["candidates"] if c.get("error") and "FakeQuantize" in c["error"]]
+    assert broken and record["choice"]["backend"] == "onnx"  # onnxruntime still ran it

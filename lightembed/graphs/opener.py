@@ -63,7 +63,8 @@ class OpenedGraph:
 
     @property
     def preoptimized(self) -> bool:
-        return self.run_path != self.path
+        """Whether calls run the pre-optimized copy (not after a hand-over to OpenVINO, which runs the file)."""
+        return self.run_path != self.path and not getattr(self.graph, "handed_over", False)
 
 
 def open_graph(folder: Path, path: Path, options: GraphOptions, manifest: Manifest | None = None) -> OpenedGraph:
