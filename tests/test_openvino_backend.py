@@ -218,17 +218,17 @@ def test_model_cache_is_filled_and_can_be_turned_off(tiny_model, tmp_path, monke
     cache = tmp_path / "cache"
     monkeypatch.setenv(ovo.ENV_CACHE, str(cache))
     first = ovo.OpenVinoGraph(path, threads=1, precision="f32")
-    assert list(cache.glob("*.blob"))  # what the next load reads instead of compiling
+    assert list(cache.rglob("*.blob"))  # what the next load reads instead of compiling (a folder per file)
     again = ovo.OpenVinoGraph(path, threads=1, precision="f32")
     ids = np.array([[1, 5, 6, 2]])
     feed = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": 0 * ids}
     np.testing.assert_array_equal(first(feed), again(feed))
     monkeypatch.setenv(ovo.ENV_CACHE, "0")
     assert ovo.cache_dir() is None
-    for blob in cache.glob("*"):
+    for blob in cache.rglob("*.blob"):
         blob.unlink()
     ovo.OpenVinoGraph(path, threads=1, precision="f32")
-    assert not list(cache.iterdir())
+    assert not list(cache.rglob("*.blob"))
 
 
 def test_onnx_metadata_without_onnx(exported_tiny, tmp_path):
