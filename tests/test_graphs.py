@@ -313,6 +313,7 @@ def test_a_handoff_graph_runs_the_first_graph_until_the_later_one_is_open():
     assert graph(feed)[0, 0] == 1  # still opening
     gate.set()
     assert graph.wait(10) and graph(feed)[0, 0] == 2 and graph.providers == ["P2"]
+    assert graph._first is graph._later  # the first graph is released, not kept beside the later one
 
     def broken():
         raise RuntimeError("no OpenVINO today")

@@ -119,5 +119,6 @@ class HandoffGraph:
             later = self._open_later()
             later.io_binding = self._first.io_binding
             self._later = later
+            self._first = later  # onnxruntime's session goes once the calls still on it return: one model in memory
         except Exception as exc:  # noqa: BLE001 - onnxruntime keeps answering; the reason is kept for runtime_info
             self.error = exc
