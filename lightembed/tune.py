@@ -180,6 +180,13 @@ def row_cosines(reference: np.ndarray, candidate: np.ndarray) -> np.ndarray:
     return np.where(norms == 0, 1.0, dots / np.maximum(norms, 1e-300))
 
 
+def _cannot_run(m: "Measured", exc: BaseException, say: Callable[[str], None]) -> None:
+    """Record and say that a candidate cannot run (at load, or in its first run: OpenVINO may compile a file it
+    then fails to run); on one line, as OpenVINO's messages span several."""
+    m.error = f"{kind(exc)}: {' '.join(str(exc).split())}"[:400]
+    say(f"{m.candidate.label} ({m.candidate.file}): cannot run: {m.error}")
+
+
 def tune(
     model: str | Path,
     files: Sequence[str] | None = None,
@@ -243,8 +250,7 @@ def tune(
             copy = f" (pre-optimized copy {info.preoptimized_file})" if info.preoptimized_file else ""
             measured[c].runs = ", ".join(info.providers) + copy
         except Exception as exc:  # noqa: BLE001 - a backend that cannot run the file is recorded, not fatal
-            measured[c].error = f"{kind(exc)}: {exc}"
-            say(f"{c.label} ({c.file}): cannot run: {measured[c].error}")
+            _cannot_run(measured[c], exc, say)
     if fp32_baseline not in models:
         raise LightembedValueError(f"{fp32_file} does not run on onnxruntime: {measured[fp32_baseline].error}")
 
@@ -257,8 +263,7 @@ def tune(
         except Exception as exc:  # noqa: BLE001 - a backend that compiles a file but cannot run it: recorded
             if c == fp32_baseline:
                 raise
-            m.error = f"{kind(exc)}: {' '.join(str(exc).split())}"[:400]  # OpenVINO's messages span lines
-            say(f"{c.label} ({c.file}): cannot run: {m.error}")
+            _cannot_run(m, exc, say)
             del models[c]
             continue
         cos = row_cosines(reference, vectors)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -60,17 +61,20 @@ def quantize_rowwise(
     targets = set(weight_matmuls(model))
     done: dict[str, list[str]] = {"quantized": [], "kept": []}
     nodes, new_inits, dropped = [], [], set()
-    new_inits += [
-        numpy_helper.from_array(np.array(127.0, dtype=np.float32), "rowwise_127"),
-        numpy_helper.from_array(np.array(1e-12, dtype=np.float32), "rowwise_eps"),
-        numpy_helper.from_array(np.array(128.0, dtype=np.float32), "rowwise_128"),
-        numpy_helper.from_array(np.array(128, dtype=np.uint8), "rowwise_zero_point"),
-        numpy_helper.from_array(np.array([128], dtype=np.uint8), "rowwise_zero_point_1d"),
-        numpy_helper.from_array(np.array(1.0, dtype=np.float32), "rowwise_one"),
-        numpy_helper.from_array(np.array([-1], dtype=np.int64), "rowwise_flat"),
-    ]
-    if opset >= 18:
-        new_inits.append(numpy_helper.from_array(np.array([-1], dtype=np.int64), "rowwise_last_axis"))
+    constants: dict[str, Any] = {  # only what the chosen spelling reads: no unused initializers in the file
+        "rowwise_127": np.array(127.0, dtype=np.float32),
+        "rowwise_eps": np.array(1e-12, dtype=np.float32),
+        "rowwise_zero_point": np.array(128, dtype=np.uint8),
+        # ReduceMax's axes (opset >= 18) and the flattening Reshape's shape: both [-1]
+        "rowwise_last_axis": np.array([-1], dtype=np.int64),
+    }
+    if plain:
+        constants["rowwise_128"] = np.array(128.0, dtype=np.float32)
+    else:
+        constants.update(rowwise_zero_point_1d=np.array([128], dtype=np.uint8), rowwise_one=np.array(1.0, np.float32))
+    if plain and opset < 18:
+        del constants["rowwise_last_axis"]
+    new_inits += [numpy_helper.from_array(value, name) for name, value in constants.items()]
     quantized: dict[str, tuple[str, str]] = {}  # activation -> (its u8 tensor, its per-row scales)
 
     def quantize_input(x: str, k: int) -> tuple[str, str]:
@@ -101,7 +105,7 @@ def quantize_rowwise(
             nodes.extend([
                 helper.make_node("Shape", [x], [f"{p}_shape"]),
                 helper.make_node("Reshape", [x, k_init], [f"{p}_x2"]),
-                helper.make_node("Reshape", [f"{p}_xs", "rowwise_flat"], [f"{p}_xs1"]),
+                helper.make_node("Reshape", [f"{p}_xs", "rowwise_last_axis"], [f"{p}_xs1"]),
                 helper.make_node("Shape", [f"{p}_xs1"], [f"{p}_rows"]),
                 helper.make_node("Expand", ["rowwise_zero_point_1d", f"{p}_rows"], [f"{p}_zp"]),
                 helper.make_node("QuantizeLinear", [f"{p}_x2", f"{p}_xs1", f"{p}_zp"], [f"{p}_xq2"], axis=0),

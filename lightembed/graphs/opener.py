@@ -95,7 +95,7 @@ def open_graph(folder: Path, path: Path, options: GraphOptions, manifest: Manife
             check()  # a damaged file: say so rather than the backend's parse error
         raise
     verified = check() is not None if check is not None else False
-    if hand_over:
+    if hand_over:  # OpenVINO opens the exported file itself, never a copy (options reused from a load may say so)
         later_options = replace(options, optimize=True)
         graph = HandoffGraph(graph, lambda: policy.opener(backend)(path, later_options))
         reason += "; onnxruntime answers until OpenVINO has compiled the file in the background (backend='openvino' opens it directly)"

@@ -260,7 +260,7 @@ class Batcher:
         if rate is None or deadline is None or timeout is None:
             return
         now = time.monotonic()
-        room = (deadline - now) * (ADMIT_SHARE * rate - self._small_rate(now))
+        room = self._large_room(now, deadline, rate)
         if self._work > room:
             raise Overloaded(
                 f"Model {self.name!r} has about {self._work / rate:.1f} s of work queued; a request this large could "
@@ -300,13 +300,18 @@ class Batcher:
             # this one, and the small requests arriving while it waits and runs (at their recent rate) take
             # their share of the model first: admitted, it can finish, and it is never refused later.
             ahead = running + sum(j.untaken_cost for j in live) + cost
-            room = (deadline - now) * (ADMIT_SHARE * rate - self._small_rate(now))
+            room = self._large_room(now, deadline, rate)
         if ahead > room:
             raise Overloaded(
                 f"Model {self.name!r} has about {self._work / rate:.1f} s of work queued; this request could not "
                 f"finish within the {timeout:g} s request timeout. Retry after the Retry-After seconds.",
                 retry_after=self._drain_seconds(ahead - max(room, 0.0)),
             )
+
+    def _large_room(self, now: float, deadline: float, rate: float) -> float:
+        """Work a request larger than one batch may find ahead of it, its own included, and still finish by
+        `deadline`: the model's share until then, less what the small requests arriving meanwhile take first."""
+        return (deadline - now) * (ADMIT_SHARE * rate - self._small_rate(now))
 
     def _small_rate(self, now: float) -> float:
         """Work units per second of small requests admitted over the last SMALL_WINDOW seconds."""

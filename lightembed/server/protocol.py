@@ -170,7 +170,12 @@ class NonFinite(ApiError):
 def check_finite(values: Any, model: str, field: str = "input") -> None:
     """NonFinite naming the first input whose result holds NaN or inf; `values` is an array (rows first) or a
     list of arrays, one per input."""
-    rows = values if isinstance(values, list) else list(values)
+    if isinstance(values, np.ndarray) and values.dtype.kind == "f":
+        if np.isfinite(values).all():  # one pass over the whole answer; rows are looked at only to name one
+            return
+        rows: Any = values
+    else:
+        rows = values if isinstance(values, list) else list(values)
     for i, row in enumerate(rows):
         if not np.isfinite(np.asarray(row, dtype=np.float64)).all():
             raise NonFinite(
