@@ -241,6 +241,16 @@ def cold_start(model: str, rounds: int) -> dict:
             "process_load_encode_one_s": statistics.median(library)}
 
 
+def server_timing(header: str) -> dict[str, float]:
+    """`read;dur=1.2, total;dur=3.4` -> {"read": 1.2, "total": 3.4} (milliseconds)."""
+    out = {}
+    for part in header.split(","):
+        name, _, dur = part.strip().partition(";dur=")
+        if dur:
+            out[name] = float(dur)
+    return out
+
+
 def _pct(values: list[float], q: float) -> float | None:
     values = sorted(values)
     return values[min(len(values) - 1, int(q * len(values)))] if values else None
@@ -293,8 +303,10 @@ def overload(model: str, clients: int, seconds: float, extra: list[str]) -> dict
                 took = time.perf_counter() - start
                 ok = status != 200 or embed_check(want, tolerance)(json.loads(raw))
                 out.append({"big": big, "status": status, "s": took, "ok": ok,
+                            "server": server_timing(headers.get("server-timing", "")),
                             "retry_after": headers.get("retry-after"),
-                            "late": status == 429 and b"no longer finish" in raw})
+                            "late": status == 429 and b"no longer finish" in raw,
+                            "untokenized": status == 429 and b"at least" in raw})
                 if headers.get("connection") == "close":
                     writer.close()
                     reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
@@ -324,6 +336,7 @@ def overload(model: str, clients: int, seconds: float, extra: list[str]) -> dict
     for r in out:
         by_status[str(r["status"])] = by_status.get(str(r["status"]), 0) + 1
     refusals = [1000 * r["s"] for r in out if r["status"] == 429]
+    server_refusals = [r["server"]["total"] for r in out if r["status"] == 429 and "total" in r["server"]]
     late_small = [1000 * r["s"] for r in out if r["status"] == 429 and not r["big"]]
     one = [1000 * r["s"] for r in out if r["status"] == 200 and not r["big"]]
     large = [1000 * r["s"] for r in out if r["status"] == 200 and r["big"]]
@@ -334,6 +347,15 @@ def overload(model: str, clients: int, seconds: float, extra: list[str]) -> dict
         "answer_check": tolerance,
         "refusal_ms_p99": _pct(refusals, 0.99), "refusal_ms_max": max(refusals, default=None),
         "refusals_over_100ms": sum(1 for ms in refusals if ms > 100),
+        # The server's own view (Server-Timing: from the request's headers to its answer): the rest of a slow
+        # refusal is time before the server parsed the headers, or the load generator's own.
+        "refusal_server_ms_p99": _pct(server_refusals, 0.99), "refusal_server_ms_max": max(server_refusals, default=None),
+        "refusal_read_ms_max": max((r["server"].get("read", 0.0) for r in out if r["status"] == 429), default=None),
+        "refusal_tokenize_ms_max": max((r["server"].get("tokenize", 0.0) for r in out if r["status"] == 429),
+                                       default=None),
+        # refused by the bound on their text (batcher.reserve), before tokenizing; and how slow the others were
+        "refusals_untokenized": sum(1 for r in out if r["untokenized"]),
+        "refusals_over_100ms_untokenized": sum(1 for r in out if r["untokenized"] and r["s"] > 0.1),
         "late_refusals": sum(1 for r in out if r["late"]),
         "one_text_refusals": len(late_small), "one_text_refusal_ms_max": max(late_small, default=None),
         "large_by_status": {str(k): sum(1 for r in out if r["big"] and r["status"] == k)

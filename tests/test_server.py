@@ -288,6 +288,20 @@ def test_a_bad_input_fails_only_its_own_request(server, local):
     np.testing.assert_allclose(results[1][2][0], local["emb"].encode("the cat"), rtol=1e-5, atol=1e-6)
 
 
+def server_timing(headers: dict) -> dict[str, float]:
+    """The Server-Timing header's durations by name (milliseconds)."""
+    return {m.group(1): float(m.group(2)) for m in re.finditer(r"(\w+);dur=([\d.]+)", headers["server-timing"])}
+
+
+def test_every_answer_carries_server_timing(server):
+    _, headers, _ = http("POST", server.url + "/embed", {"inputs": ["the cat sat"]}, KEY)
+    timing = server_timing(headers)
+    assert set(timing) == {"read", "tokenize", "infer", "total"}
+    assert 0 < timing["read"] + timing["tokenize"] + timing["infer"] <= timing["total"]
+    _, headers, _ = http("GET", server.url + "/health")
+    assert set(server_timing(headers)) == {"total"}  # no body to read
+
+
 def test_metrics_move(server):
     before = {
         "requests": metric(server, "lightembed_requests_total", route="/embed", status="200"),
@@ -314,8 +328,12 @@ def test_full_queue_429_and_timeout_503(folders):
             wait_until(lambda: queued(srv, 2), timeout=0.9)
             status, headers, body = http("POST", srv.url + "/embed", {"inputs": "c"})
             assert status == 429 and int(headers["retry-after"]) >= 1 and body["error_type"] == "Overloaded"
-            status, _, body = first.result()
+            status, first_headers, body = first.result()
         assert status == 503 and "timeout" in body["error"]
+        # Server-Timing tells the server's own share: the second it waited for its timeout, not the client's view
+        assert 900 <= server_timing(first_headers)["total"] < 5000
+        assert 0 <= server_timing(first_headers)["read"] <= server_timing(first_headers)["total"]
+        assert server_timing(headers)["total"] < 900  # the 429 came at once
         status, _, body = http("POST", srv.url + "/v1/embeddings", {"input": "d"})  # the queue is free again
         assert status == 503 and body["error"]["type"] == "timeout"
     finally:

@@ -25,6 +25,7 @@ from starlette.routing import Route
 
 from lightembed.errors import NonFiniteOutput
 from lightembed.server import protocol as p
+from lightembed.server import timing
 from lightembed.server.batcher import request_deadline
 from lightembed.server.metrics import CONTENT_TYPE, Metrics
 from lightembed.server.service import Served, Service, Settings
@@ -53,7 +54,8 @@ def error_response(path: str, error: p.ApiError) -> JSONResponse:
 
 
 class Guard:
-    """Pure ASGI middleware: API key, 503 while draining, in-flight count, request metrics. (Pure ASGI, not
+    """Pure ASGI middleware: API key, 503 while draining, in-flight count, request metrics, the Server-Timing
+    header. (Pure ASGI, not
     BaseHTTPMiddleware, so handlers still see the client's disconnect on `receive`.)"""
 
     def __init__(self, app: Any, state: State, metrics: Metrics, api_key: str | None) -> None:
@@ -72,6 +74,7 @@ class Guard:
         async def send_status(message: MutableMapping[str, Any]) -> None:
             if message["type"] == "http.response.start":
                 status["code"] = message["status"]
+                message.setdefault("headers", []).append((b"server-timing", timing.header(scope, start)))
             await send(message)
 
         self.state.in_flight += 1
@@ -193,11 +196,14 @@ def build_app(served: list[Served], settings: Settings, *, api_key: str | None =
             path = request.url.path
             deadline = time.monotonic() + settings.request_timeout
             request_deadline.set((deadline, settings.request_timeout))
+            timing.start(request.scope)
             try:
                 if not state.ready:
                     raise p.Unavailable("The server is still loading its models.")
                 check_content_type(request)
+                began = time.perf_counter()
                 body = await read_body(request, settings.limits, settings.body_timeout)
+                timing.note("read", time.perf_counter() - began)
                 result = await answer(request, handler(body), max(0.0, deadline - time.monotonic()))
                 return JSONResponse(result)
             except (p.NonFinite, NonFiniteOutput) as exc:  # the graph's own check, or the answer's

@@ -1,19 +1,22 @@
 """Dynamic batching for one model: inputs of many concurrent requests gathered into padded batches, admitted and
 ordered by the work they need.
 
-Requests arrive already tokenized (`model.tokenize_inputs`, run off the event loop by the caller). At arrival each
-request's work is estimated in padded tokens with the model's own planner (`model.plan`: each input costs the
-longest input of the batch it would run in, plus its share of the batch's fixed cost). The batcher fits the
-model's speed on its recent batches (seconds = a fixed cost per batch + a cost per padded token), and admits a request only when the work that would run before it, plus its own, fits its deadline
-(`request_deadline`, set per request by the app); otherwise `submit` raises Overloaded (429) with a Retry-After
-from the drain rate, at once, before any work. A request that alone, on an idle model, needs more than its
+Requests arrive already tokenized (`model.tokenize_inputs`, run off the event loop by the caller). The batcher fits
+the model's speed on its recent batches (seconds = a fixed cost per batch + a cost per padded token). At arrival each
+request's work is estimated in seconds of inference with that fit and the model's own planner (`model.plan`: each
+input costs the longest input of the batch it would run in, plus its share of the batch's fixed cost), and kept in
+seconds: the fit's two costs move with every batch, their prediction for a batch much less. A request is admitted
+only when the work that would run before it, plus its own, fits its deadline (`request_deadline`, set per request
+by the app); otherwise `submit` raises Overloaded (429) with a Retry-After from the work queued, at once, before
+any work. A large request is checked once more before it is tokenized (`reserve`), on a lower bound of its work
+read from its text, so that most refusals cost no tokenizing. A request that alone, on an idle model, needs more than its
 whole timeout gets 413 (on a busy model, 429: the speed measured under load may be what is too slow).
 
 Order: small requests (one batch of work or less) first, first come first served, so one-text requests do not wait
 behind documents; then the larger ones, first come first served, each admitted only when all the work queued
-ahead of it, plus what small requests have been arriving at over the last SMALL_WINDOW seconds, fits before its
-deadline; a request whose slack is
-running out (its deadline minus twice its remaining time, at the measured rate, is under URGENT_SLACK of its timeout)
+ahead of it, plus the share of the model the small requests took over the last SMALL_WINDOW seconds, fits before
+its deadline; a request whose slack is
+running out (its deadline minus twice its remaining time is under URGENT_SLACK of its timeout)
 becomes urgent and gets every other batch (earliest deadline first; every batch once started, when only that
 finishes it in time), so large requests are not starved; a safety net, rarely needed now that admission counts the small work. A
 request that can no longer finish by its deadline is refused (429) before any of its inputs run; work is never
@@ -32,17 +35,19 @@ request. At most `max_queue` inputs wait or run at once per model (a memory boun
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import math
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Hashable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Hashable, Iterator, Sequence
 
 import numpy as np
 
 from lightembed.errors import LightembedRuntimeError
+from lightembed.server import timing
 from lightembed.server.protocol import Overloaded, PayloadTooLarge
 
 if TYPE_CHECKING:
@@ -59,9 +64,14 @@ ADMIT_SHARE = 0.8
 # of its timeout: twice, since it then gets half the batches; late, so short requests keep the model meanwhile.
 URGENT_SLACK = 0.2
 CRITICAL_TURNS = 4  # a critical request gets 3 batches in 4 (so it is critical below 1.5x its time left)
+# Before tokenizing, a large request is refused when its least work fills more than this share of the room that the
+# admission after tokenizing allows (which sees the real cost and newer batches), so that a request let through
+# by a hair is not often refused there, after waiting to be tokenized.
+RESERVE_SHARE = 0.9
 _DECAY = 0.95  # weight of the past in the measured speed, per batch
-# Small-request work admitted in the last SMALL_WINDOW seconds is the share of the model a large request must leave
-# to the small ones arriving while it runs (they go first).
+# The share of the model's time spent on small requests in the last SMALL_WINDOW seconds is what a large request must
+# leave to the small ones arriving while it runs (they go first). Measured on the batches, not estimated: merged
+# into shared batches, small requests cost a fraction of what each would alone.
 SMALL_WINDOW = 10.0
 
 
@@ -79,22 +89,29 @@ class Job:
     encodings: Sequence[Any]
     future: asyncio.Future
     arrived: float
-    unit: np.ndarray  # estimated work per input: padded tokens plus its share of its batch's fixed cost
+    unit: np.ndarray  # estimated seconds per input: its padded tokens and its share of its batch's fixed cost
     padded: np.ndarray  # estimated padded tokens per input
     deadline: float | None = None
     timeout: float | None = None
     call: Callable[[], list[Any]] | None = None  # run alone instead of forward (e.g. token embeddings via encode)
+    small: bool = False  # one batch of work or less: goes first
     rows: list[Any] = field(default_factory=list)
     taken: int = 0  # inputs handed to a batch so far
     done: int = 0  # inputs whose result is in `rows`
 
     def __post_init__(self) -> None:
         self.rows = [None] * len(self.encodings)
-        self.cost_left = float(self.unit.sum())  # padded tokens not yet delivered
+        self.cost_left = float(self.unit.sum())  # seconds not yet delivered
 
     @property
     def untaken_cost(self) -> float:
+        """Estimated seconds of the inputs not handed to a batch yet."""
         return float(self.unit[self.taken :].sum())
+
+    @property
+    def untaken_padded(self) -> float:
+        """Estimated padded tokens of the inputs not handed to a batch yet."""
+        return float(self.padded[self.taken :].sum())
 
 
 class Batcher:
@@ -127,7 +144,8 @@ class Batcher:
         self.observe = observe
         self._pending: list[Job] = []
         self._in_system = 0  # inputs waiting or running
-        self._work = 0.0  # padded tokens admitted and not delivered
+        self._work = 0.0  # estimated seconds admitted and not delivered
+        self._reserved = 0.0  # least seconds of the large requests being tokenized (reserve)
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"lightembed-{name}")
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
@@ -137,7 +155,9 @@ class Batcher:
         self._fit = np.zeros(5)  # gg, gx, xx, gy, xy
         self._last_urgent = False
         self._turn = 0
-        self._small: deque[tuple[float, float]] = deque()  # (admitted at, work) of recent small requests
+        # (finished at, seconds of its batch spent on small requests' inputs) of recent batches; appended in the
+        # worker thread, read on the event loop (deque appends and pops are atomic)
+        self._small: deque[tuple[float, float]] = deque()
 
     # ----- public -------------------------------------------------------------------------------------------
     @property
@@ -152,7 +172,7 @@ class Batcher:
 
     @property
     def queued_work(self) -> float:
-        """Padded tokens admitted and not yet answered (waiting or running)."""
+        """Estimated seconds of inference admitted and not yet answered (waiting or running)."""
         return self._work
 
     def speed(self) -> tuple[float, float] | None:
@@ -172,28 +192,22 @@ class Batcher:
         g, x = float(batches), float(padded_tokens)
         self._fit = _DECAY * self._fit + np.array([g * g, g * x, x * x, g * seconds, x * seconds])
 
-    @property
-    def rate(self) -> float | None:
-        """Work units (cost()) drained per second (None before the first batch)."""
-        fitted = self.speed()
-        return None if fitted is None else 1.0 / fitted[1]
-
     def cost(self, encodings: Sequence[Any]) -> np.ndarray:
-        """Estimated work of each input, from the model's own plan: the longest input of its batch (its padded
-        length), plus its share of the batch's fixed cost in token equivalents; time = work / rate."""
+        """Estimated seconds of inference of each input, from the model's own plan and the speed fit: the longest
+        input of its batch (its padded length) at the cost per token, plus its share of the batch's fixed cost
+        (zeros before the first batch)."""
         return self._estimate(encodings)[0]
 
     def _estimate(self, encodings: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
-        """(work, padded length) of each input."""
+        """(seconds, padded length) of each input."""
         lengths = token_lengths(encodings)
-        fitted = self.speed()
-        fixed = fitted[0] / fitted[1] if fitted else 0.0
+        fixed, per_token = self.speed() or (0.0, 0.0)
         padded = np.zeros(len(encodings), dtype=np.float64)
         shares = np.zeros(len(encodings), dtype=np.float64)
         for idx in self.model.plan(encodings, self.max_items):
             padded[idx] = lengths[idx].max(initial=1)
             shares[idx] = fixed / len(idx)
-        return padded + shares, padded
+        return padded * per_token + shares, padded
 
     def start(self) -> None:
         """Start gathering (on the running event loop)."""
@@ -229,6 +243,7 @@ class Batcher:
         n = len(encodings)
         now = time.monotonic()
         unit, padded = self._estimate(encodings)
+        small = self._size_class(float(padded.sum())) == 0
         deadline, timeout = request_deadline.get() or (None, None)
         if self._in_system > 0 and self._in_system + n > self.max_queue:
             raise Overloaded(
@@ -236,11 +251,9 @@ class Batcher:
                 f"{self.max_queue}); retry later.",
                 retry_after=self._drain_seconds(self._work),
             )
-        self._admit(float(unit.sum()), now, deadline, timeout)
-        if self._size_class(float(unit.sum())) == 0:
-            self._small.append((now, float(unit.sum())))
+        self._admit(float(unit.sum()), small, now, deadline, timeout)
         job = Job(key, options, encodings, asyncio.get_running_loop().create_future(), now, unit, padded, deadline,
-                  timeout, call)
+                  timeout, call, small)
         self._pending.append(job)
         self._in_system += n
         self._work += job.cost_left
@@ -248,83 +261,96 @@ class Batcher:
         try:
             return await job.future
         finally:
+            timing.note("infer", time.monotonic() - now)
             if job.future.cancelled():
                 self._release(job)
 
-    def precheck(self) -> None:
-        """Raise Overloaded (429) at once when no larger request could be admitted now, whatever its size: the
-        work queued and the small requests' share already fill the time to the request's deadline. Called before
-        a large request is tokenized, so that its refusal costs no tokenizing."""
-        rate = self.rate
+    @contextlib.contextmanager
+    def reserve(self, inputs: int, at_least: float) -> Iterator[None]:
+        """Around the tokenizing of a request of `inputs` inputs and at least `at_least` tokens (a bound read from
+        its text: service.least_tokens): raise Overloaded (429) at once when the request is surely larger than one
+        batch and could not be admitted even at that least work, so that its refusal costs no tokenizing; else
+        hold that work as reserved until the block ends, so that large requests tokenizing at the same time are
+        checked against each other too, not each against the queue alone."""
+        fitted = self.speed()
         deadline, timeout = request_deadline.get() or (None, None)
-        if rate is None or deadline is None or timeout is None:
-            return
-        now = time.monotonic()
-        room = self._large_room(now, deadline, rate)
-        if self._work > room:
-            raise Overloaded(
-                f"Model {self.name!r} has about {self._work / rate:.1f} s of work queued; a request this large could "
-                f"not finish within the {timeout:g} s request timeout. Retry after the Retry-After seconds.",
-                retry_after=self._drain_seconds(self._work - max(room, 0.0)),
-            )
+        least = 0.0
+        if fitted is not None:
+            per_batch = float(self.max_tokens or 2048)
+            batches = max(math.ceil(inputs / max(1, self.max_items)), math.ceil(at_least / per_batch))
+            least = fitted[0] * batches + fitted[1] * at_least
+        if least and deadline is not None and timeout is not None and self._size_class(at_least) > 0:
+            room = self._large_room(time.monotonic(), deadline) * RESERVE_SHARE
+            ahead = self._work + self._reserved + least
+            if ahead > room:
+                raise Overloaded(
+                    f"Model {self.name!r} has about {self._work + self._reserved:.1f} s of work queued; this request "
+                    f"(at least {least:.1f} s of work) could not finish within the {timeout:g} s request timeout. "
+                    "Retry after the Retry-After seconds.",
+                    retry_after=self._drain_seconds(ahead - max(room, 0.0)),
+                )
+        self._reserved += least
+        try:
+            yield
+        finally:
+            self._reserved -= least
 
     # ----- admission ----------------------------------------------------------------------------------------
     def _drain_seconds(self, work: float) -> int:
-        """Seconds until `work` is drained at the measured rate; at most the request timeout, since admitted
+        """Whole seconds until `work` (estimated seconds) is drained; at most the request timeout, since admitted
         work always fits one timeout (a longer figure would be a noisy speed fit, not the queue)."""
-        rate = self.rate
-        seconds = max(1, math.ceil(work / rate)) if rate else 1
+        seconds = max(1, math.ceil(work))
         timeout = (request_deadline.get() or (None, None))[1]
         return min(seconds, max(1, math.ceil(timeout))) if timeout else seconds
 
-    def _admit(self, cost: float, now: float, deadline: float | None, timeout: float | None) -> None:
-        """Raise 413/429 unless a request of `cost` padded tokens can finish by `deadline`."""
-        rate = self.rate
-        if rate is None or deadline is None or timeout is None:
+    def _admit(self, cost: float, small: bool, now: float, deadline: float | None, timeout: float | None) -> None:
+        """Raise 413/429 unless a request of `cost` estimated seconds (`small`: one batch of work or less) can
+        finish by `deadline`."""
+        if self.speed() is None or deadline is None or timeout is None:
             return
-        if cost / rate > timeout * ADMIT_SHARE and self._work <= 0:  # alone, on an idle model: never fits
+        if cost > timeout * ADMIT_SHARE and self._work <= 0:  # alone, on an idle model: never fits
             raise PayloadTooLarge(
                 None,
-                f"This request needs about {cost / rate:.1f} s of inference on model {self.name!r} at its measured "
+                f"This request needs about {cost:.1f} s of inference on model {self.name!r} at its measured "
                 f"speed, more than the server's {timeout:g} s request timeout allows; send fewer or shorter inputs "
                 "per request.",
                 param="input",
             )
         live = [j for j in self._pending if not j.future.done()]
         running = self._work - sum(j.untaken_cost for j in live)
-        if self._size_class(cost) == 0:  # small requests go first: only the small work ahead and what runs
-            ahead = running + sum(j.untaken_cost for j in live if self._size_class(j.untaken_cost) == 0) + cost
-            room = (deadline - now) * ADMIT_SHARE * rate
+        if small:  # small requests go first: only the small work ahead and what runs
+            ahead = running + sum(j.untaken_cost for j in live if self._size_class(j.untaken_padded) == 0) + cost
+            room = (deadline - now) * ADMIT_SHARE
         else:
             # Larger requests run first come first served after the small ones, so everything queued is ahead of
             # this one, and the small requests arriving while it waits and runs (at their recent rate) take
             # their share of the model first: admitted, it can finish, and it is never refused later.
             ahead = running + sum(j.untaken_cost for j in live) + cost
-            room = self._large_room(now, deadline, rate)
+            room = self._large_room(now, deadline)
         if ahead > room:
             raise Overloaded(
-                f"Model {self.name!r} has about {self._work / rate:.1f} s of work queued; this request could not "
+                f"Model {self.name!r} has about {self._work:.1f} s of work queued; this request could not "
                 f"finish within the {timeout:g} s request timeout. Retry after the Retry-After seconds.",
                 retry_after=self._drain_seconds(ahead - max(room, 0.0)),
             )
 
-    def _large_room(self, now: float, deadline: float, rate: float) -> float:
-        """Work a request larger than one batch may find ahead of it, its own included, and still finish by
-        `deadline`: the model's share until then, less what the small requests arriving meanwhile take first."""
-        return (deadline - now) * (ADMIT_SHARE * rate - self._small_rate(now))
+    def _large_room(self, now: float, deadline: float) -> float:
+        """Seconds of work a request larger than one batch may find ahead of it, its own included, and still finish
+        by `deadline`: the model's share until then, less what the small requests arriving meanwhile take first."""
+        return (deadline - now) * (ADMIT_SHARE - self._small_share(now))
 
-    def _small_rate(self, now: float) -> float:
-        """Work units per second of small requests admitted over the last SMALL_WINDOW seconds."""
+    def _small_share(self, now: float) -> float:
+        """The share of the model's time spent on small requests over the last SMALL_WINDOW seconds."""
         while self._small and self._small[0][0] < now - SMALL_WINDOW:
             self._small.popleft()
         return sum(work for _, work in self._small) / SMALL_WINDOW
 
-    def _size_class(self, work: float) -> int:
-        """0 for work that fits one batch (max_batch_tokens), then one class per doubling. Small (class 0) goes
+    def _size_class(self, padded: float) -> int:
+        """0 for `padded` tokens that fit one batch (max_batch_tokens), then one class per doubling. Small (class 0) goes
         first, then the rest; first come first served within each: exact shortest-first would starve a 20-token
         query behind a stream of 10-token ones."""
         batch = float(self.max_tokens or 2048)
-        return max(0, math.ceil(math.log2(max(work, 1.0) / batch)))
+        return max(0, math.ceil(math.log2(max(padded, 1.0) / batch)))
 
     def _release(self, job: Job) -> None:
         """Forget the inputs of `job` that will not run."""
@@ -339,11 +365,10 @@ class Batcher:
 
     def _refuse_late(self, now: float) -> None:
         """Refuse (429) every untouched request that cannot finish by its deadline any more."""
-        rate = self.rate
-        if rate is None:
+        if self.speed() is None:
             return
         for job in self._pending:
-            if job.taken == 0 and job.deadline is not None and now + job.untaken_cost / rate > job.deadline:
+            if job.taken == 0 and job.deadline is not None and now + job.untaken_cost > job.deadline:
                 self._release(job)
                 job.future.set_exception(Overloaded(
                     f"Model {self.name!r} is overloaded: this request could no longer finish within the "
@@ -352,15 +377,13 @@ class Batcher:
                 ))
 
     def _urgent(self, job: Job, now: float) -> bool:
-        rate = self.rate
-        if rate is None or job.deadline is None or job.timeout is None:
+        if self.speed() is None or job.deadline is None or job.timeout is None:
             return False
-        return job.deadline - now - 2 * job.untaken_cost / rate < job.timeout * URGENT_SLACK
+        return job.deadline - now - 2 * job.untaken_cost < job.timeout * URGENT_SLACK
 
     def _critical(self, job: Job, now: float) -> bool:
-        rate = self.rate
-        assert rate is not None and job.deadline is not None
-        return job.deadline - now < 1.5 * job.untaken_cost / rate
+        assert job.deadline is not None
+        return job.deadline - now < 1.5 * job.untaken_cost
 
     def _take(self) -> list[tuple[Job, int, int]]:
         """(job, first row, end row) pieces of one batch: the head job's key, at most max_items inputs."""
@@ -377,7 +400,7 @@ class Batcher:
             order = sorted(urgent, key=lambda j: j.deadline or 0.0) + [j for j in self._pending if j not in urgent]
             self._last_urgent = True
         else:
-            order = sorted(self._pending, key=lambda j: (self._size_class(j.untaken_cost) > 0, j.arrived))
+            order = sorted(self._pending, key=lambda j: (self._size_class(j.untaken_padded) > 0, j.arrived))
             self._last_urgent = False
         head = order[0]
         if head.call is not None:
@@ -466,6 +489,10 @@ class Batcher:
                     rows[i] = out[row]
         seconds = time.perf_counter() - start
         self.record_speed(groups, padded, seconds)
+        shares = [(job.small, float(job.padded[a:b].sum())) for job, a, b in picks]
+        small = sum(tokens for is_small, tokens in shares if is_small)
+        if small:
+            self._small.append((time.monotonic(), seconds * small / sum(tokens for _, tokens in shares)))
         if self.observe is not None:
             self.observe(len(rows), padded, seconds)
         pieces, at = [], 0

@@ -16,6 +16,7 @@ import numpy as np
 
 from lightembed.errors import LightembedValueError
 from lightembed.server import protocol as p
+from lightembed.server import timing
 from lightembed.server.batcher import Batcher
 from lightembed.server.loading import KIND_CLASS, Kind
 from lightembed.server.model import EmbeddingModel, MultiVectorModel, RerankModel, ServedModel, SparseModel
@@ -33,6 +34,22 @@ def _characters(items: list[Any]) -> int:
         for part in parts:
             total += len(part) if isinstance(part, str) else INLINE_CHARACTERS + 1
     return total
+
+
+def least_tokens(items: list[Any], max_seq_length: int | None) -> float:
+    """A lower bound on the tokens of `items` (texts or pairs of texts), read from the text without tokenizing:
+    each whitespace-separated word is at least one token (WordPiece, BPE and Unigram alike, [UNK] at worst), and
+    an input is at most `max_seq_length` tokens (truncated, or refused when it is longer). A word made only of
+    characters a tokenizer's normalizer deletes (zero-width and control characters) would count without being a
+    token; such a request may meet a 429 under load that its true size would have escaped, never a wrong answer.
+    Anything but text counts one token."""
+    cap = max_seq_length or 1
+    total = 0
+    for item in items:
+        parts = item if isinstance(item, (tuple, list)) else (item,)
+        words = sum(len(part.split()) if isinstance(part, str) else 1 for part in parts)
+        total += min(cap, max(1, words))
+    return float(total)
 
 
 @dataclass
@@ -120,17 +137,22 @@ class Service:
         return self.models[name]
 
     async def _tokenize(self, served: Served, items: list[Any], truncate: bool, field_name: str) -> list[Any]:
+        began = time.perf_counter()
         try:
             if _characters(items) <= INLINE_CHARACTERS:
                 # A few short texts tokenize in well under a millisecond: on the event loop they never wait
                 # in a thread queue behind a large request's tokenization.
                 encodings = served.model.tokenize_inputs(items)
             else:
-                served.batcher.precheck()  # a full model refuses at once, before the tokenizing
-                loop = asyncio.get_running_loop()
-                encodings = await loop.run_in_executor(served.tokenizer_thread, served.model.tokenize_inputs, items)
+                # a model too full for this request refuses it at once, before the tokenizing
+                with served.batcher.reserve(len(items), least_tokens(items, served.model.max_seq_length)):
+                    loop = asyncio.get_running_loop()
+                    encodings = await loop.run_in_executor(served.tokenizer_thread, served.model.tokenize_inputs,
+                                                           items)
         except (TypeError, ValueError) as exc:
             raise p.InvalidField(None, str(exc).replace("inputs[", f"{field_name}["), param=field_name) from None
+        finally:
+            timing.note("tokenize", time.perf_counter() - began)
         if not truncate:
             for i, enc in enumerate(encodings):
                 if enc.overflowing:
