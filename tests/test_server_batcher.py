@@ -363,7 +363,7 @@ def test_a_request_too_large_for_a_busy_model_is_429_not_413():
 
 def test_a_large_request_leaves_room_for_the_small_requests_arriving_meanwhile():
     """Issue 24's overload: large requests admitted on the queue alone later timed out (small requests go first
-    and kept arriving). Admission now charges a large request the small work arriving at its recent rate."""
+    and kept arriving). Admission now leaves the small requests the share of the model they took recently."""
     import time
 
     model = SlowModel(max_batch_tokens=100)
@@ -375,8 +375,8 @@ def test_a_large_request_leaves_room_for_the_small_requests_arriving_meanwhile()
         within(2.0)
         quiet_room = await b.submit([enc(*[1] * 100)] * 4)  # 0.4 s on an otherwise idle model: admitted
         now = time.monotonic()
-        for _ in range(30):  # as if small requests had been admitted at 1,500 tokens/s over the last 10 s
-            b._small.append((now, 500.0))
+        for _ in range(16):  # as if small requests had taken 80% of the model over the last 10 s
+            b._small.append((now, 0.5))
         with pytest.raises(Overloaded) as info:
             await b.submit([enc(*[1] * 100)] * 4)  # the same request: the small ones would take the whole model
         small = await b.submit([enc(*[1] * 20)])  # a small request is still admitted (it goes first)
@@ -396,7 +396,7 @@ def test_a_full_model_refuses_a_large_request_before_it_is_tokenized():
         b.start()
         await b.submit([enc(*[1] * 50)])
         within(1.0)
-        with b.reserve(7, 700):  # idle: passes
+        with b.reserve(7, 790):  # idle: passes (0.79 s fits the 0.8 s admissible; the admission decides)
             pass
         running = asyncio.ensure_future(b.submit([enc(*[1] * 100)] * 7))  # ~0.7 s queued
         await asyncio.sleep(0.01)
@@ -471,3 +471,26 @@ def test_queued_work_is_kept_in_seconds_when_the_speed_fit_moves():
     before, after, eight_token_batch = run(main())
     assert before == pytest.approx(0.32) and after == pytest.approx(0.32)
     assert eight_token_batch == pytest.approx(0.08, rel=0.05)  # the prediction stayed; the two costs moved
+
+
+def test_the_small_requests_share_is_measured_on_the_batches_they_ran_in():
+    import time
+
+    model = SlowModel(max_batch_tokens=100)
+
+    async def main():
+        b = Batcher(model, max_items=8, wait_s=0.05)
+        b.start()
+        # two small requests merged into one 2 x 50-token batch: 0.1 s, all of it theirs
+        await asyncio.gather(b.submit([enc(*[1] * 50)]), b.submit([enc(*[1] * 50)]))
+        await asyncio.sleep(0.01)  # the worker hands its measurement to the event loop
+        after_small = b._small_share(time.monotonic())
+        await b.submit([enc(*[1] * 100)] * 3)  # a large request's batches are not the small ones' share
+        await asyncio.sleep(0.01)
+        after_large = b._small_share(time.monotonic())
+        await b.close()
+        return after_small, after_large, model.batches
+
+    after_small, after_large, batches = run(main())
+    assert batches[0] == [50, 50]
+    assert after_small == pytest.approx(0.1 / 10, rel=0.5) and after_large == pytest.approx(after_small)

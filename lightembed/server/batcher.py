@@ -65,9 +65,10 @@ ADMIT_SHARE = 0.8
 URGENT_SLACK = 0.2
 CRITICAL_TURNS = 4  # a critical request gets 3 batches in 4 (so it is critical below 1.5x its time left)
 # Before tokenizing, a large request is refused when its least work fills more than this share of the room that the
-# admission after tokenizing allows (which sees the real cost and newer batches), so that a request let through
-# by a hair is not often refused there, after waiting to be tokenized.
-RESERVE_SHARE = 0.9
+# admission after tokenizing allows (which sees the real cost and newer batches: the fit's prediction for a batch
+# moves by up to ±8% within a second of overload), so that a request let through by a hair is not refused there,
+# after waiting to be tokenized (0.9 left one such refusal, at 0.3 s, in ~2,000 per 90 s overload run).
+RESERVE_SHARE = 0.85
 _DECAY = 0.95  # weight of the past in the measured speed, per batch
 # The share of the model's time spent on small requests in the last SMALL_WINDOW seconds is what a large request must
 # leave to the small ones arriving while it runs (they go first). Measured on the batches, not estimated: merged
@@ -155,9 +156,11 @@ class Batcher:
         self._fit = np.zeros(5)  # gg, gx, xx, gy, xy
         self._last_urgent = False
         self._turn = 0
-        # (finished at, seconds of its batch spent on small requests' inputs) of recent batches; appended in the
-        # worker thread, read on the event loop (deque appends and pops are atomic)
+        # (finished at, seconds of its batch spent on small requests' inputs) of recent batches; on the event loop
+        # only (the worker thread hands each over with call_soon_threadsafe: summing it while that thread appended
+        # raised "deque mutated during iteration", two 500s in an overload run)
         self._small: deque[tuple[float, float]] = deque()
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     # ----- public -------------------------------------------------------------------------------------------
     @property
@@ -212,7 +215,8 @@ class Batcher:
     def start(self) -> None:
         """Start gathering (on the running event loop)."""
         self._wakeup = asyncio.Event()
-        self._task = asyncio.get_running_loop().create_task(self._run(), name=f"batcher-{self.name}")
+        self._loop = asyncio.get_running_loop()
+        self._task = self._loop.create_task(self._run(), name=f"batcher-{self.name}")
 
     async def close(self) -> None:
         """Stop gathering; the batch running finishes first."""
@@ -279,12 +283,15 @@ class Batcher:
             per_batch = float(self.max_tokens or 2048)
             batches = max(math.ceil(inputs / max(1, self.max_items)), math.ceil(at_least / per_batch))
             least = fitted[0] * batches + fitted[1] * at_least
-        if least and deadline is not None and timeout is not None and self._size_class(at_least) > 0:
+        queued = self._work + self._reserved
+        # On an idle model the admission after tokenizing decides alone (admitted, or 413 when it can never fit):
+        # the margin would refuse, again and again, a request that fits.
+        if least and queued > 0 and deadline is not None and timeout is not None and self._size_class(at_least) > 0:
             room = self._large_room(time.monotonic(), deadline) * RESERVE_SHARE
-            ahead = self._work + self._reserved + least
+            ahead = queued + least
             if ahead > room:
                 raise Overloaded(
-                    f"Model {self.name!r} has about {self._work + self._reserved:.1f} s of work queued; this request "
+                    f"Model {self.name!r} has about {queued:.1f} s of work queued; this request "
                     f"(at least {least:.1f} s of work) could not finish within the {timeout:g} s request timeout. "
                     "Retry after the Retry-After seconds.",
                     retry_after=self._drain_seconds(ahead - max(room, 0.0)),
@@ -491,8 +498,9 @@ class Batcher:
         self.record_speed(groups, padded, seconds)
         shares = [(job.small, float(job.padded[a:b].sum())) for job, a, b in picks]
         small = sum(tokens for is_small, tokens in shares if is_small)
-        if small:
-            self._small.append((time.monotonic(), seconds * small / sum(tokens for _, tokens in shares)))
+        if small and self._loop is not None:
+            spent = (time.monotonic(), seconds * small / sum(tokens for _, tokens in shares))
+            self._loop.call_soon_threadsafe(self._small.append, spent)
         if self.observe is not None:
             self.observe(len(rows), padded, seconds)
         pieces, at = [], 0
