@@ -388,13 +388,17 @@ def test_a_large_request_leaves_room_for_the_small_requests_arriving_meanwhile()
     assert 1 <= int(error.headers()["Retry-After"]) <= 2  # never more than the request timeout
 
 
-def test_a_full_model_refuses_a_large_request_before_it_is_tokenized():
-    model = SlowModel(max_batch_tokens=64)
+async def measured_batcher() -> Batcher:
+    """A started batcher over a 1 ms-a-token model (batches of 64 tokens), its speed measured on one request."""
+    b = Batcher(SlowModel(max_batch_tokens=64), max_items=8, wait_s=0)
+    b.start()
+    await b.submit([enc(*[1] * 50)])
+    return b
 
+
+def test_a_full_model_refuses_a_large_request_before_it_is_tokenized():
     async def main():
-        b = Batcher(model, max_items=8, wait_s=0)
-        b.start()
-        await b.submit([enc(*[1] * 50)])
+        b = await measured_batcher()
         within(1.0)
         with b.reserve(7, 790):  # idle: passes (0.79 s fits the 0.8 s admissible; the admission decides)
             pass
@@ -417,12 +421,8 @@ def test_a_full_model_refuses_a_large_request_before_it_is_tokenized():
 
 
 def test_large_requests_tokenizing_at_once_are_checked_against_each_other():
-    model = SlowModel(max_batch_tokens=64)
-
     async def main():
-        b = Batcher(model, max_items=8, wait_s=0)
-        b.start()
-        await b.submit([enc(*[1] * 50)])
+        b = await measured_batcher()
         within(1.0)
         refused = None
         with b.reserve(6, 600):  # 0.6 s of the 0.8 s admissible, held while it tokenizes
