@@ -30,7 +30,9 @@ def fresh_name() -> str:
 
 def test_vectors_equal_encode_with_the_role_prompts(folders, dense):
     ef = LightembedEmbeddingFunction(str(folders["dense"]), normalize_embeddings=True, batch_size=2)
-    np.testing.assert_array_equal(np.stack(ef(DOCS)), dense.encode(DOCS, prompt="passage ", normalize_embeddings=True))
+    # the same batch_size: the same batches, so the same bits (another batch shape may move the last bit: Zen 5)
+    np.testing.assert_array_equal(np.stack(ef(DOCS)),
+                                  dense.encode(DOCS, prompt="passage ", normalize_embeddings=True, batch_size=2))
     query = np.stack(ef.embed_query([QUERIES[0]]))[0]
     np.testing.assert_array_equal(query, dense.encode(QUERIES[0], prompt="query ", normalize_embeddings=True))
     assert not np.allclose(query, dense.encode(QUERIES[0], normalize_embeddings=True))
