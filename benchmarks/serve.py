@@ -4,6 +4,7 @@
     python -m benchmarks.serve --model work/minilm --reranker work/minilm-ce --threads-test
     python -m benchmarks.serve --model work/minilm --cold-start 5
     python -m benchmarks.serve --model work/minilm --overload 90 [--clients 64]
+    python -m benchmarks.serve --model work/minilm --burst 100
 
 Bounded: a fixed number of requests, then it stops. Each server mode is a fresh `lightembed serve` subprocess on
 127.0.0.1. Scenarios, on the same real texts (benchmarks/corpus.py `mixed`, or `short_queries` with
@@ -22,6 +23,10 @@ peak RSS (VmHWM).
 paragraphs (corpus.long_paragraphs); a client told 429 waits its Retry-After (at most 5 s). Reported: answers by
 status, how fast refusals came (429 p99/max ms), p50/p99 of the one-text and of the large requests answered 200,
 Retry-After seen, and the inference thrown away (inputs run that no answered request used, from /metrics).
+
+`--burst N` is issue 24's burst: N requests of 64 mixed texts each (corpus.mixed) sent at once, each on its own
+connection, to a fresh server with its defaults. Reported: answers by status, each status's time to answer
+(max ms), the Retry-After seen, and whether every 200 answered correctly.
 
 `--threads-test` serves an embedder and a reranker in one process and keeps both busy at once (C/2 clients each),
 with each model's onnxruntime pool at 1 thread, and at all usable cores with spinning off and on, to see
@@ -368,6 +373,59 @@ def overload(model: str, clients: int, seconds: float, extra: list[str]) -> dict
     }
 
 
+def burst(model: str, n: int, extra: list[str]) -> dict:
+    """Issue 24's burst: `n` requests of 64 mixed texts each, all sent at once on their own connections."""
+    from lightembed import SentenceTransformer
+
+    texts = mixed(64 * n, seed=9)
+    local = SentenceTransformer(model)
+    want = local.encode(texts, normalize_embeddings=True)
+    tolerance = answer_tolerance(local)
+    del local
+    server = Server([f"{model}=emb"], extra, queue=False)
+    bodies = [json.dumps({"model": "emb", "input": texts[64 * i : 64 * (i + 1)], "encoding_format": "base64"}).encode()
+              for i in range(n)]
+    out: list[dict] = []
+
+    async def one(i: int) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        headers: dict = {}
+        start = time.perf_counter()
+        try:
+            status, raw = await _post(reader, writer, "/v1/embeddings", bodies[i], headers)
+        finally:
+            writer.close()
+        took = time.perf_counter() - start
+        ok = status != 200 or embed_check(want[64 * i : 64 * (i + 1)], tolerance)(json.loads(raw))
+        out.append({"status": status, "s": took, "ok": ok, "retry_after": headers.get("retry-after"),
+                    "server": server_timing(headers.get("server-timing", "")),
+                    "untokenized": status == 429 and b"at least" in raw})
+
+    async def main() -> None:
+        await asyncio.gather(*[one(i) for i in range(n)])
+
+    try:
+        asyncio.run(main())
+    finally:
+        server.stop()
+    statuses = sorted({r["status"] for r in out})
+    retry = [int(r["retry_after"]) for r in out if r["retry_after"]]
+    return {
+        "scenario": f"burst: {n} requests x 64 mixed texts at once", "by_status": {
+            str(k): sum(1 for r in out if r["status"] == k) for k in statuses},
+        "max_ms_by_status": {str(k): 1000 * max(r["s"] for r in out if r["status"] == k) for k in statuses},
+        # the server's view (Server-Timing total; read: the body read and parsed), slowest of each status
+        "server_max_ms_by_status": {str(k): max(r["server"].get("total", 0.0) for r in out if r["status"] == k)
+                                    for k in statuses},
+        "server_read_max_ms": max((r["server"].get("read", 0.0) for r in out), default=None),
+        "refusals_untokenized": sum(1 for r in out if r["untokenized"]),
+        "refusal_max_ms_tokenized": max((1000 * r["s"] for r in out if r["status"] == 429 and not r["untokenized"]),
+                                        default=None),
+        "wrong_answers": sum(1 for r in out if not r["ok"]), "answer_check": tolerance,
+        "retry_after_s_min_max": [min(retry), max(retry)] if retry else None,
+    }
+
+
 def summarize(rows: list[dict]) -> list[dict]:
     """Median texts/s, p50 and p99 and the largest peak RSS of each (scenario, mode) over the rounds; errors
     summed."""
@@ -402,12 +460,15 @@ def main(argv: list[str] | None = None) -> int:
                     help="--max-batch-tokens of the batching-on modes (one server each)")
     ap.add_argument("--cold-start", type=int, metavar="ROUNDS", help="only measure cold start, median of ROUNDS")
     ap.add_argument("--overload", type=float, metavar="SECONDS", help="only the mixed overload load, for SECONDS")
+    ap.add_argument("--burst", type=int, metavar="N", help="only the burst: N requests of 64 texts at once")
     ap.add_argument("--serve-args", nargs=argparse.REMAINDER, default=[],
-                    help="with --overload: more `lightembed serve` flags (last on the line)")
+                    help="with --overload or --burst: more `lightembed serve` flags (last on the line)")
     ap.add_argument("--out")
     args = ap.parse_args(argv)
-    if args.overload:
-        result = {"machine": machine(), **overload(args.model, args.clients, args.overload, args.serve_args)}
+    if args.overload or args.burst:
+        scenario = overload(args.model, args.clients, args.overload, args.serve_args) if args.overload else (
+            burst(args.model, args.burst, args.serve_args))
+        result = {"machine": machine(), **scenario}
         print(json.dumps(result, indent=2))
         if args.out:
             Path(args.out).write_text(json.dumps(result, indent=2))

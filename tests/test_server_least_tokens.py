@@ -32,7 +32,10 @@ def byte_level_bpe(corpus: list[str]) -> Tokenizer:
     tok = Tokenizer(BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    tok.train_from_iterator(corpus, BpeTrainer(vocab_size=3000, special_tokens=["<s>", "</s>"], show_progress=False))
+    # all 256 bytes in the vocabulary, as in GPT-2's: without them a text in a script the corpus lacks encodes to nothing
+    trainer = BpeTrainer(vocab_size=3000, special_tokens=["<s>", "</s>"], show_progress=False,
+                         initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(corpus, trainer)
     tok.post_processor = processors.TemplateProcessing(single="<s> $A </s>", pair="<s> $A </s> $B </s>",
                                                        special_tokens=[("<s>", 0), ("</s>", 1)])
     return tok
@@ -59,12 +62,16 @@ def test_the_bound_never_exceeds_the_real_tokens(tokenizer, cap):
     tokenizer.enable_truncation(cap)
     sample = texts()
     real = [len(e.ids) for e in tokenizer.encode_batch(sample)]
-    over = [(t[:60], least_tokens([t], cap), n) for t, n in zip(sample, real) if least_tokens([t], cap) > n]
+    added = len(tokenizer.encode("").ids)  # what the server counts for every input (Served.added_tokens)
+    assert added >= 2  # the special tokens around an input: the bound must hold with them
+    over = [(t[:60], least_tokens([t], cap, added), n) for t, n in zip(sample, real)
+            if least_tokens([t], cap, added) > n]  # fmt: skip
     assert not over
     pairs = list(zip(sample[::2], sample[1::2]))
     real_pairs = [len(e.ids) for e in tokenizer.encode_batch(pairs)]
-    assert all(least_tokens([p], cap) <= n for p, n in zip(pairs, real_pairs))
-    assert least_tokens(sample, cap) <= sum(real)
+    added_pair = len(tokenizer.encode("", "").ids)
+    assert all(least_tokens([p], cap, added_pair) <= n for p, n in zip(pairs, real_pairs))
+    assert least_tokens(sample, cap, added) <= sum(real)
 
 
 def test_the_bound_is_close_on_real_prose(tokenizer):
@@ -73,8 +80,30 @@ def test_the_bound_is_close_on_real_prose(tokenizer):
     prose = [p for p in lee_background() if len(p) >= 1500][:64]
     real = sum(len(e.ids) for e in tokenizer.encode_batch(prose))
     # the benchmark's large requests: long news paragraphs, most past 256 tokens; the bound must see most of them
-    assert least_tokens(prose, 256) >= 0.75 * real
+    assert least_tokens(prose, 256, len(tokenizer.encode("").ids)) >= 0.75 * real
 
 
 def test_what_is_not_text_counts_one_token():
     assert least_tokens([b"\x89PNG", ("a b c", None)], 512) == 1 + 4
+
+
+def test_served_counts_the_tokens_an_empty_input_gets_once_per_shape():
+    from types import SimpleNamespace
+
+    from lightembed.server.service import Served
+
+    calls = []
+
+    class Model:
+        def tokenize_inputs(self, items):
+            calls.append(items)
+            if isinstance(items[0], tuple) and len(items[0]) == 3:
+                raise ValueError("not a shape this model takes")
+            return [SimpleNamespace(ids=[101, 102] if isinstance(items[0], str) else [101, 102, 102])]
+
+    served = Served("m", "embed", Model(), batcher=None)  # type: ignore[arg-type]
+    assert served.added_tokens("some text") == 2 and served.added_tokens("other") == 2
+    assert served.added_tokens(("q", "d")) == 3
+    assert served.added_tokens(("a", "b", "c")) == 0  # refused: no bound from it
+    assert served.added_tokens(b"\x89PNG") == 0
+    assert calls == [[""], [("", "")], [("", "", "")]]  # once per shape

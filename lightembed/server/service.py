@@ -36,10 +36,11 @@ def _characters(items: list[Any]) -> int:
     return total
 
 
-def least_tokens(items: list[Any], max_seq_length: int | None) -> float:
+def least_tokens(items: list[Any], max_seq_length: int | None, added: int = 0) -> float:
     """A lower bound on the tokens of `items` (texts or pairs of texts), read from the text without tokenizing:
-    each whitespace-separated word is at least one token (WordPiece, BPE and Unigram alike, [UNK] at worst), and
-    an input is at most `max_seq_length` tokens (truncated, or refused when it is longer). A word made only of
+    each whitespace-separated word is at least one token (WordPiece, BPE and Unigram alike, [UNK] at worst), every
+    input gets the `added` tokens an empty one has (special tokens, a template), and an input is at most
+    `max_seq_length` tokens (truncated, or refused when it is longer). A word made only of
     characters a tokenizer's normalizer deletes (zero-width and control characters) would count without being a
     token; such a request may meet a 429 under load that its true size would have escaped, never a wrong answer.
     Anything but text counts one token."""
@@ -48,7 +49,7 @@ def least_tokens(items: list[Any], max_seq_length: int | None) -> float:
     for item in items:
         parts = item if isinstance(item, (tuple, list)) else (item,)
         words = sum(len(part.split()) if isinstance(part, str) else 1 for part in parts)
-        total += min(cap, max(1, words))
+        total += min(cap, max(1, words + added))
     return float(total)
 
 
@@ -66,8 +67,21 @@ class Served:
     tokenizer_thread: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="lightembed-tokenize")
     )
+    _added: dict[Any, int] = field(default_factory=dict)
     faces: tuple["Served", ...] = ()
     """The same model file served as another kind under the same name (BGE-M3: embed and sparse)."""
+
+    def added_tokens(self, item: Any) -> int:
+        """Tokens the model's tokenizer gives an empty input shaped like `item` (a text or a pair of texts): the
+        special tokens, or a reranker's template, which every input of that shape has whatever its text."""
+        shape = len(item) if isinstance(item, tuple) and all(isinstance(x, str) for x in item) else type(item)
+        if shape not in self._added:
+            empty: Any = "" if shape is str else ("",) * shape if isinstance(shape, int) else None
+            try:
+                self._added[shape] = len(self.model.tokenize_inputs([empty])[0].ids) if empty is not None else 0
+            except Exception:  # noqa: BLE001 - a shape the model does not take: no bound from it
+                self._added[shape] = 0
+        return self._added[shape]
 
     def as_kind(self, kind: Kind) -> "Served":
         """This model, or its face of `kind` when it has one."""
@@ -145,7 +159,8 @@ class Service:
                 encodings = served.model.tokenize_inputs(items)
             else:
                 # a model too full for this request refuses it at once, before the tokenizing
-                with served.batcher.reserve(len(items), least_tokens(items, served.model.max_seq_length)):
+                least = least_tokens(items, served.model.max_seq_length, served.added_tokens(items[0]))
+                with served.batcher.reserve(len(items), least):
                     loop = asyncio.get_running_loop()
                     encodings = await loop.run_in_executor(served.tokenizer_thread, served.model.tokenize_inputs,
                                                            items)
