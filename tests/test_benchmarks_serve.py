@@ -43,3 +43,20 @@ def test_a_bf16_sized_difference_passes_only_the_bf16_check_and_a_wrong_vector_n
     assert not fp32(_answer(rounded)) and bf16(_answer(rounded))
     assert not fp32(_answer(wrong)) and not bf16(_answer(wrong))
     assert not bf16(_answer(want[:3]))  # a vector missing
+
+
+def test_the_overload_and_burst_scenarios_run_against_a_real_server(tmp_path):
+    """Both of issue 24's loads end to end on a tiny model (seconds, not a measurement): every answer is a 200 or a
+    429, every 200 right, and the server's own timing came back with them."""
+    from benchmarks.serve import burst, overload
+    from tests.tiny import make_model
+
+    folder = str(make_model(tmp_path / "emb"))
+    loaded = overload(folder, clients=4, seconds=2, extra=[])
+    assert loaded["requests"] > 0 and set(loaded["by_status"]) <= {"200", "429"} and loaded["wrong_answers"] == 0
+    assert loaded["refusal_server_ms_max"] is None or loaded["refusal_server_ms_max"] <= loaded["refusal_ms_max"]
+    burst_result = burst(folder, 6, [])
+    assert sum(burst_result["by_status"].values()) == 6 and set(burst_result["by_status"]) <= {"200", "429"}
+    assert burst_result["wrong_answers"] == 0 and burst_result["server_read_max_ms"] is not None
+    assert all(burst_result["server_max_ms_by_status"][k] <= burst_result["max_ms_by_status"][k]
+               for k in burst_result["by_status"])
