@@ -377,6 +377,20 @@ def write_chart(results: dict, path: Path) -> Path | None:
     return path
 
 
+KEEP_MARKER = "<!-- kept by benchmarks/run.py -->"
+"""The line of RESULTS.md after which run.py keeps what is there (the other benchmarks' sections)."""
+
+
+def with_kept_sections(generated: str, existing: str | None) -> str:
+    """`generated` followed by the marker and everything after it in `existing` (nothing kept when the existing
+    file has no marker: a file run.py wrote alone)."""
+    line = "\n" + KEEP_MARKER + "\n"  # on a line of its own (the header names it too)
+    if existing is None or line not in existing:
+        return generated
+    kept = existing.split(line, 1)[1]
+    return generated.rstrip("\n") + "\n" + line + kept
+
+
 def results_markdown(results: dict, tables: Sequence[Table], chart: Path | None) -> str:
     m = results["machine"]
     v = results["versions"]
@@ -384,7 +398,8 @@ def results_markdown(results: dict, tables: Sequence[Table], chart: Path | None)
     lines = [
         "# lightembed benchmark results",
         "",
-        "Written by `benchmarks/run.py`; do not edit by hand.",
+        f"The part above `{KEEP_MARKER}` is written by `benchmarks/run.py`; the sections below it are written by hand "
+        "and by the other benchmarks, and run.py keeps them.",
         "",
         "```",
         results["command"],
@@ -426,7 +441,8 @@ def write_results(results: dict, out_dir: Path, echo=print) -> dict[str, Path]:
     tables = all_tables(results)
     chart = write_chart(results, out_dir / "throughput.png")
     md_path = out_dir / "RESULTS.md"
-    md_path.write_text(results_markdown(results, tables, chart))
+    existing = md_path.read_text() if md_path.exists() else None
+    md_path.write_text(with_kept_sections(results_markdown(results, tables, chart), existing))
     json_path = out_dir / "results.json"
     payload = {k: v for k, v in results.items() if k != "_embeddings"}
     payload["tables"] = {t.key: t.as_dict() for t in tables}

@@ -5,6 +5,7 @@ within the cosine the backend was chosen with."""
 from __future__ import annotations
 
 import base64
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -60,3 +61,17 @@ def test_the_overload_and_burst_scenarios_run_against_a_real_server(tmp_path):
     assert burst_result["wrong_answers"] == 0 and burst_result["server_read_max_ms"] is not None
     assert all(burst_result["server_max_ms_by_status"][k] <= burst_result["max_ms_by_status"][k]
                for k in burst_result["by_status"])
+
+
+def test_run_keeps_the_sections_other_benchmarks_wrote_in_results_md():
+    # benchmarks/run.py rewrote the whole file and dropped ~2,300 hand-written lines (the server, pool, CPU-class
+    # sections) when run once for a side question
+    from benchmarks.report import KEEP_MARKER, with_kept_sections
+
+    existing = f"# old run\nold table\n\n{KEEP_MARKER}\n## Server\nby hand\n"
+    header = f"# new run\nabove `{KEEP_MARKER}` is generated\nnew table\n"
+    assert with_kept_sections(header, existing) == header + f"\n{KEEP_MARKER}\n## Server\nby hand\n"
+    assert with_kept_sections("# new run\n", None) == "# new run\n"
+    assert with_kept_sections("# new run\n", "# a file run.py wrote alone\n") == "# new run\n"
+    shipped = (Path(__file__).resolve().parents[1] / "benchmarks" / "RESULTS.md").read_text()
+    assert f"\n{KEEP_MARKER}\n## Appendix" in shipped
