@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from benchmarks.results_file import KEEP_MARKER, with_kept_sections
 from benchmarks.runners import BASELINE, RUNNERS
 
 
@@ -375,20 +376,6 @@ def write_chart(results: dict, path: Path) -> Path | None:
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
-
-
-KEEP_MARKER = "<!-- kept by benchmarks/run.py -->"
-"""The line of RESULTS.md after which run.py keeps what is there (the other benchmarks' sections)."""
-
-
-def with_kept_sections(generated: str, existing: str | None) -> str:
-    """`generated` followed by the marker and everything after it in `existing` (nothing kept when the existing
-    file has no marker: a file run.py wrote alone)."""
-    line = "\n" + KEEP_MARKER + "\n"  # on a line of its own (the header names it too)
-    if existing is None or line not in existing:
-        return generated
-    kept = existing.split(line, 1)[1]
-    return generated.rstrip("\n") + "\n" + line + kept
 
 
 def results_markdown(results: dict, tables: Sequence[Table], chart: Path | None) -> str:

@@ -256,6 +256,21 @@ def server_timing(header: str) -> dict[str, float]:
     return out
 
 
+# Words of the batcher's refusal before tokenizing (Batcher.reserve), which tell it from one after tokenizing.
+UNTOKENIZED = b"at least"
+
+
+def _by_status(out: list[dict]) -> dict[str, int]:
+    """Answers by HTTP status."""
+    return {str(k): sum(1 for r in out if r["status"] == k) for k in sorted({r["status"] for r in out})}
+
+
+def _retry_range(out: list[dict]) -> list[int] | None:
+    """[min, max] of the Retry-After seconds seen, or None."""
+    retry = [int(r["retry_after"]) for r in out if r["retry_after"]]
+    return [min(retry), max(retry)] if retry else None
+
+
 def _pct(values: list[float], q: float) -> float | None:
     values = sorted(values)
     return values[min(len(values) - 1, int(q * len(values)))] if values else None
@@ -311,7 +326,7 @@ def overload(model: str, clients: int, seconds: float, extra: list[str]) -> dict
                             "server": server_timing(headers.get("server-timing", "")),
                             "retry_after": headers.get("retry-after"),
                             "late": status == 429 and b"no longer finish" in raw,
-                            "untokenized": status == 429 and b"at least" in raw})
+                            "untokenized": status == 429 and UNTOKENIZED in raw})
                 if headers.get("connection") == "close":
                     writer.close()
                     reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
@@ -337,18 +352,14 @@ def overload(model: str, clients: int, seconds: float, extra: list[str]) -> dict
     finally:
         server.stop()
     used = sum(128 if r["big"] else 1 for r in out if r["status"] == 200)
-    by_status: dict[str, int] = {}
-    for r in out:
-        by_status[str(r["status"])] = by_status.get(str(r["status"]), 0) + 1
     refusals = [1000 * r["s"] for r in out if r["status"] == 429]
     server_refusals = [r["server"]["total"] for r in out if r["status"] == 429 and "total" in r["server"]]
     late_small = [1000 * r["s"] for r in out if r["status"] == 429 and not r["big"]]
     one = [1000 * r["s"] for r in out if r["status"] == 200 and not r["big"]]
     large = [1000 * r["s"] for r in out if r["status"] == 200 and r["big"]]
-    retry = [int(r["retry_after"]) for r in out if r["retry_after"]]
     return {
         "scenario": f"overload: {clients} clients, {seconds:g} s, 10% of requests 128 long texts",
-        "requests": len(out), "by_status": by_status, "wrong_answers": sum(1 for r in out if not r["ok"]),
+        "requests": len(out), "by_status": _by_status(out), "wrong_answers": sum(1 for r in out if not r["ok"]),
         "answer_check": tolerance,
         "refusal_ms_p99": _pct(refusals, 0.99), "refusal_ms_max": max(refusals, default=None),
         "refusals_over_100ms": sum(1 for ms in refusals if ms > 100),
@@ -367,7 +378,7 @@ def overload(model: str, clients: int, seconds: float, extra: list[str]) -> dict
                             for k in sorted({r["status"] for r in out if r["big"]})},
         "one_text_ms_p50": _pct(one, 0.5), "one_text_ms_p99": _pct(one, 0.99),
         "large_ms_p50": _pct(large, 0.5), "large_ms_p99": _pct(large, 0.99),
-        "retry_after_s_min_max": [min(retry), max(retry)] if retry else None,
+        "retry_after_s_min_max": _retry_range(out),
         "inputs_inferred": inferred, "inputs_answered": used,
         "inference_thrown_away": (inferred - used) / inferred if inferred else 0.0, "peak_rss_mib": rss,
     }
@@ -399,7 +410,7 @@ def burst(model: str, n: int, extra: list[str]) -> dict:
         ok = status != 200 or embed_check(want[64 * i : 64 * (i + 1)], tolerance)(json.loads(raw))
         out.append({"status": status, "s": took, "ok": ok, "retry_after": headers.get("retry-after"),
                     "server": server_timing(headers.get("server-timing", "")),
-                    "untokenized": status == 429 and b"at least" in raw})
+                    "untokenized": status == 429 and UNTOKENIZED in raw})
 
     async def main() -> None:
         await asyncio.gather(*[one(i) for i in range(n)])
@@ -409,10 +420,8 @@ def burst(model: str, n: int, extra: list[str]) -> dict:
     finally:
         server.stop()
     statuses = sorted({r["status"] for r in out})
-    retry = [int(r["retry_after"]) for r in out if r["retry_after"]]
     return {
-        "scenario": f"burst: {n} requests x 64 mixed texts at once", "by_status": {
-            str(k): sum(1 for r in out if r["status"] == k) for k in statuses},
+        "scenario": f"burst: {n} requests x 64 mixed texts at once", "by_status": _by_status(out),
         "max_ms_by_status": {str(k): 1000 * max(r["s"] for r in out if r["status"] == k) for k in statuses},
         # the server's view (Server-Timing total; read: the body read and parsed), slowest of each status
         "server_max_ms_by_status": {str(k): max(r["server"].get("total", 0.0) for r in out if r["status"] == k)
@@ -422,7 +431,7 @@ def burst(model: str, n: int, extra: list[str]) -> dict:
         "refusal_max_ms_tokenized": max((1000 * r["s"] for r in out if r["status"] == 429 and not r["untokenized"]),
                                         default=None),
         "wrong_answers": sum(1 for r in out if not r["ok"]), "answer_check": tolerance,
-        "retry_after_s_min_max": [min(retry), max(retry)] if retry else None,
+        "retry_after_s_min_max": _retry_range(out),
     }
 
 

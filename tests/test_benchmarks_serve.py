@@ -66,7 +66,7 @@ def test_the_overload_and_burst_scenarios_run_against_a_real_server(tmp_path):
 def test_run_keeps_the_sections_other_benchmarks_wrote_in_results_md():
     # benchmarks/run.py rewrote the whole file and dropped ~2,300 hand-written lines (the server, pool, CPU-class
     # sections) when run once for a side question
-    from benchmarks.report import KEEP_MARKER, with_kept_sections
+    from benchmarks.results_file import KEEP_MARKER, with_kept_sections
 
     existing = f"# old run\nold table\n\n{KEEP_MARKER}\n## Server\nby hand\n"
     header = f"# new run\nabove `{KEEP_MARKER}` is generated\nnew table\n"

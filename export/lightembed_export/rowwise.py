@@ -65,15 +65,13 @@ def quantize_rowwise(
         "rowwise_127": np.array(127.0, dtype=np.float32),
         "rowwise_eps": np.array(1e-12, dtype=np.float32),
         "rowwise_zero_point": np.array(128, dtype=np.uint8),
-        # ReduceMax's axes (opset >= 18) and the flattening Reshape's shape: both [-1]
-        "rowwise_last_axis": np.array([-1], dtype=np.int64),
     }
+    if not plain or opset >= 18:  # the fused spelling's flattening Reshape, ReduceMax's axes from opset 18: both [-1]
+        constants["rowwise_last_axis"] = np.array([-1], dtype=np.int64)
     if plain:
         constants["rowwise_128"] = np.array(128.0, dtype=np.float32)
     else:
         constants.update(rowwise_zero_point_1d=np.array([128], dtype=np.uint8), rowwise_one=np.array(1.0, np.float32))
-    if plain and opset < 18:
-        del constants["rowwise_last_axis"]
     new_inits += [numpy_helper.from_array(value, name) for name, value in constants.items()]
     quantized: dict[str, tuple[str, str]] = {}  # activation -> (its u8 tensor, its per-row scales)
 

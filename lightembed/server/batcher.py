@@ -65,9 +65,10 @@ ADMIT_SHARE = 0.8
 URGENT_SLACK = 0.2
 CRITICAL_TURNS = 4  # a critical request gets 3 batches in 4 (so it is critical below 1.5x its time left)
 # Before tokenizing, a large request is refused when its least work fills more than this share of the room that the
-# admission after tokenizing allows (which sees the real cost and newer batches: the fit's prediction for a batch
-# moves by up to ±8% within a second of overload), so that a request let through by a hair is not refused there,
-# after waiting to be tokenized (0.9 left one such refusal, at 0.3 s, in ~2,000 per 90 s overload run).
+# admission after tokenizing allows (which sees the real cost and newer batches: in an overload run the fit's
+# prediction for one 256-token batch moved by a median 14% within 60 batches), so that a request let through by a
+# hair is not refused there, after waiting to be tokenized (0.9 left one such refusal, at 0.3 s, in ~2,000 per
+# 90 s overload run).
 RESERVE_SHARE = 0.85
 _DECAY = 0.95  # weight of the past in the measured speed, per batch
 # The share of the model's time spent on small requests in the last SMALL_WINDOW seconds is what a large request must
@@ -178,6 +179,16 @@ class Batcher:
         """Estimated seconds of inference admitted and not yet answered (waiting or running)."""
         return self._work
 
+    @property
+    def _measured(self) -> bool:
+        """Whether a batch has run, so the speed fit exists (speed() is not None), without solving it."""
+        return bool(self._fit[2] > 0)
+
+    @property
+    def _batch_tokens(self) -> float:
+        """Padded tokens of one batch of work: what tells a small request (one batch or less) from a large one."""
+        return float(self.max_tokens or 2048)
+
     def speed(self) -> tuple[float, float] | None:
         """(seconds per batch, seconds per padded token) fitted on the recent batches; None before the first."""
         gg, gx, xx, gy, xy = self._fit
@@ -280,8 +291,7 @@ class Batcher:
         deadline, timeout = request_deadline.get() or (None, None)
         least = 0.0
         if fitted is not None:
-            per_batch = float(self.max_tokens or 2048)
-            batches = max(math.ceil(inputs / max(1, self.max_items)), math.ceil(at_least / per_batch))
+            batches = max(math.ceil(inputs / max(1, self.max_items)), math.ceil(at_least / self._batch_tokens))
             least = fitted[0] * batches + fitted[1] * at_least
         queued = self._work + self._reserved
         # On an idle model the admission after tokenizing decides alone (admitted, or 413 when it can never fit):
@@ -313,7 +323,7 @@ class Batcher:
     def _admit(self, cost: float, small: bool, now: float, deadline: float | None, timeout: float | None) -> None:
         """Raise 413/429 unless a request of `cost` estimated seconds (`small`: one batch of work or less) can
         finish by `deadline`."""
-        if self.speed() is None or deadline is None or timeout is None:
+        if not self._measured or deadline is None or timeout is None:
             return
         if cost > timeout * ADMIT_SHARE and self._work <= 0:  # alone, on an idle model: never fits
             raise PayloadTooLarge(
@@ -356,8 +366,7 @@ class Batcher:
         """0 for `padded` tokens that fit one batch (max_batch_tokens), then one class per doubling. Small (class 0) goes
         first, then the rest; first come first served within each: exact shortest-first would starve a 20-token
         query behind a stream of 10-token ones."""
-        batch = float(self.max_tokens or 2048)
-        return max(0, math.ceil(math.log2(max(padded, 1.0) / batch)))
+        return max(0, math.ceil(math.log2(max(padded, 1.0) / self._batch_tokens)))
 
     def _release(self, job: Job) -> None:
         """Forget the inputs of `job` that will not run."""
@@ -372,7 +381,7 @@ class Batcher:
 
     def _refuse_late(self, now: float) -> None:
         """Refuse (429) every untouched request that cannot finish by its deadline any more."""
-        if self.speed() is None:
+        if not self._measured:
             return
         for job in self._pending:
             if job.taken == 0 and job.deadline is not None and now + job.untaken_cost > job.deadline:
@@ -384,7 +393,7 @@ class Batcher:
                 ))
 
     def _urgent(self, job: Job, now: float) -> bool:
-        if self.speed() is None or job.deadline is None or job.timeout is None:
+        if not self._measured or job.deadline is None or job.timeout is None:
             return False
         return job.deadline - now - 2 * job.untaken_cost < job.timeout * URGENT_SLACK
 

@@ -26,14 +26,14 @@ INLINE_CHARACTERS = 2048
 """Requests with at most this many characters in all are tokenized on the event loop (about 0.1 ms)."""
 
 
+def _parts(item: Any) -> tuple[Any, ...]:
+    """The texts of one input: itself, or each text of a pair."""
+    return tuple(item) if isinstance(item, (tuple, list)) else (item,)
+
+
 def _characters(items: list[Any]) -> int:
     """Characters in `items` (texts or pairs of texts); anything else counts as large."""
-    total = 0
-    for item in items:
-        parts = item if isinstance(item, (tuple, list)) else (item,)
-        for part in parts:
-            total += len(part) if isinstance(part, str) else INLINE_CHARACTERS + 1
-    return total
+    return sum(len(part) if isinstance(part, str) else INLINE_CHARACTERS + 1 for item in items for part in _parts(item))
 
 
 def least_tokens(items: list[Any], max_seq_length: int | None, added: int = 0) -> float:
@@ -47,8 +47,7 @@ def least_tokens(items: list[Any], max_seq_length: int | None, added: int = 0) -
     cap = max_seq_length or 1
     total = 0
     for item in items:
-        parts = item if isinstance(item, (tuple, list)) else (item,)
-        words = sum(len(part.split()) if isinstance(part, str) else 1 for part in parts)
+        words = sum(len(part.split()) if isinstance(part, str) else 1 for part in _parts(item))
         total += min(cap, max(1, words + added))
     return float(total)
 
@@ -67,18 +66,23 @@ class Served:
     tokenizer_thread: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="lightembed-tokenize")
     )
-    _added: dict[Any, int] = field(default_factory=dict)
+    _added: dict[Any, int] = field(default_factory=dict, init=False, repr=False)  # added_tokens, by input shape
     faces: tuple["Served", ...] = ()
     """The same model file served as another kind under the same name (BGE-M3: embed and sparse)."""
 
     def added_tokens(self, item: Any) -> int:
         """Tokens the model's tokenizer gives an empty input shaped like `item` (a text or a pair of texts): the
         special tokens, or a reranker's template, which every input of that shape has whatever its text."""
-        shape = len(item) if isinstance(item, tuple) and all(isinstance(x, str) for x in item) else type(item)
+        if isinstance(item, str):
+            shape: Any = str
+        elif isinstance(item, tuple) and all(isinstance(x, str) for x in item):
+            shape = len(item)
+        else:
+            return 0  # not text: no bound from it
         if shape not in self._added:
-            empty: Any = "" if shape is str else ("",) * shape if isinstance(shape, int) else None
+            empty = "" if shape is str else ("",) * shape
             try:
-                self._added[shape] = len(self.model.tokenize_inputs([empty])[0].ids) if empty is not None else 0
+                self._added[shape] = len(self.model.tokenize_inputs([empty])[0].ids)
             except Exception:  # noqa: BLE001 - a shape the model does not take: no bound from it
                 self._added[shape] = 0
         return self._added[shape]

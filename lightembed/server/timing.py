@@ -1,7 +1,8 @@
 """Where a request's time went, for its Server-Timing header: `read` (the body read and parsed), `tokenize` (the
 inputs tokenized, waiting for the tokenizer thread included), `infer` (in the model's batcher: queued and run) and
-`total` (from the request's headers to its answer), in milliseconds. Time before the headers were parsed (a busy event loop, a slow client) is outside all three, which
-is what tells the server's share of a slow answer from the network's and the client's."""
+`total` (from the request's headers to its answer), in milliseconds. Time before the headers were parsed (a busy
+event loop, a slow client) is outside all of them, which is what tells the server's share of a slow answer from the
+network's and the client's."""
 
 from __future__ import annotations
 
@@ -18,11 +19,9 @@ request_timing: contextvars.ContextVar[dict[str, float] | None] = contextvars.Co
 """The durations of the request being answered (the same dict as in its scope); the app sets it."""
 
 
-def start(scope: MutableMapping[str, Any]) -> dict[str, float]:
-    """The durations dict of the request of `scope`, made the current one."""
-    timing: dict[str, float] = scope.setdefault(SCOPE_KEY, {})
-    request_timing.set(timing)
-    return timing
+def start(scope: MutableMapping[str, Any]) -> None:
+    """Make the durations of the request of `scope` (a dict kept in its scope) the current ones."""
+    request_timing.set(scope.setdefault(SCOPE_KEY, {}))
 
 
 def note(name: str, seconds: float) -> None:
